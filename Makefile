@@ -1,0 +1,118 @@
+# agent-data-plane for ARMv7 — the Nix-free build path.
+#
+# Target names mirror the flake's outputs (packages.adp-armv7, checks.adp-test-armv7, ...);
+# both call the same checks/ scripts and the same packaging tool (bin/adp-package).
+# Every recipe prints the commands it runs.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+ARMV7_TARGET  := armv7-unknown-linux-gnueabihf
+ARMV7_BIN     := target/$(ARMV7_TARGET)/release/agent-data-plane
+HOST_BIN      := target/release/agent-data-plane
+ARMV7_RUNNER  := qemu-arm -L /usr/arm-linux-gnueabihf
+RESULT        := result-adp-armv7
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: setup
+setup: ## Install the Debian toolchain (root, bookworm; idempotent)
+	checks/setup-debian.sh
+
+# --- tests -------------------------------------------------------------------
+
+.PHONY: fmt
+fmt: ## Format the workspace
+	cargo fmt --all
+
+.PHONY: clippy
+clippy: ## Lint the workspace with warnings denied
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+.PHONY: test
+test: ## Host: fmt --check, clippy -D warnings, workspace tests
+	checks/test-host.sh
+
+.PHONY: test-armv7
+test-armv7: ## The whole workspace test suite for armv7 (Rust 1.85) under qemu-arm
+	checks/test-armv7.sh
+
+# --- binaries ----------------------------------------------------------------
+
+.PHONY: adp
+adp: ## Native release build of the agent (and its test tools)
+	cargo build --release --locked -p agent-data-plane -p adp-test-intake -p adp-package -p adp-loadgen
+
+.PHONY: agent-data-plane-armv7
+agent-data-plane-armv7: ## The armv7 release binary alone (Rust 1.85, cross)
+	checks/cargo-armv7.sh build --release --locked -p agent-data-plane
+	file $(ARMV7_BIN)
+
+# --- artifacts ---------------------------------------------------------------
+
+.PHONY: adp-armv7
+adp-armv7: ## Reproducible tarball + OCI image into result-adp-armv7/
+	checks/build-adp-armv7.sh
+
+.PHONY: elf
+elf: adp-armv7 ## ELF checks: glibc <= 2.36, EABI5 hard-float, interpreter, no rpath, NEEDED
+	checks/elf.sh $(RESULT)/rootfs-check/usr/bin/agent-data-plane 2>/dev/null || checks/elf.sh $(ARMV7_BIN).stripped
+
+.PHONY: size
+size: adp-armv7 ## Size gate on the stripped armv7 binary
+	checks/size.sh $(ARMV7_BIN).stripped
+
+.PHONY: oci
+oci: adp-armv7 ## OCI layout validity (skopeo, umoci, platform fields)
+	checks/oci.sh $(RESULT)/oci
+
+.PHONY: image-smoke
+image-smoke: adp-armv7 adp ## Smoke-test the image's own rootfs under qemu-arm
+	checks/image-smoke.sh $(RESULT)/oci
+
+.PHONY: reproducibility
+reproducibility: ## Build adp-armv7 twice from two clean copies and compare digests
+	checks/reproducibility.sh
+
+# --- smoke -------------------------------------------------------------------
+
+.PHONY: smoke
+smoke: adp ## Run the host agent against the test intake
+	checks/smoke.sh $(HOST_BIN)
+
+.PHONY: smoke-armv7
+smoke-armv7: agent-data-plane-armv7 adp ## Run the armv7 agent under qemu-arm against the test intake
+	checks/smoke.sh $(ARMV7_BIN) $(ARMV7_RUNNER)
+
+# --- nix (offline) -----------------------------------------------------------
+
+.PHONY: nix-check
+nix-check: ## Offline Nix checks: parse, lock completeness, flake/make parity
+	checks/nix-offline.sh
+	checks/parity.sh
+
+# --- benchmarks (never part of check) ----------------------------------------
+
+.PHONY: bench-codec
+bench-codec: ## DogStatsD decode + intern rate (metrics/s/core)
+	cargo run --release --locked -p adp-dogstatsd --example bench_codec
+
+.PHONY: bench
+bench: adp ## Side-by-side benchmarks; regenerates docs/benchmarks.md
+	checks/bench.sh
+
+# --- everything CI checks ----------------------------------------------------
+
+.PHONY: check
+check: ## Everything CI checks (README's test command)
+	$(MAKE) test
+	$(MAKE) test-armv7
+	$(MAKE) nix-check
+	$(MAKE) smoke
+	$(MAKE) smoke-armv7
+	$(MAKE) adp-armv7
+	$(MAKE) elf size oci image-smoke
+	$(MAKE) reproducibility

@@ -1,0 +1,209 @@
+//! Message generation: a fixed pool of contexts drawn once from the seed, then
+//! messages that pick a context, a type and values from the same PRNG.
+
+/// A load profile (see benchmarks.md for the published shapes).
+#[derive(Clone, Copy, Debug)]
+pub struct Profile {
+    /// Default send rate in bytes/s (0 = unpaced).
+    pub rate_bytes: u64,
+    /// Default number of distinct contexts (0 = idle: send nothing).
+    pub contexts: u32,
+    /// Plain StatsD: no tags, only c/g/ms, short names.
+    pub plain: bool,
+}
+
+impl Profile {
+    /// The profile of that name.
+    pub fn named(name: &str) -> Option<Self> {
+        const MIB: u64 = 1024 * 1024;
+        let (rate_bytes, contexts, plain) = match name {
+            "idle" => (0, 0, false),
+            "low" => (MIB, 3_000, false),
+            "medium" => (10 * MIB, 10_000, false),
+            "heavy" => (50 * MIB, 100_000, false),
+            "ultraheavy" => (100 * MIB, 250_000, false),
+            "plain" => (0, 1_000, true),
+            _ => return None,
+        };
+        Some(Self { rate_bytes, contexts, plain })
+    }
+}
+
+/// SplitMix64: tiny, fast, and identical on every platform for a given seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in lo..=hi (u32 arithmetic: the same on 32- and 64-bit hosts).
+    fn range(&mut self, lo: u32, hi: u32) -> u32 {
+        let span = u64::from(hi - lo) + 1;
+        lo + (self.next_u64() % span) as u32
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+}
+
+const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789_.";
+
+struct Ctx {
+    name: String,
+    tags: String,
+}
+
+/// Generates messages for one profile from one seed.
+pub struct Generator {
+    rng: Rng,
+    plain: bool,
+    contexts: Vec<Ctx>,
+    pending: Option<(Vec<u8>, u64)>,
+}
+
+impl Generator {
+    /// Draws the context pool.
+    pub fn new(profile: Profile, contexts: u32, seed: u64) -> Self {
+        let mut rng = Rng(seed);
+        let mut pool = Vec::with_capacity(contexts as usize);
+        for i in 0..contexts {
+            let name = if profile.plain {
+                format!("bench.metric.{i}")
+            } else {
+                // Prefix with the index so that names are unique even when short.
+                let len = rng.range(1, 200) as usize;
+                let mut n = format!("m{i}.");
+                while n.len() < len {
+                    n.push(ALPHABET[rng.range(0, 25) as usize] as char);
+                }
+                n
+            };
+            let mut tags = String::new();
+            if !profile.plain {
+                let count = rng.range(2, 50);
+                for t in 0..count {
+                    if t > 0 {
+                        tags.push(',');
+                    }
+                    let len = rng.range(3, 150) as usize;
+                    let start = tags.len();
+                    tags.push_str("k");
+                    tags.push((b'a' + (t % 26) as u8) as char);
+                    tags.push(':');
+                    while tags.len() - start < len {
+                        tags.push(ALPHABET[rng.range(0, ALPHABET.len() as u32 - 1) as usize] as char);
+                    }
+                }
+            }
+            pool.push(Ctx { name, tags });
+        }
+        Self { rng, plain: profile.plain, contexts: pool, pending: None }
+    }
+
+    /// A message that did not fit the previous datagram, sent first next time.
+    pub fn push_back(&mut self, msg: Vec<u8>, values: u64) {
+        self.pending = Some((msg, values));
+    }
+
+    /// Appends one message to `out`; returns how many values it carries.
+    pub fn message(&mut self, out: &mut Vec<u8>) -> u64 {
+        if let Some((msg, n)) = self.pending.take() {
+            out.extend_from_slice(&msg);
+            return n;
+        }
+        if self.contexts.is_empty() {
+            return 0;
+        }
+        let idx = self.rng.range(0, self.contexts.len() as u32 - 1) as usize;
+        let ctx = &self.contexts[idx];
+        out.extend_from_slice(ctx.name.as_bytes());
+        let kind = if self.plain {
+            ["c", "g", "ms"][self.rng.range(0, 2) as usize]
+        } else {
+            // count 208, gauge 66, distribution 72, set 9, histogram 1 (total 356)
+            match self.rng.range(0, 355) {
+                0..=207 => "c",
+                208..=273 => "g",
+                274..=345 => "d",
+                346..=354 => "s",
+                _ => "h",
+            }
+        };
+        let values = if !self.plain && kind != "s" && self.rng.chance(0.08) { self.rng.range(2, 32) } else { 1 };
+        for _ in 0..values {
+            out.push(b':');
+            let v = self.rng.range(0, 1_000_000);
+            if kind == "c" || kind == "s" {
+                out.extend_from_slice((v % 1000).to_string().as_bytes());
+            } else {
+                out.extend_from_slice(format!("{}.{}", v / 1000, v % 1000).as_bytes());
+            }
+        }
+        out.push(b'|');
+        out.extend_from_slice(kind.as_bytes());
+        if !ctx.tags.is_empty() {
+            out.extend_from_slice(b"|#");
+            out.extend_from_slice(ctx.tags.as_bytes());
+        }
+        u64::from(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take(gen: &mut Generator, n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| {
+                let mut m = Vec::new();
+                gen.message(&mut m);
+                m
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_same_seed_generates_the_same_messages() {
+        let p = Profile::named("low").unwrap();
+        let a = take(&mut Generator::new(p, 100, 7), 200);
+        let b = take(&mut Generator::new(p, 100, 7), 200);
+        let c = take(&mut Generator::new(p, 100, 8), 200);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn dogstatsd_messages_follow_the_published_shape() {
+        let p = Profile::named("medium").unwrap();
+        let mut gen = Generator::new(p, 500, 1);
+        for m in take(&mut gen, 2_000) {
+            let s = String::from_utf8(m).unwrap();
+            let (head, tags) = s.split_once("|#").expect("every DogStatsD message has tags");
+            let name = head.split(':').next().unwrap();
+            assert!((1..=200 + 8).contains(&name.len()), "name length {}", name.len());
+            let tags: Vec<&str> = tags.split(',').collect();
+            assert!((2..=50).contains(&tags.len()));
+            assert!(tags.iter().all(|t| (3..=150).contains(&t.len())), "{tags:?}");
+            let kind = head.rsplit('|').next().unwrap();
+            assert!(["c", "g", "d", "s", "h"].contains(&kind), "{kind}");
+        }
+    }
+
+    #[test]
+    fn plain_messages_have_no_tags_and_only_peer_types() {
+        let p = Profile::named("plain").unwrap();
+        let mut gen = Generator::new(p, 10, 3);
+        for m in take(&mut gen, 500) {
+            let s = String::from_utf8(m).unwrap();
+            assert!(!s.contains("|#"));
+            let kind = s.rsplit('|').next().unwrap();
+            assert!(["c", "g", "ms"].contains(&kind), "{s}");
+            assert_eq!(s.matches(':').count(), 1, "{s}");
+        }
+    }
+}

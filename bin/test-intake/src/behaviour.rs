@@ -1,0 +1,165 @@
+//! Fault injection: how the intake answers the next requests.
+//!
+//! A [`Behaviour`] is a fault (a status instead of 202, a delay, a closed
+//! connection, or a combination) plus how long it lasts: for the next `n`
+//! intake requests, for a duration, or until replaced. When it runs out the
+//! intake answers normally again, which is exactly the shape of an outage
+//! test: "503 for the next 5 requests, then recover".
+//!
+//! Faults apply to intake endpoints only, never to the `/_intake/` control
+//! endpoints, so a test can always read what was received. A request
+//! answered with a fault status is counted but its payload is not recorded:
+//! the real intake did not accept it, so a retry must not be double counted.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// How the intake answers intake requests. The JSON form (for `POST
+/// /_intake/behaviour`) has the same field names, all optional:
+/// `{"status": 503, "next": 3}`, `{"delay_ms": 2000}`, `{"close": true,
+/// "for_ms": 500}`, `{}` (normal).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Behaviour {
+    /// Answer with this status instead of decoding and answering 202.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Wait this long before answering (or closing).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub delay_ms: u64,
+    /// Close the connection without answering.
+    #[serde(skip_serializing_if = "is_false")]
+    pub close: bool,
+    /// Apply to the next this-many intake requests only, then answer normally.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+    /// Apply for this long after being set, then answer normally.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub for_ms: Option<u64>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+impl Behaviour {
+    /// Decode every payload and answer 202.
+    pub fn normal() -> Self {
+        Self::default()
+    }
+
+    /// Answer with `status` (e.g. 503, 413, 403) without recording the payload.
+    pub fn status(status: u16) -> Self {
+        Self { status: Some(status), ..Self::default() }
+    }
+
+    /// Wait `delay` before answering normally.
+    pub fn delay(delay: Duration) -> Self {
+        Self { delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), ..Self::default() }
+    }
+
+    /// Close the connection without answering.
+    pub fn close() -> Self {
+        Self { close: true, ..Self::default() }
+    }
+
+    /// Limits this behaviour to the next `n` intake requests.
+    pub fn for_next(mut self, n: u64) -> Self {
+        self.next = Some(n);
+        self
+    }
+
+    /// Limits this behaviour to `d` from when it is set.
+    pub fn for_duration(mut self, d: Duration) -> Self {
+        self.for_ms = Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// Whether this behaviour changes anything.
+    pub fn is_normal(&self) -> bool {
+        self.status.is_none() && self.delay_ms == 0 && !self.close
+    }
+}
+
+/// What to do with one request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fault {
+    pub status: Option<u16>,
+    pub delay: Duration,
+    pub close: bool,
+}
+
+/// The behaviour in force and what is left of it.
+#[derive(Debug)]
+pub(crate) struct Active {
+    behaviour: Behaviour,
+    remaining: Option<u64>,
+    until: Option<Instant>,
+}
+
+impl Active {
+    pub(crate) fn new(behaviour: Behaviour) -> Self {
+        let remaining = behaviour.next;
+        let until = behaviour.for_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+        Self { behaviour, remaining, until }
+    }
+
+    /// The behaviour as set.
+    pub(crate) fn behaviour(&self) -> &Behaviour {
+        &self.behaviour
+    }
+
+    /// The fault for the next intake request, consuming one of `next`.
+    pub(crate) fn take(&mut self) -> Fault {
+        let expired = self.remaining == Some(0) || self.until.is_some_and(|t| Instant::now() >= t);
+        if expired || self.behaviour.is_normal() {
+            if expired {
+                *self = Self::new(Behaviour::normal());
+            }
+            return Fault::default();
+        }
+        if let Some(n) = self.remaining.as_mut() {
+            *n -= 1;
+        }
+        Fault {
+            status: self.behaviour.status,
+            delay: Duration::from_millis(self.behaviour.delay_ms),
+            close: self.behaviour.close,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counted_fault_runs_out_then_requests_are_normal() {
+        let mut a = Active::new(Behaviour::status(503).for_next(2));
+        assert_eq!(a.take().status, Some(503));
+        assert_eq!(a.take().status, Some(503));
+        assert_eq!(a.take(), Fault::default());
+        assert!(a.behaviour().is_normal());
+    }
+
+    #[test]
+    fn a_timed_fault_expires() {
+        let mut a = Active::new(Behaviour::close().for_duration(Duration::from_millis(30)));
+        assert!(a.take().close);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(a.take(), Fault::default());
+    }
+
+    #[test]
+    fn behaviour_json_uses_the_field_names() {
+        let b: Behaviour = serde_json::from_str(r#"{"status":413,"next":1,"delay_ms":5}"#).unwrap();
+        assert_eq!(b, Behaviour { delay_ms: 5, ..Behaviour::status(413).for_next(1) });
+        assert_eq!(serde_json::to_string(&Behaviour::normal()).unwrap(), "{}");
+        assert!(serde_json::from_str::<Behaviour>(r#"{"stauts":500}"#).is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! The HTTP side: accept loop, routing, fault application and recording.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use adp_payloads::Endpoint;
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::behaviour::{Active, Behaviour};
+use crate::received::{decode, Received, RequestInfo, MAX_DECOMPRESSED_BYTES};
+use crate::State;
+
+/// Largest compressed body accepted (the intake's own limits are far lower).
+const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// Returned by the service to make hyper drop the connection unanswered.
+#[derive(Debug)]
+struct CloseConnection;
+
+impl std::fmt::Display for CloseConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("closing the connection without a response (fault injection)")
+    }
+}
+
+impl std::error::Error for CloseConnection {}
+
+type Reply = Result<Response<Full<Bytes>>, CloseConnection>;
+
+pub(crate) async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    // Dropping the set on return aborts every connection task.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let state = Arc::clone(&state);
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |req| handle(Arc::clone(&state), req));
+                    // Errors here are client disconnects or our own injected
+                    // closes; either way the connection is over.
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        }
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    Ok(response)
+}
+
+fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Reply {
+    match serde_json::to_vec(value) {
+        Ok(body) => reply(status, "application/json", body),
+        Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string()),
+    }
+}
+
+fn header_string(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, String> {
+    Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| format!("reading the request body failed (limit {MAX_BODY_BYTES} bytes): {e}"))
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_owned();
+    if let Some(control) = path.strip_prefix("/_intake/") {
+        return handle_control(&state, control, req).await;
+    }
+    let method = req.method().clone();
+    let headers = req.headers().clone();
+    let endpoint = Endpoint::from_path(&path);
+    let name = match (endpoint, path.as_str()) {
+        (Some(e), _) => e.as_str(),
+        (None, "/api/v1/validate") => "validate",
+        (None, _) => "unknown",
+    };
+    let mut info = RequestInfo {
+        endpoint: name.to_owned(),
+        method: method.to_string(),
+        path: path.clone(),
+        api_key_present: headers.get("dd-api-key").is_some_and(|v| !v.is_empty()),
+        content_encoding: header_string(&headers, "content-encoding"),
+        content_type: header_string(&headers, "content-type"),
+        user_agent: header_string(&headers, "user-agent"),
+        agent_version: header_string(&headers, "dd-agent-version"),
+        body_bytes: 0,
+        status: 0,
+    };
+    let body = match read_body(req.into_body()).await {
+        Ok(body) => body,
+        Err(e) => return finish(&state, info, StatusCode::BAD_REQUEST, Some(e), None),
+    };
+    info.body_bytes = u64::try_from(body.len()).unwrap_or(u64::MAX);
+
+    let Some(endpoint) = endpoint else {
+        if name == "validate" && method == Method::GET {
+            return if info.api_key_present {
+                finish(&state, info, StatusCode::OK, None, None)
+            } else {
+                finish(&state, info, StatusCode::FORBIDDEN, Some("validate: missing DD-Api-Key".to_owned()), None)
+            };
+        }
+        let error = format!("{method} {path}: not an intake endpoint this test intake knows");
+        return finish(&state, info, StatusCode::NOT_FOUND, Some(error), None);
+    };
+    if method != Method::POST {
+        let error = format!("{method} {path}: intake endpoints take POST");
+        return finish(&state, info, StatusCode::METHOD_NOT_ALLOWED, Some(error), None);
+    }
+
+    let fault = state.behaviour().take();
+    if !fault.delay.is_zero() {
+        tokio::time::sleep(fault.delay).await;
+    }
+    if fault.close {
+        record(&state, info, None, None);
+        return Err(CloseConnection);
+    }
+    if let Some(code) = fault.status {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return finish(&state, info, status, None, None);
+    }
+    if !info.api_key_present {
+        let error = format!("{endpoint}: missing DD-Api-Key header");
+        return finish(&state, info, StatusCode::FORBIDDEN, Some(error), None);
+    }
+    if state.options.blackhole {
+        return finish(&state, info, StatusCode::ACCEPTED, None, None);
+    }
+    let encoding = info.content_encoding.clone().unwrap_or_default();
+    match decode(endpoint, &encoding, &body) {
+        Ok(decoded) => {
+            if state.options.print {
+                print_payload(&info, &decoded);
+            }
+            finish(&state, info, StatusCode::ACCEPTED, None, Some(decoded))
+        }
+        Err(e) => finish(&state, info, StatusCode::BAD_REQUEST, Some(e), None),
+    }
+}
+
+/// Records the request and answers it (`{}` for 2xx, the error text otherwise).
+fn finish(
+    state: &State,
+    mut info: RequestInfo,
+    status: StatusCode,
+    error: Option<String>,
+    decoded: Option<crate::Decoded>,
+) -> Reply {
+    info.status = status.as_u16();
+    let body = match (&error, status.is_success()) {
+        (_, true) if info.endpoint == "validate" => "{\"valid\":true}".to_owned(),
+        (_, true) => "{}".to_owned(),
+        (Some(e), false) => serde_json::json!({ "errors": [e] }).to_string(),
+        (None, false) => serde_json::json!({ "errors": [format!("injected status {}", status.as_u16())] }).to_string(),
+    };
+    record(state, info, error, decoded);
+    reply(status, "application/json", body)
+}
+
+fn record(state: &State, info: RequestInfo, error: Option<String>, decoded: Option<crate::Decoded>) {
+    {
+        let mut r = state.received();
+        *r.requests.entry(info.endpoint.clone()).or_default() += 1;
+        *r.bytes.entry(info.endpoint.clone()).or_default() += info.body_bytes;
+        if info.status == StatusCode::ACCEPTED.as_u16() {
+            *r.accepted.entry(info.endpoint.clone()).or_default() += 1;
+        }
+        if let Some(e) = error {
+            r.errors.push(e);
+        }
+        if let Some(d) = decoded {
+            d.record(&mut r);
+        }
+        if !state.options.blackhole {
+            r.request_log.push(info);
+        }
+    }
+    state.changed.notify_waiters();
+}
+
+fn print_payload(info: &RequestInfo, decoded: &crate::Decoded) {
+    let line = serde_json::json!({
+        "endpoint": info.endpoint,
+        "content_encoding": info.content_encoding,
+        "body_bytes": info.body_bytes,
+        "payload": decoded,
+    });
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn handle_control(state: &State, what: &str, req: Request<Incoming>) -> Reply {
+    let method = req.method().clone();
+    match (method, what) {
+        (Method::GET, "received") => {
+            let snapshot: Received = state.received().clone();
+            json_reply(StatusCode::OK, &snapshot)
+        }
+        (Method::GET, "behaviour") => json_reply(StatusCode::OK, state.behaviour().behaviour()),
+        (Method::POST, "behaviour") => {
+            let body = match read_body(req.into_body()).await {
+                Ok(b) => b,
+                Err(e) => return reply(StatusCode::BAD_REQUEST, "text/plain", e),
+            };
+            match serde_json::from_slice::<Behaviour>(&body) {
+                Ok(b) => {
+                    *state.behaviour() = Active::new(b.clone());
+                    json_reply(StatusCode::OK, &b)
+                }
+                Err(e) => reply(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    format!("behaviour JSON not understood ({e}); fields: status, delay_ms, close, next, for_ms"),
+                ),
+            }
+        }
+        (Method::POST, "reset") => {
+            *state.received() = Received::default();
+            *state.behaviour() = Active::new(Behaviour::normal());
+            state.changed.notify_waiters();
+            reply(StatusCode::OK, "application/json", "{}")
+        }
+        (method, _) => reply(StatusCode::NOT_FOUND, "text/plain", format!("no control endpoint {method} /_intake/{what}")),
+    }
+}

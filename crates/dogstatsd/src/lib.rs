@@ -1,0 +1,39 @@
+//! DogStatsD ingestion for the Agent Data Plane: UDP and Unix-socket listeners
+//! with origin credentials, the complete v1.3 codec, and context resolution
+//! under a fixed memory budget.
+//!
+//! The path of a packet:
+//!
+//! 1. a [`listener`] task receives it (UDP, Unix datagram with `SCM_CREDENTIALS`,
+//!    or a Unix stream connection with its framing);
+//! 2. the [`decoder::Decoder`] splits it into messages and parses each with the
+//!    borrowing [`codec`];
+//! 3. metric names and tags become a shared [`types::Context`] through the
+//!    [`context::ContextResolver`], interned in `stringtheory`'s fixed-budget
+//!    interner;
+//! 4. the owned [`types`] values go downstream in a [`decoder::Batch`] over a
+//!    bounded channel, counted in [`telemetry`].
+//!
+//! [`source::DogStatsDConfig`] (Agent key names) builds the whole thing.
+//!
+//! # Missing
+//!
+//! - Origin detection: credentials and `c:`/`e:`/`card:` are captured but not
+//!   turned into container tags (no tagger exists in this agent).
+//! - Tags with invalid UTF-8 reject their message instead of being repaired.
+#![deny(missing_docs)]
+
+pub mod codec;
+pub mod context;
+pub mod decoder;
+pub mod listener;
+pub mod source;
+pub mod telemetry;
+pub mod types;
+
+pub use decoder::{Batch, Decoder};
+pub use source::{DogStatsDConfig, DogStatsDSource, RunningSource};
+pub use types::{
+    Context, Credentials, Event, EventAlertType, EventPriority, Metric, MetricKind, MetricValue, ServiceCheck,
+    ServiceCheckStatus,
+};

@@ -1,0 +1,352 @@
+//! The DogStatsD source: configuration, listeners and lifecycle.
+//!
+//! [`DogStatsDConfig`] uses the Datadog Agent's key names.
+//! [`DogStatsDConfig::build`] validates it into a [`DogStatsDSource`], and
+//! [`DogStatsDSource::start`] binds every configured listener (failing fast on
+//! the first that cannot bind), spawns one task per listener and returns a
+//! [`RunningSource`]. Decoded [`Batch`]es go to the `mpsc::Sender` given to
+//! `start`; its capacity is the back pressure between ingestion and
+//! aggregation.
+//!
+//! [`RunningSource::shutdown`] stops the listeners: each drains what its
+//! socket already received, sends it, and drops its sender, so the channel
+//! closes once the last listener is gone.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use adp_dogstatsd::source::DogStatsDConfig;
+//! let registry = adp_telemetry::Registry::new();
+//! let source = DogStatsDConfig::default().build(&registry)?;
+//! let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+//! let running = source.start(tx).await?;
+//! while let Some(batch) = rx.recv().await {
+//!     println!("{} metrics", batch.metrics.len());
+//! #   break;
+//! }
+//! running.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use adp_telemetry::Registry;
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::codec::{CodecConfig, MINIMUM_SAMPLE_RATE};
+use crate::context::{ContextBudget, ContextResolver};
+use crate::decoder::{Batch, Decoder};
+use crate::listener::{udp, unix, ListenAddr, ListenerError, Pipe};
+use crate::telemetry::{DecoderTelemetry, ListenerKind, ListenerTelemetry};
+
+const fn default_port() -> u16 {
+    8125
+}
+fn default_bind_host() -> String {
+    "127.0.0.1".to_owned()
+}
+const fn default_buffer_size() -> usize {
+    8192
+}
+const fn default_interner_size() -> u64 {
+    2 * 1024 * 1024
+}
+const fn default_context_limit() -> usize {
+    1_000_000
+}
+const fn default_true() -> bool {
+    true
+}
+const fn default_min_sample_rate() -> f64 {
+    MINIMUM_SAMPLE_RATE
+}
+const fn default_context_expiry() -> u64 {
+    20
+}
+
+/// DogStatsD source configuration (Datadog Agent key names).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct DogStatsDConfig {
+    /// UDP port to listen on; `0` disables the UDP listener. Defaults to 8125.
+    #[serde(default = "default_port")]
+    pub dogstatsd_port: u16,
+    /// Host or address the UDP listener binds when non-local traffic is off.
+    /// Defaults to `127.0.0.1`.
+    #[serde(default = "default_bind_host")]
+    pub bind_host: String,
+    /// Listen on all interfaces (`0.0.0.0`) instead of `bind_host`. Defaults to false.
+    pub dogstatsd_non_local_traffic: bool,
+    /// Path of a Unix datagram socket to listen on; empty disables it.
+    /// Defaults to empty.
+    pub dogstatsd_socket: String,
+    /// Path of a Unix stream socket to listen on; empty disables it.
+    /// Defaults to empty.
+    pub dogstatsd_stream_socket: String,
+    /// Largest payload accepted, in bytes; larger datagrams (and stream frames)
+    /// are counted as truncated and dropped. Defaults to 8192.
+    #[serde(default = "default_buffer_size")]
+    pub dogstatsd_buffer_size: usize,
+    /// Kernel receive buffer per socket (`SO_RCVBUF`), in bytes; `0` keeps the
+    /// OS default. Defaults to 0.
+    pub dogstatsd_so_rcvbuf: usize,
+    /// Byte budget of the string interner holding context names and tags.
+    /// When it is full, new contexts are dropped. Defaults to 2 MiB (the
+    /// Agent's 4096 entries × 512 B).
+    #[serde(default = "default_interner_size")]
+    pub dogstatsd_string_interner_size: u64,
+    /// Most contexts tracked at once; new ones beyond it are dropped.
+    /// Defaults to 1,000,000.
+    #[serde(default = "default_context_limit")]
+    pub aggregate_context_limit: usize,
+    /// Accept any printable ASCII in metric names (except `:` and `|`); when
+    /// false only letters, digits, ` `, `_`, `-` and `.`. Defaults to true.
+    #[serde(default = "default_true")]
+    pub dogstatsd_permissive_decoding: bool,
+    /// Sample rates below this are clamped to it. Defaults to 0.000000003845.
+    #[serde(default = "default_min_sample_rate")]
+    pub dogstatsd_minimum_sample_rate: f64,
+    /// Seconds after which an unused context leaves the resolver's cache.
+    /// Defaults to 20.
+    #[serde(default = "default_context_expiry")]
+    pub dogstatsd_context_expiry_seconds: u64,
+}
+
+impl Default for DogStatsDConfig {
+    fn default() -> Self {
+        Self {
+            dogstatsd_port: default_port(),
+            bind_host: default_bind_host(),
+            dogstatsd_non_local_traffic: false,
+            dogstatsd_socket: String::new(),
+            dogstatsd_stream_socket: String::new(),
+            dogstatsd_buffer_size: default_buffer_size(),
+            dogstatsd_so_rcvbuf: 0,
+            dogstatsd_string_interner_size: default_interner_size(),
+            aggregate_context_limit: default_context_limit(),
+            dogstatsd_permissive_decoding: true,
+            dogstatsd_minimum_sample_rate: default_min_sample_rate(),
+            dogstatsd_context_expiry_seconds: default_context_expiry(),
+        }
+    }
+}
+
+/// The configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Nothing to listen on.
+    #[error("No listeners configured: set `dogstatsd_port` (non-zero), `dogstatsd_socket` or `dogstatsd_stream_socket`")]
+    NoListeners,
+    /// `dogstatsd_buffer_size` is zero.
+    #[error("`dogstatsd_buffer_size` must be at least 1 byte (got 0)")]
+    BufferSize,
+    /// The interner size is zero or does not fit this platform's address space.
+    #[error("`dogstatsd_string_interner_size` must be between 1 byte and the address space (got {0})")]
+    InternerSize(u64),
+    /// `dogstatsd_minimum_sample_rate` is not in (0, 1].
+    #[error("`dogstatsd_minimum_sample_rate` must be in (0, 1] (got {0})")]
+    MinimumSampleRate(f64),
+    /// `bind_host` does not resolve to an address.
+    #[error("`bind_host` {host:?} does not resolve to an address: {reason}")]
+    BindHost {
+        /// The configured host.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Errors of [`DogStatsDSource::start`].
+pub type StartError = ListenerError;
+
+/// A validated DogStatsD source, ready to start.
+#[derive(Debug)]
+pub struct DogStatsDSource {
+    udp: Option<SocketAddr>,
+    unix_datagram: Option<PathBuf>,
+    unix_stream: Option<PathBuf>,
+    buffer_size: usize,
+    so_rcvbuf: usize,
+    codec: CodecConfig,
+    budget: ContextBudget,
+    expiry: Duration,
+    registry: Registry,
+    decoder_telemetry: DecoderTelemetry,
+}
+
+impl DogStatsDConfig {
+    /// Validates the configuration and registers the source's counters in `registry`.
+    pub fn build(&self, registry: &Registry) -> Result<DogStatsDSource, ConfigError> {
+        let non_empty = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+        let unix_datagram = non_empty(&self.dogstatsd_socket);
+        let unix_stream = non_empty(&self.dogstatsd_stream_socket);
+        if self.dogstatsd_port == 0 && unix_datagram.is_none() && unix_stream.is_none() {
+            return Err(ConfigError::NoListeners);
+        }
+        if self.dogstatsd_buffer_size == 0 {
+            return Err(ConfigError::BufferSize);
+        }
+        let interner_bytes = usize::try_from(self.dogstatsd_string_interner_size)
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .ok_or(ConfigError::InternerSize(self.dogstatsd_string_interner_size))?;
+        let rate = self.dogstatsd_minimum_sample_rate;
+        if !(rate > 0.0 && rate <= 1.0) {
+            return Err(ConfigError::MinimumSampleRate(rate));
+        }
+        let udp = if self.dogstatsd_port == 0 {
+            None
+        } else if self.dogstatsd_non_local_traffic {
+            Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.dogstatsd_port))
+        } else {
+            Some(resolve_host(&self.bind_host, self.dogstatsd_port)?)
+        };
+        Ok(DogStatsDSource {
+            udp,
+            unix_datagram,
+            unix_stream,
+            buffer_size: self.dogstatsd_buffer_size,
+            so_rcvbuf: self.dogstatsd_so_rcvbuf,
+            codec: CodecConfig { permissive: self.dogstatsd_permissive_decoding, minimum_sample_rate: rate },
+            budget: ContextBudget::new(interner_bytes, self.aggregate_context_limit),
+            expiry: Duration::from_secs(self.dogstatsd_context_expiry_seconds),
+            registry: registry.clone(),
+            decoder_telemetry: DecoderTelemetry::new(registry),
+        })
+    }
+}
+
+fn resolve_host(host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let err = |reason: String| ConfigError::BindHost { host: host.to_owned(), reason };
+    let mut addrs = (host, port).to_socket_addrs().map_err(|e| err(e.to_string()))?;
+    addrs.next().ok_or_else(|| err("no addresses".to_owned()))
+}
+
+impl DogStatsDSource {
+    /// The shared context budget (for memory reporting).
+    pub fn context_budget(&self) -> &ContextBudget {
+        &self.budget
+    }
+
+    fn decoder(&self) -> Decoder {
+        Decoder::new(
+            self.codec,
+            ContextResolver::new(self.budget.clone(), self.expiry),
+            self.decoder_telemetry.clone(),
+        )
+    }
+
+    /// Binds every listener, then spawns their tasks on the current tokio
+    /// runtime. Logs "DogStatsD listener started." with `listen_addr` for each.
+    pub async fn start(self, tx: mpsc::Sender<Batch>) -> Result<RunningSource, StartError> {
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let pipe = |kind| Pipe {
+            tx: tx.clone(),
+            shutdown: shutdown_rx.clone(),
+            telemetry: ListenerTelemetry::new(&self.registry, kind),
+            buffer_size: self.buffer_size,
+        };
+        // Bind everything first so a failure leaves nothing running.
+        let udp = self.udp.map(|addr| udp::bind(addr, self.so_rcvbuf)).transpose()?;
+        let dgram = match &self.unix_datagram {
+            Some(p) => Some((unix::bind_datagram(p, self.so_rcvbuf)?, p.clone())),
+            None => None,
+        };
+        let stream = match &self.unix_stream {
+            Some(p) => Some((unix::bind_stream(p, self.so_rcvbuf)?, p.clone())),
+            None => None,
+        };
+
+        let ready = Arc::new(AtomicBool::new(true));
+        let mut tasks = JoinSet::new();
+        let mut spawn = |task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+            // A listener that stops on its own (its receiver gone) makes the source unready.
+            let ready = Arc::clone(&ready);
+            tasks.spawn(async move {
+                task.await;
+                ready.store(false, Ordering::Relaxed);
+            });
+        };
+        let mut addrs = Vec::new();
+        if let Some(socket) = udp {
+            let addr = ListenAddr::Udp(socket.local_addr().map_err(|source| ListenerError::Bind {
+                addr: format!("{:?}", self.udp),
+                key: "dogstatsd_port",
+                source,
+            })?);
+            spawn(Box::pin(udp::run(socket, self.decoder(), pipe(ListenerKind::Udp))));
+            addrs.push(addr);
+        }
+        if let Some((socket, path)) = dgram {
+            spawn(Box::pin(unix::run_datagram(socket, path.clone(), self.decoder(), pipe(ListenerKind::UnixDatagram))));
+            addrs.push(ListenAddr::UnixDatagram(path));
+        }
+        if let Some((listener, path)) = stream {
+            spawn(Box::pin(unix::run_stream(listener, path.clone(), self.decoder(), pipe(ListenerKind::UnixStream))));
+            addrs.push(ListenAddr::UnixStream(path));
+        }
+        for addr in &addrs {
+            tracing::info!(listen_addr = %addr, "DogStatsD listener started.");
+        }
+        Ok(RunningSource { addrs, shutdown: shutdown_tx, tasks, ready })
+    }
+}
+
+/// A started source. Dropping it without [`shutdown`](Self::shutdown) also
+/// stops the listeners (they see the shutdown signal's sender go away).
+#[derive(Debug)]
+pub struct RunningSource {
+    addrs: Vec<ListenAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    ready: Arc<AtomicBool>,
+}
+
+impl RunningSource {
+    /// The bound addresses, in the order UDP, Unix datagram, Unix stream
+    /// (UDP with the actual port).
+    pub fn listen_addrs(&self) -> &[ListenAddr] {
+        &self.addrs
+    }
+
+    /// The bound UDP address, if UDP is enabled.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.addrs.iter().find_map(|a| match a {
+            ListenAddr::Udp(a) => Some(*a),
+            _ => None,
+        })
+    }
+
+    /// Whether every listener is running (false once shutdown starts or any
+    /// listener stopped).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// A readiness flag that can be polled from elsewhere (health endpoint).
+    pub fn readiness(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.ready)
+    }
+
+    /// Stops the listeners, lets them drain what they already received, and
+    /// waits for them; the batch channel closes when the caller's own sender
+    /// clones are gone too.
+    pub async fn shutdown(mut self) {
+        self.ready.store(false, Ordering::Relaxed);
+        let _ = self.shutdown.send(true);
+        while let Some(r) = self.tasks.join_next().await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "DogStatsD listener task failed.");
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Encodes aggregated metrics, sketches, service checks and events into the
+//! request bodies the Datadog intake accepts, split under the intake's size
+//! limits and compressed as the Datadog Agent does.
+//!
+//! # Payloads
+//!
+//! | input | endpoint | body | limits (compressed / uncompressed / other) |
+//! | --- | --- | --- | --- |
+//! | series | `POST /api/v2/series` | protobuf `MetricPayload` | 512,000 / 5,242,880 / 10,000 points |
+//! | sketches | `POST /api/beta/sketches` | protobuf `SketchPayload` | 2,621,440 / 4,194,304 |
+//! | service checks | `POST /api/v1/check_run` | JSON array | 2,621,440 / 4,194,304 |
+//! | events | `POST /api/v1/events_batch` | protobuf `EventsPayload` | 2,621,440 / 4,194,304 / 100 events |
+//!
+//! The protobuf messages are hand-written prost structs in [`proto`] (no
+//! `protoc` at build time); the test intake decodes with the same structs.
+//!
+//! **Events** use Saluki's (the Agent Data Plane's) format: protobuf
+//! `EventsPayload` to `/api/v1/events_batch`, at most 100 events per payload,
+//! rather than the Agent's older `/intake/` JSON. It is the same schema family
+//! as the metrics payloads, the intake's own protobuf, and it keeps one
+//! encoder path for every protobuf kind.
+//!
+//! # Hosts and tags
+//!
+//! Following the Agent's DogStatsD enrichment, a `host:<name>` tag is removed
+//! from the tags and names the host instead of the configured `hostname`
+//! (`host:` with an empty name means "no host"); with several, the last in
+//! sorted order wins. For series, a `device:<name>` tag likewise becomes a
+//! `{type: "device"}` resource, as the Agent's v2 series serializer does. An
+//! event's or service check's own `|h:` hostname takes precedence over both.
+//! Every series carries the `{type: "host", name}` resource (the Agent always
+//! writes it, with an empty name when there is no host), an empty `unit` and
+//! `source_type_name`, and origin metadata product 10 (Agent), category 10
+//! (DogStatsD), service 0.
+//!
+//! # Splitting
+//!
+//! Items (one series, one sketch context, one check, one event) are never cut
+//! across payloads. A batch that exceeds a limit becomes several payloads; a
+//! single item too large for an empty payload is dropped, logged and counted
+//! in `adp_payloads_items_dropped_total{reason="too_big"}`. The compressed
+//! size is bounded before it is known by the codec's worst-case bound (see
+//! [`compression`]), so no payload is ever re-encoded.
+//!
+//! # Missing
+//!
+//! - `CommonMetadata` (agent version, API key) is not written into sketch and
+//!   event payloads; the Agent leaves it empty too, and the intake reads the
+//!   API key from the `DD-Api-Key` header.
+//! - No v3 series/sketch payloads and no `/api/v1/series` JSON fallback.
+#![deny(missing_docs)]
+
+pub mod compression;
+mod encode;
+pub mod proto;
+mod split;
+
+use std::fmt;
+
+pub use compression::{decompress, CompressionKind, DecompressError, UnknownCompressionKind};
+pub use encode::{dogsketch, CheckParts, Encoder, EventParts, SeriesType};
+pub use split::Limits;
+
+/// The intake endpoint a payload is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `POST /api/v2/series`.
+    Series,
+    /// `POST /api/beta/sketches`.
+    Sketches,
+    /// `POST /api/v1/check_run`.
+    CheckRun,
+    /// `POST /api/v1/events_batch`.
+    Events,
+}
+
+impl Endpoint {
+    /// Every endpoint, for registering per-endpoint telemetry.
+    pub const ALL: [Self; 4] = [Self::Series, Self::Sketches, Self::CheckRun, Self::Events];
+
+    /// The request path, relative to the site's base URL.
+    pub fn path(&self) -> &'static str {
+        match self {
+            Self::Series => "/api/v2/series",
+            Self::Sketches => "/api/beta/sketches",
+            Self::CheckRun => "/api/v1/check_run",
+            Self::Events => "/api/v1/events_batch",
+        }
+    }
+
+    /// A short name for logs and metric labels.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Series => "series",
+            Self::Sketches => "sketches",
+            Self::CheckRun => "check_run",
+            Self::Events => "events",
+        }
+    }
+
+    /// The endpoint a request path is for.
+    pub fn from_path(path: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.path() == path)
+    }
+
+    /// The `Content-Type` of this endpoint's bodies.
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            Self::CheckRun => CONTENT_TYPE_JSON,
+            Self::Series | Self::Sketches | Self::Events => CONTENT_TYPE_PROTOBUF,
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `Content-Type` of protobuf bodies.
+pub const CONTENT_TYPE_PROTOBUF: &str = "application/x-protobuf";
+/// `Content-Type` of JSON bodies.
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+
+/// One request body, ready for the forwarder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedPayload {
+    /// Where it goes.
+    pub endpoint: Endpoint,
+    /// The (compressed) body.
+    pub body: bytes::Bytes,
+    /// The `Content-Type` header value.
+    pub content_type: &'static str,
+    /// The `Content-Encoding` header value: `zstd`, `deflate` or `identity`.
+    pub content_encoding: &'static str,
+    /// Series, sketch contexts, service checks or events in it.
+    pub items: u64,
+}
+
+/// Encoder configuration, with the Datadog Agent's key names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PayloadsConfig {
+    /// `hostname`: the host every item is attributed to unless it names its
+    /// own. Empty means no host. Defaults to empty (the binary resolves it).
+    pub hostname: String,
+    /// `serializer_compressor_kind`: `zstd`, `zlib` (`deflate`) or `none`.
+    /// Defaults to zstd.
+    pub serializer_compressor_kind: CompressionKind,
+    /// `serializer_zstd_compressor_level`: the zstd level (1 = fastest,
+    /// up to 22). Defaults to 1.
+    pub serializer_zstd_compressor_level: i32,
+    /// `serializer_max_series_payload_size`: compressed bytes per series
+    /// payload. Defaults to 512,000.
+    pub serializer_max_series_payload_size: u64,
+    /// `serializer_max_series_uncompressed_payload_size`: uncompressed bytes
+    /// per series payload. Defaults to 5,242,880.
+    pub serializer_max_series_uncompressed_payload_size: u64,
+    /// `serializer_max_series_points_per_payload`: points per series payload.
+    /// Defaults to 10,000.
+    pub serializer_max_series_points_per_payload: u64,
+    /// `serializer_max_payload_size`: compressed bytes per sketch, check or
+    /// event payload. Defaults to 2,621,440.
+    pub serializer_max_payload_size: u64,
+    /// `serializer_max_uncompressed_payload_size`: uncompressed bytes per
+    /// sketch, check or event payload. Defaults to 4,194,304.
+    pub serializer_max_uncompressed_payload_size: u64,
+}
+
+/// The Agent's default zstd level.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
+
+impl Default for PayloadsConfig {
+    fn default() -> Self {
+        Self {
+            hostname: String::new(),
+            serializer_compressor_kind: CompressionKind::Zstd,
+            serializer_zstd_compressor_level: DEFAULT_ZSTD_LEVEL,
+            serializer_max_series_payload_size: 512_000,
+            serializer_max_series_uncompressed_payload_size: 5_242_880,
+            serializer_max_series_points_per_payload: 10_000,
+            serializer_max_payload_size: 2_621_440,
+            serializer_max_uncompressed_payload_size: 4_194_304,
+        }
+    }
+}
+
+/// Why encoding failed. Items too big for any payload are not errors (they
+/// are dropped and counted); these are.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The zstd level is outside what zstd accepts.
+    #[error("invalid `serializer_zstd_compressor_level` {level}: zstd accepts {min} to {max}")]
+    InvalidZstdLevel {
+        /// The configured level.
+        level: i32,
+        /// The smallest accepted level.
+        min: i32,
+        /// The largest accepted level.
+        max: i32,
+    },
+    /// A payload size limit is zero, which no item could ever fit.
+    #[error("`{key}` is 0: no payload could hold anything; unset it to use the default")]
+    ZeroLimit {
+        /// The configuration key.
+        key: &'static str,
+    },
+    /// The compressor failed (it writes to memory, so this means zstd itself
+    /// refused, e.g. out of memory).
+    #[error("compressing a {endpoint} payload with {kind} failed: {source}")]
+    Compression {
+        /// The payload being built.
+        endpoint: Endpoint,
+        /// The compression kind (`serializer_compressor_kind`).
+        kind: CompressionKind,
+        /// The compressor's error.
+        source: std::io::Error,
+    },
+}

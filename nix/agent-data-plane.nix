@@ -1,0 +1,54 @@
+# The armv7 release binary: crane cross-compiles it with Rust 1.85 and links it
+# against nixos-22.11's glibc 2.35, then it is patched for FHS hosts.
+#
+# The linker gives every binary a store interpreter and store rpaths (that is
+# how the armv7 tests run in the sandbox); the shipped one must be loaded by
+# the target's own glibc, so its interpreter becomes /lib/ld-linux-armhf.so.3
+# and its rpath goes. checks.adp-elf then holds it to the same rules as the
+# make build (glibc <= 2.36, interpreter, no rpath, NEEDED).
+{
+  craneLib,
+  commonArgs,
+  crossEnv,
+  patchelf,
+  buildInfo,
+}:
+
+let
+  args =
+    commonArgs
+    // crossEnv
+    // {
+      pname = "agent-data-plane-armv7";
+      cargoExtraArgs = "--locked -p agent-data-plane";
+      # The workspace's tests run for armv7 in checks.adp-test-armv7.
+      doCheck = false;
+    };
+
+  cargoArtifacts = craneLib.buildDepsOnly args;
+in
+craneLib.buildPackage (
+  args
+  // {
+    inherit cargoArtifacts;
+    nativeBuildInputs = [ patchelf ];
+
+    # What the binary reports as its revision, as checks/build-adp-armv7.sh
+    # exports them. Set here only, not on the dependency build, so that a new
+    # commit does not rebuild the dependencies.
+    ADP_REVISION = buildInfo.revision;
+    ADP_GIT_HASH = buildInfo.gitHash;
+
+    # The packaging tool splits the debug info and strips the shipped binary
+    # itself; the native strip and patchelf fixups know nothing of ARM.
+    dontStrip = true;
+    dontPatchELF = true;
+
+    postInstall = ''
+      patchelf --set-interpreter /lib/ld-linux-armhf.so.3 --remove-rpath \
+        $out/bin/agent-data-plane
+    '';
+
+    passthru = { inherit cargoArtifacts; };
+  }
+)

@@ -1,0 +1,73 @@
+# packages.adp-armv7: the release artifacts, made by the workspace's own
+# packaging tool with the steps and flags of `make adp-armv7`
+# (checks/build-adp-armv7.sh), from the crane-built armv7 binary and, in
+# place of Debian's libc6/libgcc-s1/ca-certificates .debs, the nixos-22.11
+# glibc 2.35 runtime (./rootfs.nix) and nixpkgs' CA bundle.
+#
+# Output: the FHS tarball, its .debug file, the OCI image layout (oci/) and
+# oci-archive, and SHA256SUMS.
+{
+  lib,
+  craneLib,
+  commonArgs,
+  crossEnv,
+  runCommand,
+  armv7Cc,
+  adp,
+  binary,
+  rootfs,
+  cacert,
+  sources,
+  version,
+  revision,
+  sourceDateEpoch,
+}:
+
+let
+  tools = "${armv7Cc.bintools}/bin/${armv7Cc.targetPrefix}";
+  stem = "agent-data-plane-${version}-linux-armv7";
+
+  # The crates built into the armv7 binary, which the SBOM is limited to.
+  cargoTree = craneLib.mkCargoDerivation (
+    commonArgs
+    // crossEnv
+    // {
+      pname = "agent-data-plane-armv7-cargo-tree";
+      cargoArtifacts = null;
+      doInstallCargoArtifacts = false;
+      buildPhaseCargoCommand = ''
+        cargo tree --locked --offline -p agent-data-plane -e normal \
+          --target armv7-unknown-linux-gnueabihf --prefix none --format '{p}' >cargo-tree.txt
+      '';
+      installPhaseCommand = "cp cargo-tree.txt $out";
+    }
+  );
+in
+runCommand "adp-armv7-${version}"
+  {
+    passthru = { inherit binary rootfs cargoTree; };
+    meta.description = "agent-data-plane ${version} for armv7 (glibc >= 2.35): tarball, OCI image, SBOM";
+  }
+  ''
+    # Split the debug info, strip, and link the two, as the make path does.
+    mkdir work
+    cd work
+    ${tools}objcopy --only-keep-debug --compress-debug-sections=zlib \
+      ${binary}/bin/agent-data-plane ${stem}.debug
+    ${tools}strip --strip-all -o agent-data-plane ${binary}/bin/agent-data-plane
+    ${tools}objcopy --add-gnu-debuglink=${stem}.debug agent-data-plane
+
+    ${adp}/bin/adp-package build \
+      --binary agent-data-plane \
+      --debug-file ${stem}.debug \
+      --version ${lib.escapeShellArg version} \
+      --revision ${lib.escapeShellArg revision} \
+      --source-date-epoch ${toString sourceDateEpoch} \
+      --rootfs-dir ${rootfs} \
+      --ca-bundle ${cacert}/etc/ssl/certs/ca-bundle.crt \
+      --cargo-lock ${sources.cargo}/Cargo.lock \
+      --cargo-tree ${cargoTree} \
+      --packaging-dir ${sources.packaging}/packaging \
+      --license ${sources.packaging}/LICENSE \
+      --out $out
+  ''

@@ -1,0 +1,38 @@
+# The sources each derivation sees: only what the job reads, so that edits to
+# docs or CI do not rebuild the workspace.
+{ lib }:
+
+let
+  inherit (lib.fileset) toSource unions;
+in
+{
+  # The Cargo workspace with every crate's and binary's files, test fixtures
+  # included (crane's cleanCargoSource would drop the data files that tests
+  # read with include_bytes!).
+  cargo = toSource {
+    root = ../.;
+    fileset = unions [
+      ../Cargo.toml
+      ../Cargo.lock
+      ../rustfmt.toml
+      ../crates
+      ../bin
+    ];
+  };
+
+  # The packaging tool's static inputs: unit, config example, passwd, group,
+  # nsswitch.conf and the licence.
+  packaging = toSource {
+    root = ../.;
+    fileset = unions [
+      ../packaging
+      ../LICENSE
+    ];
+  };
+
+  # The shell checks that `make` runs too.
+  checks = toSource {
+    root = ../.;
+    fileset = ../checks;
+  };
+}
