@@ -32,7 +32,7 @@ REFRESH=0
 
 say() { printf 'build-adp-armv7: %s\n' "$*"; }
 die() { printf 'build-adp-armv7: error: %s\n' "$*" >&2; exit 1; }
-run() { printf '+ %s\n' "$*"; "$@"; }
+run() { printf '+ %s\n' "$*" >&2; "$@"; }
 
 while [ $# -gt 0 ]; do
     case $1 in

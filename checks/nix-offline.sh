@@ -25,12 +25,23 @@ for tool in nix nix-instantiate jq; do
     command -v "$tool" >/dev/null || fail "$tool is not installed; run 'make setup' (Debian: nix-bin, jq)"
 done
 
-# 1. Parse every tracked-or-not .nix file outside build output.
+# 1. Parse every .nix file of the project: tracked or untracked but not
+# ignored (build output and scratch copies in .tmp/ are ignored); outside a
+# git work tree, every one but target/ and .tmp/.
+list_nix_files() {
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git ls-files -z --cached --others --exclude-standard -- '*.nix'
+    else
+        find . \( -path ./target -o -path ./.tmp -o -path ./.git -o -name 'result*' \) -prune \
+            -o -name '*.nix' -type f -print0
+    fi
+}
 count=0
 while IFS= read -r -d '' file; do
+    [ -f "$file" ] || continue # deleted but still in the index
     nix-instantiate --parse "$file" >/dev/null || fail "$file does not parse (see above)"
     count=$((count + 1))
-done < <(find . \( -path ./target -o -path ./.git -o -name 'result*' \) -prune -o -name '*.nix' -type f -print0)
+done < <(list_nix_files)
 [ "$count" -gt 0 ] || fail "no .nix file found"
 echo "nix-offline: $count .nix files parse"
 
@@ -63,6 +74,16 @@ dangling=$(jq -r '
       | "\($from).\(.key) follows \(.value | join("/"))"
     end' flake.lock)
 [ -z "$dangling" ] || fail "flake.lock has inputs that resolve to no node:"$'\n'"$dangling"
+orphans=$(jq -r '
+    .nodes as $n
+    | {seen: ["root"], todo: ["root"]}
+    | until(.todo == [];
+        .todo[0] as $k
+        | ([($n[$k].inputs // {})[] | select(type == "string")] - .seen) as $new
+        | .todo = .todo[1:] + $new
+        | .seen += $new)
+    | ($n | keys) - .seen | .[]' flake.lock)
+[ -z "$orphans" ] || fail "flake.lock has nodes no input leads to: $(echo $orphans)"
 
 declared=$(nix-instantiate --eval --strict --json -E 'builtins.attrNames (import ./flake.nix).inputs' | jq -r '.[]' | sort)
 locked=$(jq -r '.nodes.root.inputs | keys[]' flake.lock | sort)

@@ -99,7 +99,7 @@ done
 
 # One source of truth: every checks/ script the flake runs exists and is run
 # by make too.
-for script in $(grep -oh 'checks/[a-z0-9-]*\.sh' nix/*.nix | sort -u); do
+for script in $(grep -hv '^[[:space:]]*#' nix/*.nix | grep -o 'checks/[a-z0-9-]*\.sh' | sort -u); do
     [ -f "$script" ] || { problems+=("nix/ runs $script, which does not exist"); continue; }
     grep -q "$script" Makefile checks/*.sh ||
         problems+=("nix/ runs $script but make never does")

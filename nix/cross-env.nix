@@ -7,15 +7,19 @@
 # compiler is used by absolute path and never put in a 26.05 derivation's
 # inputs, so the setup hooks of the two nixpkgs never meet. crane's built-in
 # cross support is not used for the same reason: it wants one spliced cross
-# package set, and 26.05's would bring glibc 2.40+.
+# package set, and 26.05's would bring its own, newer glibc.
 { armv7Cc, qemu-user }:
 
 let
   prefix = "${armv7Cc}/bin/${armv7Cc.targetPrefix}";
   binutils = "${armv7Cc.bintools}/bin/${armv7Cc.targetPrefix}";
-  # Test binaries keep the store interpreter and rpath the linker gave them,
-  # so qemu-arm needs no -L sysroot to run them.
-  runner = "${qemu-user}/bin/qemu-arm";
+  # Test binaries keep the store interpreter the linker gave them, so
+  # qemu-arm needs no -L sysroot. That ld.so finds glibc in its own lib/;
+  # libgcc_s is in gcc's target lib dir, named here in case the linker left
+  # it off the rpath.
+  # (lib/systems/examples.nix: armv7l-hf-multiplatform's config.)
+  gccLib = "${armv7Cc.cc.lib}/armv7l-unknown-linux-gnueabihf/lib";
+  runner = "${qemu-user}/bin/qemu-arm -E LD_LIBRARY_PATH=${gccLib}:${armv7Cc.cc.lib}/lib";
 in
 {
   # Cargo: what to build for, how to link, how to run tests.

@@ -25,15 +25,17 @@ let
   sources = import ./sources.nix { inherit lib; };
   version = (lib.importTOML ../Cargo.toml).workspace.package.version;
 
-  # Identical in every derivation, so the dependency builds are shared; the
-  # vendored crates' store path is remapped so it never reaches a binary.
+  # Identical in every derivation, so the dependency builds are shared. The
+  # remaps give the binaries the make path's file names: the workspace (the
+  # sandbox unpacks it to /build/source) becomes /build, the vendored crates'
+  # store path /cargo, so no store path reaches a binary.
   cargoVendorDir = craneLib.vendorCargoDeps { src = sources.cargo; };
   commonArgs = {
     src = sources.cargo;
     pname = "adp";
     inherit version cargoVendorDir;
     strictDeps = true;
-    CARGO_BUILD_RUSTFLAGS = "--remap-path-prefix=${cargoVendorDir}=/cargo";
+    CARGO_BUILD_RUSTFLAGS = "--remap-path-prefix=/build/source=/build --remap-path-prefix=${cargoVendorDir}=/cargo";
   };
 
   crossEnv = import ./cross-env.nix {
@@ -58,14 +60,12 @@ let
     sourceDateEpoch = self.lastModified or 315532800;
   };
 
-  # The armv7 release from a given source tree; built twice from differently
-  # named copies for checks.adp-reproducibility.
+  # The armv7 release; `extraArgs` make a second, independent build of it
+  # (its own dependency build too) for checks.adp-reproducibility.
   mkRelease =
-    src:
+    extraArgs:
     let
-      args = commonArgs // {
-        inherit src;
-      };
+      args = commonArgs // extraArgs;
       binary = import ./agent-data-plane.nix {
         inherit craneLib crossEnv buildInfo;
         inherit (pkgs) patchelf;
@@ -85,18 +85,14 @@ let
       inherit (buildInfo) revision sourceDateEpoch;
     };
 
-  release = mkRelease sources.cargo;
-  # Same files, another store path and build directory, no shared artifacts.
-  releaseRebuilt = mkRelease (
-    lib.cleanSourceWith {
-      src = sources.cargo;
-      name = "source-rebuilt";
-    }
-  );
+  release = mkRelease { };
+  # Same inputs built again with no shared artifacts and one cargo job
+  # instead of many (a different schedule): any difference is nondeterminism.
+  releaseRebuilt = mkRelease { CARGO_BUILD_JOBS = "1"; };
   inherit (release) binary rootfs;
 
   checks = import ./checks.nix {
-    inherit pkgs craneLib commonArgs crossEnv sources adp binary rootfs release releaseRebuilt;
+    inherit pkgs armv7Cc craneLib commonArgs crossEnv sources adp binary rootfs release releaseRebuilt;
   };
 in
 {
@@ -118,5 +114,6 @@ in
     inherit pkgs craneLib crossEnv checks;
   };
 
-  formatter = pkgs.nixfmt;
+  # `nix fmt`: nixfmt over the whole tree (what crane itself uses).
+  formatter = pkgs.nixfmt-tree;
 }

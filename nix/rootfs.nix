@@ -6,7 +6,9 @@
 # it to ignore /etc/ld.so.cache, and /lib and /usr/lib are not on its default
 # path. So the libraries go to that same path inside the rootfs, and
 # /lib/ld-linux-armhf.so.3 is a *relative* link to it, which resolves inside
-# the rootfs both in a container and under `qemu-arm -L ROOTFS`.
+# the rootfs both in a container and under `qemu-arm -L ROOTFS`. Debian's
+# paths (/lib/arm-linux-gnueabihf/*) are relative links too, so the image
+# looks like the make path's to people and to checks/oci.sh.
 {
   runCommand,
   binutils,
@@ -23,9 +25,10 @@ runCommand "adp-armv7-rootfs"
   ''
     set -o pipefail
     libdir=$out$glibc/lib
-    mkdir -p "$libdir" $out/lib
+    mkdir -p "$libdir" $out/lib/arm-linux-gnueabihf
     cp -L "$glibc/lib/ld-linux-armhf.so.3" "$libdir/"
     ln -s "../''${glibc#/}/lib/ld-linux-armhf.so.3" $out/lib/ld-linux-armhf.so.3
+    ln -s "../../''${glibc#/}/lib/ld-linux-armhf.so.3" $out/lib/arm-linux-gnueabihf/ld-linux-armhf.so.3
 
     # Each NEEDED library from glibc or, for libgcc_s, gcc's target lib dir;
     # a library found in neither fails the build here, not at run time.
@@ -38,6 +41,7 @@ runCommand "adp-armv7-rootfs"
             exit 1
           fi
           cp -L "$found" "$libdir/$soname"
+          ln -s "../../''${glibc#/}/lib/$soname" "$out/lib/arm-linux-gnueabihf/$soname"
         done
     chmod -R u+w,go-w $out
     ls -lR $out

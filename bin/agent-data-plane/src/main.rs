@@ -1,1 +1,102 @@
-fn main() {}
+//! `agent-data-plane`: receives DogStatsD over UDP and Unix sockets, aggregates
+//! it, and forwards series, sketches, events and service checks to the Datadog
+//! intake, configured like the Datadog Agent (`datadog.yaml` + `DD_*`).
+//!
+//! This crate is the CLI and the glue: configuration → modes → APIs → the
+//! pipeline ([`pipeline`]) → lifecycle ([`run`]). The work itself lives in the
+//! `adp-*` library crates.
+#![deny(missing_docs)]
+
+// No custom global allocator: the system (glibc) allocator everywhere. jemalloc
+// is the usual choice for 64-bit agents, but on 32-bit ARM the seed's jemalloc
+// configuration (`thp:never` with `abort_conf:true`) aborted at start-up, and
+// glibc's malloc keeps the armv7 binary smaller and the cross build free of a C
+// library build. See docs/architecture.md and ../shared/reference/toolchains.md.
+
+mod api;
+mod health;
+mod logging;
+mod memory;
+mod pipeline;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The crate version (`CARGO_PKG_VERSION`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The short git hash of the build (`unknown` outside git; see build.rs).
+pub const GIT_HASH: &str = env!("ADP_GIT_HASH");
+/// The build time from `SOURCE_DATE_EPOCH`, or `unknown` (never the wall clock).
+pub const BUILD_TIME: &str = env!("ADP_BUILD_TIME");
+
+/// `v<version>-<git short hash>`.
+pub fn version_string() -> String {
+    format!("v{VERSION}-{GIT_HASH}")
+}
+
+/// The Agent Data Plane: DogStatsD in, Datadog intake out.
+#[derive(Debug, Parser)]
+#[command(name = "agent-data-plane", disable_version_flag = true)]
+struct Cli {
+    /// The Datadog Agent configuration file. A missing default file means
+    /// "configure from DD_* environment variables only"; a missing file given
+    /// here is an error.
+    #[arg(short = 'c', long = "config", value_name = "PATH", global = true)]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the data plane until SIGINT or SIGTERM.
+    Run {
+        /// Writes the process id here at start and removes it at exit.
+        #[arg(short = 'p', long = "pidfile", value_name = "PATH")]
+        pidfile: Option<PathBuf>,
+    },
+    /// Prints the version (v<version>-<git hash>) without reading any configuration.
+    Version {
+        /// Prints version, git hash, target architecture and build time as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prints the effective configuration (file + environment + defaults) as
+    /// YAML, with secrets redacted.
+    Config,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version { json } => {
+            if json {
+                let info = serde_json::json!({
+                    "version": VERSION,
+                    "git_hash": GIT_HASH,
+                    "target_arch": std::env::consts::ARCH,
+                    "build_time": BUILD_TIME,
+                });
+                println!("{info}");
+            } else {
+                println!("{}", version_string());
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Config => match run::load_config(cli.config.as_deref()) {
+            Ok(config) => {
+                print!("{}", config.to_redacted_yaml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("agent-data-plane: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { pidfile } => run::run(cli.config.as_deref(), pidfile.as_deref()),
+    }
+}

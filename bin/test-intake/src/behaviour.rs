@@ -55,17 +55,26 @@ impl Behaviour {
 
     /// Answer with `status` (e.g. 503, 413, 403) without recording the payload.
     pub fn status(status: u16) -> Self {
-        Self { status: Some(status), ..Self::default() }
+        Self {
+            status: Some(status),
+            ..Self::default()
+        }
     }
 
     /// Wait `delay` before answering normally.
     pub fn delay(delay: Duration) -> Self {
-        Self { delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), ..Self::default() }
+        Self {
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            ..Self::default()
+        }
     }
 
     /// Close the connection without answering.
     pub fn close() -> Self {
-        Self { close: true, ..Self::default() }
+        Self {
+            close: true,
+            ..Self::default()
+        }
     }
 
     /// Limits this behaviour to the next `n` intake requests.
@@ -106,7 +115,11 @@ impl Active {
     pub(crate) fn new(behaviour: Behaviour) -> Self {
         let remaining = behaviour.next;
         let until = behaviour.for_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
-        Self { behaviour, remaining, until }
+        Self {
+            behaviour,
+            remaining,
+            until,
+        }
     }
 
     /// The behaviour as set.
@@ -158,7 +171,13 @@ mod tests {
     #[test]
     fn behaviour_json_uses_the_field_names() {
         let b: Behaviour = serde_json::from_str(r#"{"status":413,"next":1,"delay_ms":5}"#).unwrap();
-        assert_eq!(b, Behaviour { delay_ms: 5, ..Behaviour::status(413).for_next(1) });
+        assert_eq!(
+            b,
+            Behaviour {
+                delay_ms: 5,
+                ..Behaviour::status(413).for_next(1)
+            }
+        );
         assert_eq!(serde_json::to_string(&Behaviour::normal()).unwrap(), "{}");
         assert!(serde_json::from_str::<Behaviour>(r#"{"stauts":500}"#).is_err());
     }

@@ -43,7 +43,7 @@ use std::time::Duration;
 
 pub use behaviour::Behaviour;
 pub use received::{
-    decode, Decoded, Received, ReceivedDogsketch, ReceivedEvent, ReceivedServiceCheck, ReceivedSeries, ReceivedSketch,
+    decode, Decoded, Received, ReceivedDogsketch, ReceivedEvent, ReceivedSeries, ReceivedServiceCheck, ReceivedSketch,
     RequestInfo, MAX_DECOMPRESSED_BYTES,
 };
 use tokio::sync::{watch, Notify};
@@ -131,7 +131,12 @@ impl TestIntake {
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let task = tokio::spawn(server::serve(listener, Arc::clone(&state), shutdown_rx));
-        Ok(Self { addr, state, shutdown, task: Some(task) })
+        Ok(Self {
+            addr,
+            state,
+            shutdown,
+            task: Some(task),
+        })
     }
 
     /// The bound address.
@@ -180,7 +185,10 @@ impl TestIntake {
                 }
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return Err(WaitTimeout { waited: timeout, received: self.received() });
+                return Err(WaitTimeout {
+                    waited: timeout,
+                    received: self.received(),
+                });
             }
         }
     }
@@ -202,3 +210,6 @@ impl Drop for TestIntake {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

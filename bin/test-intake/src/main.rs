@@ -47,11 +47,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
-    let options = IntakeOptions { blackhole: args.blackhole, print: args.print };
+    let options = IntakeOptions {
+        blackhole: args.blackhole,
+        print: args.print,
+    };
     let intake = match TestIntake::start_with(args.listen, Behaviour::normal(), options).await {
         Ok(intake) => intake,
         Err(e) => {
-            eprintln!("adp-test-intake: cannot listen on {}: {e}; choose another --listen address", args.listen);
+            eprintln!(
+                "adp-test-intake: cannot listen on {}: {e}; choose another --listen address",
+                args.listen
+            );
             return ExitCode::from(2);
         }
     };
@@ -72,7 +78,11 @@ async fn run(args: Args) -> ExitCode {
         _ = terminate.recv() => {}
     }
     let received = intake.received();
-    eprintln!("adp-test-intake: stopping; requests {:?}, errors {}", received.requests, received.errors.len());
+    eprintln!(
+        "adp-test-intake: stopping; requests {:?}, errors {}",
+        received.requests,
+        received.errors.len()
+    );
     intake.shutdown().await;
     ExitCode::SUCCESS
 }

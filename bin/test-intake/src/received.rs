@@ -191,7 +191,11 @@ impl Received {
 
     /// The sum of every point value of series named `metric`.
     pub fn series_value_sum(&self, metric: &str) -> f64 {
-        self.series_named(metric).iter().flat_map(|s| s.points.iter()).map(|p| p.1).sum()
+        self.series_named(metric)
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .map(|p| p.1)
+            .sum()
     }
 }
 
@@ -279,7 +283,16 @@ fn sketch(s: proto::Sketch) -> ReceivedSketch {
         dogsketches: s
             .dogsketches
             .into_iter()
-            .map(|d| ReceivedDogsketch { ts: d.ts, cnt: d.cnt, min: d.min, max: d.max, avg: d.avg, sum: d.sum, k: d.k, n: d.n })
+            .map(|d| ReceivedDogsketch {
+                ts: d.ts,
+                cnt: d.cnt,
+                min: d.min,
+                max: d.max,
+                avg: d.avg,
+                sum: d.sum,
+                k: d.k,
+                n: d.n,
+            })
             .collect(),
     }
 }
@@ -305,7 +318,12 @@ pub fn decode(endpoint: Endpoint, content_encoding: &str, body: &[u8]) -> Result
     let bad_protobuf = |e: prost::DecodeError| format!("{what}: body is not a valid protobuf payload: {e}");
     Ok(match endpoint {
         Endpoint::Series => Decoded::Series {
-            series: proto::MetricPayload::decode(plain.as_slice()).map_err(bad_protobuf)?.series.into_iter().map(series).collect(),
+            series: proto::MetricPayload::decode(plain.as_slice())
+                .map_err(bad_protobuf)?
+                .series
+                .into_iter()
+                .map(series)
+                .collect(),
         },
         Endpoint::Sketches => Decoded::Sketches {
             sketches: proto::SketchPayload::decode(plain.as_slice())
@@ -316,7 +334,12 @@ pub fn decode(endpoint: Endpoint, content_encoding: &str, body: &[u8]) -> Result
                 .collect(),
         },
         Endpoint::Events => Decoded::Events {
-            events: proto::EventsPayload::decode(plain.as_slice()).map_err(bad_protobuf)?.events.into_iter().map(event).collect(),
+            events: proto::EventsPayload::decode(plain.as_slice())
+                .map_err(bad_protobuf)?
+                .events
+                .into_iter()
+                .map(event)
+                .collect(),
         },
         Endpoint::CheckRun => Decoded::ServiceChecks {
             service_checks: serde_json::from_slice(&plain)

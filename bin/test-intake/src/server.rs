@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::behaviour::{Active, Behaviour};
-use crate::received::{decode, Received, RequestInfo, MAX_DECOMPRESSED_BYTES};
+use crate::received::{decode, Received, RequestInfo};
 use crate::State;
 
 /// Largest compressed body accepted (the intake's own limits are far lower).
@@ -61,7 +61,9 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown
 fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
     Ok(response)
 }
 
@@ -73,7 +75,9 @@ fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Reply {
 }
 
 fn header_string(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, String> {
@@ -120,7 +124,13 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
             return if info.api_key_present {
                 finish(&state, info, StatusCode::OK, None, None)
             } else {
-                finish(&state, info, StatusCode::FORBIDDEN, Some("validate: missing DD-Api-Key".to_owned()), None)
+                finish(
+                    &state,
+                    info,
+                    StatusCode::FORBIDDEN,
+                    Some("validate: missing DD-Api-Key".to_owned()),
+                    None,
+                )
             };
         }
         let error = format!("{method} {path}: not an intake endpoint this test intake knows");
@@ -202,16 +212,28 @@ fn record(state: &State, info: RequestInfo, error: Option<String>, decoded: Opti
     state.changed.notify_waiters();
 }
 
+/// One `--print` line: the request first, then what it carried.
+#[derive(serde::Serialize)]
+struct PrintLine<'a> {
+    endpoint: &'a str,
+    content_encoding: &'a str,
+    body_bytes: u64,
+    #[serde(flatten)]
+    payload: &'a crate::Decoded,
+}
+
 fn print_payload(info: &RequestInfo, decoded: &crate::Decoded) {
-    let line = serde_json::json!({
-        "endpoint": info.endpoint,
-        "content_encoding": info.content_encoding,
-        "body_bytes": info.body_bytes,
-        "payload": decoded,
-    });
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+    let line = PrintLine {
+        endpoint: &info.endpoint,
+        content_encoding: info.content_encoding.as_deref().unwrap_or("identity"),
+        body_bytes: info.body_bytes,
+        payload: decoded,
+    };
+    if let Ok(json) = serde_json::to_string(&line) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{json}");
+        let _ = out.flush();
+    }
 }
 
 async fn handle_control(state: &State, what: &str, req: Request<Incoming>) -> Reply {
@@ -245,6 +267,10 @@ async fn handle_control(state: &State, what: &str, req: Request<Incoming>) -> Re
             state.changed.notify_waiters();
             reply(StatusCode::OK, "application/json", "{}")
         }
-        (method, _) => reply(StatusCode::NOT_FOUND, "text/plain", format!("no control endpoint {method} /_intake/{what}")),
+        (method, _) => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            format!("no control endpoint {method} /_intake/{what}"),
+        ),
     }
 }

@@ -1,1 +1,52 @@
-//! TODO
+//! Time-window aggregation of DogStatsD metrics with the Datadog Agent's
+//! semantics, producing the series and sketches the intake expects.
+//!
+//! # Semantics
+//!
+//! Samples without a timestamp land in the window holding their arrival time.
+//! Windows are `aggregate_window_duration_seconds` wide (10), aligned to
+//! multiples of that width since the epoch, and every point carries its
+//! window's start as timestamp. A window is *closed* once the clock has
+//! reached the next one; [`Aggregator::flush`] releases every closed window
+//! (all of them with `force`, at shutdown). Per context and window:
+//!
+//! | DogStatsD type | sent as |
+//! |---|---|
+//! | count `c` | RATE, `Σ value / rate` divided by the window, `interval = 10`; an idle counter sends 0 for each later window until `counter_expiry_seconds` (300) after its last sample |
+//! | gauge `g` | GAUGE, the last value |
+//! | set `s` | GAUGE, the number of distinct members |
+//! | histogram `h`, timer `ms` | one series per `histogram_aggregates` entry (`<name>.max`, `.median`, `.avg`, `.count` as RATE, `.min`, `.sum`) and per `histogram_percentiles` entry (`<name>.95percentile`) |
+//! | distribution `d` | one [`ddsketch::AgentSketch`] (a [`SketchSeries`] point) |
+//!
+//! Sample rates weight as in the Agent: counts by `1 / rate`; histograms by
+//! `trunc(1 / rate)` in their count and rank statistics but `1 / rate` in
+//! their sum; distributions like histograms, through
+//! [`AgentSketch::insert_sampled`](ddsketch::AgentSketch::insert_sampled).
+//! Counts and gauges with a `|T` timestamp are not aggregated: they leave at
+//! the next flush with their own timestamp, counts as COUNT and gauges as
+//! GAUGE, with no interval.
+//!
+//! # Limits and telemetry
+//!
+//! At most `aggregate_context_limit` contexts are held; samples that would
+//! open another are dropped. `adp_aggregate_contexts` (gauge),
+//! `adp_aggregate_dropped_samples{reason}`,
+//! `adp_aggregate_flushed_series_points` and
+//! `adp_aggregate_flushed_sketch_points` report what happens.
+//!
+//! # Missing
+//!
+//! - Timestamped metrics are grouped per context until the next flush without
+//!   a bound of their own (they do not count toward the context limit).
+//! - A context with several types keeps one state per type class, where the
+//!   Agent folds them into whichever type arrived first in the window.
+//! - No `host` per series: the payload encoder adds the agent's hostname.
+#![deny(missing_docs)]
+
+mod aggregator;
+pub mod config;
+mod output;
+
+pub use aggregator::Aggregator;
+pub use config::{AggregateConfig, ConfigError, HistogramAggregate};
+pub use output::{Flushed, Series, SeriesKind, SketchSeries};

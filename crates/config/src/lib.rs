@@ -261,8 +261,10 @@ pub struct DogStatsDConfig {
     /// keeps the OS default. Defaults to 0.
     #[serde(rename = "dogstatsd_so_rcvbuf")]
     pub so_rcvbuf: u64,
-    /// `dogstatsd_string_interner_size`: entries in the metric name/tag interner;
-    /// its byte budget is this times 512 bytes. Defaults to 4096 (2 MiB).
+    /// `dogstatsd_string_interner_size`: the byte budget of the interner holding
+    /// metric names and tags (units such as `4MiB` accepted), as the Agent Data
+    /// Plane reads it; when full, new contexts are dropped and counted. Defaults
+    /// to 2097152 (2 MiB, the Agent's 4096 entries × 512 B).
     #[serde(rename = "dogstatsd_string_interner_size")]
     pub string_interner_size: u64,
     /// `dogstatsd_queue_size`: decoded batches that may wait between the
@@ -270,9 +272,14 @@ pub struct DogStatsDConfig {
     /// pressure). Defaults to 1024.
     #[serde(rename = "dogstatsd_queue_size")]
     pub queue_size: u64,
-    /// `dogstatsd_tags`: tags added to every metric received. Defaults to none.
-    #[serde(rename = "dogstatsd_tags")]
-    pub tags: Vec<String>,
+    /// `dogstatsd_minimum_sample_rate`: sample rates below this are clamped to it.
+    /// In (0, 1]. Defaults to 0.000000003845.
+    #[serde(rename = "dogstatsd_minimum_sample_rate")]
+    pub minimum_sample_rate: f64,
+    /// `dogstatsd_context_expiry_seconds`: an unused context leaves the
+    /// resolver's cache after this long. Defaults to 20.
+    #[serde(rename = "dogstatsd_context_expiry_seconds")]
+    pub context_expiry_seconds: u64,
     /// `dogstatsd_permissive_decoding`: accept metric names with any printable
     /// ASCII but `:` and `|`. Defaults to true.
     #[serde(rename = "dogstatsd_permissive_decoding")]
@@ -290,11 +297,6 @@ impl DogStatsDConfig {
             };
             SocketAddr::new(ip, self.port)
         })
-    }
-
-    /// The string interner's byte budget (`dogstatsd_string_interner_size` × 512).
-    pub fn string_interner_bytes(&self) -> u64 {
-        self.string_interner_size.saturating_mul(512)
     }
 }
 
@@ -535,6 +537,21 @@ const NONE: Lookup<'static> = Lookup {
     extra_env: &[],
 };
 
+/// Narrows a value already range-checked by its parser (the fallback is unreachable).
+fn narrow<T: TryFrom<u64> + Default>(v: u64) -> T {
+    T::try_from(v).unwrap_or_default()
+}
+
+fn positive_size(raw: source::Raw<'_>) -> Result<u64, String> {
+    source::byte_size(raw).and_then(|n| {
+        if n == 0 {
+            Err("a size in bytes > 0".to_owned())
+        } else {
+            Ok(n)
+        }
+    })
+}
+
 impl Config {
     /// Loads the configuration from `file` (see [`ConfigFile`]) and `env`.
     pub fn load(file: &ConfigFile, env: &Environment) -> Result<Self, ConfigError> {
@@ -679,9 +696,15 @@ impl Config {
             stream_socket: r.get("dogstatsd_stream_socket", NONE, None, optional_path),
             buffer_size: r.get("dogstatsd_buffer_size", NONE, 8192, integer(1, 64 << 20)),
             so_rcvbuf: r.get("dogstatsd_so_rcvbuf", NONE, 0, integer(0, i32::MAX as u64)),
-            string_interner_size: r.get("dogstatsd_string_interner_size", NONE, 4096, integer(0, 1 << 20)),
+            string_interner_size: r.get("dogstatsd_string_interner_size", NONE, 2 << 20, positive_size),
             queue_size: r.get("dogstatsd_queue_size", NONE, 1024, integer(1, 1 << 20)),
-            tags: r.get("dogstatsd_tags", NONE, Vec::new(), list),
+            minimum_sample_rate: r.get(
+                "dogstatsd_minimum_sample_rate",
+                NONE,
+                0.000000003845,
+                float("a sample rate in (0, 1]", |v| v > 0.0 && v <= 1.0),
+            ),
+            context_expiry_seconds: r.get("dogstatsd_context_expiry_seconds", NONE, 20, integer(0, 86_400)),
             permissive_decoding: r.get("dogstatsd_permissive_decoding", NONE, true, boolean),
         };
 

@@ -48,7 +48,10 @@ fn defaults_match_the_datadog_agent() {
     assert_eq!(c.dogstatsd.socket, None);
     assert_eq!(c.dogstatsd.stream_socket, None);
     assert_eq!(c.dogstatsd.buffer_size, 8192);
-    assert_eq!(c.dogstatsd.string_interner_bytes(), 2 * 1024 * 1024);
+    assert_eq!(c.dogstatsd.string_interner_size, 2 * 1024 * 1024);
+    assert_eq!(c.dogstatsd.queue_size, 1024);
+    assert_eq!(c.dogstatsd.minimum_sample_rate, 0.000000003845);
+    assert_eq!(c.dogstatsd.context_expiry_seconds, 20);
     assert_eq!(c.aggregate.window_duration_seconds, 10);
     assert_eq!(c.aggregate.flush_interval, Duration::from_secs(15));
     assert_eq!(c.aggregate.context_limit, 1_000_000);

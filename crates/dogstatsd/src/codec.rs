@@ -669,7 +669,7 @@ mod tests {
         }
     }
 
-    fn values(m: &MetricPacket<'_>) -> Vec<Result<ValueRef<'_>, DecodeError>> {
+    fn values<'a>(m: &MetricPacket<'a>) -> Vec<Result<ValueRef<'a>, DecodeError>> {
         m.values().collect()
     }
 
@@ -856,7 +856,7 @@ mod tests {
 
     #[test]
     fn events_decode_with_every_field() {
-        let e = event("_e{5,9}:title|some\\ntext|d:1700000000|h:host1|k:agg|p:low|s:my_src|t:warning|#b,a,b|c:ci-1|card:low")
+        let e = event("_e{5,10}:title|some\\ntext|d:1700000000|h:host1|k:agg|p:low|s:my_src|t:warning|#b,a,b|c:ci-1|card:low")
             .unwrap();
         assert_eq!(e.title(), "title");
         assert_eq!(e.text(), "some\ntext");
@@ -877,8 +877,8 @@ mod tests {
         assert_eq!(e.priority, EventPriority::Normal);
         assert_eq!(e.alert_type, EventAlertType::Info);
         for t in ["error", "success", "info"] {
-            let e = event(&format!("_e{{1,1}}:a|b|t:{t}")).unwrap();
-            assert_eq!(e.alert_type.as_str(), t);
+            let msg = format!("_e{{1,1}}:a|b|t:{t}");
+            assert_eq!(event(&msg).unwrap().alert_type.as_str(), t);
         }
     }
 
@@ -907,7 +907,7 @@ mod tests {
             "_e{1,5}:a|b",
             "_e{1,1}:ab|c",
             "_e{1,1}:a|bc",
-            "_e{1,2}:a|é",
+            "_e{1,1}:a|é",
             "_e{99999999999999999999999,1}:a|b",
         ] {
             assert_eq!(event(bad), Err(DecodeError::EventLength), "{bad}");

@@ -305,7 +305,11 @@ mod tests {
             let mut d = decoder();
             let mut b = Batch::default();
             d.decode_packet(&bytes, &mut b);
-            prop_assert!(b.metrics.iter().all(|m| match m.value { MetricValue::Number(n) => n.is_finite(), MetricValue::SetMember(_) => true }));
+            let all_finite = b.metrics.iter().all(|m| match m.value {
+                MetricValue::Number(n) => n.is_finite(),
+                MetricValue::SetMember(_) => true,
+            });
+            prop_assert!(all_finite);
         }
     }
 }

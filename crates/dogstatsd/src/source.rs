@@ -350,3 +350,225 @@ impl RunningSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::net::{UnixDatagram as StdUnixDatagram, UnixStream as StdUnixStream};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::types::MetricValue;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn config() -> DogStatsDConfig {
+        DogStatsDConfig { dogstatsd_port: 0, ..DogStatsDConfig::default() }
+    }
+
+    /// Receives batches until `n` metrics arrived (or fails after a timeout).
+    async fn metrics(rx: &mut mpsc::Receiver<Batch>, n: usize) -> Vec<Batch> {
+        let mut got = Vec::new();
+        let mut count = 0;
+        while count < n {
+            let b = tokio::time::timeout(WAIT, rx.recv()).await.expect("timed out waiting for metrics").expect("open");
+            count += b.metrics.len();
+            got.push(b);
+        }
+        got
+    }
+
+    fn names(batches: &[Batch]) -> Vec<String> {
+        batches.iter().flat_map(|b| b.metrics.iter().map(|m| m.context.name().to_string())).collect()
+    }
+
+    /// A free UDP port on loopback (the Agent key reserves 0 for "disabled").
+    fn free_udp_port() -> u16 {
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    #[test]
+    fn no_listener_is_a_config_error_naming_the_keys() {
+        let err = config().build(&Registry::new()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("No listeners configured"), "{msg}");
+        for key in ["`dogstatsd_port`", "`dogstatsd_socket`", "`dogstatsd_stream_socket`"] {
+            assert!(msg.contains(key), "{msg}");
+        }
+    }
+
+    #[test]
+    fn invalid_sizes_are_config_errors() {
+        let r = Registry::new();
+        let base = DogStatsDConfig::default();
+        assert!(matches!(
+            DogStatsDConfig { dogstatsd_buffer_size: 0, ..base.clone() }.build(&r),
+            Err(ConfigError::BufferSize)
+        ));
+        assert!(matches!(
+            DogStatsDConfig { dogstatsd_string_interner_size: 0, ..base.clone() }.build(&r),
+            Err(ConfigError::InternerSize(0))
+        ));
+        assert!(matches!(
+            DogStatsDConfig { dogstatsd_minimum_sample_rate: 0.0, ..base }.build(&r),
+            Err(ConfigError::MinimumSampleRate(_))
+        ));
+    }
+
+    #[test]
+    fn non_local_traffic_binds_every_interface() {
+        let r = Registry::new();
+        let local = DogStatsDConfig::default().build(&r).unwrap();
+        assert_eq!(local.udp, Some("127.0.0.1:8125".parse().unwrap()));
+        let any = DogStatsDConfig { dogstatsd_non_local_traffic: true, ..DogStatsDConfig::default() }.build(&r).unwrap();
+        assert_eq!(any.udp, Some("0.0.0.0:8125".parse().unwrap()));
+    }
+
+    #[test]
+    fn config_deserializes_from_agent_keys_with_defaults() {
+        let c: DogStatsDConfig =
+            serde_json::from_str(r#"{"dogstatsd_port": 0, "dogstatsd_socket": "/tmp/dsd.sock", "dogstatsd_buffer_size": 65536}"#)
+                .unwrap();
+        assert_eq!(c.dogstatsd_port, 0);
+        assert_eq!(c.dogstatsd_socket, "/tmp/dsd.sock");
+        assert_eq!(c.dogstatsd_buffer_size, 65536);
+        assert_eq!(c.aggregate_context_limit, 1_000_000);
+        assert_eq!(c.dogstatsd_string_interner_size, 2 * 1024 * 1024);
+        assert_eq!(c.bind_host, "127.0.0.1");
+    }
+
+    #[tokio::test]
+    async fn udp_packets_are_decoded_counted_and_drained_on_shutdown() {
+        let registry = Registry::new();
+        let port = free_udp_port();
+        let source = DogStatsDConfig { dogstatsd_port: port, dogstatsd_buffer_size: 64, ..config() }.build(&registry).unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let running = source.start(tx).await.unwrap();
+        assert!(running.is_ready());
+        let addr = running.udp_addr().unwrap();
+        assert_eq!(addr.port(), port);
+
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.send_to(b"a:1|c\nb:2:3|d|#x,y", addr).unwrap();
+        client.send_to(&[b'x'; 65], addr).unwrap(); // over the 64-byte buffer
+        client.send_to(b"c:4|g", addr).unwrap();
+        let batches = metrics(&mut rx, 4).await;
+        assert_eq!(names(&batches), ["a", "b", "b", "c"]);
+        assert!(batches.iter().all(|b| b.origin.is_none()));
+
+        // Sent right before shutdown: still delivered by the drain.
+        client.send_to(b"last:1|c", addr).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        running.shutdown().await;
+        let mut rest = Vec::new();
+        while let Some(b) = rx.recv().await {
+            rest.push(b);
+        }
+        assert_eq!(names(&rest), ["last"]);
+
+        let v = |name: &str, labels: &[(&str, &str)]| registry.value(name, labels).unwrap();
+        assert_eq!(v("adp_dogstatsd_packets", &[("listener", "udp")]), 4);
+        assert_eq!(v("adp_dogstatsd_truncated_packets", &[("listener", "udp")]), 1);
+        assert_eq!(v("adp_dogstatsd_metrics", &[]), 5);
+        assert_eq!(v("adp_dogstatsd_bytes", &[("listener", "udp")]), 18 + 65 + 5 + 8);
+    }
+
+    #[tokio::test]
+    async fn unix_datagrams_carry_the_senders_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dsd.sock");
+        let registry = Registry::new();
+        let source = DogStatsDConfig { dogstatsd_socket: path.to_str().unwrap().into(), ..config() }.build(&registry).unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let running = source.start(tx).await.unwrap();
+        assert_eq!(running.listen_addrs(), [ListenAddr::UnixDatagram(path.clone())]);
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o722);
+        }
+
+        let client = StdUnixDatagram::unbound().unwrap();
+        client.send_to(b"uds.metric:7|g|#b,a\n_sc|chk|0", &path).unwrap();
+        let batches = metrics(&mut rx, 1).await;
+        let b = &batches[0];
+        assert_eq!(b.metrics[0].value, MetricValue::Number(7.0));
+        assert_eq!(b.service_checks.len(), 1);
+        let creds = b.origin.expect("credentials");
+        assert_eq!(creds.pid, i32::try_from(std::process::id()).unwrap());
+        // SAFETY: getuid/getgid cannot fail.
+        assert_eq!((creds.uid, creds.gid), unsafe { (libc::getuid(), libc::getgid()) });
+
+        // A second source may not steal the live socket.
+        let again = DogStatsDConfig { dogstatsd_socket: path.to_str().unwrap().into(), ..config() }.build(&registry).unwrap();
+        let (tx2, _rx2) = mpsc::channel(1);
+        let err = again.start(tx2).await.unwrap_err();
+        assert!(err.to_string().contains("`dogstatsd_socket`"), "{err}");
+
+        running.shutdown().await;
+        assert!(!path.exists(), "socket file removed on shutdown");
+    }
+
+    #[tokio::test]
+    async fn unix_streams_accept_newline_and_length_prefixed_framing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dsd-stream.sock");
+        let registry = Registry::new();
+        let source =
+            DogStatsDConfig { dogstatsd_stream_socket: path.to_str().unwrap().into(), ..config() }.build(&registry).unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let running = source.start(tx).await.unwrap();
+
+        let mut newline = StdUnixStream::connect(&path).unwrap();
+        newline.write_all(b"nl.one:1|c\nnl.two:").unwrap();
+        newline.flush().unwrap();
+        let first = metrics(&mut rx, 1).await;
+        assert_eq!(names(&first), ["nl.one"]);
+        newline.write_all(b"2|c\n").unwrap();
+        assert_eq!(names(&metrics(&mut rx, 1).await), ["nl.two"]);
+
+        let mut prefixed = StdUnixStream::connect(&path).unwrap();
+        for payload in [&b"lp.one:1|c\nlp.two:2|c"[..], b"lp.three:3|c"] {
+            prefixed.write_all(&u32::try_from(payload.len()).unwrap().to_le_bytes()).unwrap();
+            prefixed.write_all(payload).unwrap();
+        }
+        let batches = metrics(&mut rx, 3).await;
+        assert_eq!(names(&batches), ["lp.one", "lp.two", "lp.three"]);
+        let creds = batches[0].origin.expect("peer credentials");
+        assert_eq!(creds.pid, i32::try_from(std::process::id()).unwrap());
+
+        running.shutdown().await;
+        assert_eq!(registry.value("adp_dogstatsd_packets", &[("listener", "unix_stream")]), Some(4));
+    }
+
+    #[tokio::test]
+    async fn a_full_channel_applies_back_pressure_without_losing_stream_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bp.sock");
+        let source = DogStatsDConfig { dogstatsd_stream_socket: path.to_str().unwrap().into(), ..config() }
+            .build(&Registry::new())
+            .unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let running = source.start(tx).await.unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut s = StdUnixStream::connect(&path).unwrap();
+            for i in 0..2000 {
+                s.write_all(format!("bp:{i}|c\n").as_bytes()).unwrap();
+            }
+        });
+        let mut sum = 0.0;
+        let mut n = 0;
+        while n < 2000 {
+            let b = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+            for m in &b.metrics {
+                if let MetricValue::Number(v) = m.value {
+                    sum += v;
+                }
+            }
+            n += b.metrics.len();
+        }
+        writer.join().unwrap();
+        assert_eq!(n, 2000);
+        assert_eq!(sum, (0..2000).map(f64::from).sum::<f64>());
+        running.shutdown().await;
+    }
+}

@@ -149,7 +149,10 @@ mod tests {
         b.success(now, &p);
         assert_eq!(b.errors(), 0);
         assert_eq!(b.blocked_until(now), None);
-        let reset = Backoff::new(&ForwarderConfig { forwarder_recovery_reset: true, ..Default::default() });
+        let reset = Backoff::new(&ForwarderConfig {
+            forwarder_recovery_reset: true,
+            ..Default::default()
+        });
         b.failure(now, &reset);
         b.failure(now, &reset);
         b.success(now, &reset);

@@ -74,12 +74,19 @@ pub(crate) struct HttpClient {
 impl HttpClient {
     /// Builds the client; fails only when a proxy URL cannot be parsed.
     pub(crate) fn new(proxy: &ProxyConfig, timeout: Duration) -> Result<Self, String> {
+        Self::with_tls(proxy, timeout, tls_config())
+    }
+
+    fn with_tls(proxy: &ProxyConfig, timeout: Duration, tls: rustls::ClientConfig) -> Result<Self, String> {
         let routes = ProxyRoutes {
             https: proxy.https.as_deref().map(ProxyTarget::parse).transpose()?,
             http: proxy.http.as_deref().map(ProxyTarget::parse).transpose()?,
             no_proxy: NoProxy::new(&proxy.no_proxy),
         };
-        let connector = Connector { tls: TlsConnector::from(Arc::new(tls_config())), routes: Arc::new(routes) };
+        let connector = Connector {
+            tls: TlsConnector::from(Arc::new(tls_config())),
+            routes: Arc::new(routes),
+        };
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(45))
             .pool_max_idle_per_host(4)
@@ -89,10 +96,16 @@ impl HttpClient {
 
     /// POSTs `body`; returns the status once the response body has been read.
     pub(crate) async fn post(&self, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<StatusCode, RequestError> {
-        let mut request = Request::post(uri).body(Full::new(body)).map_err(|e| RequestError::Transport(e.to_string()))?;
+        let mut request = Request::post(uri)
+            .body(Full::new(body))
+            .map_err(|e| RequestError::Transport(e.to_string()))?;
         *request.headers_mut() = headers;
         let exchange = async {
-            let response = self.inner.request(request).await.map_err(|e| RequestError::Transport(error_chain(&e)))?;
+            let response = self
+                .inner
+                .request(request)
+                .await
+                .map_err(|e| RequestError::Transport(error_chain(&e)))?;
             let status = response.status();
             // Reading the (small) body lets the connection return to the pool.
             let _ = response.into_body().collect().await;
@@ -124,6 +137,10 @@ fn tls_config() -> rustls::ClientConfig {
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let (added, path) = add_system_roots(&mut roots);
     tracing::debug!(system_roots = added, bundle = %path.display(), "Loaded TLS roots.");
+    tls_config_with_roots(roots)
+}
+
+fn tls_config_with_roots(roots: rustls::RootCertStore) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -144,7 +161,9 @@ fn add_system_roots(roots: &mut rustls::RootCertStore) -> (usize, PathBuf) {
 }
 
 fn add_pem_roots(roots: &mut rustls::RootCertStore, path: &Path) -> usize {
-    let Ok(certs) = CertificateDer::pem_file_iter(path) else { return 0 };
+    let Ok(certs) = CertificateDer::pem_file_iter(path) else {
+        return 0;
+    };
     let mut added = 0;
     for cert in certs.flatten() {
         if roots.add(cert).is_ok() {
@@ -178,7 +197,9 @@ impl ProxyTarget {
             return Err(invalid("only http:// proxies are supported"));
         }
         let authority = uri.authority().ok_or_else(|| invalid("no host"))?.as_str();
-        let (userinfo, _) = authority.rsplit_once('@').map_or((None, authority), |(u, h)| (Some(u), h));
+        let (userinfo, _) = authority
+            .rsplit_once('@')
+            .map_or((None, authority), |(u, h)| (Some(u), h));
         let host = uri.host().ok_or_else(|| invalid("no host"))?;
         let authorization = match userinfo {
             Some(u) => {
@@ -258,7 +279,8 @@ impl NoProxy {
                 Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h.to_owned(), p.parse().ok()),
                 _ => (entry.clone(), None),
             };
-            this.entries.push((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port));
+            this.entries
+                .push((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port));
         }
         this
     }
@@ -311,7 +333,11 @@ impl Connector {
             Some("http") => false,
             other => return Err(format!("unsupported scheme {other:?}").into()),
         };
-        let host = dst.host().ok_or("URL without host")?.trim_start_matches('[').trim_end_matches(']');
+        let host = dst
+            .host()
+            .ok_or("URL without host")?
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         let port = dst.port_u16().unwrap_or(if https { 443 } else { 80 });
         let proxy = if https { &self.routes.https } else { &self.routes.http };
         let proxy = proxy.as_ref().filter(|_| !self.routes.no_proxy.matches(host, port));
@@ -327,16 +353,26 @@ impl Connector {
                         s
                     }
                 };
-                let name = ServerName::try_from(host.to_owned()).map_err(|e| format!("invalid TLS name {host:?}: {e}"))?;
-                let tls = self.tls.connect(name, stream).await.map_err(|e| format!("TLS handshake with {host}: {e}"))?;
-                Ok(Conn { io: TokioIo::new(Stream::Tls(Box::new(tls))), proxied: false })
+                let name =
+                    ServerName::try_from(host.to_owned()).map_err(|e| format!("invalid TLS name {host:?}: {e}"))?;
+                let tls = self
+                    .tls
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| format!("TLS handshake with {host}: {e}"))?;
+                Ok(Conn {
+                    io: TokioIo::new(Stream::Tls(Box::new(tls))),
+                    proxied: false,
+                })
             }
         }
     }
 }
 
 async fn tcp(host: &str, port: u16) -> Result<TcpStream, BoxError> {
-    let stream = TcpStream::connect((host, port)).await.map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
+    let stream = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }
@@ -347,7 +383,11 @@ pub(crate) async fn tunnel<S>(stream: &mut S, host: &str, port: u16, auth: Optio
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
     let mut request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n").into_bytes();
     if let Some(auth) = auth {
         request.extend_from_slice(b"Proxy-Authorization: ");
@@ -372,10 +412,16 @@ where
     }
     let status_line = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let status_line = String::from_utf8_lossy(status_line);
-    let code = status_line.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok());
+    let code = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok());
     match code {
         Some(200..=299) => Ok(()),
-        Some(407) => Err(format!("proxy requires authentication for CONNECT to {authority} (407): set credentials in proxy.https").into()),
+        Some(407) => Err(format!(
+            "proxy requires authentication for CONNECT to {authority} (407): set credentials in proxy.https"
+        )
+        .into()),
         _ => Err(format!("proxy refused CONNECT to {authority}: {}", status_line.trim()).into()),
     }
 }
@@ -425,7 +471,10 @@ struct Conn {
 
 impl Conn {
     fn plain(stream: TcpStream, proxied: bool) -> Self {
-        Self { io: TokioIo::new(Stream::Plain(stream)), proxied }
+        Self {
+            io: TokioIo::new(Stream::Plain(stream)),
+            proxied,
+        }
     }
 }
 
@@ -436,7 +485,11 @@ impl Connection for Conn {
 }
 
 impl hyper::rt::Read for Conn {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: hyper::rt::ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
     }
 }
@@ -456,11 +509,18 @@ impl hyper::rt::Write for Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::PrivateKeyDer;
+    use std::net::SocketAddr;
     use tokio::net::TcpListener;
 
     #[test]
     fn no_proxy_matches_domains_suffixes_ports_and_loopback() {
-        let np = NoProxy::new(&["Example.com".into(), ".sub.test".into(), "10.0.0.1".into(), "host.test:8443".into()]);
+        let np = NoProxy::new(&[
+            "Example.com".into(),
+            ".sub.test".into(),
+            "10.0.0.1".into(),
+            "host.test:8443".into(),
+        ]);
         assert!(np.matches("example.com", 443));
         assert!(np.matches("intake.example.com", 443));
         assert!(!np.matches("badexample.com", 443));
@@ -506,7 +566,9 @@ mod tests {
                 s.read_exact(&mut b).await.unwrap();
                 head.push(b[0]);
             }
-            s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.unwrap();
+            s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .await
+                .unwrap();
             // Echo what follows, as the tunnelled peer would see it.
             let mut payload = [0u8; 5];
             s.read_exact(&mut payload).await.unwrap();
@@ -526,6 +588,98 @@ mod tests {
         assert!(head.contains("Proxy-Authorization: Basic dTpw\r\n"), "{head}");
     }
 
+    /// A TLS intake on loopback with a certificate for `intake.example` and
+    /// `localhost`, signed by `testdata/ca.pem` (an EC P-256 CA made with
+    /// openssl for these tests, valid for 100 years; the CA key was discarded).
+    async fn tls_intake() -> SocketAddr {
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(include_bytes!("testdata/server.pem")).map(Result::unwrap).collect();
+        let key = PrivateKeyDer::from_pem_slice(include_bytes!("testdata/server.key")).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let service = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                        let key = req.headers().get("dd-api-key").cloned();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let status = if key.is_some_and(|k| k == "k") && &body[..] == b"tls-body" { 202 } else { 400 };
+                        let response = http::Response::builder().status(status).body(Full::new(Bytes::new())).unwrap();
+                        Ok::<_, std::convert::Infallible>(response)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn test_client(proxy: &ProxyConfig) -> HttpClient {
+        let mut roots = rustls::RootCertStore::empty();
+        assert_eq!(add_pem_roots(&mut roots, &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/testdata/ca.pem")), 1);
+        HttpClient::with_tls(proxy, Duration::from_secs(10), tls_config_with_roots(roots)).unwrap()
+    }
+
+    fn headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("dd-api-key", HeaderValue::from_static("k"));
+        h
+    }
+
+    #[tokio::test]
+    async fn https_requests_verify_the_intake_certificate() {
+        let addr = tls_intake().await;
+        let client = test_client(&ProxyConfig::default());
+        let uri: Uri = format!("https://localhost:{}/api/v2/series", addr.port()).parse().unwrap();
+        let status = client.post(uri.clone(), headers(), Bytes::from_static(b"tls-body")).await.unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED);
+        // Without the test CA the handshake fails (and is reported as such).
+        let untrusted = HttpClient::new(&ProxyConfig::default(), Duration::from_secs(10)).unwrap();
+        let err = untrusted.post(uri, headers(), Bytes::from_static(b"tls-body")).await.unwrap_err().to_string();
+        assert!(err.contains("TLS handshake"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn https_goes_through_a_connect_proxy() {
+        let intake = tls_intake().await;
+        let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_addr = proxy.local_addr().unwrap();
+        let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut client, _) = proxy.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                client.read_exact(&mut b).await.unwrap();
+                head.push(b[0]);
+            }
+            let _ = seen_tx.send(String::from_utf8(head).unwrap());
+            // intake.example does not resolve: this proxy routes it to the test intake.
+            let mut upstream = TcpStream::connect(intake).await.unwrap();
+            client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.unwrap();
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        });
+        let config = ProxyConfig { https: Some(format!("http://user:pw@{proxy_addr}")), ..Default::default() };
+        let client = test_client(&config);
+        let uri: Uri = "https://intake.example/api/v2/series".parse().unwrap();
+        let status = client.post(uri, headers(), Bytes::from_static(b"tls-body")).await.unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let head = seen_rx.await.unwrap();
+        assert!(head.starts_with("CONNECT intake.example:443 HTTP/1.1\r\n"), "{head}");
+        assert!(head.contains("Proxy-Authorization: Basic dXNlcjpwdw==\r\n"), "{head}");
+    }
+
     #[tokio::test]
     async fn connect_tunnel_reports_a_refusal() {
         let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -534,10 +688,15 @@ mod tests {
             let (mut s, _) = proxy.accept().await.unwrap();
             let mut buf = [0u8; 512];
             let _ = s.read(&mut buf).await;
-            s.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n").await.unwrap();
+            s.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+                .await
+                .unwrap();
         });
         let mut s = TcpStream::connect(addr).await.unwrap();
-        let err = tunnel(&mut s, "app.datadoghq.com", 443, None).await.unwrap_err().to_string();
+        let err = tunnel(&mut s, "app.datadoghq.com", 443, None)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("407") && err.contains("proxy.https"), "{err}");
     }
 }

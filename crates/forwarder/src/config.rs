@@ -48,7 +48,11 @@ impl ProxyConfig {
     /// `https_proxy`, `HTTP_PROXY` then `http_proxy`, `NO_PROXY` then
     /// `no_proxy`. Configured values win over the environment.
     pub fn with_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let first = |names: [&str; 2]| names.into_iter().find_map(|n| lookup(n).filter(|v| !v.trim().is_empty()));
+        let first = |names: [&str; 2]| {
+            names
+                .into_iter()
+                .find_map(|n| lookup(n).filter(|v| !v.trim().is_empty()))
+        };
         if self.https.is_none() {
             self.https = first(["HTTPS_PROXY", "https_proxy"]);
         }
@@ -57,7 +61,12 @@ impl ProxyConfig {
         }
         if self.no_proxy.is_empty() {
             if let Some(list) = first(["NO_PROXY", "no_proxy"]) {
-                self.no_proxy = list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                self.no_proxy = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
             }
         }
         self
@@ -179,7 +188,9 @@ pub enum ConfigError {
         reason: String,
     },
     /// An additional endpoint without usable API keys.
-    #[error("additional endpoint {url:?} has no API key: list at least one non-empty key for it in `additional_endpoints`")]
+    #[error(
+        "additional endpoint {url:?} has no API key: list at least one non-empty key for it in `additional_endpoints`"
+    )]
     MissingAdditionalKey {
         /// The endpoint URL.
         url: String,
@@ -222,7 +233,10 @@ impl ForwarderConfig {
         }
         let positive = |key, d: Duration| {
             if d.is_zero() {
-                Err(ConfigError::OutOfRange { key, reason: "must be greater than zero" })
+                Err(ConfigError::OutOfRange {
+                    key,
+                    reason: "must be greater than zero",
+                })
             } else {
                 Ok(())
             }
@@ -237,7 +251,10 @@ impl ForwarderConfig {
         }
         // NaN fails this comparison too.
         if !(self.forwarder_backoff_factor >= 2.0 && self.forwarder_backoff_factor.is_finite()) {
-            return Err(ConfigError::OutOfRange { key: "forwarder_backoff_factor", reason: "must be a number >= 2" });
+            return Err(ConfigError::OutOfRange {
+                key: "forwarder_backoff_factor",
+                reason: "must be a number >= 2",
+            });
         }
         if self.forwarder_retry_queue_payloads_max_size == 0 {
             return Err(ConfigError::OutOfRange {
@@ -272,7 +289,10 @@ impl ForwarderConfig {
             Some(url) => url.trim().trim_end_matches('/').to_owned(),
             None => format!("https://app.{}", self.site.trim()),
         };
-        let mut domains = vec![Domain { base: main, keys: vec![self.api_key.trim().to_owned()] }];
+        let mut domains = vec![Domain {
+            base: main,
+            keys: vec![self.api_key.trim().to_owned()],
+        }];
         for (url, keys) in &self.additional_endpoints {
             let base = url.trim().trim_end_matches('/').to_owned();
             let index = match domains.iter().position(|d| d.base == base) {
@@ -293,8 +313,15 @@ impl ForwarderConfig {
 }
 
 fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
-    let invalid = |reason: &str| ConfigError::InvalidUrl { key, url: url.to_owned(), reason: reason.to_owned() };
-    let uri: Uri = url.trim().parse().map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
+    let invalid = |reason: &str| ConfigError::InvalidUrl {
+        key,
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let uri: Uri = url
+        .trim()
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
         _ => return Err(invalid("the scheme must be http:// or https://")),
@@ -309,11 +336,22 @@ fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
 }
 
 fn check_proxy_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
-    let invalid = |reason: &str| ConfigError::InvalidUrl { key, url: redact_userinfo(url), reason: reason.to_owned() };
-    let uri: Uri = url.trim().parse().map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
+    let invalid = |reason: &str| ConfigError::InvalidUrl {
+        key,
+        url: redact_userinfo(url),
+        reason: reason.to_owned(),
+    };
+    let uri: Uri = url
+        .trim()
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
     match uri.scheme_str() {
         Some("http") => {}
-        Some(_) => return Err(invalid("only http:// proxies are supported (https:// destinations are tunnelled with CONNECT)")),
+        Some(_) => {
+            return Err(invalid(
+                "only http:// proxies are supported (https:// destinations are tunnelled with CONNECT)",
+            ))
+        }
         None => return Err(invalid("the proxy needs a scheme, e.g. http://proxy:3128")),
     }
     if uri.host().is_none_or(str::is_empty) {
@@ -335,7 +373,10 @@ mod tests {
     use super::*;
 
     fn valid() -> ForwarderConfig {
-        ForwarderConfig { api_key: "abc".into(), ..Default::default() }
+        ForwarderConfig {
+            api_key: "abc".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -354,14 +395,30 @@ mod tests {
     fn validation_names_the_key_to_fix() {
         let err = ForwarderConfig::default().validate().unwrap_err();
         assert!(err.to_string().contains("`api_key`"), "{err}");
-        let err = ForwarderConfig { dd_url: Some("ftp://x".into()), ..valid() }.validate().unwrap_err();
+        let err = ForwarderConfig {
+            dd_url: Some("ftp://x".into()),
+            ..valid()
+        }
+        .validate()
+        .unwrap_err();
         assert!(err.to_string().contains("`dd_url`"), "{err}");
-        let err = ForwarderConfig { forwarder_timeout: Duration::ZERO, ..valid() }.validate().unwrap_err();
+        let err = ForwarderConfig {
+            forwarder_timeout: Duration::ZERO,
+            ..valid()
+        }
+        .validate()
+        .unwrap_err();
         assert!(err.to_string().contains("`forwarder_timeout`"), "{err}");
-        let err = ForwarderConfig { forwarder_backoff_factor: 1.5, ..valid() }.validate().unwrap_err();
+        let err = ForwarderConfig {
+            forwarder_backoff_factor: 1.5,
+            ..valid()
+        }
+        .validate()
+        .unwrap_err();
         assert!(err.to_string().contains("`forwarder_backoff_factor`"), "{err}");
         let mut c = valid();
-        c.additional_endpoints.insert("https://app.datadoghq.eu".into(), vec![" ".into()]);
+        c.additional_endpoints
+            .insert("https://app.datadoghq.eu".into(), vec![" ".into()]);
         let err = c.validate().unwrap_err();
         assert!(err.to_string().contains("`additional_endpoints`"), "{err}");
         let mut c = valid();
@@ -375,17 +432,28 @@ mod tests {
     fn domains_merge_the_main_endpoint_and_additional_ones() {
         let mut c = valid();
         c.site = "datadoghq.eu".into();
-        c.additional_endpoints.insert("https://app.datadoghq.eu/".into(), vec!["abc".into(), "second".into()]);
-        c.additional_endpoints.insert("http://127.0.0.1:9".into(), vec!["k1".into(), "k2".into(), "k1".into()]);
+        c.additional_endpoints
+            .insert("https://app.datadoghq.eu/".into(), vec!["abc".into(), "second".into()]);
+        c.additional_endpoints
+            .insert("http://127.0.0.1:9".into(), vec!["k1".into(), "k2".into(), "k1".into()]);
         let d = c.domains();
         assert_eq!(
             d,
             vec![
-                Domain { base: "https://app.datadoghq.eu".into(), keys: vec!["abc".into(), "second".into()] },
-                Domain { base: "http://127.0.0.1:9".into(), keys: vec!["k1".into(), "k2".into()] },
+                Domain {
+                    base: "https://app.datadoghq.eu".into(),
+                    keys: vec!["abc".into(), "second".into()]
+                },
+                Domain {
+                    base: "http://127.0.0.1:9".into(),
+                    keys: vec!["k1".into(), "k2".into()]
+                },
             ]
         );
-        let c = ForwarderConfig { dd_url: Some("http://localhost:8080/".into()), ..valid() };
+        let c = ForwarderConfig {
+            dd_url: Some("http://localhost:8080/".into()),
+            ..valid()
+        };
         assert_eq!(c.domains()[0].base, "http://localhost:8080");
     }
 
@@ -401,7 +469,11 @@ mod tests {
         assert_eq!(p.https.as_deref(), Some("http://env:3128"));
         assert_eq!(p.http.as_deref(), Some("http://lower:3128"));
         assert_eq!(p.no_proxy, vec!["a.example".to_owned(), ".b.example".to_owned()]);
-        let p = ProxyConfig { https: Some("http://conf:1".into()), ..Default::default() }.with_env(env);
+        let p = ProxyConfig {
+            https: Some("http://conf:1".into()),
+            ..Default::default()
+        }
+        .with_env(env);
         assert_eq!(p.https.as_deref(), Some("http://conf:1"));
     }
 

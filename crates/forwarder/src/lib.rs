@@ -148,7 +148,11 @@ impl fmt::Debug for SubmitError {
 impl fmt::Display for SubmitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Full(p) => write!(f, "forwarder buffer full (forwarder_high_prio_buffer_size); {} payload not taken", p.endpoint),
+            Self::Full(p) => write!(
+                f,
+                "forwarder buffer full (forwarder_high_prio_buffer_size); {} payload not taken",
+                p.endpoint
+            ),
             Self::Closed(p) => write!(f, "forwarder stopped; {} payload not taken", p.endpoint),
         }
     }
@@ -206,11 +210,13 @@ impl Forwarder {
             let uris = Endpoint::ALL
                 .iter()
                 .map(|e| {
-                    format!("{}{}", d.base, e.path()).parse::<Uri>().map_err(|err| ConfigError::InvalidUrl {
-                        key: "dd_url",
-                        url: d.base.clone(),
-                        reason: err.to_string(),
-                    })
+                    format!("{}{}", d.base, e.path())
+                        .parse::<Uri>()
+                        .map_err(|err| ConfigError::InvalidUrl {
+                            key: "dd_url",
+                            url: d.base.clone(),
+                            reason: err.to_string(),
+                        })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             debug_assert!(Endpoint::ALL.iter().enumerate().all(|(i, e)| endpoint_index(*e) == i));
@@ -218,12 +224,17 @@ impl Forwarder {
                 .keys
                 .iter()
                 .map(|k| {
-                    let mut v = HeaderValue::from_str(k).map_err(|_| ForwarderError::InvalidHeader { key: "api_key" })?;
+                    let mut v =
+                        HeaderValue::from_str(k).map_err(|_| ForwarderError::InvalidHeader { key: "api_key" })?;
                     v.set_sensitive(true);
                     Ok(v)
                 })
                 .collect::<Result<Vec<_>, ForwarderError>>()?;
-            destinations.push(Destination { base: d.base.clone(), uris, keys });
+            destinations.push(Destination {
+                base: d.base.clone(),
+                uris,
+                keys,
+            });
         }
         let proxy = config.proxy.clone().with_env(|name| std::env::var(name).ok());
         let client = HttpClient::new(&proxy, config.forwarder_timeout).map_err(ForwarderError::Proxy)?;
@@ -238,9 +249,14 @@ impl Forwarder {
                 config.forwarder_storage_max_size_in_bytes,
                 outdated,
             )
-            .map_err(|source| ForwarderError::Storage { path: config.forwarder_storage_path.clone(), source })?;
+            .map_err(|source| ForwarderError::Storage {
+                path: config.forwarder_storage_path.clone(),
+                source,
+            })?;
             metrics.dropped("outdated", report.outdated);
-            metrics.disk_bytes.set(i64::try_from(storage.bytes()).unwrap_or(i64::MAX));
+            metrics
+                .disk_bytes
+                .set(i64::try_from(storage.bytes()).unwrap_or(i64::MAX));
             tracing::info!(
                 path = %storage.root().display(), stored_bytes = storage.bytes(), outdated_removed = report.outdated,
                 "Forwarder disk storage enabled."
@@ -265,7 +281,13 @@ impl Forwarder {
             payload_version: header("agent_payload_version", config.agent_payload_version.clone())?,
         });
         let (tx, rx) = mpsc::channel(config.forwarder_high_prio_buffer_size);
-        Ok(Self { tx, rx, destinations, shared, buffer: config.forwarder_high_prio_buffer_size })
+        Ok(Self {
+            tx,
+            rx,
+            destinations,
+            shared,
+            buffer: config.forwarder_high_prio_buffer_size,
+        })
     }
 
     /// A handle for submitting payloads; take it before calling [`Self::run`].
@@ -281,7 +303,13 @@ impl Forwarder {
     /// Sends payloads until `shutdown` completes or every handle is dropped,
     /// then drains (see the crate docs) and reports what was left.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> ShutdownReport {
-        let Self { tx, mut rx, destinations, shared, buffer } = self;
+        let Self {
+            tx,
+            mut rx,
+            destinations,
+            shared,
+            buffer,
+        } = self;
         drop(tx);
         let mut workers = Vec::with_capacity(destinations.len());
         let mut tasks = Vec::with_capacity(destinations.len());
@@ -334,7 +362,11 @@ impl Forwarder {
             }
         }
         if report.dropped > 0 {
-            tracing::warn!(persisted = report.persisted, dropped = report.dropped, "Forwarder stopped with undelivered payloads.");
+            tracing::warn!(
+                persisted = report.persisted,
+                dropped = report.dropped,
+                "Forwarder stopped with undelivered payloads."
+            );
         } else {
             tracing::info!(persisted = report.persisted, "Forwarder stopped.");
         }

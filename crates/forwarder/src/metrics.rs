@@ -48,29 +48,62 @@ impl Metrics {
             .map(|e| {
                 let labels = [("endpoint", e.as_str())];
                 EndpointMetrics {
-                    received: registry.counter("adp_forwarder_payloads_received", "Payloads handed to the forwarder.", &labels),
+                    received: registry.counter(
+                        "adp_forwarder_payloads_received",
+                        "Payloads handed to the forwarder.",
+                        &labels,
+                    ),
                     sent: registry.counter(
                         "adp_forwarder_payloads_sent",
                         "Payload copies accepted by an intake (one per endpoint and API key).",
                         &labels,
                     ),
-                    bytes_sent: registry.counter("adp_forwarder_bytes_sent", "Body bytes of accepted payload copies.", &labels),
-                    retries: registry.counter("adp_forwarder_retries", "Failed attempts that were queued for retry.", &labels),
+                    bytes_sent: registry.counter(
+                        "adp_forwarder_bytes_sent",
+                        "Body bytes of accepted payload copies.",
+                        &labels,
+                    ),
+                    retries: registry.counter(
+                        "adp_forwarder_retries",
+                        "Failed attempts that were queued for retry.",
+                        &labels,
+                    ),
                 }
             })
             .collect();
         debug_assert!(Endpoint::ALL.iter().enumerate().all(|(i, e)| endpoint_index(*e) == i));
         let dropped = DROP_REASONS
             .iter()
-            .map(|r| (*r, registry.counter("adp_forwarder_payloads_dropped", "Payload copies given up, by reason.", &[("reason", r)])))
+            .map(|r| {
+                (
+                    *r,
+                    registry.counter(
+                        "adp_forwarder_payloads_dropped",
+                        "Payload copies given up, by reason.",
+                        &[("reason", r)],
+                    ),
+                )
+            })
             .collect();
         Self {
             endpoints,
             dropped,
-            queue_bytes: registry.gauge("adp_forwarder_retry_queue_bytes", "Payload bytes waiting in memory.", &[]),
+            queue_bytes: registry.gauge(
+                "adp_forwarder_retry_queue_bytes",
+                "Payload bytes waiting in memory.",
+                &[],
+            ),
             disk_bytes: registry.gauge("adp_forwarder_disk_bytes", "Bytes of payloads in disk storage.", &[]),
-            persisted: registry.counter("adp_forwarder_payloads_persisted", "Payload copies written to disk storage.", &[]),
-            replayed: registry.counter("adp_forwarder_payloads_replayed", "Payload copies read back from disk storage.", &[]),
+            persisted: registry.counter(
+                "adp_forwarder_payloads_persisted",
+                "Payload copies written to disk storage.",
+                &[],
+            ),
+            replayed: registry.counter(
+                "adp_forwarder_payloads_replayed",
+                "Payload copies read back from disk storage.",
+                &[],
+            ),
         }
     }
 

@@ -121,7 +121,16 @@ pub(crate) fn decode(data: &[u8]) -> Result<Transaction, String> {
     if r.pos != content.len() {
         return Err("trailing bytes after the body".to_owned());
     }
-    Ok(Transaction { endpoint, key_index, body, content_type, content_encoding, items, created_unix_ms, attempts: 0 })
+    Ok(Transaction {
+        endpoint,
+        key_index,
+        body,
+        content_type,
+        content_encoding,
+        items,
+        created_unix_ms,
+        attempts: 0,
+    })
 }
 
 struct Reader<'a> {
@@ -132,7 +141,11 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: u64) -> Result<&'a [u8], String> {
         let n = usize::try_from(n).map_err(|_| "length does not fit in memory".to_owned())?;
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.data.len()).ok_or("truncated")?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.data.len())
+            .ok_or("truncated")?;
         let slice = &self.data[self.pos..end];
         self.pos = end;
         Ok(slice)
@@ -190,7 +203,12 @@ impl DiskStorage {
     /// Opens (creating) the directories for `bases`, removes leftovers of
     /// interrupted writes and files older than `outdated_after`, and indexes
     /// the rest oldest first.
-    pub(crate) fn open(root: &Path, bases: &[String], max_bytes: u64, outdated_after: Duration) -> io::Result<(Self, OpenReport)> {
+    pub(crate) fn open(
+        root: &Path,
+        bases: &[String],
+        max_bytes: u64,
+        outdated_after: Duration,
+    ) -> io::Result<(Self, OpenReport)> {
         let mut report = OpenReport::default();
         let mut files = Vec::new();
         let mut dirs = Vec::new();
@@ -212,21 +230,42 @@ impl DiskStorage {
                     continue;
                 }
                 let meta = entry.metadata()?;
-                let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or_default();
+                let age = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| now.duration_since(m).ok())
+                    .unwrap_or_default();
                 if age > outdated_after {
                     tracing::warn!(file = %path.display(), "Removing stored payload older than forwarder_outdated_file_in_days.");
                     let _ = fs::remove_file(&path);
                     report.outdated += 1;
                     continue;
                 }
-                files.push((name.into_owned(), StoredFile { domain, path, size: meta.len() }));
+                files.push((
+                    name.into_owned(),
+                    StoredFile {
+                        domain,
+                        path,
+                        size: meta.len(),
+                    },
+                ));
             }
             dirs.push(dir);
         }
         files.sort_by(|a, b| a.0.cmp(&b.0));
         let files: VecDeque<StoredFile> = files.into_iter().map(|(_, f)| f).collect();
         let bytes = files.iter().map(|f| f.size).sum();
-        Ok((Self { root: root.to_owned(), dirs, max_bytes, files, bytes, seq: 0 }, report))
+        Ok((
+            Self {
+                root: root.to_owned(),
+                dirs,
+                max_bytes,
+                files,
+                bytes,
+                seq: 0,
+            },
+            report,
+        ))
     }
 
     /// Bytes currently stored.
@@ -254,7 +293,10 @@ impl DiskStorage {
             let _ = fs::remove_file(&oldest.path);
             outcome.evicted += 1;
         }
-        let created_ns = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let created_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         self.seq = self.seq.wrapping_add(1);
         let name = format!("{created_ns:020}-{:010}.{EXTENSION}", self.seq);
         let dir = &self.dirs[domain];
@@ -280,7 +322,11 @@ impl DiskStorage {
 
     /// Removes and returns the oldest readable payload of `domain`; unreadable
     /// files are removed, reported through `on_corrupt` with their path and reason.
-    pub(crate) fn take_oldest(&mut self, domain: usize, mut on_corrupt: impl FnMut(&Path, &str)) -> Option<Transaction> {
+    pub(crate) fn take_oldest(
+        &mut self,
+        domain: usize,
+        mut on_corrupt: impl FnMut(&Path, &str),
+    ) -> Option<Transaction> {
         while let Some(i) = self.files.iter().position(|f| f.domain == domain) {
             let file = self.files.remove(i)?;
             self.bytes -= file.size;
@@ -302,7 +348,15 @@ impl DiskStorage {
 
 /// A directory name for a base URL, stable across restarts.
 fn dir_name(base: &str) -> String {
-    base.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect()
+    base.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -327,8 +381,14 @@ mod tests {
         let t = txn(b"some body bytes");
         let data = encode(&t);
         let back = decode(&data).unwrap();
-        assert_eq!((back.endpoint, back.key_index, back.items, back.created_unix_ms), (Endpoint::Sketches, 1, 7, t.created_unix_ms));
-        assert_eq!((back.body, back.content_type, back.content_encoding), (t.body, t.content_type, t.content_encoding));
+        assert_eq!(
+            (back.endpoint, back.key_index, back.items, back.created_unix_ms),
+            (Endpoint::Sketches, 1, 7, t.created_unix_ms)
+        );
+        assert_eq!(
+            (back.body, back.content_type, back.content_encoding),
+            (t.body, t.content_type, t.content_encoding)
+        );
         for len in 0..data.len() {
             assert!(decode(&data[..len]).is_err(), "truncated to {len} bytes was accepted");
         }
@@ -364,7 +424,10 @@ mod tests {
         assert!(s.has(0));
         assert_eq!(s.take_oldest(0, never).unwrap().body[0], 2);
         assert_eq!(s.bytes(), 0);
-        assert!(fs::read_dir(dir.path().join("https___app.datadoghq.com")).unwrap().next().is_none());
+        assert!(fs::read_dir(dir.path().join("https___app.datadoghq.com"))
+            .unwrap()
+            .next()
+            .is_none());
     }
 
     #[test]
@@ -382,7 +445,9 @@ mod tests {
         let (mut s, report) = DiskStorage::open(dir.path(), &bases, 1 << 20, Duration::from_secs(3600)).unwrap();
         assert_eq!(report.temporaries, 1);
         let mut corrupt = Vec::new();
-        let t = s.take_oldest(0, |p, reason| corrupt.push((p.to_owned(), reason.to_owned()))).unwrap();
+        let t = s
+            .take_oldest(0, |p, reason| corrupt.push((p.to_owned(), reason.to_owned())))
+            .unwrap();
         assert_eq!(&t.body[..], b"second");
         assert_eq!(corrupt.len(), 1);
         assert_eq!(corrupt[0].0, first);

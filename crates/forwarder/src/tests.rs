@@ -1,1 +1,678 @@
+//! End-to-end tests: real HTTP over loopback against a small hyper intake
+//! whose answers each test scripts.
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use adp_payloads::{EncodedPayload, Endpoint};
+use adp_telemetry::Registry;
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use super::*;
+
+/// How the test intake answers one request.
+#[derive(Clone, Copy, Debug)]
+enum Reply {
+    /// Answer with this status; 2xx requests are recorded as received.
+    Status(u16),
+    /// Answer 200 after this delay, without recording (the client gave up).
+    Hang(Duration),
+}
+
+#[derive(Clone, Debug)]
+struct Received {
+    uri: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+type Script = Box<dyn Fn(u64, &Received) -> Reply + Send + Sync>;
+
+/// A loopback HTTP intake recording what it accepted.
+struct Intake {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    attempts: Arc<AtomicU64>,
+    script: Arc<Mutex<Script>>,
+}
+
+impl Intake {
+    async fn start(script: impl Fn(u64, &Received) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let attempts = Arc::new(AtomicU64::new(0));
+        let script: Arc<Mutex<Script>> = Arc::new(Mutex::new(Box::new(script)));
+        let (r, a, s) = (Arc::clone(&received), Arc::clone(&attempts), Arc::clone(&script));
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (r, a, s) = (Arc::clone(&r), Arc::clone(&a), Arc::clone(&s));
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (r, a, s) = (Arc::clone(&r), Arc::clone(&a), Arc::clone(&s));
+                        async move {
+                            let uri = req.uri().to_string();
+                            let headers = req.headers().clone();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let got = Received { uri, headers, body };
+                            let n = a.fetch_add(1, Ordering::SeqCst);
+                            let reply = (s.lock().unwrap())(n, &got);
+                            let status = match reply {
+                                Reply::Status(code) => code,
+                                Reply::Hang(d) => {
+                                    tokio::time::sleep(d).await;
+                                    200
+                                }
+                            };
+                            if matches!(reply, Reply::Status(200..=299)) {
+                                r.lock().unwrap().push(got);
+                            }
+                            let response = Response::builder()
+                                .status(StatusCode::from_u16(status).unwrap())
+                                .body(Full::new(Bytes::from_static(b"{}")))
+                                .unwrap();
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            received,
+            attempts,
+            script,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn set_script(&self, script: impl Fn(u64, &Received) -> Reply + Send + Sync + 'static) {
+        *self.script.lock().unwrap() = Box::new(script);
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    fn bodies(&self) -> Vec<String> {
+        self.received()
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect()
+    }
+
+    fn attempts(&self) -> u64 {
+        self.attempts.load(Ordering::SeqCst)
+    }
+}
+
+fn payload(endpoint: Endpoint, body: &str) -> EncodedPayload {
+    EncodedPayload {
+        endpoint,
+        body: Bytes::copy_from_slice(body.as_bytes()),
+        content_type: endpoint.content_type(),
+        content_encoding: "zstd",
+        items: 1,
+    }
+}
+
+fn config(intake: &Intake) -> ForwarderConfig {
+    ForwarderConfig {
+        api_key: "main-key".into(),
+        dd_url: Some(intake.url()),
+        forwarder_timeout: Duration::from_secs(5),
+        forwarder_backoff_base: Duration::from_millis(10),
+        forwarder_backoff_max: Duration::from_millis(40),
+        forwarder_stop_timeout: Duration::from_secs(5),
+        agent_version: "7.99.0".into(),
+        ..Default::default()
+    }
+}
+
+/// A running forwarder with its shutdown trigger.
+struct Running {
+    handle: ForwarderHandle,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<ShutdownReport>,
+}
+
+impl Running {
+    fn start(config: ForwarderConfig, registry: &Registry) -> Self {
+        let forwarder = Forwarder::new(config, registry).unwrap();
+        let handle = forwarder.handle();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(forwarder.run(async {
+            let _ = stopped.await;
+        }));
+        Self { handle, stop, task }
+    }
+
+    async fn send(&self, p: EncodedPayload) {
+        self.handle.send(p).await.unwrap();
+    }
+
+    async fn stop(self) -> ShutdownReport {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("shutdown is bounded")
+            .unwrap()
+    }
+}
+
+/// Polls `condition` every 5 ms for up to 10 s.
+async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn value(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> i64 {
+    registry
+        .value(name, labels)
+        .unwrap_or_else(|| panic!("{name} {labels:?} not registered"))
+}
+
+fn retry_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for sub in std::fs::read_dir(dir).unwrap() {
+        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|e| e == "retry") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_reach_every_endpoint_and_key_with_the_agent_headers() {
+    let intake = Intake::start(|_, _| Reply::Status(202)).await;
+    let registry = Registry::new();
+    let mut c = config(&intake);
+    // The same server under another name is a second destination.
+    let other = format!("http://localhost:{}/", intake.addr.port());
+    c.additional_endpoints
+        .insert(other, vec!["extra-1".into(), "extra-2".into()]);
+    let f = Running::start(c, &registry);
+    f.send(payload(Endpoint::Series, "series-body")).await;
+    f.send(payload(Endpoint::CheckRun, "[]")).await;
+    wait_for("6 copies", || intake.received().len() == 6).await;
+    let report = f.stop().await;
+    assert_eq!(report, ShutdownReport::default());
+
+    let received = intake.received();
+    let mut keys: Vec<(String, String)> = received
+        .iter()
+        .map(|r| (r.uri.clone(), r.headers["dd-api-key"].to_str().unwrap().to_owned()))
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            ("/api/v1/check_run", "extra-1"),
+            ("/api/v1/check_run", "extra-2"),
+            ("/api/v1/check_run", "main-key"),
+            ("/api/v2/series", "extra-1"),
+            ("/api/v2/series", "extra-2"),
+            ("/api/v2/series", "main-key"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    for r in &received {
+        assert_eq!(r.headers["dd-agent-version"], "7.99.0");
+        assert_eq!(r.headers["user-agent"], "datadog-agent/7.99.0");
+        assert_eq!(r.headers["content-encoding"], "zstd");
+        if r.uri == "/api/v2/series" {
+            assert_eq!(&r.body[..], b"series-body");
+            assert_eq!(r.headers["content-type"], "application/x-protobuf");
+            assert_eq!(r.headers["dd-agent-payload"], "v5.0.141");
+        } else {
+            assert_eq!(r.headers["content-type"], "application/json");
+            assert!(!r.headers.contains_key("dd-agent-payload"));
+        }
+    }
+    assert_eq!(
+        value(&registry, "adp_forwarder_payloads_received", &[("endpoint", "series")]),
+        1
+    );
+    assert_eq!(
+        value(&registry, "adp_forwarder_payloads_sent", &[("endpoint", "series")]),
+        3
+    );
+    assert_eq!(
+        value(&registry, "adp_forwarder_bytes_sent", &[("endpoint", "series")]),
+        3 * 11
+    );
+    assert_eq!(value(&registry, "adp_forwarder_retries", &[("endpoint", "series")]), 0);
+    assert_eq!(value(&registry, "adp_forwarder_retry_queue_bytes", &[]), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_ends_with_every_payload_delivered_exactly_once() {
+    // 503 for the first 25 attempts, then healthy.
+    let intake = Intake::start(|n, _| Reply::Status(if n < 25 { 503 } else { 200 })).await;
+    let registry = Registry::new();
+    let f = Running::start(config(&intake), &registry);
+    for i in 0..40 {
+        f.send(payload(Endpoint::Series, &format!("p{i}"))).await;
+    }
+    wait_for("40 payloads", || intake.received().len() >= 40).await;
+    let report = f.stop().await;
+    assert_eq!(report, ShutdownReport::default());
+    let mut bodies = intake.bodies();
+    bodies.sort();
+    let mut expected: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
+    expected.sort();
+    assert_eq!(bodies, expected, "each payload exactly once");
+    assert_eq!(value(&registry, "adp_forwarder_retries", &[("endpoint", "series")]), 25);
+    assert_eq!(
+        value(&registry, "adp_forwarder_payloads_sent", &[("endpoint", "series")]),
+        40
+    );
+    assert_eq!(intake.attempts(), 65);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_400_403_and_413_are_dropped_without_retry_but_404_is_retried() {
+    let intake = Intake::start(|_, r| {
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        match body.as_str() {
+            "bad" => Reply::Status(400),
+            "forbidden" => Reply::Status(403),
+            "huge" => Reply::Status(413),
+            _ => Reply::Status(200),
+        }
+    })
+    .await;
+    let registry = Registry::new();
+    let f = Running::start(config(&intake), &registry);
+    for body in ["bad", "forbidden", "huge", "fine"] {
+        f.send(payload(Endpoint::Sketches, body)).await;
+    }
+    wait_for("the good payload", || intake.received().len() == 1).await;
+    // A 404 (first attempt only) is retried, as in the Agent.
+    let seen = Arc::new(AtomicU64::new(0));
+    let s = Arc::clone(&seen);
+    intake.set_script(move |_, _| {
+        Reply::Status(if s.fetch_add(1, Ordering::SeqCst) == 0 {
+            404
+        } else {
+            200
+        })
+    });
+    f.send(payload(Endpoint::Sketches, "after-404")).await;
+    wait_for("the 404 payload", || intake.received().len() == 2).await;
+    f.stop().await;
+    assert_eq!(
+        intake.attempts(),
+        6,
+        "400/403/413 once each, fine once, 404 then success"
+    );
+    assert_eq!(intake.bodies(), ["fine", "after-404"]);
+    for reason in ["status_400", "status_403", "status_413"] {
+        assert_eq!(
+            value(&registry, "adp_forwarder_payloads_dropped", &[("reason", reason)]),
+            1,
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        value(&registry, "adp_forwarder_retries", &[("endpoint", "sketches")]),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_request_is_retried() {
+    let intake = Intake::start(|n, _| {
+        if n == 0 {
+            Reply::Hang(Duration::from_secs(3))
+        } else {
+            Reply::Status(200)
+        }
+    })
+    .await;
+    let registry = Registry::new();
+    let c = ForwarderConfig {
+        forwarder_timeout: Duration::from_millis(200),
+        ..config(&intake)
+    };
+    let f = Running::start(c, &registry);
+    f.send(payload(Endpoint::Series, "slow")).await;
+    wait_for("the retried payload", || intake.received().len() == 1).await;
+    f.stop().await;
+    assert_eq!(intake.bodies(), ["slow"]);
+    assert_eq!(value(&registry, "adp_forwarder_retries", &[("endpoint", "series")]), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_errors_are_retried_until_the_intake_comes_up() {
+    // Reserve a port, close it, and start the intake there later.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let registry = Registry::new();
+    let c = ForwarderConfig {
+        api_key: "k".into(),
+        dd_url: Some(format!("http://127.0.0.1:{port}")),
+        forwarder_backoff_base: Duration::from_millis(10),
+        forwarder_backoff_max: Duration::from_millis(40),
+        ..Default::default()
+    };
+    let f = Running::start(c, &registry);
+    f.send(payload(Endpoint::Events, "e")).await;
+    wait_for("a failed attempt", || {
+        value(&registry, "adp_forwarder_retries", &[("endpoint", "events")]) >= 2
+    })
+    .await;
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            Ok::<_, Infallible>(Response::new(Full::new(body)))
+        });
+        let _ = tx.send(());
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(s), service)
+            .await;
+    });
+    tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .unwrap()
+        .unwrap();
+    wait_for("delivery", || {
+        value(&registry, "adp_forwarder_payloads_sent", &[("endpoint", "events")]) == 1
+    })
+    .await;
+    assert_eq!(f.stop().await, ShutdownReport::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_retry_queue_evicts_the_oldest_payloads() {
+    let intake = Intake::start(|_, _| Reply::Status(503)).await;
+    let registry = Registry::new();
+    let c = ForwarderConfig {
+        forwarder_retry_queue_payloads_max_size: 300,
+        ..config(&intake)
+    };
+    let f = Running::start(c, &registry);
+    for i in 0..5 {
+        f.send(payload(Endpoint::Series, &format!("{i}{}", "x".repeat(99))))
+            .await;
+        // One at a time, so the order of arrival is the order of age.
+        wait_for("queued", || {
+            value(&registry, "adp_forwarder_payloads_received", &[("endpoint", "series")]) == i + 1
+        })
+        .await;
+    }
+    wait_for("two evictions", || {
+        value(&registry, "adp_forwarder_payloads_dropped", &[("reason", "evicted")]) == 2
+    })
+    .await;
+    assert!(value(&registry, "adp_forwarder_retry_queue_bytes", &[]) <= 300);
+    intake.set_script(|_, _| Reply::Status(200));
+    wait_for("three deliveries", || intake.received().len() == 3).await;
+    f.stop().await;
+    let mut firsts: Vec<char> = intake.bodies().iter().map(|b| b.chars().next().unwrap()).collect();
+    firsts.sort_unstable();
+    assert_eq!(firsts, ['2', '3', '4'], "payloads 0 and 1 were the oldest");
+    let too_big = Registry::new();
+    let c = ForwarderConfig {
+        forwarder_retry_queue_payloads_max_size: 10,
+        ..config(&intake)
+    };
+    let f = Running::start(c, &too_big);
+    f.send(payload(Endpoint::Series, "more than ten bytes")).await;
+    wait_for("too_large", || {
+        value(&too_big, "adp_forwarder_payloads_dropped", &[("reason", "too_large")]) == 1
+    })
+    .await;
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_payloads_are_persisted_at_shutdown_and_replayed_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let intake = Intake::start(|_, _| Reply::Status(503)).await;
+    let registry = Registry::new();
+    let c = ForwarderConfig {
+        forwarder_storage_max_size_in_bytes: 1 << 20,
+        forwarder_storage_path: dir.path().to_owned(),
+        forwarder_stop_timeout: Duration::from_millis(100),
+        // Memory holds two payloads; the third overflows to disk while running.
+        forwarder_retry_queue_payloads_max_size: 2 * 6,
+        ..config(&intake)
+    };
+    let f = Running::start(c.clone(), &registry);
+    for i in 0..5 {
+        f.send(payload(Endpoint::Series, &format!("body-{i}"))).await;
+    }
+    wait_for("overflow to disk", || {
+        value(&registry, "adp_forwarder_payloads_persisted", &[]) >= 3
+    })
+    .await;
+    let report = f.stop().await;
+    assert_eq!(report.dropped, 0);
+    assert_eq!(
+        value(&registry, "adp_forwarder_payloads_persisted", &[]),
+        5,
+        "3 overflowed + 2 at shutdown"
+    );
+    assert_eq!(report.persisted, 2);
+    assert_eq!(retry_files(dir.path()).len(), 5);
+    assert!(value(&registry, "adp_forwarder_disk_bytes", &[]) > 0);
+    assert!(intake.received().is_empty());
+    // No temporary files remain next to the stored ones.
+    for sub in std::fs::read_dir(dir.path()).unwrap() {
+        for e in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            assert!(!e.unwrap().file_name().to_string_lossy().ends_with(".tmp"));
+        }
+    }
+
+    intake.set_script(|_, _| Reply::Status(200));
+    let restarted = Registry::new();
+    let f = Running::start(c, &restarted);
+    wait_for("replay", || intake.received().len() == 5).await;
+    assert_eq!(f.stop().await, ShutdownReport::default());
+    let mut bodies = intake.bodies();
+    bodies.sort();
+    assert_eq!(bodies, (0..5).map(|i| format!("body-{i}")).collect::<Vec<_>>());
+    assert_eq!(value(&restarted, "adp_forwarder_payloads_replayed", &[]), 5);
+    assert_eq!(value(&restarted, "adp_forwarder_disk_bytes", &[]), 0);
+    assert!(retry_files(dir.path()).is_empty());
+    // Replayed payloads keep their headers and key.
+    assert!(intake
+        .received()
+        .iter()
+        .all(|r| r.headers["dd-api-key"] == "main-key" && r.headers["content-encoding"] == "zstd"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_stored_payload_is_skipped_and_the_rest_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let intake = Intake::start(|_, _| Reply::Status(503)).await;
+    let c = ForwarderConfig {
+        forwarder_storage_max_size_in_bytes: 1 << 20,
+        forwarder_storage_path: dir.path().to_owned(),
+        forwarder_stop_timeout: Duration::from_millis(50),
+        ..config(&intake)
+    };
+    let registry = Registry::new();
+    let f = Running::start(c.clone(), &registry);
+    f.send(payload(Endpoint::CheckRun, "first")).await;
+    f.send(payload(Endpoint::CheckRun, "second")).await;
+    wait_for("both queued", || {
+        value(
+            &registry,
+            "adp_forwarder_payloads_received",
+            &[("endpoint", "check_run")],
+        ) == 2
+    })
+    .await;
+    assert_eq!(f.stop().await.persisted, 2);
+    let files = retry_files(dir.path());
+    assert_eq!(files.len(), 2);
+    let data = std::fs::read(&files[0]).unwrap();
+    std::fs::write(&files[0], &data[..data.len() - 3]).unwrap();
+
+    intake.set_script(|_, _| Reply::Status(200));
+    let restarted = Registry::new();
+    let f = Running::start(c, &restarted);
+    wait_for("replay", || intake.received().len() == 1).await;
+    f.stop().await;
+    assert_eq!(
+        value(&restarted, "adp_forwarder_payloads_dropped", &[("reason", "corrupted")]),
+        1
+    );
+    assert_eq!(intake.bodies().len(), 1);
+    assert!(retry_files(dir.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_storage_shutdown_reports_what_it_dropped() {
+    let intake = Intake::start(|_, _| Reply::Status(500)).await;
+    let registry = Registry::new();
+    let c = ForwarderConfig {
+        forwarder_stop_timeout: Duration::from_millis(50),
+        ..config(&intake)
+    };
+    let f = Running::start(c, &registry);
+    for i in 0..3 {
+        f.send(payload(Endpoint::Series, &format!("{i}"))).await;
+    }
+    wait_for("attempts", || intake.attempts() >= 1).await;
+    let started = tokio::time::Instant::now();
+    let report = f.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the drain deadline bounds shutdown"
+    );
+    assert_eq!(
+        report,
+        ShutdownReport {
+            persisted: 0,
+            dropped: 3
+        }
+    );
+    assert_eq!(
+        value(&registry, "adp_forwarder_payloads_dropped", &[("reason", "shutdown")]),
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delivers_what_was_accepted_before_it() {
+    let intake = Intake::start(|_, _| Reply::Status(200)).await;
+    let registry = Registry::new();
+    let f = Running::start(config(&intake), &registry);
+    for i in 0..50 {
+        f.send(payload(Endpoint::Series, &format!("{i}"))).await;
+    }
+    let handle = f.handle.clone();
+    assert_eq!(f.stop().await, ShutdownReport::default());
+    assert_eq!(intake.received().len(), 50);
+    let err = handle.send(payload(Endpoint::Series, "late")).await.unwrap_err();
+    assert!(matches!(err, SubmitError::Closed(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_send_reports_a_full_buffer() {
+    let intake = Intake::start(|_, _| Reply::Status(200)).await;
+    let c = ForwarderConfig {
+        forwarder_high_prio_buffer_size: 1,
+        ..config(&intake)
+    };
+    let forwarder = Forwarder::new(c, &Registry::new()).unwrap();
+    let handle = forwarder.handle();
+    handle.try_send(payload(Endpoint::Series, "a")).unwrap();
+    let err = handle.try_send(payload(Endpoint::Series, "b")).unwrap_err();
+    assert!(matches!(err, SubmitError::Full(_)));
+    assert_eq!(&err.into_payload().body[..], b"b");
+    drop(handle);
+    // Dropping every handle also shuts the forwarder down, after delivering "a".
+    let report = tokio::time::timeout(Duration::from_secs(10), forwarder.run(std::future::pending()))
+        .await
+        .unwrap();
+    assert_eq!(report, ShutdownReport::default());
+    assert_eq!(intake.bodies(), ["a"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_goes_through_the_proxy_in_absolute_form() {
+    // The "proxy" is a recording server: hyper parses the absolute-form target.
+    let proxy = Intake::start(|_, _| Reply::Status(200)).await;
+    let registry = Registry::new();
+    let mut c = ForwarderConfig {
+        api_key: "k".into(),
+        dd_url: Some("http://intake.example:8080".into()),
+        forwarder_backoff_base: Duration::from_millis(10),
+        forwarder_backoff_max: Duration::from_millis(40),
+        ..Default::default()
+    };
+    c.proxy.http = Some(proxy.url());
+    // Excluded hosts would be connected directly (and fail to resolve).
+    c.proxy.no_proxy = vec!["other.example".into()];
+    let f = Running::start(c, &registry);
+    f.send(payload(Endpoint::Series, "via-proxy")).await;
+    wait_for("proxied request", || proxy.received().len() == 1).await;
+    f.stop().await;
+    let r = &proxy.received()[0];
+    assert_eq!(r.uri, "http://intake.example:8080/api/v2/series");
+    assert_eq!(&r.body[..], b"via-proxy");
+}
+
+#[test]
+fn forwarder_new_rejects_bad_configuration_with_the_key() {
+    let err = Forwarder::new(ForwarderConfig::default(), &Registry::new())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("api_key"), "{err}");
+    let c = ForwarderConfig {
+        api_key: "bad\nkey".into(),
+        ..Default::default()
+    };
+    let err = Forwarder::new(c, &Registry::new()).err().unwrap();
+    assert!(err.to_string().contains("`api_key`"), "{err}");
+    let c = ForwarderConfig {
+        api_key: "k".into(),
+        forwarder_storage_max_size_in_bytes: 1,
+        forwarder_storage_path: "/proc/forbidden/storage".into(),
+        ..Default::default()
+    };
+    let err = Forwarder::new(c, &Registry::new()).err().unwrap();
+    assert!(err.to_string().contains("forwarder_storage_path"), "{err}");
+}

@@ -117,7 +117,11 @@ impl DomainWorker {
             if !input_open && inflight.is_none() && self.queue.is_empty() {
                 break;
             }
-            let wake = if inflight.is_none() && !self.queue.is_empty() { blocked } else { None };
+            let wake = if inflight.is_none() && !self.queue.is_empty() {
+                blocked
+            } else {
+                None
+            };
             tokio::select! {
                 biased;
                 () = sleep_until(deadline) => break,
@@ -146,7 +150,11 @@ impl DomainWorker {
     fn request(&self, t: &Transaction) -> InFlight {
         let shared = &self.shared;
         let mut headers = HeaderMap::with_capacity(8);
-        let key = self.keys.get(usize::from(t.key_index)).cloned().unwrap_or_else(|| HeaderValue::from_static(""));
+        let key = self
+            .keys
+            .get(usize::from(t.key_index))
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static(""));
         headers.insert(DD_API_KEY.clone(), key);
         headers.insert(DD_AGENT_VERSION.clone(), shared.agent_version.clone());
         headers.insert(USER_AGENT, shared.user_agent.clone());
@@ -161,7 +169,9 @@ impl DomainWorker {
         Box::pin(async move {
             match client.post(uri, headers, body).await {
                 Ok(s) if s.as_u16() < 400 => Outcome::Accepted(s),
-                Ok(s @ (StatusCode::BAD_REQUEST | StatusCode::FORBIDDEN | StatusCode::PAYLOAD_TOO_LARGE)) => Outcome::Refused(s),
+                Ok(s @ (StatusCode::BAD_REQUEST | StatusCode::FORBIDDEN | StatusCode::PAYLOAD_TOO_LARGE)) => {
+                    Outcome::Refused(s)
+                }
                 Ok(s) => Outcome::Failed(format!("HTTP {s}")),
                 Err(RequestError::Timeout) => Outcome::Failed(RequestError::Timeout.to_string()),
                 Err(e) => Outcome::Failed(e.to_string()),
@@ -183,7 +193,10 @@ impl DomainWorker {
             Outcome::Refused(status) => {
                 self.breaker.success(now, &self.shared.backoff);
                 let (reason, hint) = match status.as_u16() {
-                    403 => ("status_403", "the API key is probably invalid: check `api_key` / `additional_endpoints`"),
+                    403 => (
+                        "status_403",
+                        "the API key is probably invalid: check `api_key` / `additional_endpoints`",
+                    ),
                     413 => ("status_413", "the payload was too large for the intake"),
                     _ => ("status_400", "the intake could not parse the payload"),
                 };
@@ -252,18 +265,26 @@ impl DomainWorker {
         };
         let mut storage = storage.lock().unwrap_or_else(|e| e.into_inner());
         let result = storage.store(self.index, &t);
-        metrics.disk_bytes.set(i64::try_from(storage.bytes()).unwrap_or(i64::MAX));
+        metrics
+            .disk_bytes
+            .set(i64::try_from(storage.bytes()).unwrap_or(i64::MAX));
         match result {
             Ok(outcome) => {
                 metrics.persisted.inc();
                 if outcome.evicted > 0 {
-                    tracing::warn!(files = outcome.evicted, "Disk storage full (forwarder_storage_max_size_in_bytes); removed the oldest payloads.");
+                    tracing::warn!(
+                        files = outcome.evicted,
+                        "Disk storage full (forwarder_storage_max_size_in_bytes); removed the oldest payloads."
+                    );
                     metrics.dropped("disk_evicted", outcome.evicted);
                 }
                 true
             }
             Err(StoreError::TooLarge) => {
-                tracing::warn!(bytes = t.size(), "Payload larger than forwarder_storage_max_size_in_bytes; dropping it.");
+                tracing::warn!(
+                    bytes = t.size(),
+                    "Payload larger than forwarder_storage_max_size_in_bytes; dropping it."
+                );
                 metrics.dropped("too_large", 1);
                 false
             }
@@ -287,7 +308,9 @@ impl DomainWorker {
                 tracing::warn!(file = %path.display(), reason, "Skipping unreadable stored payload.");
                 metrics.dropped("corrupted", 1);
             });
-            metrics.disk_bytes.set(i64::try_from(storage.bytes()).unwrap_or(i64::MAX));
+            metrics
+                .disk_bytes
+                .set(i64::try_from(storage.bytes()).unwrap_or(i64::MAX));
             t
         };
         let Some(t) = taken else { return };

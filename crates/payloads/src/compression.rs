@@ -77,7 +77,11 @@ impl CompressionKind {
             Self::Zstd => zstd::zstd_safe::compress_bound(n),
             // zlib's deflateBound for the default settings, without the wrapper
             // (accounted in FINISH_SLACK): stored blocks cost 5 bytes per 16 KiB.
-            Self::Zlib => n.saturating_add(n >> 12).saturating_add(n >> 14).saturating_add(n >> 25).saturating_add(13),
+            Self::Zlib => n
+                .saturating_add(n >> 12)
+                .saturating_add(n >> 14)
+                .saturating_add(n >> 25)
+                .saturating_add(13),
             Self::None => n,
         }
     }
@@ -129,12 +133,18 @@ impl StreamCompressor {
     pub(crate) fn new(kind: CompressionKind, zstd_level: i32) -> io::Result<Self> {
         let inner = match kind {
             CompressionKind::Zstd => Inner::Zstd(zstd::stream::write::Encoder::new(Vec::new(), zstd_level)?),
-            CompressionKind::Zlib => {
-                Inner::Zlib(flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default()))
-            }
+            CompressionKind::Zlib => Inner::Zlib(flate2::write::ZlibEncoder::new(
+                Vec::new(),
+                flate2::Compression::default(),
+            )),
             CompressionKind::None => Inner::None(Vec::new()),
         };
-        Ok(Self { kind, inner, unflushed: 0, written: 0 })
+        Ok(Self {
+            kind,
+            inner,
+            unflushed: 0,
+            written: 0,
+        })
     }
 
     /// Compressed bytes emitted so far (exact after [`Self::flush`]).
@@ -154,8 +164,14 @@ impl StreamCompressor {
     /// The worst-case size of the finished body if `extra` more bytes were
     /// written now and the stream then finished.
     pub(crate) fn worst_case_with(&self, extra: usize) -> usize {
-        let slack = if self.kind == CompressionKind::None { 0 } else { FLUSH_SLACK + FINISH_SLACK };
-        self.output_len().saturating_add(self.kind.bound(self.unflushed.saturating_add(extra))).saturating_add(slack)
+        let slack = if self.kind == CompressionKind::None {
+            0
+        } else {
+            FLUSH_SLACK + FINISH_SLACK
+        };
+        self.output_len()
+            .saturating_add(self.kind.bound(self.unflushed.saturating_add(extra)))
+            .saturating_add(slack)
     }
 
     /// Whether anything was written since the last flush (so flushing would
@@ -239,7 +255,10 @@ pub fn decompress(content_encoding: &str, body: &[u8], limit: u64) -> Result<Vec
             decoder.take(take).read_to_end(&mut out).map_err(corrupt)?;
         }
         CompressionKind::Zlib => {
-            flate2::read::ZlibDecoder::new(body).take(take).read_to_end(&mut out).map_err(corrupt)?;
+            flate2::read::ZlibDecoder::new(body)
+                .take(take)
+                .read_to_end(&mut out)
+                .map_err(corrupt)?;
         }
     }
     if u64::try_from(out.len()).unwrap_or(u64::MAX) > limit {
@@ -254,7 +273,9 @@ mod tests {
 
     fn sample(n: usize) -> Vec<u8> {
         // Compressible but not trivially so: a counter rendered as text.
-        (0..n).flat_map(|i| format!("metric.{}:{}|c\n", i % 97, i).into_bytes()).collect()
+        (0..n)
+            .flat_map(|i| format!("metric.{}:{}|c\n", i % 97, i).into_bytes())
+            .collect()
     }
 
     #[test]
@@ -303,15 +324,27 @@ mod tests {
     fn decompression_stops_at_the_limit() {
         let input = vec![0u8; 100_000];
         let body = zstd::stream::encode_all(input.as_slice(), 1).unwrap();
-        assert!(matches!(decompress("zstd", &body, 99_999), Err(DecompressError::TooLarge { limit: 99_999, .. })));
+        assert!(matches!(
+            decompress("zstd", &body, 99_999),
+            Err(DecompressError::TooLarge { limit: 99_999, .. })
+        ));
         assert_eq!(decompress("zstd", &body, 100_000).unwrap().len(), 100_000);
     }
 
     #[test]
     fn corrupt_and_unknown_encodings_are_errors() {
-        assert!(matches!(decompress("zstd", b"not zstd", 1024), Err(DecompressError::Corrupt { .. })));
-        assert!(matches!(decompress("deflate", b"not zlib", 1024), Err(DecompressError::Corrupt { .. })));
-        assert!(matches!(decompress("br", b"", 1024), Err(DecompressError::UnsupportedEncoding(_))));
+        assert!(matches!(
+            decompress("zstd", b"not zstd", 1024),
+            Err(DecompressError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decompress("deflate", b"not zlib", 1024),
+            Err(DecompressError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decompress("br", b"", 1024),
+            Err(DecompressError::UnsupportedEncoding(_))
+        ));
     }
 
     #[test]

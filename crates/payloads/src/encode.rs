@@ -50,8 +50,26 @@ impl SeriesType {
 
 /// Builds a `Dogsketch` from a sketch's summary and its sparse bins.
 #[allow(clippy::too_many_arguments)]
-pub fn dogsketch(ts: i64, count: u64, min: f64, max: f64, sum: f64, avg: f64, k: Vec<i32>, n: Vec<u32>) -> proto::Dogsketch {
-    proto::Dogsketch { ts, cnt: i64::try_from(count).unwrap_or(i64::MAX), min, max, avg, sum, k, n }
+pub fn dogsketch(
+    ts: i64,
+    count: u64,
+    min: f64,
+    max: f64,
+    sum: f64,
+    avg: f64,
+    k: Vec<i32>,
+    n: Vec<u32>,
+) -> proto::Dogsketch {
+    proto::Dogsketch {
+        ts,
+        cnt: i64::try_from(count).unwrap_or(i64::MAX),
+        min,
+        max,
+        avg,
+        sum,
+        k,
+        n,
+    }
 }
 
 fn origin_metadata() -> Option<proto::Metadata> {
@@ -75,7 +93,10 @@ pub(crate) struct SplitTags {
 }
 
 pub(crate) fn split_tags<T: AsRef<str>>(tags: &[T], extract_device: bool) -> SplitTags {
-    let mut out = SplitTags { tags: Vec::with_capacity(tags.len()), ..SplitTags::default() };
+    let mut out = SplitTags {
+        tags: Vec::with_capacity(tags.len()),
+        ..SplitTags::default()
+    };
     for tag in tags {
         let tag = tag.as_ref();
         if let Some(host) = tag.strip_prefix(HOST_TAG_PREFIX) {
@@ -103,16 +124,24 @@ pub(crate) fn series_proto<T: AsRef<str>>(
     points: &[(i64, f64)],
 ) -> proto::MetricSeries {
     let split = split_tags(tags, true);
-    let mut resources =
-        vec![proto::Resource { r#type: "host".to_owned(), name: split.host.unwrap_or_else(|| hostname.to_owned()) }];
+    let mut resources = vec![proto::Resource {
+        r#type: "host".to_owned(),
+        name: split.host.unwrap_or_else(|| hostname.to_owned()),
+    }];
     if let Some(device) = split.device {
-        resources.push(proto::Resource { r#type: "device".to_owned(), name: device });
+        resources.push(proto::Resource {
+            r#type: "device".to_owned(),
+            name: device,
+        });
     }
     proto::MetricSeries {
         resources,
         metric: name.to_owned(),
         tags: split.tags,
-        points: points.iter().map(|&(timestamp, value)| proto::MetricPoint { value, timestamp }).collect(),
+        points: points
+            .iter()
+            .map(|&(timestamp, value)| proto::MetricPoint { value, timestamp })
+            .collect(),
         r#type: kind.proto() as i32,
         unit: String::new(),
         source_type_name: String::new(),
@@ -171,7 +200,11 @@ pub(crate) fn check_run<'a, T: AsRef<str>>(hostname: &str, now: i64, c: &CheckPa
     let split = split_tags(c.tags, false);
     CheckRun {
         check: c.name,
-        host_name: c.hostname.map(str::to_owned).or(split.host).unwrap_or_else(|| hostname.to_owned()),
+        host_name: c
+            .hostname
+            .map(str::to_owned)
+            .or(split.host)
+            .unwrap_or_else(|| hostname.to_owned()),
         timestamp: c.timestamp.unwrap_or(now),
         status: c.status,
         message: c.message.unwrap_or(""),
@@ -209,7 +242,11 @@ pub(crate) fn event_proto<T: AsRef<str>>(hostname: &str, now: i64, e: &EventPart
         text: e.text.to_owned(),
         ts: e.timestamp.unwrap_or(now),
         priority: e.priority.to_owned(),
-        host: e.hostname.map(str::to_owned).or(split.host).unwrap_or_else(|| hostname.to_owned()),
+        host: e
+            .hostname
+            .map(str::to_owned)
+            .or(split.host)
+            .unwrap_or_else(|| hostname.to_owned()),
         tags: split.tags,
         alert_type: e.alert_type.to_owned(),
         aggregation_key: e.aggregation_key.unwrap_or_default().to_owned(),
@@ -233,7 +270,11 @@ impl EndpointTelemetry {
         let e = [("endpoint", endpoint.as_str())];
         Self {
             payloads: registry.counter("adp_payloads_encoded", "Payloads encoded, after splitting.", &e),
-            items: registry.counter("adp_payloads_items", "Items (series, sketch contexts, checks, events) encoded.", &e),
+            items: registry.counter(
+                "adp_payloads_items",
+                "Items (series, sketch contexts, checks, events) encoded.",
+                &e,
+            ),
             points: registry.counter("adp_payloads_points", "Series points encoded.", &e),
             dropped_too_big: registry.counter(
                 "adp_payloads_items_dropped",
@@ -274,15 +315,31 @@ impl Encoder {
             let range = zstd::compression_level_range();
             let level = config.serializer_zstd_compressor_level;
             if !range.contains(&level) {
-                return Err(EncodeError::InvalidZstdLevel { level, min: *range.start(), max: *range.end() });
+                return Err(EncodeError::InvalidZstdLevel {
+                    level,
+                    min: *range.start(),
+                    max: *range.end(),
+                });
             }
         }
         for (key, value) in [
-            ("serializer_max_series_payload_size", config.serializer_max_series_payload_size),
-            ("serializer_max_series_uncompressed_payload_size", config.serializer_max_series_uncompressed_payload_size),
-            ("serializer_max_series_points_per_payload", config.serializer_max_series_points_per_payload),
+            (
+                "serializer_max_series_payload_size",
+                config.serializer_max_series_payload_size,
+            ),
+            (
+                "serializer_max_series_uncompressed_payload_size",
+                config.serializer_max_series_uncompressed_payload_size,
+            ),
+            (
+                "serializer_max_series_points_per_payload",
+                config.serializer_max_series_points_per_payload,
+            ),
             ("serializer_max_payload_size", config.serializer_max_payload_size),
-            ("serializer_max_uncompressed_payload_size", config.serializer_max_uncompressed_payload_size),
+            (
+                "serializer_max_uncompressed_payload_size",
+                config.serializer_max_uncompressed_payload_size,
+            ),
         ] {
             if value == 0 {
                 return Err(EncodeError::ZeroLimit { key });
@@ -311,7 +368,11 @@ impl Encoder {
                 max_compressed: c.serializer_max_payload_size,
                 max_uncompressed: c.serializer_max_uncompressed_payload_size,
                 max_points: u64::MAX,
-                max_items: if endpoint == Endpoint::Events { MAX_EVENTS_PER_PAYLOAD } else { u64::MAX },
+                max_items: if endpoint == Endpoint::Events {
+                    MAX_EVENTS_PER_PAYLOAD
+                } else {
+                    u64::MAX
+                },
             },
         }
     }
@@ -322,7 +383,9 @@ impl Encoder {
         &self,
         series: impl IntoIterator<Item = proto::MetricSeries>,
     ) -> Result<Vec<EncodedPayload>, EncodeError> {
-        self.encode_protobuf(Endpoint::Series, series, 1, |s| (&s.metric, u64::try_from(s.points.len()).unwrap_or(u64::MAX)))
+        self.encode_protobuf(Endpoint::Series, series, 1, |s| {
+            (&s.metric, u64::try_from(s.points.len()).unwrap_or(u64::MAX))
+        })
     }
 
     /// Encodes ready-made `Sketch` messages into `/api/beta/sketches` payloads.
@@ -362,7 +425,11 @@ impl Encoder {
         sketches: impl IntoIterator<Item = (&'a str, &'a [T], Vec<proto::Dogsketch>)>,
     ) -> Result<Vec<EncodedPayload>, EncodeError> {
         let host = self.config.hostname.as_str();
-        self.encode_sketch_protos(sketches.into_iter().map(|(name, tags, d)| sketch_proto(host, name, tags, d)))
+        self.encode_sketch_protos(
+            sketches
+                .into_iter()
+                .map(|(name, tags, d)| sketch_proto(host, name, tags, d)),
+        )
     }
 
     fn encode_protobuf<M: Message>(
@@ -432,7 +499,10 @@ impl Encoder {
         points: u64,
         name: &str,
     ) -> Result<(), EncodeError> {
-        match splitter.push(item, points).map_err(|source| self.compression_error(endpoint, source))? {
+        match splitter
+            .push(item, points)
+            .map_err(|source| self.compression_error(endpoint, source))?
+        {
             Pushed::Added => {}
             Pushed::TooBig => {
                 self.telemetry[index(endpoint)].dropped_too_big.inc();
@@ -453,7 +523,9 @@ impl Encoder {
     }
 
     fn finish(&self, endpoint: Endpoint, splitter: Splitter) -> Result<Vec<EncodedPayload>, EncodeError> {
-        let bodies = splitter.finish().map_err(|source| self.compression_error(endpoint, source))?;
+        let bodies = splitter
+            .finish()
+            .map_err(|source| self.compression_error(endpoint, source))?;
         let t = &self.telemetry[index(endpoint)];
         let content_encoding = self.config.serializer_compressor_kind.content_encoding();
         Ok(bodies
@@ -476,7 +548,11 @@ impl Encoder {
     }
 
     fn compression_error(&self, endpoint: Endpoint, source: std::io::Error) -> EncodeError {
-        EncodeError::Compression { endpoint, kind: self.config.serializer_compressor_kind, source }
+        EncodeError::Compression {
+            endpoint,
+            kind: self.config.serializer_compressor_kind,
+            source,
+        }
     }
 }
 
@@ -524,17 +600,36 @@ mod tests {
             assert_eq!(payloads[0].items, 3);
             let decoded = decode_series(&payloads[0]);
             let origin = Some(proto::Metadata {
-                origin: Some(proto::Origin { origin_product: 10, origin_category: 10, origin_service: 0 }),
+                origin: Some(proto::Origin {
+                    origin_product: 10,
+                    origin_category: 10,
+                    origin_service: 0,
+                }),
             });
-            let host = |name: &str| proto::Resource { r#type: "host".into(), name: name.into() };
+            let host = |name: &str| proto::Resource {
+                r#type: "host".into(),
+                name: name.into(),
+            };
             let expected = vec![
                 proto::MetricSeries {
-                    resources: vec![host("db-7"), proto::Resource { r#type: "device".into(), name: "sda1".into() }],
+                    resources: vec![
+                        host("db-7"),
+                        proto::Resource {
+                            r#type: "device".into(),
+                            name: "sda1".into(),
+                        },
+                    ],
                     metric: "requests".into(),
                     tags: vec!["env:prod".into(), "team:x".into()],
                     points: vec![
-                        proto::MetricPoint { value: 0.5, timestamp: 1_700_000_000 },
-                        proto::MetricPoint { value: -2.25, timestamp: 1_700_000_010 },
+                        proto::MetricPoint {
+                            value: 0.5,
+                            timestamp: 1_700_000_000,
+                        },
+                        proto::MetricPoint {
+                            value: -2.25,
+                            timestamp: 1_700_000_010,
+                        },
                     ],
                     r#type: proto::MetricType::Rate as i32,
                     unit: String::new(),
@@ -546,7 +641,10 @@ mod tests {
                     resources: vec![host("web-1")],
                     metric: "temp".into(),
                     tags: vec!["env:prod".into()],
-                    points: vec![proto::MetricPoint { value: 0.5, timestamp: 1_700_000_000 }],
+                    points: vec![proto::MetricPoint {
+                        value: 0.5,
+                        timestamp: 1_700_000_000,
+                    }],
                     r#type: proto::MetricType::Gauge as i32,
                     unit: String::new(),
                     source_type_name: String::new(),
@@ -557,7 +655,10 @@ mod tests {
                     resources: vec![host("web-1")],
                     metric: "hits".into(),
                     tags: vec![],
-                    points: vec![proto::MetricPoint { value: -2.25, timestamp: 1_700_000_010 }],
+                    points: vec![proto::MetricPoint {
+                        value: -2.25,
+                        timestamp: 1_700_000_010,
+                    }],
                     r#type: proto::MetricType::Count as i32,
                     unit: String::new(),
                     source_type_name: String::new(),
@@ -572,9 +673,17 @@ mod tests {
     #[test]
     fn an_empty_host_tag_means_no_host() {
         let (enc, _) = encoder(CompressionKind::None);
-        let p = enc.encode_series_parts([("m", &["host:"][..], SeriesType::Gauge, 0, &[(1, 1.0)][..])]).unwrap();
+        let p = enc
+            .encode_series_parts([("m", &["host:"][..], SeriesType::Gauge, 0, &[(1, 1.0)][..])])
+            .unwrap();
         let s = &decode_series(&p[0]).series[0];
-        assert_eq!(s.resources, vec![proto::Resource { r#type: "host".into(), name: String::new() }]);
+        assert_eq!(
+            s.resources,
+            vec![proto::Resource {
+                r#type: "host".into(),
+                name: String::new()
+            }]
+        );
         assert!(s.tags.is_empty());
     }
 
@@ -583,14 +692,21 @@ mod tests {
         for kind in KINDS {
             let (enc, registry) = encoder(kind);
             // 2,500 series × 7 points = 17,500 points: the points limit splits them.
-            let tags: Vec<Vec<String>> =
-                (0..2_500).map(|i| vec![format!("shard:{i}"), "service:checkout".to_owned()]).collect();
+            let tags: Vec<Vec<String>> = (0..2_500)
+                .map(|i| vec![format!("shard:{i}"), "service:checkout".to_owned()])
+                .collect();
             let points: Vec<(i64, f64)> = (0..7).map(|i| (1_700_000_000 + i * 10, f64::from(i as u8))).collect();
             let names: Vec<String> = (0..2_500).map(|i| format!("app.metric.{}", i % 40)).collect();
             let payloads = enc
-                .encode_series_parts(
-                    (0..2_500).map(|i| (names[i].as_str(), tags[i].as_slice(), SeriesType::Gauge, 10, &points[..])),
-                )
+                .encode_series_parts((0..2_500).map(|i| {
+                    (
+                        names[i].as_str(),
+                        tags[i].as_slice(),
+                        SeriesType::Gauge,
+                        10,
+                        &points[..],
+                    )
+                }))
                 .unwrap();
             assert!(payloads.len() >= 2, "{kind}: {} payloads", payloads.len());
             let mut seen = Vec::new();
@@ -609,7 +725,10 @@ mod tests {
             let label = [("endpoint", "series")];
             assert_eq!(registry.value("adp_payloads_items", &label), Some(2_500));
             assert_eq!(registry.value("adp_payloads_points", &label), Some(17_500));
-            assert_eq!(registry.value("adp_payloads_encoded", &label), Some(i64::try_from(payloads.len()).unwrap()));
+            assert_eq!(
+                registry.value("adp_payloads_encoded", &label),
+                Some(i64::try_from(payloads.len()).unwrap())
+            );
         }
     }
 
@@ -633,7 +752,10 @@ mod tests {
             .collect();
         let points = [(1_700_000_000, 1.0)];
         let payloads = enc
-            .encode_series_parts(tags.iter().map(|t| ("m", t.as_slice(), SeriesType::Gauge, 10, &points[..])))
+            .encode_series_parts(
+                tags.iter()
+                    .map(|t| ("m", t.as_slice(), SeriesType::Gauge, 10, &points[..])),
+            )
             .unwrap();
         assert!(payloads.len() >= 2, "{} payloads", payloads.len());
         let mut total = 0;
@@ -656,10 +778,17 @@ mod tests {
                 ("small.b", &[], SeriesType::Gauge, 10, &small[..]),
             ])
             .unwrap();
-        let names: Vec<String> = payloads.iter().flat_map(|p| decode_series(p).series).map(|s| s.metric).collect();
+        let names: Vec<String> = payloads
+            .iter()
+            .flat_map(|p| decode_series(p).series)
+            .map(|s| s.metric)
+            .collect();
         assert_eq!(names, ["small.a", "small.b"]);
         assert_eq!(
-            registry.value("adp_payloads_items_dropped", &[("endpoint", "series"), ("reason", "too_big")]),
+            registry.value(
+                "adp_payloads_items_dropped",
+                &[("endpoint", "series"), ("reason", "too_big")]
+            ),
             Some(1)
         );
     }
@@ -668,8 +797,26 @@ mod tests {
     fn sketches_round_trip_with_host_tag_and_bins() {
         for kind in KINDS {
             let (enc, _) = encoder(kind);
-            let d1 = dogsketch(1_700_000_000, 3, -1.0, 5.0, 6.0, 2.0, vec![-1300, 0, 1338], vec![1, 1, 1]);
-            let d2 = dogsketch(1_700_000_010, 70_000, 0.5, 0.5, 35_000.0, 0.5, vec![1300], vec![65_535, 4_465]);
+            let d1 = dogsketch(
+                1_700_000_000,
+                3,
+                -1.0,
+                5.0,
+                6.0,
+                2.0,
+                vec![-1300, 0, 1338],
+                vec![1, 1, 1],
+            );
+            let d2 = dogsketch(
+                1_700_000_010,
+                70_000,
+                0.5,
+                0.5,
+                35_000.0,
+                0.5,
+                vec![1300],
+                vec![65_535, 4_465],
+            );
             let payloads = enc
                 .encode_sketch_parts([
                     ("latency", &["host:edge", "path:/a"][..], vec![d1.clone(), d2.clone()]),
@@ -678,7 +825,10 @@ mod tests {
                 .unwrap();
             assert_eq!(payloads.len(), 1);
             let p = &payloads[0];
-            assert_eq!((p.endpoint, p.items, p.content_type), (Endpoint::Sketches, 2, "application/x-protobuf"));
+            assert_eq!(
+                (p.endpoint, p.items, p.content_type),
+                (Endpoint::Sketches, 2, "application/x-protobuf")
+            );
             let plain = decompress(p.content_encoding, &p.body, 1 << 20).unwrap();
             let decoded = proto::SketchPayload::decode(plain.as_slice()).unwrap();
             let s = &decoded.sketches;
@@ -694,7 +844,14 @@ mod tests {
         let (enc, _) = encoder(CompressionKind::Zlib);
         let tags = ["env:prod", "host:from-tag"];
         let checks = [
-            CheckParts { name: "app.up", status: 0, timestamp: Some(100), hostname: None, message: None, tags: &tags[..] },
+            CheckParts {
+                name: "app.up",
+                status: 0,
+                timestamp: Some(100),
+                hostname: None,
+                message: None,
+                tags: &tags[..],
+            },
             CheckParts {
                 name: "db.up",
                 status: 2,
@@ -703,12 +860,22 @@ mod tests {
                 message: Some("down \"hard\""),
                 tags: &tags[..1],
             },
-            CheckParts { name: "x", status: 3, timestamp: None, hostname: None, message: None, tags: &[] },
+            CheckParts {
+                name: "x",
+                status: 3,
+                timestamp: None,
+                hostname: None,
+                message: None,
+                tags: &[],
+            },
         ];
         let payloads = enc.encode_check_parts(checks, 555).unwrap();
         assert_eq!(payloads.len(), 1);
         let p = &payloads[0];
-        assert_eq!((p.endpoint, p.items, p.content_type, p.content_encoding), (Endpoint::CheckRun, 3, "application/json", "deflate"));
+        assert_eq!(
+            (p.endpoint, p.items, p.content_type, p.content_encoding),
+            (Endpoint::CheckRun, 3, "application/json", "deflate")
+        );
         let plain = decompress(p.content_encoding, &p.body, 1 << 20).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&plain).unwrap();
         assert_eq!(
@@ -741,7 +908,10 @@ mod tests {
         assert_eq!(payloads.iter().map(|p| p.items).collect::<Vec<_>>(), [100, 100, 50]);
         let mut decoded = Vec::new();
         for p in &payloads {
-            assert_eq!((p.endpoint, p.content_type), (Endpoint::Events, "application/x-protobuf"));
+            assert_eq!(
+                (p.endpoint, p.content_type),
+                (Endpoint::Events, "application/x-protobuf")
+            );
             let plain = decompress(p.content_encoding, &p.body, 1 << 20).unwrap();
             decoded.extend(proto::EventsPayload::decode(plain.as_slice()).unwrap().events);
         }
@@ -761,23 +931,38 @@ mod tests {
             }
         );
         assert_eq!((decoded[249].title.as_str(), decoded[249].ts), ("deploy 249", 999));
-        assert_eq!(registry.value("adp_payloads_encoded", &[("endpoint", "events")]), Some(3));
+        assert_eq!(
+            registry.value("adp_payloads_encoded", &[("endpoint", "events")]),
+            Some(3)
+        );
     }
 
     #[test]
     fn nothing_to_encode_gives_no_payloads() {
         let (enc, _) = encoder(CompressionKind::Zstd);
         assert!(enc.encode_series_protos([]).unwrap().is_empty());
-        assert!(enc.encode_check_parts(std::iter::empty::<CheckParts<'_, &str>>(), 0).unwrap().is_empty());
+        assert!(enc
+            .encode_check_parts(std::iter::empty::<CheckParts<'_, &str>>(), 0)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
     fn bad_configuration_names_the_key() {
         let registry = Registry::new();
-        let config = PayloadsConfig { serializer_zstd_compressor_level: 99, ..PayloadsConfig::default() };
+        let config = PayloadsConfig {
+            serializer_zstd_compressor_level: 99,
+            ..PayloadsConfig::default()
+        };
         let err = Encoder::new(config, &registry).unwrap_err().to_string();
-        assert!(err.contains("serializer_zstd_compressor_level") && err.contains("99"), "{err}");
-        let config = PayloadsConfig { serializer_max_series_points_per_payload: 0, ..PayloadsConfig::default() };
+        assert!(
+            err.contains("serializer_zstd_compressor_level") && err.contains("99"),
+            "{err}"
+        );
+        let config = PayloadsConfig {
+            serializer_max_series_points_per_payload: 0,
+            ..PayloadsConfig::default()
+        };
         let err = Encoder::new(config, &registry).unwrap_err().to_string();
         assert!(err.contains("serializer_max_series_points_per_payload"), "{err}");
     }

@@ -52,6 +52,7 @@
 
 pub mod compression;
 mod encode;
+mod inputs;
 pub mod proto;
 mod split;
 

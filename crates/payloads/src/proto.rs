@@ -342,16 +342,26 @@ mod tests {
         let decoded = MetricPayload::decode(payload.as_slice()).unwrap();
         let expected = MetricPayload {
             series: vec![MetricSeries {
-                resources: vec![Resource { r#type: "host".into(), name: "web-1".into() }],
+                resources: vec![Resource {
+                    r#type: "host".into(),
+                    name: "web-1".into(),
+                }],
                 metric: "m".into(),
                 tags: vec!["a:b".into()],
-                points: vec![MetricPoint { value: 2.5, timestamp: 100 }],
+                points: vec![MetricPoint {
+                    value: 2.5,
+                    timestamp: 100,
+                }],
                 r#type: MetricType::Rate as i32,
                 unit: "byte".into(),
                 source_type_name: "src".into(),
                 interval: 10,
                 metadata: Some(Metadata {
-                    origin: Some(Origin { origin_product: 10, origin_category: 10, origin_service: 3 }),
+                    origin: Some(Origin {
+                        origin_product: 10,
+                        origin_category: 10,
+                        origin_service: 3,
+                    }),
                 }),
             }],
         };
@@ -398,7 +408,10 @@ mod tests {
 
         let decoded = SketchPayload::decode(payload.as_slice()).unwrap();
         let s = &decoded.sketches[0];
-        assert_eq!((s.metric.as_str(), s.host.as_str(), s.tags.as_slice()), ("d", "h", &["t:1".to_owned()][..]));
+        assert_eq!(
+            (s.metric.as_str(), s.host.as_str(), s.tags.as_slice()),
+            ("d", "h", &["t:1".to_owned()][..])
+        );
         assert_eq!((s.distributions[0].ts, s.distributions[0].cnt), (5, 1));
         let d = &s.dogsketches[0];
         assert_eq!((d.ts, d.cnt, d.min, d.max, d.avg, d.sum), (100, 7, -1.0, 2.0, 0.5, 3.5));

@@ -41,9 +41,17 @@ pub(crate) struct Framing {
 
 impl Framing {
     /// Protobuf: a payload is its items' repeated-field entries back to back.
-    pub(crate) const PROTOBUF: Self = Self { header: b"", separator: b"", footer: b"" };
+    pub(crate) const PROTOBUF: Self = Self {
+        header: b"",
+        separator: b"",
+        footer: b"",
+    };
     /// A JSON array.
-    pub(crate) const JSON_ARRAY: Self = Self { header: b"[", separator: b",", footer: b"]" };
+    pub(crate) const JSON_ARRAY: Self = Self {
+        header: b"[",
+        separator: b",",
+        footer: b"]",
+    };
 }
 
 /// One finished body.
@@ -85,13 +93,24 @@ fn to_u64(n: usize) -> u64 {
 
 impl Splitter {
     pub(crate) fn new(kind: CompressionKind, zstd_level: i32, limits: Limits, framing: Framing) -> Self {
-        Self { kind, zstd_level, limits, framing, open: None, done: Vec::new() }
+        Self {
+            kind,
+            zstd_level,
+            limits,
+            framing,
+            open: None,
+            done: Vec::new(),
+        }
     }
 
     fn start(&self) -> io::Result<Open> {
         let mut compressor = StreamCompressor::new(self.kind, self.zstd_level)?;
         compressor.write(self.framing.header)?;
-        Ok(Open { compressor, items: 0, points: 0 })
+        Ok(Open {
+            compressor,
+            items: 0,
+            points: 0,
+        })
     }
 
     /// Whether `item` fits `open` by the counts and the uncompressed size, and
@@ -102,8 +121,14 @@ impl Splitter {
         {
             return Ok(false);
         }
-        let separator = if open.items > 0 { self.framing.separator.len() } else { 0 };
-        let added = separator.saturating_add(item_len).saturating_add(self.framing.footer.len());
+        let separator = if open.items > 0 {
+            self.framing.separator.len()
+        } else {
+            0
+        };
+        let added = separator
+            .saturating_add(item_len)
+            .saturating_add(self.framing.footer.len());
         if to_u64(open.compressor.written().saturating_add(added)) > self.limits.max_uncompressed {
             return Ok(false);
         }
@@ -132,8 +157,16 @@ impl Splitter {
         compressor.write(self.framing.footer)?;
         let uncompressed_len = to_u64(compressor.written());
         let bytes = compressor.finish()?;
-        debug_assert!(to_u64(bytes.len()) <= self.limits.max_compressed, "worst-case bound violated");
-        self.done.push(Body { bytes, uncompressed_len, items: open.items, points: open.points });
+        debug_assert!(
+            to_u64(bytes.len()) <= self.limits.max_compressed,
+            "worst-case bound violated"
+        );
+        self.done.push(Body {
+            bytes,
+            uncompressed_len,
+            items: open.items,
+            points: open.points,
+        });
         Ok(())
     }
 
@@ -160,7 +193,11 @@ impl Splitter {
         // Alone in an empty payload and still too big by the limits we can
         // check up front: drop it. If only the (pessimistic) compressed bound
         // said no, compress it for real and measure before giving up.
-        let framed = to_u64(item.len().saturating_add(self.framing.header.len()).saturating_add(self.framing.footer.len()));
+        let framed = to_u64(
+            item.len()
+                .saturating_add(self.framing.header.len())
+                .saturating_add(self.framing.footer.len()),
+        );
         if points > self.limits.max_points || framed > self.limits.max_uncompressed || self.limits.max_items == 0 {
             self.open = Some(open);
             return Ok(Pushed::TooBig);
@@ -173,7 +210,12 @@ impl Splitter {
             // this payload now (it holds the single oversized-looking item).
             let uncompressed_len = to_u64(open.compressor.written());
             let bytes = open.compressor.finish()?;
-            self.done.push(Body { bytes, uncompressed_len, items: 1, points });
+            self.done.push(Body {
+                bytes,
+                uncompressed_len,
+                items: 1,
+                points,
+            });
             Ok(Pushed::Added)
         } else {
             Ok(Pushed::TooBig)
@@ -199,7 +241,12 @@ mod tests {
     use crate::compression::decompress;
 
     fn limits(max_compressed: u64, max_uncompressed: u64, max_points: u64) -> Limits {
-        Limits { max_compressed, max_uncompressed, max_points, max_items: u64::MAX }
+        Limits {
+            max_compressed,
+            max_uncompressed,
+            max_points,
+            max_items: u64::MAX,
+        }
     }
 
     fn noise(seed: u32, len: usize) -> Vec<u8> {
@@ -221,14 +268,22 @@ mod tests {
             assert_eq!(s.push(item.as_bytes(), 1).unwrap(), Pushed::Added);
         }
         let bodies = s.finish().unwrap();
-        let texts: Vec<_> = bodies.iter().map(|b| String::from_utf8(b.bytes.clone()).unwrap()).collect();
+        let texts: Vec<_> = bodies
+            .iter()
+            .map(|b| String::from_utf8(b.bytes.clone()).unwrap())
+            .collect();
         assert_eq!(texts, ["[{\"a\":1},{\"b\":2},{\"c\":3}]", "[{\"d\":4}]"]);
         assert_eq!(bodies.iter().map(|b| b.items).collect::<Vec<_>>(), [3, 1]);
     }
 
     #[test]
     fn points_limit_splits_and_an_item_over_it_is_dropped() {
-        let mut s = Splitter::new(CompressionKind::Zstd, 1, limits(1 << 20, 1 << 20, 10), Framing::PROTOBUF);
+        let mut s = Splitter::new(
+            CompressionKind::Zstd,
+            1,
+            limits(1 << 20, 1 << 20, 10),
+            Framing::PROTOBUF,
+        );
         assert_eq!(s.push(b"aaaa", 6).unwrap(), Pushed::Added);
         assert_eq!(s.push(b"bbbb", 11).unwrap(), Pushed::TooBig);
         assert_eq!(s.push(b"cccc", 5).unwrap(), Pushed::Added);
@@ -242,7 +297,12 @@ mod tests {
     #[test]
     fn an_item_that_only_looks_too_big_is_measured_for_real() {
         // 3000 zero bytes compress to a few dozen, but their bound is > 3000.
-        let mut s = Splitter::new(CompressionKind::Zstd, 1, limits(1000, 1 << 20, u64::MAX), Framing::PROTOBUF);
+        let mut s = Splitter::new(
+            CompressionKind::Zstd,
+            1,
+            limits(1000, 1 << 20, u64::MAX),
+            Framing::PROTOBUF,
+        );
         assert_eq!(s.push(&[0u8; 3000], 1).unwrap(), Pushed::Added);
         // Incompressible bytes over the limit are dropped.
         assert_eq!(s.push(&noise(7, 3000), 1).unwrap(), Pushed::TooBig);

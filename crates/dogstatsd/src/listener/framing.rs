@@ -75,8 +75,8 @@ impl StreamFramer {
             match self.buf.get(3) {
                 Some(0) => self.mode = Mode::LengthPrefixed,
                 Some(_) => self.mode = Mode::Newline,
-                // A newline before four bytes: a (short, invalid) text message.
-                None if self.buf.contains(&b'\n') => self.mode = Mode::Newline,
+                // Wait for four bytes even if a `\n` came first: it may be a
+                // length byte (10), and no valid text message is that short.
                 None => return,
             }
         }

@@ -25,7 +25,7 @@ use crate::types::Credentials;
 const DATAGRAM_KEY: &str = "dogstatsd_socket";
 const STREAM_KEY: &str = "dogstatsd_stream_socket";
 
-fn bind_err(path: &Path, key: &'static str) -> impl Fn(std::io::Error) -> ListenerError + '_ {
+fn bind_err<'a>(path: &'a Path, key: &'static str) -> impl Fn(std::io::Error) -> ListenerError + 'a {
     move |source| ListenerError::Bind { addr: path.display().to_string(), key, source }
 }
 

@@ -1,0 +1,285 @@
+//! Memory bounds and the global memory limiter.
+//!
+//! # Bounds
+//!
+//! Each component declares [`ComponentBounds`]: a *minimum* (what it holds as
+//! soon as it starts: receive buffers, the interner's arena) and a *firm* bound
+//! (the most it can hold once every configured limit is reached: full queues,
+//! `aggregate_context_limit` contexts, a full retry queue). The sums are logged at
+//! start. With `memory_mode: strict` a firm sum above the usable limit
+//! (`memory_limit` less `memory_slop_factor`) refuses to start, naming the
+//! largest component and its key; `permissive` only warns.
+//!
+//! # Limiter
+//!
+//! A task reads the resident set size from `/proc/self/statm` every 250 ms. When
+//! it is above 95 % of the usable limit, the aggregator waits 1 ms (at 95 %) up
+//! to 25 ms (at or above 100 %) before taking each batch from the DogStatsD
+//! queue. The queue is bounded, so the wait reaches the listeners, whose socket
+//! buffers absorb or drop the excess — the kernel counts those drops, and no
+//! memory is allocated for them. Every wait is counted
+//! (`adp_memory_backpressure_events_total`,
+//! `adp_memory_backpressure_delay_microseconds_total`).
+//!
+//! All sizes are `u64` and the arithmetic is checked or done in `u128`, so
+//! limits above 4 GiB behave on 32-bit targets as on 64-bit ones.
+//!
+//! # Missing
+//!
+//! - Bounds are computed from configuration with per-item size estimates, not
+//!   measured allocations; no component is stopped or shed when over its bound.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use adp_config::{MemoryConfig, MemoryMode};
+use adp_telemetry::{Counter, Gauge, Registry};
+use tokio::sync::watch;
+
+/// How often RSS is read.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+const MIN_DELAY_US: u64 = 1_000;
+const MAX_DELAY_US: u64 = 25_000;
+
+/// One component's declared memory use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ComponentBounds {
+    /// The component (`dogstatsd`, `aggregator`, ...).
+    pub name: &'static str,
+    /// Bytes held from the start.
+    pub minimum: u64,
+    /// The most bytes it can hold within its configured limits (>= `minimum`).
+    pub firm: u64,
+    /// The configuration key that lowers `firm` most.
+    pub key: &'static str,
+}
+
+/// The sums of every component's bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BoundsSummary {
+    /// Sum of the minimums.
+    pub minimum: u64,
+    /// Sum of the firm bounds.
+    pub firm: u64,
+}
+
+/// Sums and logs the bounds; in strict mode, fails when the firm sum does not fit.
+pub fn verify_bounds(config: &MemoryConfig, bounds: &[ComponentBounds]) -> anyhow::Result<BoundsSummary> {
+    let summary = BoundsSummary {
+        minimum: bounds.iter().fold(0u64, |acc, b| acc.saturating_add(b.minimum)),
+        firm: bounds.iter().fold(0u64, |acc, b| acc.saturating_add(b.firm)),
+    };
+    if config.memory_mode == MemoryMode::Disabled {
+        return Ok(summary);
+    }
+    for b in bounds {
+        tracing::debug!(component = b.name, minimum_bytes = b.minimum, firm_bytes = b.firm, "Component memory bounds.");
+    }
+    let limit = config.effective_limit();
+    tracing::info!(
+        minimum_bytes = summary.minimum,
+        firm_bytes = summary.firm,
+        usable_limit_bytes = limit.unwrap_or(0),
+        memory_mode = ?config.memory_mode,
+        "Memory bounds computed."
+    );
+    if let Some(limit) = limit.filter(|l| summary.firm > *l) {
+        let largest = bounds.iter().max_by_key(|b| b.firm);
+        let detail: Vec<String> = bounds.iter().map(|b| format!("{} {}", b.name, b.firm)).collect();
+        let hint = largest.map(|b| format!("lower `{}` ({} is the largest), ", b.key, b.name)).unwrap_or_default();
+        let message = format!(
+            "the components' firm memory bounds ({} bytes: {}) exceed the usable memory limit ({limit} bytes = \
+             `memory_limit` {} less `memory_slop_factor` {}); {hint}raise `memory_limit`, or set `memory_mode: permissive`",
+            summary.firm,
+            detail.join(", "),
+            config.memory_limit,
+            config.memory_slop_factor,
+        );
+        if config.memory_mode == MemoryMode::Strict {
+            anyhow::bail!(message);
+        }
+        tracing::warn!("{message}");
+    }
+    Ok(summary)
+}
+
+/// The back-pressure delay for `rss` bytes against `limit`: none below 95 %,
+/// 1 ms at 95 % rising linearly to 25 ms at 100 % and above.
+pub fn backpressure_delay(rss: u64, limit: u64) -> Option<Duration> {
+    if limit == 0 {
+        return None;
+    }
+    let (rss, limit) = (u128::from(rss), u128::from(limit));
+    let threshold = limit * 95 / 100;
+    if rss < threshold {
+        return None;
+    }
+    let span = (limit - threshold).max(1);
+    let over = (rss - threshold).min(span);
+    let extra = u128::from(MAX_DELAY_US - MIN_DELAY_US) * over / span;
+    // `extra` <= MAX - MIN by construction, so the conversion cannot fail.
+    Some(Duration::from_micros(MIN_DELAY_US + u64::try_from(extra).unwrap_or(MAX_DELAY_US - MIN_DELAY_US)))
+}
+
+struct Shared {
+    limit: u64,
+    rss: AtomicU64,
+    rss_gauge: Gauge,
+    events: Counter,
+    delay_us: Counter,
+}
+
+/// The global limiter. Cloning shares it.
+#[derive(Clone)]
+pub struct MemoryLimiter {
+    shared: Arc<Shared>,
+}
+
+impl MemoryLimiter {
+    /// A limiter for `limit` bytes (`None`: only RSS is reported), counting into `registry`.
+    pub fn new(limit: Option<u64>, registry: &Registry) -> Self {
+        registry
+            .gauge("adp_memory_limit_bytes", "The usable memory limit (0: no limit).", &[])
+            .set(i64::try_from(limit.unwrap_or(0)).unwrap_or(i64::MAX));
+        Self {
+            shared: Arc::new(Shared {
+                limit: limit.unwrap_or(0),
+                rss: AtomicU64::new(0),
+                rss_gauge: registry.gauge("adp_memory_rss_bytes", "Resident set size of the process.", &[]),
+                events: registry.counter(
+                    "adp_memory_backpressure_events",
+                    "Times the pipeline waited because memory use was near the limit.",
+                    &[],
+                ),
+                delay_us: registry.counter(
+                    "adp_memory_backpressure_delay_microseconds",
+                    "Time the pipeline spent waiting because memory use was near the limit.",
+                    &[],
+                ),
+            }),
+        }
+    }
+
+    /// Records a new RSS reading.
+    pub fn observe(&self, rss: u64) {
+        self.shared.rss.store(rss, Ordering::Relaxed);
+        self.shared.rss_gauge.set(i64::try_from(rss).unwrap_or(i64::MAX));
+    }
+
+    /// Waits as long as the current memory use asks for (usually not at all).
+    pub async fn wait(&self) {
+        if let Some(delay) = backpressure_delay(self.shared.rss.load(Ordering::Relaxed), self.shared.limit) {
+            self.shared.events.inc();
+            self.shared.delay_us.add(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX));
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Polls RSS every [`POLL_INTERVAL`] until `shutdown` turns true.
+    pub async fn poll(self, mut shutdown: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(POLL_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut warned = false;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => match read_rss() {
+                    Ok(rss) => self.observe(rss),
+                    Err(e) if !warned => {
+                        warned = true;
+                        tracing::warn!(error = %e, "Cannot read the resident set size from /proc/self/statm; the memory limiter is blind.");
+                    }
+                    Err(_) => {}
+                },
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+}
+
+/// The resident set size in bytes: `/proc/self/statm`'s second field (pages) × the page size.
+pub fn read_rss() -> std::io::Result<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    parse_statm_rss(&statm, page_size())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unexpected statm: {statm:?}")))
+}
+
+fn parse_statm_rss(statm: &str, page_size: u64) -> Option<u64> {
+    let pages: u64 = statm.split_ascii_whitespace().nth(1)?.parse().ok()?;
+    pages.checked_mul(page_size)
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions; it returns -1 for unknown names.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounds(firm: &[(&'static str, u64)]) -> Vec<ComponentBounds> {
+        firm.iter().map(|(name, firm)| ComponentBounds { name, minimum: firm / 2, firm: *firm, key: "some_key" }).collect()
+    }
+
+    fn memory(limit: u64, mode: MemoryMode) -> MemoryConfig {
+        MemoryConfig { memory_limit: limit, memory_slop_factor: 0.25, memory_mode: mode }
+    }
+
+    #[test]
+    fn backpressure_starts_at_95_percent_and_caps_at_25_ms() {
+        let limit = 1_000_000;
+        assert_eq!(backpressure_delay(949_999, limit), None);
+        assert_eq!(backpressure_delay(950_000, limit), Some(Duration::from_millis(1)));
+        assert_eq!(backpressure_delay(975_000, limit), Some(Duration::from_millis(13)));
+        assert_eq!(backpressure_delay(1_000_000, limit), Some(Duration::from_millis(25)));
+        assert_eq!(backpressure_delay(u64::MAX, limit), Some(Duration::from_millis(25)));
+        assert_eq!(backpressure_delay(u64::MAX, 0), None, "no limit, no delay");
+    }
+
+    #[test]
+    fn limits_above_four_gibibytes_do_not_overflow() {
+        let limit = 16u64 << 30;
+        assert_eq!(backpressure_delay(limit / 2, limit), None);
+        assert_eq!(backpressure_delay(limit, limit), Some(Duration::from_millis(25)));
+        assert_eq!(backpressure_delay(u64::MAX, u64::MAX), Some(Duration::from_millis(25)));
+    }
+
+    #[test]
+    fn statm_resident_pages_times_the_page_size_is_the_rss() {
+        assert_eq!(parse_statm_rss("2613 1024 512 1 0 300 0\n", 4096), Some(4 << 20));
+        assert_eq!(parse_statm_rss("2613", 4096), None);
+        assert_eq!(parse_statm_rss("1 2000000 0", 1 << 12), Some(2_000_000u64 << 12), "beyond 4 GiB stays exact");
+        assert!(read_rss().unwrap() > 0);
+    }
+
+    #[test]
+    fn strict_mode_refuses_firm_bounds_over_the_usable_limit_and_names_the_largest() {
+        let b = bounds(&[("dogstatsd", 100), ("aggregator", 700)]);
+        let err = verify_bounds(&memory(1000, MemoryMode::Strict), &b).unwrap_err().to_string();
+        assert!(err.contains("800 bytes: dogstatsd 100, aggregator 700"), "{err}");
+        assert!(err.contains("usable memory limit (750 bytes"), "{err}");
+        assert!(err.contains("aggregator is the largest"), "{err}");
+        let summary = verify_bounds(&memory(1000, MemoryMode::Permissive), &b).unwrap();
+        assert_eq!(summary, BoundsSummary { minimum: 400, firm: 800 });
+        verify_bounds(&memory(2000, MemoryMode::Strict), &b).unwrap();
+        verify_bounds(&memory(0, MemoryMode::Strict), &b).unwrap();
+    }
+
+    #[tokio::test]
+    async fn waiting_near_the_limit_is_counted() {
+        let registry = Registry::new();
+        let limiter = MemoryLimiter::new(Some(1000), &registry);
+        limiter.observe(100);
+        limiter.wait().await;
+        assert_eq!(registry.value("adp_memory_backpressure_events", &[]), Some(0));
+        limiter.observe(2000);
+        let started = std::time::Instant::now();
+        limiter.wait().await;
+        assert!(started.elapsed() >= Duration::from_millis(25));
+        assert_eq!(registry.value("adp_memory_backpressure_events", &[]), Some(1));
+        assert_eq!(registry.value("adp_memory_backpressure_delay_microseconds", &[]), Some(25_000));
+        assert_eq!(registry.value("adp_memory_rss_bytes", &[]), Some(2000));
+    }
+}

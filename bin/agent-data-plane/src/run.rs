@@ -1,0 +1,232 @@
+//! `agent-data-plane run`: configuration → mode → APIs → pipeline → wait for a
+//! signal → orderly shutdown.
+//!
+//! # Modes
+//!
+//! | `data_plane.enabled` | `data_plane.standalone_mode` | result |
+//! | --- | --- | --- |
+//! | false | false | "Agent Data Plane is not enabled. Exiting.", exit 0 |
+//! | any | true | the DogStatsD pipeline with local configuration |
+//! | true | false | remote-agent mode: not implemented, exit 1 naming `data_plane.standalone_mode` |
+//!
+//! # Shutdown
+//!
+//! On SIGINT or SIGTERM: the listeners stop, the aggregator flushes every open
+//! window and the encoder hands the last payloads to the forwarder, which keeps
+//! sending for at most `data_plane.shutdown_drain_timeout`; then the APIs stop,
+//! the pidfile is removed and "Agent Data Plane stopped." is logged (exit 0).
+//! A second signal during shutdown exits at once (exit 1).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use adp_config::{Config, ConfigFile, Environment};
+use adp_telemetry::Registry;
+use anyhow::Context as _;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::api::{self, privileged::Privileged, unprivileged::Unprivileged};
+use crate::health::Health;
+use crate::logging::{self, LogControl};
+use crate::memory::{self, MemoryLimiter};
+use crate::pipeline;
+
+/// Loads the configuration from `--config` (or the default file) and the process environment.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    let file = match path {
+        Some(p) => ConfigFile::explicit(p),
+        None => ConfigFile::default_path(),
+    };
+    Ok(Config::load(&file, &Environment::from_process())?)
+}
+
+/// Runs the data plane; the exit code follows the mode and the outcome.
+pub fn run(config_path: Option<&Path>, pidfile: Option<&Path>) -> ExitCode {
+    let config = match load_config(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("agent-data-plane: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let logging = match logging::init(config.log_level, config.log_format_json) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("agent-data-plane: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        version = crate::VERSION,
+        git_hash = crate::GIT_HASH,
+        target_arch = std::env::consts::ARCH,
+        build_time = crate::BUILD_TIME,
+        pid = std::process::id(),
+        "Agent Data Plane starting..."
+    );
+    if let Some(file) = &config.source_file {
+        tracing::info!(path = %file.display(), "Loaded configuration file.");
+    }
+
+    if !config.data_plane.standalone_mode {
+        if !config.data_plane.enabled {
+            tracing::info!("Agent Data Plane is not enabled. Exiting.");
+            return ExitCode::SUCCESS;
+        }
+        tracing::error!(
+            "Remote-agent mode (registering with the core Agent) is not supported by this build. Set \
+             `data_plane.standalone_mode: true` (DD_DATA_PLANE_STANDALONE_MODE=true) to run with local configuration."
+        );
+        return ExitCode::FAILURE;
+    }
+    if !config.data_plane.dogstatsd.enabled {
+        tracing::error!("No data pipelines are enabled. Exiting.");
+        return ExitCode::SUCCESS;
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads())
+        .thread_name("adp-worker")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot start the async runtime.");
+            return ExitCode::FAILURE;
+        }
+    };
+    let pidfile = pidfile.map(Pidfile::write).transpose();
+    let pidfile = match pidfile {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run_standalone(Arc::new(config), logging));
+    drop(pidfile);
+    // Connections still open on the APIs are cut here; nothing else is left running.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match outcome {
+        Ok(code) => {
+            if code == ExitCode::SUCCESS {
+                tracing::info!("Agent Data Plane stopped.");
+            }
+            code
+        }
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn worker_threads() -> usize {
+    // Two to four workers: the pipeline has a handful of tasks, and each worker
+    // costs a stack and scheduler state on a small board.
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4)
+}
+
+async fn run_standalone(config: Arc<Config>, logging: LogControl) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let registry = Registry::new();
+    let health = Health::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Signal handlers first, so a signal during start-up is not the default (kill).
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+
+    let bounds = pipeline::memory_bounds(&config);
+    memory::verify_bounds(&config.memory, &bounds)?;
+    let limiter = MemoryLimiter::new(config.memory.effective_limit(), &registry);
+    tokio::spawn(limiter.clone().poll(stop_rx.clone()));
+
+    let listener = api::bind(config.data_plane.api_listen_address, "unprivileged", "data_plane.api_listen_address").await?;
+    let unprivileged = Unprivileged { health: health.clone(), registry: registry.clone() };
+    tracing::info!("Serving unprivileged API on {}.", listener.local_addr()?);
+    let api_tasks = vec![
+        tokio::spawn(api::serve(listener, None, move |req| unprivileged.clone().handle(req), stop_rx.clone())),
+        {
+            let token = api::load_or_create_auth_token(&config.auth_token_file_path)?;
+            let tls = api::load_or_generate_tls(&config.ipc_cert_file_path)?;
+            let listener = api::bind(
+                config.data_plane.secure_api_listen_address,
+                "privileged",
+                "data_plane.secure_api_listen_address",
+            )
+            .await?;
+            let privileged =
+                Privileged { token: token.into(), config: config.clone(), logging, registry: registry.clone() };
+            tracing::info!("Serving privileged API on {}.", listener.local_addr()?);
+            tokio::spawn(api::serve(listener, Some(tls), move |req| privileged.clone().handle(req), stop_rx.clone()))
+        },
+    ];
+
+    let running = pipeline::start(&config, &registry, &health, limiter).await?;
+    tracing::info!("Agent Data Plane running.");
+
+    let signal_name = tokio::select! {
+        ready = health.wait_ready() => {
+            if ready {
+                let topology_ready_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                tracing::info!(topology_ready_ms, "Topology healthy. Waiting for interrupt...");
+                tokio::select! {
+                    _ = sigint.recv() => "SIGINT",
+                    _ = sigterm.recv() => "SIGTERM",
+                    failed = running.failed() => {
+                        let _ = stop_tx.send(true);
+                        anyhow::bail!("the pipeline stopped unexpectedly: {failed}");
+                    }
+                }
+            } else {
+                let _ = stop_tx.send(true);
+                anyhow::bail!("a pipeline component failed during start-up: {}", health.report());
+            }
+        }
+        _ = sigint.recv() => "SIGINT",
+        _ = sigterm.recv() => "SIGTERM",
+    };
+    tracing::info!("Received {signal_name}, shutting down...");
+
+    let shutdown = running.shutdown(config.data_plane.shutdown_drain_timeout);
+    let outcome = tokio::select! {
+        report = shutdown => report,
+        _ = sigint.recv() => {
+            tracing::warn!("Received a second signal during shutdown; exiting without draining.");
+            return Ok(ExitCode::FAILURE);
+        }
+        _ = sigterm.recv() => {
+            tracing::warn!("Received a second signal during shutdown; exiting without draining.");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let _ = stop_tx.send(true);
+    for task in api_tasks {
+        let _ = task.await;
+    }
+    outcome?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The pidfile: written at start, removed when dropped.
+struct Pidfile(PathBuf);
+
+impl Pidfile {
+    fn write(path: &Path) -> anyhow::Result<Self> {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write the pidfile {} (--pidfile)", path.display()))?;
+        Ok(Self(path.to_owned()))
+    }
+}
+
+impl Drop for Pidfile {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.0) {
+            tracing::warn!(path = %self.0.display(), error = %e, "Cannot remove the pidfile.");
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! The intake over real loopback HTTP, fed by the real encoders.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use adp_payloads::{
+    dogsketch, proto, CheckParts, CompressionKind, EncodedPayload, Encoder, Endpoint, PayloadsConfig, SeriesType,
+};
+use adp_telemetry::Registry;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+use super::*;
+
+const LOOPBACK: &str = "127.0.0.1:0";
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn intake() -> TestIntake {
+    TestIntake::start(LOOPBACK.parse().unwrap(), Behaviour::normal())
+        .await
+        .unwrap()
+}
+
+fn encoder(kind: CompressionKind) -> Encoder {
+    let config = PayloadsConfig {
+        hostname: "board-1".to_owned(),
+        serializer_compressor_kind: kind,
+        ..PayloadsConfig::default()
+    };
+    Encoder::new(config, &Registry::new()).unwrap()
+}
+
+/// One request on a fresh connection; `Err` when the server closed it unanswered.
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), hyper::Error> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let response = sender.send_request(builder.body(Full::new(body)).unwrap()).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+async fn post(addr: SocketAddr, p: &EncodedPayload) -> Result<StatusCode, hyper::Error> {
+    let headers = [
+        ("dd-api-key", "0123456789abcdef"),
+        ("content-type", p.content_type),
+        ("content-encoding", p.content_encoding),
+        ("user-agent", "datadog-agent/7.0.0 (adp)"),
+    ];
+    send(addr, "POST", p.endpoint.path(), &headers, p.body.clone())
+        .await
+        .map(|(s, _)| s)
+}
+
+#[tokio::test]
+async fn series_and_sketches_are_decoded_for_every_compression_kind() {
+    for kind in [CompressionKind::Zstd, CompressionKind::Zlib, CompressionKind::None] {
+        let intake = intake().await;
+        let enc = encoder(kind);
+        let tags = ["env:test", "host:edge-3"];
+        let points = [(1_700_000_000, 1.5), (1_700_000_010, 2.5)];
+        let series = enc
+            .encode_series_parts([
+                ("app.requests", &tags[..], SeriesType::Rate, 10, &points[..]),
+                ("app.temp", &tags[..1], SeriesType::Gauge, 10, &points[..1]),
+            ])
+            .unwrap();
+        let d = dogsketch(
+            1_700_000_000,
+            4,
+            1.0,
+            8.0,
+            15.0,
+            3.75,
+            vec![0, 1338, 1383],
+            vec![1, 2, 1],
+        );
+        let sketches = enc.encode_sketch_parts([("app.latency", &tags[1..], vec![d])]).unwrap();
+        for p in series.iter().chain(&sketches) {
+            assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::ACCEPTED);
+        }
+        let r = intake
+            .wait_for(WAIT, |r| r.series.len() == 2 && r.sketches.len() == 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.series[0],
+            ReceivedSeries {
+                metric: "app.requests".into(),
+                kind: "rate".into(),
+                interval: 10,
+                host: "edge-3".into(),
+                tags: vec!["env:test".into()],
+                points: points.to_vec(),
+                resources: vec![],
+                unit: String::new(),
+                source_type_name: String::new(),
+                origin: Some((10, 10, 0)),
+            },
+            "{kind}"
+        );
+        assert_eq!(
+            (r.series[1].host.as_str(), r.series[1].kind.as_str()),
+            ("board-1", "gauge")
+        );
+        assert_eq!(
+            r.sketches[0],
+            ReceivedSketch {
+                metric: "app.latency".into(),
+                host: "edge-3".into(),
+                tags: vec![],
+                dogsketches: vec![ReceivedDogsketch {
+                    ts: 1_700_000_000,
+                    cnt: 4,
+                    min: 1.0,
+                    max: 8.0,
+                    avg: 3.75,
+                    sum: 15.0,
+                    k: vec![0, 1338, 1383],
+                    n: vec![1, 2, 1],
+                }],
+            }
+        );
+        let log = &r.request_log[0];
+        assert!(log.api_key_present);
+        assert_eq!(log.content_encoding.as_deref(), Some(kind.content_encoding()));
+        assert_eq!(log.content_type.as_deref(), Some("application/x-protobuf"));
+        assert_eq!(log.user_agent.as_deref(), Some("datadog-agent/7.0.0 (adp)"));
+        assert_eq!(
+            (r.accepted_by(Endpoint::Series), r.accepted_by(Endpoint::Sketches)),
+            (1, 1)
+        );
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        intake.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn service_checks_and_events_are_decoded() {
+    let intake = intake().await;
+    let enc = encoder(CompressionKind::Zstd);
+    let checks = enc
+        .encode_check_parts(
+            [CheckParts {
+                name: "db.up",
+                status: 2,
+                timestamp: None,
+                hostname: None,
+                message: Some("no route"),
+                tags: &["a:b"][..],
+            }],
+            1_700_000_123,
+        )
+        .unwrap();
+    let events = enc
+        .encode_event_protos([proto::Event {
+            title: "deploy".into(),
+            text: "v2".into(),
+            ts: 7,
+            ..Default::default()
+        }])
+        .unwrap();
+    for p in checks.iter().chain(&events) {
+        assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::ACCEPTED);
+    }
+    let r = intake
+        .wait_for(WAIT, |r| r.service_checks.len() == 1 && r.events.len() == 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.service_checks[0],
+        ReceivedServiceCheck {
+            check: "db.up".into(),
+            host_name: "board-1".into(),
+            timestamp: 1_700_000_123,
+            status: 2,
+            message: "no route".into(),
+            tags: vec!["a:b".into()],
+        }
+    );
+    assert_eq!(
+        (r.events[0].title.as_str(), r.events[0].text.as_str(), r.events[0].ts),
+        ("deploy", "v2", 7)
+    );
+    assert_eq!(r.request_log[0].content_type.as_deref(), Some("application/json"));
+}
+
+#[tokio::test]
+async fn undecodable_bodies_get_400_and_are_recorded() {
+    let intake = intake().await;
+    let key = ("dd-api-key", "k");
+    let cases: [(&str, &str, &[u8]); 4] = [
+        ("/api/v2/series", "zstd", b"definitely not zstd"),
+        ("/api/v2/series", "identity", &[0x0a, 0x05, 0x01]), // truncated field
+        ("/api/v1/check_run", "identity", b"{\"not\":\"an array\"}"),
+        ("/api/beta/sketches", "br", b""),
+    ];
+    for (path, encoding, body) in cases {
+        let (status, _) = send(
+            intake.addr(),
+            "POST",
+            path,
+            &[key, ("content-encoding", encoding)],
+            Bytes::from_static(body),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {encoding}");
+    }
+    let r = intake.received();
+    assert_eq!(r.errors.len(), 4, "{:?}", r.errors);
+    assert!(r.errors[0].contains("zstd"), "{}", r.errors[0]);
+    assert!(r.errors[2].contains("service checks"), "{}", r.errors[2]);
+    assert!(r.series.is_empty() && r.accepted.is_empty());
+    assert_eq!(r.requests_to(Endpoint::Series), 2);
+}
+
+#[tokio::test]
+async fn a_missing_api_key_is_forbidden_and_validate_checks_for_one() {
+    let intake = intake().await;
+    let p = &encoder(CompressionKind::Zstd)
+        .encode_series_protos([proto::MetricSeries::default()])
+        .unwrap()[0];
+    let (status, _) = send(intake.addr(), "POST", p.endpoint.path(), &[], p.body.clone())
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = send(
+        intake.addr(),
+        "GET",
+        "/api/v1/validate",
+        &[("dd-api-key", "k")],
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((status, body.as_ref()), (StatusCode::OK, &b"{\"valid\":true}"[..]));
+    let (status, _) = send(intake.addr(), "GET", "/api/v1/validate", &[], Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = send(intake.addr(), "POST", "/intake/", &[("dd-api-key", "k")], Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let r = intake.received();
+    assert!(r.series.is_empty());
+    assert_eq!(r.errors.len(), 3, "{:?}", r.errors);
+}
+
+#[tokio::test]
+async fn a_status_fault_for_the_next_requests_then_recovery() {
+    let intake = intake().await;
+    let p = &encoder(CompressionKind::Zstd)
+        .encode_series_parts([("m", &[] as &[&str], SeriesType::Gauge, 10, &[(1, 1.0)][..])])
+        .unwrap()[0];
+    intake.set_behaviour(Behaviour::status(503).for_next(2));
+    assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        intake.received().series.is_empty(),
+        "rejected payloads are not recorded"
+    );
+    assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::ACCEPTED);
+    let r = intake.received();
+    assert_eq!(
+        (
+            r.series.len(),
+            r.requests_to(Endpoint::Series),
+            r.accepted_by(Endpoint::Series)
+        ),
+        (1, 3, 1)
+    );
+
+    intake.set_behaviour(Behaviour::status(413));
+    assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::PAYLOAD_TOO_LARGE);
+    intake.set_behaviour(Behaviour::status(403).for_duration(Duration::from_millis(100)));
+    assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::FORBIDDEN);
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn close_and_delay_faults() {
+    let intake = intake().await;
+    let p = &encoder(CompressionKind::Zstd)
+        .encode_series_protos([proto::MetricSeries::default()])
+        .unwrap()[0];
+    intake.set_behaviour(Behaviour::close().for_next(1));
+    let err = post(intake.addr(), p).await.unwrap_err();
+    assert!(err.is_incomplete_message() || err.is_closed(), "{err:?}");
+    assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::ACCEPTED);
+
+    intake.set_behaviour(Behaviour::delay(Duration::from_millis(200)).for_next(1));
+    let started = std::time::Instant::now();
+    assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::ACCEPTED);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    let r = intake.received();
+    assert_eq!(
+        (r.requests_to(Endpoint::Series), r.accepted_by(Endpoint::Series)),
+        (3, 2)
+    );
+    assert_eq!(r.request_log[0].status, 0, "closed requests are logged with status 0");
+}
+
+#[tokio::test]
+async fn control_endpoints_steer_and_report() {
+    let intake = intake().await;
+    let addr = intake.addr();
+    let (status, body) = send(
+        addr,
+        "POST",
+        "/_intake/behaviour",
+        &[],
+        Bytes::from_static(b"{\"status\":500,\"next\":1}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (status, body.as_ref()),
+        (StatusCode::OK, &b"{\"status\":500,\"next\":1}"[..])
+    );
+    let (status, _) = send(
+        addr,
+        "POST",
+        "/_intake/behaviour",
+        &[],
+        Bytes::from_static(b"{\"bogus\":1}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let p = &encoder(CompressionKind::Zlib)
+        .encode_series_parts([("m", &["k:v"][..], SeriesType::Gauge, 10, &[(5, 9.0)][..])])
+        .unwrap()[0];
+    assert_eq!(post(addr, p).await.unwrap(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(post(addr, p).await.unwrap(), StatusCode::ACCEPTED);
+    let (status, body) = send(addr, "GET", "/_intake/received", &[], Bytes::new()).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let received: Received = serde_json::from_slice(&body).unwrap();
+    assert_eq!(received, intake.received());
+    assert_eq!(received.series_value_sum("m"), 9.0);
+    let (status, _) = send(addr, "POST", "/_intake/reset", &[], Bytes::new()).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(intake.received(), Received::default());
+}
+
+#[tokio::test]
+async fn blackhole_counts_without_keeping() {
+    let options = IntakeOptions {
+        blackhole: true,
+        print: false,
+    };
+    let intake = TestIntake::start_with(LOOPBACK.parse().unwrap(), Behaviour::normal(), options)
+        .await
+        .unwrap();
+    let p = &encoder(CompressionKind::Zstd)
+        .encode_series_protos([proto::MetricSeries::default()])
+        .unwrap()[0];
+    for _ in 0..3 {
+        assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::ACCEPTED);
+    }
+    let r = intake.received();
+    assert_eq!(r.accepted_by(Endpoint::Series), 3);
+    assert_eq!(r.bytes["series"], 3 * u64::try_from(p.body.len()).unwrap());
+    assert!(r.series.is_empty() && r.request_log.is_empty());
+}
+
+#[tokio::test]
+async fn wait_for_times_out_with_what_arrived() {
+    let intake = intake().await;
+    let err = intake
+        .wait_for(Duration::from_millis(50), |r| !r.series.is_empty())
+        .await
+        .unwrap_err();
+    assert_eq!(err.received, Received::default());
+    assert!(err.to_string().contains("0 series"), "{err}");
+}
+
+#[tokio::test]
+async fn a_split_batch_arrives_whole() {
+    let intake = intake().await;
+    let enc = encoder(CompressionKind::Zstd);
+    let tags: Vec<[String; 1]> = (0..12_000).map(|i| [format!("i:{i}")]).collect();
+    let points = [(1_700_000_000, 1.0)];
+    let payloads = enc
+        .encode_series_parts(
+            tags.iter()
+                .map(|t| ("split.me", &t[..], SeriesType::Count, 10, &points[..])),
+        )
+        .unwrap();
+    assert!(payloads.len() >= 2);
+    for p in &payloads {
+        assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::ACCEPTED);
+    }
+    let r = intake.wait_for(WAIT, |r| r.series.len() == 12_000).await.unwrap();
+    assert_eq!(r.series_value_sum("split.me"), 12_000.0);
+    assert_eq!(r.accepted_by(Endpoint::Series), u64::try_from(payloads.len()).unwrap());
+}

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Reproducibility gate: builds the ARMv7 artifacts twice, from two clean
+# copies of the source in different directories, under different build
+# environments, and requires identical bytes.
+#
+#   checks/reproducibility.sh            # ADP_REPRO_DIR=DIR to build elsewhere
+#                                        # (default <root>/.tmp/repro; kept on failure)
+#
+# What differs between the two builds (what must not leak into the output):
+#   build A: directory .tmp/repro/a,               umask 022, TZ=UTC,            LANG=C.UTF-8
+#   build B: directory .tmp/repro/second-copy-b,   umask 077, TZ=Pacific/Chatham, LANG=fr_FR.UTF-8,
+#            clock shifted 3 days ahead (faketime -f +3d)
+# Each copy has its own CARGO_TARGET_DIR inside it: nothing is reused from
+# <root>/target (the cargo registry and the verified .deb cache are shared).
+# The copies are made from `git ls-files` (tracked + untracked, not ignored)
+# of the work tree, so uncommitted changes are checked too.
+#
+# Compared: the shipped (stripped) binary, the tarball, index.json and the
+# manifest, then every file listed in SHA256SUMS. On a mismatch, a
+# `diffoscope --text -` report of each differing file is printed.
+# Two fat-LTO release builds: expect several minutes each on 2 cores.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${ADP_REPRO_DIR:-$ROOT/.tmp/repro}
+say() { printf 'reproducibility: %s\n' "$*"; }
+die() { printf 'reproducibility: FAIL: %s\n' "$*" >&2; exit 1; }
+
+for tool in git faketime sha256sum; do
+    command -v "$tool" >/dev/null || die "$tool not found (make setup)"
+done
+
+cd "$ROOT"
+# Inputs that must be the same for both builds, taken once from the real tree
+# (the copies are not git repositories), with the build script's rules.
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+    SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || true)
+    SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800}
+fi
+if [ -z "${ADP_REVISION:-}" ]; then
+    if ADP_REVISION=$(git rev-parse HEAD 2>/dev/null); then
+        [ -z "$(git status --porcelain --untracked-files=no)" ] || ADP_REVISION=$ADP_REVISION-dirty
+    else
+        ADP_REVISION=unknown
+    fi
+fi
+case $ADP_REVISION in
+    unknown) ADP_GIT_HASH=${ADP_GIT_HASH:-unknown} ;;
+    *-dirty) ADP_GIT_HASH=${ADP_GIT_HASH:-${ADP_REVISION:0:8}-dirty} ;;
+    *) ADP_GIT_HASH=${ADP_GIT_HASH:-${ADP_REVISION:0:8}} ;;
+esac
+export SOURCE_DATE_EPOCH ADP_REVISION ADP_GIT_HASH
+export ADP_DEB_CACHE=${ADP_DEB_CACHE:-$ROOT/.tmp/debs}
+unset RUSTC_WRAPPER CARGO_BUILD_RUSTC_WRAPPER CARGO_TARGET_DIR
+say "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH ADP_REVISION=$ADP_REVISION; work dir $WORK"
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+A=$WORK/a
+B=$WORK/second-copy-b
+
+# Copies the work tree's files (tracked and untracked-but-not-ignored),
+# creating them under umask $2 so that source file modes differ as well.
+copy_tree() {
+    local dest=$1 mask=$2
+    mkdir -p "$dest"
+    git ls-files -z --cached --others --exclude-standard |
+        tar --null --ignore-failed-read -T - -cf - 2>/dev/null |
+        (umask "$mask" && cd "$dest" && tar --no-same-permissions --no-same-owner -xf -)
+}
+copy_tree "$A" 022
+copy_tree "$B" 077
+say "copied $(git ls-files --cached --others --exclude-standard | wc -l) files into $A and $B"
+
+build() {
+    local name=$1 dir=$2 start
+    shift 2
+    start=$(date +%s)
+    say "build $name in $dir: $*"
+    if ! (cd "$dir" && "$@" env CARGO_TARGET_DIR="$dir/target" checks/build-adp-armv7.sh --out "$dir/result") \
+        >"$WORK/build-$name.log" 2>&1; then
+        tail -n 40 "$WORK/build-$name.log" >&2
+        die "build $name failed (full log: $WORK/build-$name.log)"
+    fi
+    say "build $name took $(($(date +%s) - start)) s"
+}
+build A "$A" env -u LC_ALL TZ=UTC LANG=C.UTF-8 bash -c 'umask 022 && exec "$@"' umask-022
+build B "$B" env -u LC_ALL TZ=Pacific/Chatham LANG=fr_FR.UTF-8 faketime -f +3d bash -c 'umask 077 && exec "$@"' umask-077
+
+stem=$(sed -n 's/^[0-9a-f]*  \(agent-data-plane-.*\)\.tar\.gz$/\1/p' "$A/result/SHA256SUMS")
+[ -n "$stem" ] || die "no tarball listed in $A/result/SHA256SUMS"
+manifest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"].split(":")[1])' "$A/result/oci/index.json")
+
+declare -a differing=()
+compare() {
+    local what=$1 fa=$2 fb=$3 sa sb
+    sa=$(sha256sum "$fa" | cut -d' ' -f1)
+    sb=$(sha256sum "$fb" 2>/dev/null | cut -d' ' -f1 || true)
+    if [ "$sa" = "$sb" ]; then
+        printf 'reproducibility: same      %s  %s\n' "$sa" "$what"
+    else
+        printf 'reproducibility: DIFFERENT %s  %s (B: %s)\n' "$sa" "$what" "${sb:-missing}"
+        differing+=("$fa" "$fb")
+    fi
+}
+compare "binary (stripped)" "$A/target/adp-armv7-package/agent-data-plane" "$B/target/adp-armv7-package/agent-data-plane"
+compare "$stem.tar.gz" "$A/result/$stem.tar.gz" "$B/result/$stem.tar.gz"
+compare "oci/index.json" "$A/result/oci/index.json" "$B/result/oci/index.json"
+compare "manifest sha256:$manifest" "$A/result/oci/blobs/sha256/$manifest" "$B/result/oci/blobs/sha256/$manifest"
+if cmp -s "$A/result/SHA256SUMS" "$B/result/SHA256SUMS"; then
+    say "same      SHA256SUMS: all $(wc -l <"$A/result/SHA256SUMS") artifacts are identical"
+else
+    say "DIFFERENT SHA256SUMS:"
+    diff "$A/result/SHA256SUMS" "$B/result/SHA256SUMS" || true
+    while read -r _ name; do
+        case $name in oci/*) ;; *) cmp -s "$A/result/$name" "$B/result/$name" || differing+=("$A/result/$name" "$B/result/$name") ;; esac
+    done <"$A/result/SHA256SUMS"
+fi
+
+if [ ${#differing[@]} -gt 0 ]; then
+    if command -v diffoscope >/dev/null; then
+        for ((i = 0; i < ${#differing[@]}; i += 2)); do
+            say "diffoscope ${differing[i]} ${differing[i + 1]} (first 200 lines):"
+            timeout 900 diffoscope --text - "${differing[i]}" "${differing[i + 1]}" 2>&1 | head -n 200 || true
+        done
+    else
+        say "diffoscope not installed (make setup installs diffoscope-minimal); no report"
+    fi
+    die "the two builds differ; both trees are kept in $WORK"
+fi
+rm -rf "$WORK"
+say "ok: two builds in different directories, umasks, TZ, LANG and clocks are bit-for-bit identical"
