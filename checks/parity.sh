@@ -37,13 +37,7 @@ flake_names=$(nix-instantiate --eval --strict --json -E '
   let
     flake = import ./flake.nix;
     offline = name: throw "parity: input ${name} was evaluated; only output names may be";
-    outputs = flake.outputs {
-      self = outputs;
-      nixpkgs = offline "nixpkgs";
-      nixpkgs-2211 = offline "nixpkgs-2211";
-      crane = offline "crane";
-      fenix = offline "fenix";
-    };
+    outputs = flake.outputs (builtins.mapAttrs (name: _: offline name) flake.inputs // { self = outputs; });
     names = set: builtins.concatMap builtins.attrNames (builtins.attrValues set);
   in
     map (n: "package ${n}") (names outputs.packages) ++ map (n: "check ${n}") (names outputs.checks)

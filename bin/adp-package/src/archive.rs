@@ -140,13 +140,7 @@ impl Tree {
 
     /// Adds a regular file; adding the same path twice is allowed only with
     /// identical contents and metadata.
-    pub fn file(
-        &mut self,
-        path: &str,
-        data: Vec<u8>,
-        mode: u32,
-        owner: Owner,
-    ) -> Result<(), ArchiveError> {
+    pub fn file(&mut self, path: &str, data: Vec<u8>, mode: u32, owner: Owner) -> Result<(), ArchiveError> {
         self.insert(path, Kind::File(data), mode, owner)
     }
 
@@ -190,13 +184,7 @@ impl Tree {
         self.entries.iter().map(|(p, e)| (p.as_str(), e))
     }
 
-    fn insert(
-        &mut self,
-        path: &str,
-        kind: Kind,
-        mode: u32,
-        owner: Owner,
-    ) -> Result<(), ArchiveError> {
+    fn insert(&mut self, path: &str, kind: Kind, mode: u32, owner: Owner) -> Result<(), ArchiveError> {
         let key = normalise(path)?;
         let entry = Entry {
             kind,
@@ -250,16 +238,12 @@ impl Tree {
                 Kind::File(data) => {
                     header.set_entry_type(tar::EntryType::Regular);
                     header.set_size(data.len() as u64);
-                    builder
-                        .append_data(&mut header, path, data.as_slice())
-                        .map_err(wrap)?;
+                    builder.append_data(&mut header, path, data.as_slice()).map_err(wrap)?;
                 }
                 Kind::Symlink(target) => {
                     header.set_entry_type(tar::EntryType::Symlink);
                     header.set_size(0);
-                    builder
-                        .append_link(&mut header, path, target)
-                        .map_err(wrap)?;
+                    builder.append_link(&mut header, path, target).map_err(wrap)?;
                 }
             }
         }
@@ -314,9 +298,7 @@ mod tests {
                     .file("./etc/app/conf.yaml", b"a: 1\n".to_vec(), 0o644, Owner::ROOT)
                     .unwrap(),
                 "link" => tree.symlink("/lib/ld.so", "arm/ld.so").unwrap(),
-                "owned" => tree
-                    .dir("etc/app/", 0o755, Owner { uid: 10001, gid: 10001 })
-                    .unwrap(),
+                "owned" => tree.dir("etc/app/", 0o755, Owner { uid: 10001, gid: 10001 }).unwrap(),
                 _ => unreachable!(),
             }
         }

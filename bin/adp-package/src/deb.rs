@@ -79,20 +79,22 @@ impl Deb {
     /// Parses the bytes of a `.deb`; `name` is used in error messages.
     pub fn parse(name: &str, bytes: &[u8]) -> Result<Deb, DebError> {
         let members = ar_members(name, bytes)?;
-        let (control_name, control_tar) = members
-            .iter()
-            .find(|(n, _)| n.starts_with("control.tar"))
-            .ok_or_else(|| DebError::Member {
-                deb: name.to_owned(),
-                reason: "no control.tar.* member".to_owned(),
-            })?;
-        let (data_name, data_tar) = members
-            .iter()
-            .find(|(n, _)| n.starts_with("data.tar"))
-            .ok_or_else(|| DebError::Member {
-                deb: name.to_owned(),
-                reason: "no data.tar.* member".to_owned(),
-            })?;
+        let (control_name, control_tar) =
+            members
+                .iter()
+                .find(|(n, _)| n.starts_with("control.tar"))
+                .ok_or_else(|| DebError::Member {
+                    deb: name.to_owned(),
+                    reason: "no control.tar.* member".to_owned(),
+                })?;
+        let (data_name, data_tar) =
+            members
+                .iter()
+                .find(|(n, _)| n.starts_with("data.tar"))
+                .ok_or_else(|| DebError::Member {
+                    deb: name.to_owned(),
+                    reason: "no data.tar.* member".to_owned(),
+                })?;
         let control_tar = decompress(name, control_name, control_tar)?;
         let control_entries = read_tar(name, control_name, &control_tar)?;
         let control = match control_entries.get("control") {
@@ -186,9 +188,7 @@ fn decompress(deb: &str, member: &str, bytes: &[u8]) -> Result<Vec<u8>, DebError
         _ => {
             return Err(DebError::Member {
                 deb: deb.to_owned(),
-                reason: format!(
-                    "member {member} uses an unsupported compression (supported: .tar, .tar.xz, .tar.gz)"
-                ),
+                reason: format!("member {member} uses an unsupported compression (supported: .tar, .tar.xz, .tar.gz)"),
             })
         }
     }
@@ -276,8 +276,7 @@ pub(crate) fn build_test_deb(package: &str, version: &str, files: &[(&str, &[u8]
     }
     fn member(out: &mut Vec<u8>, name: &str, data: &[u8]) {
         out.extend_from_slice(
-            format!("{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", 0, 0, 0, 100644, data.len())
-                .as_bytes(),
+            format!("{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", 0, 0, 0, 100644, data.len()).as_bytes(),
         );
         out.extend_from_slice(data);
         if data.len() % 2 == 1 {
@@ -287,7 +286,11 @@ pub(crate) fn build_test_deb(package: &str, version: &str, files: &[(&str, &[u8]
     let control = format!("Package: {package}\nVersion: {version}\nArchitecture: armhf\n");
     let mut out = b"!<arch>\n".to_vec();
     member(&mut out, "debian-binary", b"2.0\n");
-    member(&mut out, "control.tar", &tar_of(&[("./control", control.as_bytes(), 0o644)]));
+    member(
+        &mut out,
+        "control.tar",
+        &tar_of(&[("./control", control.as_bytes(), 0o644)]),
+    );
     member(&mut out, "data.tar", &tar_of(files));
     out
 }

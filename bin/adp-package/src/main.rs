@@ -256,8 +256,18 @@ fn tarball_tree(inputs: &Inputs) -> Result<Tree, Error> {
         Owner::ROOT,
     )?;
     tree.dir(DOC_DIR, 0o755, Owner::ROOT)?;
-    tree.file(&format!("{DOC_DIR}/LICENSE"), inputs.license.clone(), 0o644, Owner::ROOT)?;
-    tree.file(&format!("{DOC_DIR}/sbom.cdx.json"), inputs.sbom.clone(), 0o644, Owner::ROOT)?;
+    tree.file(
+        &format!("{DOC_DIR}/LICENSE"),
+        inputs.license.clone(),
+        0o644,
+        Owner::ROOT,
+    )?;
+    tree.file(
+        &format!("{DOC_DIR}/sbom.cdx.json"),
+        inputs.sbom.clone(),
+        0o644,
+        Owner::ROOT,
+    )?;
     Ok(tree)
 }
 
@@ -280,8 +290,18 @@ fn rootfs_tree(inputs: &Inputs, debs: &[Deb], ca: &Deb, user: Owner) -> Result<T
         0o644,
         Owner::ROOT,
     )?;
-    tree.file(&format!("{DOC_DIR}/LICENSE"), inputs.license.clone(), 0o644, Owner::ROOT)?;
-    tree.file(&format!("{DOC_DIR}/sbom.cdx.json"), inputs.sbom.clone(), 0o644, Owner::ROOT)?;
+    tree.file(
+        &format!("{DOC_DIR}/LICENSE"),
+        inputs.license.clone(),
+        0o644,
+        Owner::ROOT,
+    )?;
+    tree.file(
+        &format!("{DOC_DIR}/sbom.cdx.json"),
+        inputs.sbom.clone(),
+        0o644,
+        Owner::ROOT,
+    )?;
     // Debian's layout: /var/run is a symlink to /run.
     tree.dir("run", 0o755, Owner::ROOT)?;
     tree.dir("run/datadog", 0o755, user)?;
@@ -352,7 +372,10 @@ fn build(args: &BuildArgs) -> Result<(), Error> {
         ))
     })?;
     if user.uid == 0 {
-        return Err(Error::Input(format!("user {:?} is root; the image must run unprivileged", args.user)));
+        return Err(Error::Input(format!(
+            "user {:?} is root; the image must run unprivileged",
+            args.user
+        )));
     }
 
     let lock = String::from_utf8_lossy(&read(&args.cargo_lock)?).into_owned();
@@ -470,7 +493,11 @@ mod tests {
                 ("./usr/share/doc/libc6/copyright", b"(c)", 0o644),
                 ("./usr/share/doc/libc6/changelog.Debian.gz", b"gz", 0o644),
                 ("./usr/share/lintian/overrides/libc6", b"", 0o644),
-                ("symlink:./lib/ld-linux-armhf.so.3->arm-linux-gnueabihf/ld-linux-armhf.so.3", b"", 0o777),
+                (
+                    "symlink:./lib/ld-linux-armhf.so.3->arm-linux-gnueabihf/ld-linux-armhf.so.3",
+                    b"",
+                    0o777,
+                ),
             ],
         );
         let ca = deb::build_test_deb(
@@ -529,7 +556,10 @@ mod tests {
     #[test]
     fn the_runtime_user_comes_from_passwd() {
         let passwd = String::from_utf8(inputs().passwd).unwrap();
-        assert_eq!(passwd_owner(&passwd, "dd-agent"), Some(Owner { uid: 10001, gid: 10001 }));
+        assert_eq!(
+            passwd_owner(&passwd, "dd-agent"),
+            Some(Owner { uid: 10001, gid: 10001 })
+        );
         assert_eq!(passwd_owner(&passwd, "nobody"), None);
     }
 

@@ -113,11 +113,7 @@ pub fn build(spec: &ImageSpec, layer_tar: &[u8], layer_gz: Vec<u8>) -> Layout {
     annotations.insert("org.opencontainers.image.revision".into(), spec.revision.clone());
     annotations.insert("org.opencontainers.image.created".into(), spec.created.clone());
 
-    let exposed: serde_json::Map<String, Value> = spec
-        .exposed_ports
-        .iter()
-        .map(|p| (p.clone(), json!({})))
-        .collect();
+    let exposed: serde_json::Map<String, Value> = spec.exposed_ports.iter().map(|p| (p.clone(), json!({}))).collect();
     let config = Blob::new(canonical_json(
         &json!({
             "created": spec.created,
@@ -164,7 +160,10 @@ pub fn build(spec: &ImageSpec, layer_tar: &[u8], layer_gz: Vec<u8>) -> Layout {
     );
 
     let mut files = BTreeMap::new();
-    files.insert("oci-layout".to_owned(), canonical_json(&json!({"imageLayoutVersion": "1.0.0"}), false));
+    files.insert(
+        "oci-layout".to_owned(),
+        canonical_json(&json!({"imageLayoutVersion": "1.0.0"}), false),
+    );
     files.insert("index.json".to_owned(), index);
     for blob in [&manifest, &config, &layer] {
         files.insert(blob.path(), blob.bytes.clone());
@@ -211,7 +210,10 @@ mod tests {
         assert_eq!(config["config"]["User"], "10001:10001");
         assert_eq!(config["config"]["Entrypoint"], json!(["/usr/bin/agent-data-plane"]));
         assert_eq!(config["config"]["Cmd"], json!(["run"]));
-        assert_eq!(config["config"]["ExposedPorts"], json!({"8125/udp": {}, "5100/tcp": {}}));
+        assert_eq!(
+            config["config"]["ExposedPorts"],
+            json!({"8125/udp": {}, "5100/tcp": {}})
+        );
         assert_eq!(
             config["rootfs"]["diff_ids"][0],
             format!("sha256:{}", sha256_hex(b"tar bytes"))
@@ -226,10 +228,19 @@ mod tests {
         let desc = &index["manifests"][0];
         assert_eq!(index["schemaVersion"], 2);
         assert_eq!(desc["mediaType"], MANIFEST_MEDIA_TYPE);
-        assert_eq!(desc["platform"], json!({"architecture": "arm", "os": "linux", "variant": "v7"}));
+        assert_eq!(
+            desc["platform"],
+            json!({"architecture": "arm", "os": "linux", "variant": "v7"})
+        );
         assert_eq!(desc["annotations"]["org.opencontainers.image.ref.name"], "0.1.0");
-        assert_eq!(desc["annotations"]["org.opencontainers.image.revision"], "0123456789abcdef");
-        assert_eq!(desc["annotations"]["org.opencontainers.image.created"], "2023-11-14T22:13:20Z");
+        assert_eq!(
+            desc["annotations"]["org.opencontainers.image.revision"],
+            "0123456789abcdef"
+        );
+        assert_eq!(
+            desc["annotations"]["org.opencontainers.image.created"],
+            "2023-11-14T22:13:20Z"
+        );
 
         let digest = desc["digest"].as_str().unwrap();
         let manifest_bytes = &layout.files[&format!("blobs/sha256/{}", &digest[7..])];
@@ -247,7 +258,10 @@ mod tests {
             assert_eq!(sha256_hex(blob), hex);
             assert_eq!(desc["size"], blob.len() as u64);
         }
-        assert_eq!(json_of(&layout.files["oci-layout"]), json!({"imageLayoutVersion": "1.0.0"}));
+        assert_eq!(
+            json_of(&layout.files["oci-layout"]),
+            json!({"imageLayoutVersion": "1.0.0"})
+        );
     }
 
     #[test]

@@ -97,9 +97,7 @@ impl LockPackage {
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
-                char::from(b).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => char::from(b).to_string(),
             other => format!("%{other:02X}"),
         })
         .collect()
@@ -211,8 +209,7 @@ pub struct SbomOptions<'a> {
 
 /// Builds the CycloneDX 1.5 document (pretty, sorted keys, trailing newline).
 pub fn cyclonedx(packages: &[LockPackage], opts: &SbomOptions<'_>) -> Result<Vec<u8>, SbomError> {
-    let by_key: BTreeMap<(String, String), &LockPackage> =
-        packages.iter().map(|p| (p.key(), p)).collect();
+    let by_key: BTreeMap<(String, String), &LockPackage> = packages.iter().map(|p| (p.key(), p)).collect();
     let resolve = |from: &LockPackage, spec: &str| -> Result<&LockPackage, SbomError> {
         let mut words = spec.split_whitespace();
         let name = words.next().unwrap_or_default();
@@ -239,9 +236,7 @@ pub fn cyclonedx(packages: &[LockPackage], opts: &SbomOptions<'_>) -> Result<Vec
     let mut reached: BTreeSet<(String, String)> = BTreeSet::new();
     let mut edges: BTreeMap<(String, String), BTreeSet<(String, String)>> = BTreeMap::new();
     let mut stack = vec![root];
-    let included = |p: &LockPackage| {
-        p.source.is_none() || opts.built.is_none_or(|built| built.contains(&p.key()))
-    };
+    let included = |p: &LockPackage| p.source.is_none() || opts.built.is_none_or(|built| built.contains(&p.key()));
     while let Some(pkg) = stack.pop() {
         if !reached.insert(pkg.key()) {
             continue;
@@ -428,7 +423,10 @@ checksum = "1e38bc4d79ed67fd075bcc251a1c39b32a1776bbe92e5bef1f0bf1f8c531853b"
         let root = &packages[1];
         assert_eq!(root.name, "agent-data-plane");
         assert_eq!(root.source, None);
-        assert_eq!(root.dependencies, ["adp-config", "bitflags 2.6.0", "tempfile", "windows-sys"]);
+        assert_eq!(
+            root.dependencies,
+            ["adp-config", "bitflags 2.6.0", "tempfile", "windows-sys"]
+        );
         assert_eq!(packages[2].checksum.as_deref().unwrap().len(), 64);
     }
 
@@ -522,7 +520,10 @@ checksum = "1e38bc4d79ed67fd075bcc251a1c39b32a1776bbe92e5bef1f0bf1f8c531853b"
         assert!(matches!(cyclonedx(&packages, &opts), Err(SbomError::NoRoot(_))));
         let broken = LOCK.replace(" \"windows-sys\",\n", " \"windows-sys\",\n \"ghost\",\n");
         let packages = parse_lock(&broken).unwrap();
-        let opts = SbomOptions { root: "agent-data-plane", ..opts };
+        let opts = SbomOptions {
+            root: "agent-data-plane",
+            ..opts
+        };
         assert!(matches!(cyclonedx(&packages, &opts), Err(SbomError::Dangling { .. })));
     }
 }

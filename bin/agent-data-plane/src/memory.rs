@@ -37,6 +37,8 @@ use adp_config::{MemoryConfig, MemoryMode};
 use adp_telemetry::{Counter, Gauge, Registry};
 use tokio::sync::watch;
 
+use crate::api::stopped;
+
 /// How often RSS is read.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 const MIN_DELAY_US: u64 = 1_000;
@@ -191,7 +193,7 @@ impl MemoryLimiter {
                     }
                     Err(_) => {}
                 },
-                _ = shutdown.wait_for(|stop| *stop) => return,
+                () = stopped(&mut shutdown) => return,
             }
         }
     }

@@ -121,15 +121,6 @@ impl Windows {
             Class::Distribution => Self::Distribution(Vec::new()),
         }
     }
-
-    fn is_empty(&self) -> bool {
-        match self {
-            Self::Count(w) | Self::Gauge(w) => w.is_empty(),
-            Self::Set(w) => w.is_empty(),
-            Self::Histogram(w) => w.is_empty(),
-            Self::Distribution(w) => w.is_empty(),
-        }
-    }
 }
 
 /// The state of window `start`, created with `init` if absent.
@@ -258,7 +249,11 @@ impl Aggregator {
         let histogram_series = aggregates
             .iter()
             .map(|a| {
-                let kind = if *a == HistogramAggregate::Count { SeriesKind::Rate } else { SeriesKind::Gauge };
+                let kind = if *a == HistogramAggregate::Count {
+                    SeriesKind::Rate
+                } else {
+                    SeriesKind::Gauge
+                };
                 (format!(".{a}"), kind)
             })
             .chain(percents.iter().map(|p| (format!(".{p}percentile"), SeriesKind::Gauge)))
@@ -484,7 +479,11 @@ impl Aggregator {
             points.sort_by_key(|&(ts, _)| ts);
             out.series.push(Series {
                 name: key.context.name().clone(),
-                kind: if key.class == Class::Count { SeriesKind::Count } else { SeriesKind::Gauge },
+                kind: if key.class == Class::Count {
+                    SeriesKind::Count
+                } else {
+                    SeriesKind::Gauge
+                },
                 context: key.context,
                 interval_secs: 0,
                 points,
@@ -496,7 +495,9 @@ impl Aggregator {
         let sketch_points: usize = out.sketches.iter().map(|s| s.points.len()).sum();
         self.telemetry.series_points.add(series_points as u64);
         self.telemetry.sketch_points.add(sketch_points as u64);
-        self.telemetry.contexts.set(i64::try_from(self.entries.len()).unwrap_or(i64::MAX));
+        self.telemetry
+            .contexts
+            .set(i64::try_from(self.entries.len()).unwrap_or(i64::MAX));
         out
     }
 
@@ -626,7 +627,9 @@ mod tests {
     /// The only series named `name`.
     fn series<'a>(out: &'a Flushed, name: &str) -> &'a Series {
         let mut found = out.series.iter().filter(|s| s.name == name);
-        let s = found.next().unwrap_or_else(|| panic!("no series {name} in {:?}", names(out)));
+        let s = found
+            .next()
+            .unwrap_or_else(|| panic!("no series {name} in {:?}", names(out)));
         assert!(found.next().is_none(), "two series named {name}");
         s
     }
@@ -695,7 +698,13 @@ mod tests {
         let out = agg.flush(T0 + 10, false);
         assert_eq!(
             names(&out),
-            ["latency.95percentile", "latency.avg", "latency.count", "latency.max", "latency.median"]
+            [
+                "latency.95percentile",
+                "latency.avg",
+                "latency.count",
+                "latency.max",
+                "latency.median"
+            ]
         );
         let value = |name: &str| {
             let s = series(&out, name);
@@ -736,7 +745,8 @@ mod tests {
             ("db.query.avg", 3.75),
             ("db.query.sum", 15.0),
             ("db.query.count", 0.4),
-            ("db.query.29percentile", 1.0),
+            // Rank (29·4 − 1) / 100 = 1: the second sample.
+            ("db.query.29percentile", 2.0),
             ("db.query.50percentile", 2.0),
             ("db.query.95percentile", 8.0),
             ("db.query.99percentile", 8.0),
@@ -843,7 +853,14 @@ mod tests {
         let out = agg.flush(T0 + 1000, false);
         assert_eq!(
             series(&out, "jobs").points,
-            [(T0, 1.0), (T0 + 10, 0.0), (T0 + 20, 0.0), (T0 + 30, 2.0), (T0 + 40, 0.0), (T0 + 50, 0.0)]
+            [
+                (T0, 1.0),
+                (T0 + 10, 0.0),
+                (T0 + 20, 0.0),
+                (T0 + 30, 2.0),
+                (T0 + 40, 0.0),
+                (T0 + 50, 0.0)
+            ]
         );
         assert!(agg.flush(T0 + 2000, false).is_empty());
     }
@@ -958,7 +975,10 @@ mod tests {
         let mut wrong = member(&x, "m");
         wrong.kind = MetricKind::Count;
         assert!(!agg.insert_at(wrong, T0));
-        assert_eq!(registry.value("adp_aggregate_dropped_samples", &[("reason", "invalid_value")]), Some(4));
+        assert_eq!(
+            registry.value("adp_aggregate_dropped_samples", &[("reason", "invalid_value")]),
+            Some(4)
+        );
         assert!(agg.is_empty());
     }
 
@@ -992,7 +1012,10 @@ mod tests {
             aggregate_window_duration_seconds: 0,
             ..AggregateConfig::default()
         };
-        assert_eq!(Aggregator::new(config, &Registry::new()).unwrap_err(), ConfigError::ZeroWindow);
+        assert_eq!(
+            Aggregator::new(config, &Registry::new()).unwrap_err(),
+            ConfigError::ZeroWindow
+        );
     }
 
     proptest! {

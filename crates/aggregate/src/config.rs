@@ -188,7 +188,10 @@ mod tests {
         assert_eq!(c.aggregate_flush_interval, Duration::from_secs(15));
         assert_eq!(c.aggregate_context_limit, 1_000_000);
         assert_eq!(c.counter_expiry_seconds, 300);
-        assert_eq!(c.aggregates().iter().map(|a| a.as_str()).collect::<Vec<_>>(), ["max", "median", "avg", "count"]);
+        assert_eq!(
+            c.aggregates().iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+            ["max", "median", "avg", "count"]
+        );
         assert_eq!(c.percents(), [95]);
         assert_eq!(c.validate(), Ok(()));
     }
@@ -200,14 +203,27 @@ mod tests {
             f(&mut c);
             c.validate().unwrap_err()
         };
-        assert_eq!(bad(|c| c.aggregate_window_duration_seconds = 0), ConfigError::ZeroWindow);
-        assert_eq!(bad(|c| c.aggregate_flush_interval = Duration::ZERO), ConfigError::ZeroFlushInterval);
+        assert_eq!(
+            bad(|c| c.aggregate_window_duration_seconds = 0),
+            ConfigError::ZeroWindow
+        );
+        assert_eq!(
+            bad(|c| c.aggregate_flush_interval = Duration::ZERO),
+            ConfigError::ZeroFlushInterval
+        );
         assert_eq!(bad(|c| c.aggregate_context_limit = 0), ConfigError::ZeroContextLimit);
-        assert_eq!(bad(|c| c.histogram_percentiles = vec![0.5, 1.5]), ConfigError::PercentileOutOfRange(1.5));
+        assert_eq!(
+            bad(|c| c.histogram_percentiles = vec![0.5, 1.5]),
+            ConfigError::PercentileOutOfRange(1.5)
+        );
         let nan = bad(|c| c.histogram_percentiles = vec![f64::NAN]);
         assert!(matches!(nan, ConfigError::PercentileOutOfRange(p) if p.is_nan()));
-        assert!(bad(|c| c.aggregate_context_limit = 0).to_string().contains("aggregate_context_limit"));
-        assert!(bad(|c| c.histogram_percentiles = vec![2.0]).to_string().starts_with("histogram_percentiles contains 2;"));
+        assert!(bad(|c| c.aggregate_context_limit = 0)
+            .to_string()
+            .contains("aggregate_context_limit"));
+        assert!(bad(|c| c.histogram_percentiles = vec![2.0])
+            .to_string()
+            .starts_with("histogram_percentiles contains 2;"));
     }
 
     #[test]
@@ -229,7 +245,11 @@ mod tests {
             "histogram_aggregates contains \"p99\"; valid aggregates are max, min, median, avg, sum and count"
         );
         let c = AggregateConfig {
-            histogram_aggregates: vec![HistogramAggregate::Sum, HistogramAggregate::Max, HistogramAggregate::Sum],
+            histogram_aggregates: vec![
+                HistogramAggregate::Sum,
+                HistogramAggregate::Max,
+                HistogramAggregate::Sum,
+            ],
             ..AggregateConfig::default()
         };
         assert_eq!(c.aggregates(), [HistogramAggregate::Sum, HistogramAggregate::Max]);

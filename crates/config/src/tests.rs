@@ -200,15 +200,12 @@ process_config: {process_collection: {enabled: true}}
 
 #[test]
 fn lists_come_from_yaml_sequences_or_space_separated_environment_values() {
-    let c = from_env(&[
-        ("DD_HISTOGRAM_AGGREGATES", "max  min sum"),
-        ("DD_DOGSTATSD_TAGS", "env:prod team:a"),
-    ])
-    .unwrap();
+    let c = from_env(&[("DD_HISTOGRAM_AGGREGATES", "max  min sum"), ("DD_PROXY_NO_PROXY", "a.example b.example")])
+        .unwrap();
     assert_eq!(c.aggregate.histogram_aggregates, ["max", "min", "sum"]);
-    assert_eq!(c.dogstatsd.tags, ["env:prod", "team:a"]);
-    let c = from_env(&[("DD_DOGSTATSD_TAGS", r#"["a:1", "b:2"]"#)]).unwrap();
-    assert_eq!(c.dogstatsd.tags, ["a:1", "b:2"]);
+    assert_eq!(c.proxy.no_proxy, ["a.example", "b.example"]);
+    let c = from_env(&[("DD_HISTOGRAM_AGGREGATES", r#"["count", "sum"]"#)]).unwrap();
+    assert_eq!(c.aggregate.histogram_aggregates, ["count", "sum"]);
     let c = from_yaml("histogram_percentiles: ['0.5', 0.95, '0.95', 0.991]\n", &[]).unwrap();
     assert_eq!(
         c.aggregate.histogram_percentiles,

@@ -143,7 +143,10 @@ pub struct CodecConfig {
 
 impl Default for CodecConfig {
     fn default() -> Self {
-        Self { permissive: true, minimum_sample_rate: MINIMUM_SAMPLE_RATE }
+        Self {
+            permissive: true,
+            minimum_sample_rate: MINIMUM_SAMPLE_RATE,
+        }
     }
 }
 
@@ -164,10 +167,15 @@ impl Cardinality {
     /// Parses a level case-insensitively; unknown levels are `None` (ignored,
     /// like the Agent does) rather than an error.
     fn parse(s: &str) -> Option<Self> {
-        [("none", Self::None), ("low", Self::Low), ("orchestrator", Self::Orchestrator), ("high", Self::High)]
-            .into_iter()
-            .find(|(name, _)| s.eq_ignore_ascii_case(name))
-            .map(|(_, c)| c)
+        [
+            ("none", Self::None),
+            ("low", Self::Low),
+            ("orchestrator", Self::Orchestrator),
+            ("high", Self::High),
+        ]
+        .into_iter()
+        .find(|(name, _)| s.eq_ignore_ascii_case(name))
+        .map(|(_, c)| c)
     }
 }
 
@@ -215,7 +223,10 @@ impl<'a> Tags<'a> {
 
     /// The tags in wire order, empty ones skipped, duplicates kept.
     pub fn iter(&self) -> TagIter<'a> {
-        TagIter { rest: self.0.as_bytes(), src: self.0 }
+        TagIter {
+            rest: self.0.as_bytes(),
+            src: self.0,
+        }
     }
 
     /// The tags sorted and deduplicated, as owned strings.
@@ -278,7 +289,15 @@ pub struct MetricPacket<'a> {
 impl<'a> MetricPacket<'a> {
     /// The values: one set member for `s`, otherwise each `:`-separated number.
     pub fn values(&self) -> ValueIter<'a> {
-        ValueIter { rest: if self.kind == MetricKind::Set { None } else { Some(self.raw_values) }, set: self.kind == MetricKind::Set, member: Some(self.raw_values) }
+        ValueIter {
+            rest: if self.kind == MetricKind::Set {
+                None
+            } else {
+                Some(self.raw_values)
+            },
+            set: self.kind == MetricKind::Set,
+            member: Some(self.raw_values),
+        }
     }
 
     /// The sample rate the aggregator should weight each sample by: 1.0 when
@@ -467,9 +486,11 @@ fn fields(s: &str) -> impl Iterator<Item = &str> {
 fn valid_name(name: &str, permissive: bool) -> bool {
     !name.is_empty()
         && if permissive {
-            name.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b':' && b != b'|')
+            name.bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b':' && b != b'|')
         } else {
-            name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b'_' | b'-' | b'.'))
+            name.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b'_' | b'-' | b'.'))
         }
 }
 
@@ -513,7 +534,9 @@ fn parse_metric<'a>(message: &'a str, config: &CodecConfig) -> Result<MetricPack
         origin: Origin::default(),
     };
     for field in rest.into_iter().flat_map(fields) {
-        let Some(&first) = field.as_bytes().first() else { continue };
+        let Some(&first) = field.as_bytes().first() else {
+            continue;
+        };
         match first {
             b'@' => packet.sample_rate = Some(parse_sample_rate(field.get(1..).unwrap_or(""), config)?),
             b'#' => packet.tags = Tags(field.get(1..).unwrap_or("")),
@@ -533,7 +556,11 @@ fn parse_sample_rate(s: &str, config: &CodecConfig) -> Result<f64, DecodeError> 
         return Err(DecodeError::InvalidSampleRate);
     }
     if rate < config.minimum_sample_rate {
-        tracing::debug!(rate, minimum = config.minimum_sample_rate, "Sample rate below the minimum; clamped.");
+        tracing::debug!(
+            rate,
+            minimum = config.minimum_sample_rate,
+            "Sample rate below the minimum; clamped."
+        );
         return Ok(config.minimum_sample_rate);
     }
     Ok(rate)
@@ -546,7 +573,10 @@ fn parse_event(after_prefix: &str) -> Result<EventPacket<'_>, DecodeError> {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(DecodeError::EventLength);
         }
-        s.parse::<usize>().ok().filter(|&n| n > 0).ok_or(DecodeError::EventLength)
+        s.parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or(DecodeError::EventLength)
     };
     let title_len = parse_len(title_len)?;
     let text_len = parse_len(text_len)?;
@@ -557,7 +587,11 @@ fn parse_event(after_prefix: &str) -> Result<EventPacket<'_>, DecodeError> {
     let rest = rest.strip_prefix('|').ok_or(DecodeError::EventLength)?;
     let raw_text = rest.get(..text_len).ok_or(DecodeError::EventLength)?;
     let rest = rest.get(text_len..).ok_or(DecodeError::EventLength)?;
-    let rest = if rest.is_empty() { None } else { Some(rest.strip_prefix('|').ok_or(DecodeError::EventLength)?) };
+    let rest = if rest.is_empty() {
+        None
+    } else {
+        Some(rest.strip_prefix('|').ok_or(DecodeError::EventLength)?)
+    };
 
     let mut packet = EventPacket {
         raw_title,
@@ -579,7 +613,11 @@ fn parse_event(after_prefix: &str) -> Result<EventPacket<'_>, DecodeError> {
         } else if let Some(v) = field.strip_prefix("k:") {
             packet.aggregation_key = Some(v).filter(|v| !v.is_empty());
         } else if let Some(v) = field.strip_prefix("p:") {
-            packet.priority = if v.eq_ignore_ascii_case("low") { EventPriority::Low } else { EventPriority::Normal };
+            packet.priority = if v.eq_ignore_ascii_case("low") {
+                EventPriority::Low
+            } else {
+                EventPriority::Normal
+            };
         } else if let Some(v) = field.strip_prefix("s:") {
             packet.source_type_name = Some(v).filter(|v| !v.is_empty());
         } else if let Some(v) = field.strip_prefix("t:") {
@@ -720,7 +758,12 @@ mod tests {
         let v: Vec<_> = values(&m);
         assert_eq!(
             v,
-            vec![Ok(ValueRef::Number(1.0)), Ok(ValueRef::Number(2.5)), Ok(ValueRef::Number(-3.0)), Ok(ValueRef::Number(1000.0))]
+            vec![
+                Ok(ValueRef::Number(1.0)),
+                Ok(ValueRef::Number(2.5)),
+                Ok(ValueRef::Number(-3.0)),
+                Ok(ValueRef::Number(1000.0))
+            ]
         );
     }
 
@@ -758,7 +801,10 @@ mod tests {
         assert_eq!(metric("x:1|c|@0.5").unwrap().sample_rate, Some(0.5));
         assert_eq!(metric("x:1|c|@1").unwrap().sample_rate, Some(1.0));
         assert_eq!(metric("x:1|c|@0").unwrap().sample_rate, Some(MINIMUM_SAMPLE_RATE));
-        assert_eq!(metric("x:1|c|@0.0000000001").unwrap().sample_rate, Some(MINIMUM_SAMPLE_RATE));
+        assert_eq!(
+            metric("x:1|c|@0.0000000001").unwrap().sample_rate,
+            Some(MINIMUM_SAMPLE_RATE)
+        );
         assert_eq!(metric("x:1|c|@-1").unwrap().sample_rate, Some(MINIMUM_SAMPLE_RATE));
     }
 
@@ -790,7 +836,11 @@ mod tests {
 
     #[test]
     fn cardinality_levels_parse_and_unknown_ones_are_ignored() {
-        for (s, c) in [("none", Cardinality::None), ("low", Cardinality::Low), ("orchestrator", Cardinality::Orchestrator)] {
+        for (s, c) in [
+            ("none", Cardinality::None),
+            ("low", Cardinality::Low),
+            ("orchestrator", Cardinality::Orchestrator),
+        ] {
             assert_eq!(metric(&format!("x:1|c|card:{s}")).unwrap().origin.cardinality, Some(c));
         }
         assert_eq!(metric("x:1|c|card:bogus").unwrap().origin.cardinality, None);
@@ -809,7 +859,13 @@ mod tests {
 
     #[test]
     fn malformed_timestamps_are_rejected() {
-        for bad in ["x:1|c|T", "x:1|c|Tabc", "x:1|c|T-5", "x:1|c|T1.5", "x:1|c|T99999999999999999999"] {
+        for bad in [
+            "x:1|c|T",
+            "x:1|c|Tabc",
+            "x:1|c|T-5",
+            "x:1|c|T1.5",
+            "x:1|c|T99999999999999999999",
+        ] {
             assert_eq!(metric(bad), Err(DecodeError::InvalidTimestamp), "{bad}");
         }
     }
@@ -829,7 +885,10 @@ mod tests {
 
     #[test]
     fn strict_names_reject_odd_characters() {
-        let strict = CodecConfig { permissive: false, ..CodecConfig::default() };
+        let strict = CodecConfig {
+            permissive: false,
+            ..CodecConfig::default()
+        };
         assert!(parse_message(b"ok.name_1-x:1|c", &strict).is_ok());
         assert_eq!(parse_message(b"bad/name:1|c", &strict), Err(DecodeError::InvalidName));
     }
@@ -845,7 +904,10 @@ mod tests {
         assert_eq!(metric("x:1|"), Err(DecodeError::InvalidType));
         assert_eq!(metric("x:1|q"), Err(DecodeError::InvalidType));
         assert_eq!(metric("x:1|cc"), Err(DecodeError::InvalidType));
-        assert_eq!(parse_message(b"x:\xff|c", &CodecConfig::default()), Err(DecodeError::InvalidUtf8));
+        assert_eq!(
+            parse_message(b"x:\xff|c", &CodecConfig::default()),
+            Err(DecodeError::InvalidUtf8)
+        );
     }
 
     #[test]
@@ -856,8 +918,10 @@ mod tests {
 
     #[test]
     fn events_decode_with_every_field() {
-        let e = event("_e{5,10}:title|some\\ntext|d:1700000000|h:host1|k:agg|p:low|s:my_src|t:warning|#b,a,b|c:ci-1|card:low")
-            .unwrap();
+        let e = event(
+            "_e{5,10}:title|some\\ntext|d:1700000000|h:host1|k:agg|p:low|s:my_src|t:warning|#b,a,b|c:ci-1|card:low",
+        )
+        .unwrap();
         assert_eq!(e.title(), "title");
         assert_eq!(e.text(), "some\ntext");
         assert_eq!(e.timestamp, Some(1_700_000_000));
@@ -917,7 +981,8 @@ mod tests {
 
     #[test]
     fn service_checks_decode_with_every_field() {
-        let sc = service_check("_sc|my.check|2|d:1700000000|h:host1|#env:prod,a|c:in-42|m:broken | really\\nm\\: yes").unwrap();
+        let sc = service_check("_sc|my.check|2|d:1700000000|h:host1|#env:prod,a|c:in-42|m:broken | really\\nm\\: yes")
+            .unwrap();
         assert_eq!(sc.name, "my.check");
         assert_eq!(sc.status, ServiceCheckStatus::Critical);
         assert_eq!(sc.timestamp, Some(1_700_000_000));

@@ -76,7 +76,11 @@ pub struct ContextBudget {
 impl ContextBudget {
     /// A budget of `interner_bytes` for strings and `context_limit` contexts.
     pub fn new(interner_bytes: NonZeroUsize, context_limit: usize) -> Self {
-        Self { interner: FixedSizeInterner::new(interner_bytes), contexts: Arc::default(), context_limit }
+        Self {
+            interner: FixedSizeInterner::new(interner_bytes),
+            contexts: Arc::default(),
+            context_limit,
+        }
     }
 
     /// The number of contexts cached by all resolvers on this budget.
@@ -91,7 +95,9 @@ impl ContextBudget {
 
     fn try_reserve(&self) -> bool {
         self.contexts
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.context_limit).then_some(n + 1))
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.context_limit).then_some(n + 1)
+            })
             .is_ok()
     }
 
@@ -193,7 +199,10 @@ pub struct ContextResolver {
 
 impl std::fmt::Debug for ContextResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ContextResolver").field("cached", &self.cache.len()).field("budget", &self.budget).finish()
+        f.debug_struct("ContextResolver")
+            .field("cached", &self.cache.len())
+            .field("budget", &self.budget)
+            .finish()
     }
 }
 
@@ -248,7 +257,13 @@ impl ContextResolver {
         let built = self.build(key, name, tags);
         match built {
             Some(context) => {
-                self.cache.insert(key, CachedContext { context: context.clone(), last_seen: self.now_secs });
+                self.cache.insert(
+                    key,
+                    CachedContext {
+                        context: context.clone(),
+                        last_seen: self.now_secs,
+                    },
+                );
                 Ok(context)
             }
             None => {
@@ -264,7 +279,10 @@ impl ContextResolver {
         sorted.dedup();
         let name = self.intern(name)?;
         // On failure the strings interned so far drop here and free their blocks.
-        let tags = sorted.into_iter().map(|t| self.intern(t)).collect::<Option<Box<[MetaString]>>>()?;
+        let tags = sorted
+            .into_iter()
+            .map(|t| self.intern(t))
+            .collect::<Option<Box<[MetaString]>>>()?;
         Some(Context::from_parts(key, name, tags))
     }
 
@@ -324,7 +342,10 @@ mod tests {
         assert_eq!(a.key(), b.key());
         assert_eq!(a, b);
         assert_eq!(r.cached(), 1);
-        assert_eq!(a.tags().iter().map(|t| t.as_str()).collect::<Vec<_>>(), ["env:prod", "service:web", "zone:a"]);
+        assert_eq!(
+            a.tags().iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            ["env:prod", "service:web", "zone:a"]
+        );
     }
 
     #[test]
@@ -342,7 +363,10 @@ mod tests {
         let tags: Vec<String> = (0..100).map(|i| format!("tag{i}")).collect();
         let mut doubled: Vec<&str> = tags.iter().map(String::as_str).collect();
         doubled.extend(tags.iter().rev().map(String::as_str));
-        assert_eq!(context_key("m", doubled.iter().copied()), context_key("m", tags.iter().map(String::as_str)));
+        assert_eq!(
+            context_key("m", doubled.iter().copied()),
+            context_key("m", tags.iter().map(String::as_str))
+        );
     }
 
     #[test]

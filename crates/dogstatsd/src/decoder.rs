@@ -51,7 +51,11 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder with its own context cache on `resolver`'s shared budget.
     pub fn new(config: CodecConfig, resolver: ContextResolver, telemetry: DecoderTelemetry) -> Self {
-        Self { config, resolver, telemetry }
+        Self {
+            config,
+            resolver,
+            telemetry,
+        }
     }
 
     /// The context resolver.
@@ -200,8 +204,16 @@ mod tests {
         assert_eq!(b.metrics[0].context.tags(), ["env:prod"]);
         assert_eq!(b.metrics[0].kind, MetricKind::Count);
         assert_eq!(b.metrics[2].value, MetricValue::SetMember(MetaString::from("bob")));
-        assert_eq!(numbers(&Batch { metrics: b.metrics[3..].to_vec(), ..Batch::default() }), vec![1.0, 2.0, 3.0]);
-        assert!(b.metrics[3..].iter().all(|m| m.sample_rate == 0.5 && m.context == b.metrics[3].context));
+        assert_eq!(
+            numbers(&Batch {
+                metrics: b.metrics[3..].to_vec(),
+                ..Batch::default()
+            }),
+            vec![1.0, 2.0, 3.0]
+        );
+        assert!(b.metrics[3..]
+            .iter()
+            .all(|m| m.sample_rate == 0.5 && m.context == b.metrics[3].context));
         assert_eq!(d.telemetry().metrics.get(), 6);
         assert_eq!(d.telemetry().events.get(), 1);
         assert_eq!(d.telemetry().service_checks.get(), 1);
@@ -210,7 +222,10 @@ mod tests {
     #[test]
     fn events_and_service_checks_become_owned_values() {
         let mut d = decoder();
-        let b = decode(&mut d, "_e{5,4}:Title|a\\nb|p:low|t:error|#z,a,z|h:h1|k:k1|s:src|d:17\n_sc|chk|3|d:18|h:h2|#t2,t1|m:down");
+        let b = decode(
+            &mut d,
+            "_e{5,4}:Title|a\\nb|p:low|t:error|#z,a,z|h:h1|k:k1|s:src|d:17\n_sc|chk|3|d:18|h:h2|#t2,t1|m:down",
+        );
         assert_eq!(
             b.events,
             vec![Event {

@@ -141,7 +141,9 @@ impl Default for DogStatsDConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Nothing to listen on.
-    #[error("No listeners configured: set `dogstatsd_port` (non-zero), `dogstatsd_socket` or `dogstatsd_stream_socket`")]
+    #[error(
+        "No listeners configured: set `dogstatsd_port` (non-zero), `dogstatsd_socket` or `dogstatsd_stream_socket`"
+    )]
     NoListeners,
     /// `dogstatsd_buffer_size` is zero.
     #[error("`dogstatsd_buffer_size` must be at least 1 byte (got 0)")]
@@ -213,7 +215,10 @@ impl DogStatsDConfig {
             unix_stream,
             buffer_size: self.dogstatsd_buffer_size,
             so_rcvbuf: self.dogstatsd_so_rcvbuf,
-            codec: CodecConfig { permissive: self.dogstatsd_permissive_decoding, minimum_sample_rate: rate },
+            codec: CodecConfig {
+                permissive: self.dogstatsd_permissive_decoding,
+                minimum_sample_rate: rate,
+            },
             budget: ContextBudget::new(interner_bytes, self.aggregate_context_limit),
             expiry: Duration::from_secs(self.dogstatsd_context_expiry_seconds),
             registry: registry.clone(),
@@ -226,7 +231,10 @@ fn resolve_host(host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
-    let err = |reason: String| ConfigError::BindHost { host: host.to_owned(), reason };
+    let err = |reason: String| ConfigError::BindHost {
+        host: host.to_owned(),
+        reason,
+    };
     let mut addrs = (host, port).to_socket_addrs().map_err(|e| err(e.to_string()))?;
     addrs.next().ok_or_else(|| err("no addresses".to_owned()))
 }
@@ -287,17 +295,32 @@ impl DogStatsDSource {
             addrs.push(addr);
         }
         if let Some((socket, path)) = dgram {
-            spawn(Box::pin(unix::run_datagram(socket, path.clone(), self.decoder(), pipe(ListenerKind::UnixDatagram))));
+            spawn(Box::pin(unix::run_datagram(
+                socket,
+                path.clone(),
+                self.decoder(),
+                pipe(ListenerKind::UnixDatagram),
+            )));
             addrs.push(ListenAddr::UnixDatagram(path));
         }
         if let Some((listener, path)) = stream {
-            spawn(Box::pin(unix::run_stream(listener, path.clone(), self.decoder(), pipe(ListenerKind::UnixStream))));
+            spawn(Box::pin(unix::run_stream(
+                listener,
+                path.clone(),
+                self.decoder(),
+                pipe(ListenerKind::UnixStream),
+            )));
             addrs.push(ListenAddr::UnixStream(path));
         }
         for addr in &addrs {
             tracing::info!(listen_addr = %addr, "DogStatsD listener started.");
         }
-        Ok(RunningSource { addrs, shutdown: shutdown_tx, tasks, ready })
+        Ok(RunningSource {
+            addrs,
+            shutdown: shutdown_tx,
+            tasks,
+            ready,
+        })
     }
 }
 
@@ -363,7 +386,10 @@ mod tests {
     const WAIT: Duration = Duration::from_secs(10);
 
     fn config() -> DogStatsDConfig {
-        DogStatsDConfig { dogstatsd_port: 0, ..DogStatsDConfig::default() }
+        DogStatsDConfig {
+            dogstatsd_port: 0,
+            ..DogStatsDConfig::default()
+        }
     }
 
     /// Receives batches until `n` metrics arrived (or fails after a timeout).
@@ -371,7 +397,10 @@ mod tests {
         let mut got = Vec::new();
         let mut count = 0;
         while count < n {
-            let b = tokio::time::timeout(WAIT, rx.recv()).await.expect("timed out waiting for metrics").expect("open");
+            let b = tokio::time::timeout(WAIT, rx.recv())
+                .await
+                .expect("timed out waiting for metrics")
+                .expect("open");
             count += b.metrics.len();
             got.push(b);
         }
@@ -379,12 +408,19 @@ mod tests {
     }
 
     fn names(batches: &[Batch]) -> Vec<String> {
-        batches.iter().flat_map(|b| b.metrics.iter().map(|m| m.context.name().to_string())).collect()
+        batches
+            .iter()
+            .flat_map(|b| b.metrics.iter().map(|m| m.context.name().to_string()))
+            .collect()
     }
 
     /// A free UDP port on loopback (the Agent key reserves 0 for "disabled").
     fn free_udp_port() -> u16 {
-        std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
     }
 
     #[test]
@@ -402,15 +438,27 @@ mod tests {
         let r = Registry::new();
         let base = DogStatsDConfig::default();
         assert!(matches!(
-            DogStatsDConfig { dogstatsd_buffer_size: 0, ..base.clone() }.build(&r),
+            DogStatsDConfig {
+                dogstatsd_buffer_size: 0,
+                ..base.clone()
+            }
+            .build(&r),
             Err(ConfigError::BufferSize)
         ));
         assert!(matches!(
-            DogStatsDConfig { dogstatsd_string_interner_size: 0, ..base.clone() }.build(&r),
+            DogStatsDConfig {
+                dogstatsd_string_interner_size: 0,
+                ..base.clone()
+            }
+            .build(&r),
             Err(ConfigError::InternerSize(0))
         ));
         assert!(matches!(
-            DogStatsDConfig { dogstatsd_minimum_sample_rate: 0.0, ..base }.build(&r),
+            DogStatsDConfig {
+                dogstatsd_minimum_sample_rate: 0.0,
+                ..base
+            }
+            .build(&r),
             Err(ConfigError::MinimumSampleRate(_))
         ));
     }
@@ -420,15 +468,21 @@ mod tests {
         let r = Registry::new();
         let local = DogStatsDConfig::default().build(&r).unwrap();
         assert_eq!(local.udp, Some("127.0.0.1:8125".parse().unwrap()));
-        let any = DogStatsDConfig { dogstatsd_non_local_traffic: true, ..DogStatsDConfig::default() }.build(&r).unwrap();
+        let any = DogStatsDConfig {
+            dogstatsd_non_local_traffic: true,
+            ..DogStatsDConfig::default()
+        }
+        .build(&r)
+        .unwrap();
         assert_eq!(any.udp, Some("0.0.0.0:8125".parse().unwrap()));
     }
 
     #[test]
     fn config_deserializes_from_agent_keys_with_defaults() {
-        let c: DogStatsDConfig =
-            serde_json::from_str(r#"{"dogstatsd_port": 0, "dogstatsd_socket": "/tmp/dsd.sock", "dogstatsd_buffer_size": 65536}"#)
-                .unwrap();
+        let c: DogStatsDConfig = serde_json::from_str(
+            r#"{"dogstatsd_port": 0, "dogstatsd_socket": "/tmp/dsd.sock", "dogstatsd_buffer_size": 65536}"#,
+        )
+        .unwrap();
         assert_eq!(c.dogstatsd_port, 0);
         assert_eq!(c.dogstatsd_socket, "/tmp/dsd.sock");
         assert_eq!(c.dogstatsd_buffer_size, 65536);
@@ -441,7 +495,13 @@ mod tests {
     async fn udp_packets_are_decoded_counted_and_drained_on_shutdown() {
         let registry = Registry::new();
         let port = free_udp_port();
-        let source = DogStatsDConfig { dogstatsd_port: port, dogstatsd_buffer_size: 64, ..config() }.build(&registry).unwrap();
+        let source = DogStatsDConfig {
+            dogstatsd_port: port,
+            dogstatsd_buffer_size: 64,
+            ..config()
+        }
+        .build(&registry)
+        .unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let running = source.start(tx).await.unwrap();
         assert!(running.is_ready());
@@ -478,7 +538,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dsd.sock");
         let registry = Registry::new();
-        let source = DogStatsDConfig { dogstatsd_socket: path.to_str().unwrap().into(), ..config() }.build(&registry).unwrap();
+        let source = DogStatsDConfig {
+            dogstatsd_socket: path.to_str().unwrap().into(),
+            ..config()
+        }
+        .build(&registry)
+        .unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let running = source.start(tx).await.unwrap();
         assert_eq!(running.listen_addrs(), [ListenAddr::UnixDatagram(path.clone())]);
@@ -499,7 +564,12 @@ mod tests {
         assert_eq!((creds.uid, creds.gid), unsafe { (libc::getuid(), libc::getgid()) });
 
         // A second source may not steal the live socket.
-        let again = DogStatsDConfig { dogstatsd_socket: path.to_str().unwrap().into(), ..config() }.build(&registry).unwrap();
+        let again = DogStatsDConfig {
+            dogstatsd_socket: path.to_str().unwrap().into(),
+            ..config()
+        }
+        .build(&registry)
+        .unwrap();
         let (tx2, _rx2) = mpsc::channel(1);
         let err = again.start(tx2).await.unwrap_err();
         assert!(err.to_string().contains("`dogstatsd_socket`"), "{err}");
@@ -513,8 +583,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dsd-stream.sock");
         let registry = Registry::new();
-        let source =
-            DogStatsDConfig { dogstatsd_stream_socket: path.to_str().unwrap().into(), ..config() }.build(&registry).unwrap();
+        let source = DogStatsDConfig {
+            dogstatsd_stream_socket: path.to_str().unwrap().into(),
+            ..config()
+        }
+        .build(&registry)
+        .unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let running = source.start(tx).await.unwrap();
 
@@ -528,7 +602,9 @@ mod tests {
 
         let mut prefixed = StdUnixStream::connect(&path).unwrap();
         for payload in [&b"lp.one:1|c\nlp.two:2|c"[..], b"lp.three:3|c"] {
-            prefixed.write_all(&u32::try_from(payload.len()).unwrap().to_le_bytes()).unwrap();
+            prefixed
+                .write_all(&u32::try_from(payload.len()).unwrap().to_le_bytes())
+                .unwrap();
             prefixed.write_all(payload).unwrap();
         }
         let batches = metrics(&mut rx, 3).await;
@@ -537,16 +613,22 @@ mod tests {
         assert_eq!(creds.pid, i32::try_from(std::process::id()).unwrap());
 
         running.shutdown().await;
-        assert_eq!(registry.value("adp_dogstatsd_packets", &[("listener", "unix_stream")]), Some(4));
+        assert_eq!(
+            registry.value("adp_dogstatsd_packets", &[("listener", "unix_stream")]),
+            Some(4)
+        );
     }
 
     #[tokio::test]
     async fn a_full_channel_applies_back_pressure_without_losing_stream_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bp.sock");
-        let source = DogStatsDConfig { dogstatsd_stream_socket: path.to_str().unwrap().into(), ..config() }
-            .build(&Registry::new())
-            .unwrap();
+        let source = DogStatsDConfig {
+            dogstatsd_stream_socket: path.to_str().unwrap().into(),
+            ..config()
+        }
+        .build(&Registry::new())
+        .unwrap();
         let (tx, mut rx) = mpsc::channel(1);
         let running = source.start(tx).await.unwrap();
         let writer = std::thread::spawn(move || {

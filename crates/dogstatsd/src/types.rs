@@ -27,7 +27,10 @@ impl Context {
     /// deduplicated, with `key` their order-independent hash (see
     /// [`crate::context::ContextResolver`], which is the normal way to get one).
     pub fn from_parts(key: u64, name: MetaString, tags: Box<[MetaString]>) -> Self {
-        debug_assert!(tags.windows(2).all(|w| w[0] < w[1]), "context tags must be sorted and unique");
+        debug_assert!(
+            tags.windows(2).all(|w| w[0] < w[1]),
+            "context tags must be sorted and unique"
+        );
         Self(Arc::new(ContextInner { key, name, tags }))
     }
 
@@ -63,7 +66,10 @@ impl Hash for Context {
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context").field("name", &&*self.0.name).field("tags", &self.0.tags).finish()
+        f.debug_struct("Context")
+            .field("name", &&*self.0.name)
+            .field("tags", &self.0.tags)
+            .finish()
     }
 }
 

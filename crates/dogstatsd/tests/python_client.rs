@@ -54,7 +54,11 @@ fn python_available() -> bool {
         eprintln!("ADP_SKIP_PYTHON_TESTS=1: skipping the Python client test");
         return false;
     }
-    let ok = Command::new("python3").args(["-c", "import datadog"]).status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new("python3")
+        .args(["-c", "import datadog"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     assert!(ok, "python3 with the `datadog` module is required for this test: run `make setup` (or set ADP_SKIP_PYTHON_TESTS=1)");
     true
 }
@@ -69,7 +73,11 @@ fn run_client(target: &str) {
         }
     }
     let out = cmd.output().expect("run python3");
-    assert!(out.status.success(), "python client failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// (name, kind, value, sample rate, timestamp, tags) for each metric.
@@ -77,18 +85,81 @@ type Row = (String, MetricKind, String, f64, Option<i64>, Vec<String>);
 
 fn expected_metrics() -> Vec<Row> {
     let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let mut rows = vec![
-        ("py.increment".into(), MetricKind::Count, "1".into(), 1.0, None, tags(&["b:2", "env:test"])),
-        ("py.increment.sampled".into(), MetricKind::Count, "5".into(), 0.5, None, tags(&[])),
-        ("py.decrement".into(), MetricKind::Count, "-3".into(), 1.0, None, tags(&[])),
-        ("py.gauge".into(), MetricKind::Gauge, "42.5".into(), 1.0, None, tags(&["x"])),
-        ("py.histogram".into(), MetricKind::Histogram, "7".into(), 1.0, None, tags(&[])),
-        ("py.distribution".into(), MetricKind::Distribution, "0.25".into(), 1.0, None, tags(&["env:test"])),
+    let mut rows: Vec<Row> = vec![
+        (
+            "py.increment".into(),
+            MetricKind::Count,
+            "1".into(),
+            1.0,
+            None,
+            tags(&["b:2", "env:test"]),
+        ),
+        (
+            "py.increment.sampled".into(),
+            MetricKind::Count,
+            "5".into(),
+            0.5,
+            None,
+            tags(&[]),
+        ),
+        (
+            "py.decrement".into(),
+            MetricKind::Count,
+            "-3".into(),
+            1.0,
+            None,
+            tags(&[]),
+        ),
+        (
+            "py.gauge".into(),
+            MetricKind::Gauge,
+            "42.5".into(),
+            1.0,
+            None,
+            tags(&["x"]),
+        ),
+        (
+            "py.histogram".into(),
+            MetricKind::Histogram,
+            "7".into(),
+            1.0,
+            None,
+            tags(&[]),
+        ),
+        (
+            "py.distribution".into(),
+            MetricKind::Distribution,
+            "0.25".into(),
+            1.0,
+            None,
+            tags(&["env:test"]),
+        ),
         ("py.timing".into(), MetricKind::Timer, "12".into(), 1.0, None, tags(&[])),
-        ("py.set".into(), MetricKind::Set, "set:alice".into(), 1.0, None, tags(&[])),
-        ("py.ts.gauge".into(), MetricKind::Gauge, "9".into(), 1.0, Some(1_700_000_000), tags(&[])),
+        (
+            "py.set".into(),
+            MetricKind::Set,
+            "set:alice".into(),
+            1.0,
+            None,
+            tags(&[]),
+        ),
+        (
+            "py.ts.gauge".into(),
+            MetricKind::Gauge,
+            "9".into(),
+            1.0,
+            Some(1_700_000_000),
+            tags(&[]),
+        ),
         // Timestamped counts ignore the sample rate.
-        ("py.ts.count".into(), MetricKind::Count, "4".into(), 1.0, Some(1_700_000_000), tags(&[])),
+        (
+            "py.ts.count".into(),
+            MetricKind::Count,
+            "4".into(),
+            1.0,
+            Some(1_700_000_000),
+            tags(&[]),
+        ),
     ];
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     rows
@@ -149,7 +220,14 @@ fn check(batches: &[Batch], expect_origin: bool) {
                 MetricValue::SetMember(s) => format!("set:{s}"),
             };
             let tags = m.context.tags().iter().map(|t| t.to_string()).collect();
-            (m.context.name().to_string(), m.kind, value, m.sample_rate, m.timestamp, tags)
+            (
+                m.context.name().to_string(),
+                m.kind,
+                value,
+                m.sample_rate,
+                m.timestamp,
+                tags,
+            )
         })
         .collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0));
@@ -174,7 +252,11 @@ async fn the_python_client_is_decoded_exactly_over_udp_and_unix_datagram() {
     }
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("dsd.sock");
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let registry = Registry::new();
     let source = DogStatsDConfig {
         dogstatsd_port: port,

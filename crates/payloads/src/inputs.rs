@@ -39,7 +39,13 @@ impl Encoder {
     /// Encodes aggregated series into `/api/v2/series` payloads.
     pub fn encode_series(&self, series: &[Series]) -> Result<Vec<EncodedPayload>, EncodeError> {
         self.encode_series_parts(series.iter().map(|s| {
-            (s.name.as_str(), s.context.tags(), series_type(s.kind), s.interval_secs, s.points.as_slice())
+            (
+                s.name.as_str(),
+                s.context.tags(),
+                series_type(s.kind),
+                s.interval_secs,
+                s.points.as_slice(),
+            )
         }))
     }
 
@@ -104,7 +110,10 @@ mod tests {
     }
 
     fn encoder() -> Encoder {
-        let config = PayloadsConfig { hostname: "board".into(), ..PayloadsConfig::default() };
+        let config = PayloadsConfig {
+            hostname: "board".into(),
+            ..PayloadsConfig::default()
+        };
         Encoder::new(config, &Registry::new()).unwrap()
     }
 
@@ -116,8 +125,20 @@ mod tests {
     fn aggregated_series_keep_name_kind_interval_and_points() {
         let ctx = context("req", &["b:2", "a:1", "host:other"]);
         let series = [
-            Series { name: "req.count".into(), context: ctx.clone(), kind: SeriesKind::Rate, interval_secs: 10, points: vec![(10, 0.5)] },
-            Series { name: "req.max".into(), context: ctx, kind: SeriesKind::Gauge, interval_secs: 10, points: vec![(10, 3.0)] },
+            Series {
+                name: "req.count".into(),
+                context: ctx.clone(),
+                kind: SeriesKind::Rate,
+                interval_secs: 10,
+                points: vec![(10, 0.5)],
+            },
+            Series {
+                name: "req.max".into(),
+                context: ctx,
+                kind: SeriesKind::Gauge,
+                interval_secs: 10,
+                points: vec![(10, 3.0)],
+            },
             Series {
                 name: "ts.count".into(),
                 context: context("ts.count", &[]),
@@ -127,15 +148,33 @@ mod tests {
             },
         ];
         let payloads = encoder().encode_series(&series).unwrap();
-        let decoded = proto::MetricPayload::decode(plain(&payloads[0]).as_slice()).unwrap().series;
+        let decoded = proto::MetricPayload::decode(plain(&payloads[0]).as_slice())
+            .unwrap()
+            .series;
         let summary: Vec<_> = decoded
             .iter()
-            .map(|s| (s.metric.as_str(), s.r#type, s.interval, s.resources[0].name.as_str(), s.tags.clone(), s.points[0].value))
+            .map(|s| {
+                (
+                    s.metric.as_str(),
+                    s.r#type,
+                    s.interval,
+                    s.resources[0].name.as_str(),
+                    s.tags.clone(),
+                    s.points[0].value,
+                )
+            })
             .collect();
         assert_eq!(
             summary,
             [
-                ("req.count", 2, 10, "other", vec!["a:1".to_owned(), "b:2".to_owned()], 0.5),
+                (
+                    "req.count",
+                    2,
+                    10,
+                    "other",
+                    vec!["a:1".to_owned(), "b:2".to_owned()],
+                    0.5
+                ),
                 ("req.max", 3, 10, "other", vec!["a:1".to_owned(), "b:2".to_owned()], 3.0),
                 ("ts.count", 1, 0, "board", vec![], 4.0),
             ]
@@ -149,11 +188,18 @@ mod tests {
             sketch.insert(v);
         }
         let (k, n) = sketch.to_dogsketch_parts();
-        let s = SketchSeries { context: context("lat", &["x:y"]), interval_secs: 10, points: vec![(20, sketch.clone())] };
+        let s = SketchSeries {
+            context: context("lat", &["x:y"]),
+            interval_secs: 10,
+            points: vec![(20, sketch.clone())],
+        };
         let payloads = encoder().encode_sketches(&[s]).unwrap();
         let decoded = proto::SketchPayload::decode(plain(&payloads[0]).as_slice()).unwrap();
         let d = &decoded.sketches[0].dogsketches[0];
-        assert_eq!((decoded.sketches[0].metric.as_str(), decoded.sketches[0].host.as_str()), ("lat", "board"));
+        assert_eq!(
+            (decoded.sketches[0].metric.as_str(), decoded.sketches[0].host.as_str()),
+            ("lat", "board")
+        );
         assert_eq!((d.ts, d.cnt, d.min, d.max, d.sum), (20, 6, -5.0, 1000.0, 1000.0));
         assert_eq!((d.k.clone(), d.n.clone()), (k, n));
         let back = AgentSketch::from_dogsketch_parts(d.cnt, d.min, d.max, d.sum, d.avg, &d.k, &d.n).unwrap();
@@ -192,7 +238,13 @@ mod tests {
         let decoded = proto::EventsPayload::decode(plain(&payloads[0]).as_slice()).unwrap();
         let e = &decoded.events[0];
         assert_eq!(
-            (e.ts, e.host.as_str(), e.priority.as_str(), e.alert_type.as_str(), e.tags.len()),
+            (
+                e.ts,
+                e.host.as_str(),
+                e.priority.as_str(),
+                e.alert_type.as_str(),
+                e.tags.len()
+            ),
             (5, "own", "low", "warning", 0)
         );
     }

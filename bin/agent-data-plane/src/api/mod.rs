@@ -86,7 +86,7 @@ pub async fn serve<H, F>(
                     continue;
                 }
             },
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            () = stopped(&mut shutdown) => return,
         };
         let handler = handler.clone();
         let tls = tls.clone();
@@ -116,4 +116,10 @@ pub async fn serve<H, F>(
             }
         });
     }
+}
+
+/// Completes once `shutdown` holds true (or its sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`; drop it here, not across an await.
+    let _ = shutdown.wait_for(|stop| *stop).await.is_ok();
 }

@@ -65,8 +65,13 @@ pub fn enable_passcred(fd: RawFd) -> io::Result<()> {
 /// The socket should be non-blocking when used from async code (it returns
 /// `WouldBlock` then).
 pub fn recv_with_credentials(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    let mut control = CmsgBuffer { bytes: [MaybeUninit::uninit(); CMSG_CAPACITY] };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = CmsgBuffer {
+        bytes: [MaybeUninit::uninit(); CMSG_CAPACITY],
+    };
     // SAFETY: an all-zero msghdr is valid (null name, no iov) before we fill it in.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -96,12 +101,20 @@ pub fn recv_with_credentials(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> 
                 && data_len >= size_of::<libc::ucred>()
             {
                 let ucred = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::ucred>());
-                credentials = Some(Credentials { pid: ucred.pid, uid: ucred.uid, gid: ucred.gid });
+                credentials = Some(Credentials {
+                    pid: ucred.pid,
+                    uid: ucred.uid,
+                    gid: ucred.gid,
+                });
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
-    Ok(Received { len, truncated, credentials })
+    Ok(Received {
+        len,
+        truncated,
+        credentials,
+    })
 }
 
 #[cfg(test)]

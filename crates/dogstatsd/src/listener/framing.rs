@@ -49,7 +49,13 @@ pub struct StreamFramer {
 impl StreamFramer {
     /// A framer accepting frames of at most `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
-        Self { buf: Vec::new(), mode: Mode::Undecided, max_frame, discarding_line: false, skip: 0 }
+        Self {
+            buf: Vec::new(),
+            mode: Mode::Undecided,
+            max_frame,
+            discarding_line: false,
+            skip: 0,
+        }
     }
 
     /// Whether the connection was classified as length-prefixed.

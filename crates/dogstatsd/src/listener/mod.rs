@@ -115,21 +115,33 @@ pub(crate) enum UnixKind {
 /// Makes `path` free for binding: a stale socket file is removed, a live
 /// socket or a non-socket file is an error.
 pub(crate) fn prepare_socket_path(path: &Path, kind: UnixKind, key: &'static str) -> Result<(), ListenerError> {
-    let bind_err = |source| ListenerError::Bind { addr: path.display().to_string(), key, source };
+    let bind_err = |source| ListenerError::Bind {
+        addr: path.display().to_string(),
+        key,
+        source,
+    };
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(bind_err(e)),
     };
     if !meta.file_type().is_socket() {
-        return Err(ListenerError::NotASocket { path: path.to_owned(), key });
+        return Err(ListenerError::NotASocket {
+            path: path.to_owned(),
+            key,
+        });
     }
     let live = match kind {
-        UnixKind::Datagram => std::os::unix::net::UnixDatagram::unbound().and_then(|s| s.connect(path)).is_ok(),
+        UnixKind::Datagram => std::os::unix::net::UnixDatagram::unbound()
+            .and_then(|s| s.connect(path))
+            .is_ok(),
         UnixKind::Stream => std::os::unix::net::UnixStream::connect(path).is_ok(),
     };
     if live {
-        return Err(ListenerError::SocketInUse { path: path.to_owned(), key });
+        return Err(ListenerError::SocketInUse {
+            path: path.to_owned(),
+            key,
+        });
     }
     tracing::info!(path = %path.display(), "Removing stale DogStatsD socket file.");
     std::fs::remove_file(path).map_err(bind_err)
@@ -180,7 +192,10 @@ mod tests {
         let err = prepare_socket_path(&path, UnixKind::Datagram, "dogstatsd_socket").unwrap_err();
         assert!(matches!(err, ListenerError::SocketInUse { .. }));
         let msg = err.to_string();
-        assert!(msg.contains(&path.display().to_string()) && msg.contains("`dogstatsd_socket`"), "{msg}");
+        assert!(
+            msg.contains(&path.display().to_string()) && msg.contains("`dogstatsd_socket`"),
+            "{msg}"
+        );
         assert!(path.exists());
 
         let spath = dir.path().join("live-stream.sock");

@@ -11,7 +11,11 @@ use crate::decoder::{Batch, Decoder};
 
 /// Binds a non-blocking UDP socket with the requested receive buffer.
 pub(crate) fn bind(addr: SocketAddr, so_rcvbuf: usize) -> Result<UdpSocket, ListenerError> {
-    let err = |source| ListenerError::Bind { addr: format!("udp://{addr}"), key: "dogstatsd_port", source };
+    let err = |source| ListenerError::Bind {
+        addr: format!("udp://{addr}"),
+        key: "dogstatsd_port",
+        source,
+    };
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
     if so_rcvbuf > 0 {
         socket.set_recv_buffer_size(so_rcvbuf).map_err(err)?;

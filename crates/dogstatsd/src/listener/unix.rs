@@ -26,7 +26,11 @@ const DATAGRAM_KEY: &str = "dogstatsd_socket";
 const STREAM_KEY: &str = "dogstatsd_stream_socket";
 
 fn bind_err<'a>(path: &'a Path, key: &'static str) -> impl Fn(std::io::Error) -> ListenerError + 'a {
-    move |source| ListenerError::Bind { addr: path.display().to_string(), key, source }
+    move |source| ListenerError::Bind {
+        addr: path.display().to_string(),
+        key,
+        source,
+    }
 }
 
 /// Binds the datagram socket: stale file replaced, mode 0o722, `SO_PASSCRED`.
@@ -83,16 +87,17 @@ pub(crate) async fn run_datagram(socket: UnixDatagram, path: PathBuf, mut decode
     remove(&path);
 }
 
-async fn handle_datagram(
-    buf: &[u8], r: super::credentials::Received, decoder: &mut Decoder, pipe: &Pipe,
-) -> bool {
+async fn handle_datagram(buf: &[u8], r: super::credentials::Received, decoder: &mut Decoder, pipe: &Pipe) -> bool {
     pipe.telemetry.packets.inc();
     pipe.telemetry.bytes.add(r.len as u64);
     if r.truncated {
         pipe.telemetry.truncated.inc();
         return true;
     }
-    let mut batch = Batch { origin: r.credentials, ..Batch::default() };
+    let mut batch = Batch {
+        origin: r.credentials,
+        ..Batch::default()
+    };
     decoder.tick(Instant::now());
     decoder.decode_packet(buf.get(..r.len).unwrap_or(&[]), &mut batch);
     pipe.send(batch).await
@@ -132,7 +137,12 @@ pub(crate) async fn run_stream(listener: UnixListener, path: PathBuf, decoder: D
     while connections.join_next().await.is_some() {}
 }
 
-async fn run_connection(mut stream: UnixStream, origin: Option<Credentials>, decoder: Arc<Mutex<Decoder>>, mut pipe: Pipe) {
+async fn run_connection(
+    mut stream: UnixStream,
+    origin: Option<Credentials>,
+    decoder: Arc<Mutex<Decoder>>,
+    mut pipe: Pipe,
+) {
     let mut framer = StreamFramer::new(pipe.buffer_size);
     let mut buf = vec![0u8; pipe.buffer_size.max(4096)];
     loop {
@@ -145,7 +155,10 @@ async fn run_connection(mut stream: UnixStream, origin: Option<Credentials>, dec
             },
         };
         pipe.telemetry.bytes.add(n as u64);
-        let mut batch = Batch { origin, ..Batch::default() };
+        let mut batch = Batch {
+            origin,
+            ..Batch::default()
+        };
         {
             let mut decoder = decoder.lock().unwrap_or_else(|e| e.into_inner());
             decoder.tick(Instant::now());
