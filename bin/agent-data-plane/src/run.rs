@@ -166,7 +166,7 @@ async fn run_standalone(config: Arc<Config>, logging: LogControl) -> anyhow::Res
         },
     ];
 
-    let running = pipeline::start(&config, &registry, &health, limiter).await?;
+    let mut running = pipeline::start(&config, &registry, &health, limiter).await?;
     tracing::info!("Agent Data Plane running.");
 
     let signal_name = tokio::select! {

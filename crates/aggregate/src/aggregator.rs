@@ -93,6 +93,13 @@ impl Hash for EntryKey {
     }
 }
 
+/// One window of a counter: the weighted sum and the arrival time of its
+/// latest sample (which decides the zeros owed after it).
+struct CounterWindow {
+    sum: f64,
+    last_update: i64,
+}
+
 /// One window's histogram samples: `(value, weight)` with the weight the
 /// truncated inverse sample rate, as the Agent keeps them.
 #[derive(Default)]
@@ -104,7 +111,7 @@ struct Histogram {
 
 /// The unflushed windows of one context, `(window start, state)`, ascending.
 enum Windows {
-    Count(Vec<(i64, f64)>),
+    Count(Vec<(i64, CounterWindow)>),
     Gauge(Vec<(i64, f64)>),
     Set(Vec<(i64, HashSet<MetaString>)>),
     Histogram(Vec<(i64, Histogram)>),
@@ -147,7 +154,7 @@ fn closed<T>(windows: &[(i64, T)], cutoff: i64) -> usize {
 
 struct Entry {
     windows: Windows,
-    /// Counters: arrival time of the latest sample.
+    /// Counters: arrival time of the latest sample in a flushed window.
     last_update: i64,
     /// Counters: the first window not yet flushed (as data or as a zero).
     next_window: i64,
@@ -334,7 +341,7 @@ impl Aggregator {
                 self.telemetry.contexts.set(i64::try_from(held + 1).unwrap_or(i64::MAX));
                 v.insert(Entry {
                     windows: Windows::new(class),
-                    last_update: now_unix_secs,
+                    last_update: i64::MIN,
                     next_window: start,
                 })
             }
@@ -342,8 +349,13 @@ impl Aggregator {
         let weight = inverse_rate(sample_rate);
         match (&mut entry.windows, sample) {
             (Windows::Count(w), Sample::Number(v)) => {
-                *window_mut(w, start, || 0.0) += v * weight;
-                entry.last_update = entry.last_update.max(now_unix_secs);
+                let init = || CounterWindow {
+                    sum: 0.0,
+                    last_update: now_unix_secs,
+                };
+                let counter = window_mut(w, start, init);
+                counter.sum += v * weight;
+                counter.last_update = counter.last_update.max(now_unix_secs);
             }
             (Windows::Gauge(w), Sample::Number(v)) => *window_mut(w, start, || 0.0) = v,
             (Windows::Set(w), Sample::Member(m)) => {
@@ -408,21 +420,31 @@ impl Aggregator {
             match &mut entry.windows {
                 Windows::Count(windows) => {
                     let n = closed(windows, data_cutoff);
-                    // Zeros are owed for windows starting before this.
-                    let alive_until = entry.last_update.saturating_add(expiry);
                     let mut points = Vec::new();
                     let mut next = entry.next_window;
-                    for (start, sum) in windows.drain(..n) {
-                        push_zeros(&mut points, &mut next, start.min(zero_cutoff).min(alive_until), window);
-                        points.push((start, sum / window_f));
+                    // A window gets a zero if it starts less than `expiry`
+                    // after the last sample *before* it, so each gap between
+                    // data windows is judged by the update that preceded it.
+                    let mut last = entry.last_update;
+                    for (start, counter) in windows.drain(..n) {
+                        let zeros_end = start.min(zero_cutoff).min(last.saturating_add(expiry));
+                        push_zeros(&mut points, &mut next, zeros_end, window);
+                        points.push((start, counter.sum / window_f));
                         next = next.max(start.saturating_add(window));
+                        last = last.max(counter.last_update);
                     }
-                    push_zeros(&mut points, &mut next, zero_cutoff.min(alive_until), window);
+                    push_zeros(
+                        &mut points,
+                        &mut next,
+                        zero_cutoff.min(last.saturating_add(expiry)),
+                        window,
+                    );
+                    entry.last_update = last;
                     entry.next_window = next.max(zero_cutoff);
                     if !points.is_empty() {
                         out.series.push(series(SeriesKind::Rate, points));
                     }
-                    !windows.is_empty() || alive_until > entry.next_window
+                    !windows.is_empty() || last.saturating_add(expiry) > entry.next_window
                 }
                 Windows::Gauge(windows) => {
                     let n = closed(windows, data_cutoff);
@@ -863,6 +885,30 @@ mod tests {
             ]
         );
         assert!(agg.flush(T0 + 2000, false).is_empty());
+    }
+
+    #[test]
+    fn a_gap_longer_than_the_expiry_gets_zeros_only_until_the_expiry() {
+        let config = AggregateConfig {
+            counter_expiry_seconds: 30,
+            ..AggregateConfig::default()
+        };
+        let (mut agg, _) = aggregator(config);
+        let c = ctx("jobs", &[]);
+        agg.insert_at(metric(&c, MetricKind::Count, 1.0), T0 + 1);
+        agg.insert_at(metric(&c, MetricKind::Count, 3.0), T0 + 100);
+        // No flush in between: the counter expired at T0+31 and came back.
+        let out = agg.flush(T0 + 110, false);
+        assert_eq!(
+            series(&out, "jobs").points,
+            [
+                (T0, 0.1),
+                (T0 + 10, 0.0),
+                (T0 + 20, 0.0),
+                (T0 + 30, 0.0),
+                (T0 + 100, 0.3)
+            ]
+        );
     }
 
     #[test]

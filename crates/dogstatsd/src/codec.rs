@@ -338,7 +338,7 @@ impl<'a> Iterator for ValueIter<'a> {
             return self.member.take().map(|m| Ok(ValueRef::SetMember(m)));
         }
         let rest = self.rest?;
-        let (value, tail) = match rest.split_once(':') {
+        let (value, tail) = match split_once_byte(rest, b':') {
             Some((v, t)) => (v, Some(t)),
             None => (rest, None),
         };
@@ -451,9 +451,19 @@ pub enum Message<'a> {
 /// Splits a packet into its non-empty messages (`\n` separated; a trailing
 /// `\r` is removed so `\r\n` framing works too).
 pub fn split_messages(packet: &[u8]) -> impl Iterator<Item = &[u8]> {
-    packet.split(|&b| b == b'\n').filter_map(|m| {
-        let m = m.strip_suffix(b"\r").unwrap_or(m);
-        (!m.is_empty()).then_some(m)
+    // memchr (SIMD) rather than a byte-wise `split`: messages are kilobytes long.
+    let mut rest = Some(packet);
+    std::iter::from_fn(move || loop {
+        let r = rest?;
+        let (line, tail) = match memchr::memchr(b'\n', r) {
+            Some(i) => (r.get(..i).unwrap_or(&[]), r.get(i + 1..)),
+            None => (r, None),
+        };
+        rest = tail;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !line.is_empty() {
+            return Some(line);
+        }
     })
 }
 
@@ -477,10 +487,23 @@ fn split_once_byte(s: &str, delim: u8) -> Option<(&str, &str)> {
     Some((s.get(..i)?, s.get(i + 1..)?))
 }
 
-/// Iterates the `|`-separated fields of `s`.
+/// Iterates the `|`-separated fields of `s` (memchr-based).
 #[inline]
 fn fields(s: &str) -> impl Iterator<Item = &str> {
-    s.split('|')
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match split_once_byte(r, b'|') {
+            Some((field, tail)) => {
+                rest = Some(tail);
+                Some(field)
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
 }
 
 fn valid_name(name: &str, permissive: bool) -> bool {

@@ -1,6 +1,7 @@
 //! End to end with the official Python client: the PyPI `datadog` package's
-//! `DogStatsd` sends every kind of message over UDP and over a Unix datagram
-//! socket to a running source, and the test asserts exactly what was decoded.
+//! `DogStatsd` sends every kind of message over UDP, a Unix datagram socket
+//! and a Unix stream socket (where the client uses 4-byte length-prefixed
+//! framing) to a running source, and the test asserts exactly what was decoded.
 //!
 //! Needs `python3` with the `datadog` module (`make setup` installs both).
 //! `ADP_SKIP_PYTHON_TESTS=1` skips it; otherwise a missing client fails.
@@ -246,12 +247,13 @@ fn check(batches: &[Batch], expect_origin: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_client_is_decoded_exactly_over_udp_and_unix_datagram() {
+async fn the_python_client_is_decoded_exactly_over_udp_and_unix_sockets() {
     if !python_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("dsd.sock");
+    let stream_socket = dir.path().join("dsd-stream.sock");
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -261,6 +263,7 @@ async fn the_python_client_is_decoded_exactly_over_udp_and_unix_datagram() {
     let source = DogStatsDConfig {
         dogstatsd_port: port,
         dogstatsd_socket: socket.to_str().unwrap().to_owned(),
+        dogstatsd_stream_socket: stream_socket.to_str().unwrap().to_owned(),
         ..DogStatsDConfig::default()
     }
     .build(&registry)
@@ -277,17 +280,21 @@ async fn the_python_client_is_decoded_exactly_over_udp_and_unix_datagram() {
     tokio::task::spawn_blocking(move || run_client(&target)).await.unwrap();
     check(&collect(&mut rx).await, true);
 
+    let target = format!("unix:unixstream://{}", stream_socket.display());
+    tokio::task::spawn_blocking(move || run_client(&target)).await.unwrap();
+    check(&collect(&mut rx).await, true);
+
     running.shutdown().await;
     let counters: BTreeMap<String, i64> = registry
         .snapshot()
         .into_iter()
-        .filter(|(_, labels, _)| labels.is_empty() || labels.iter().any(|(_, v)| v == "udp" || v == "unix_datagram"))
+        .filter(|(_, labels, _)| labels.is_empty() || labels.iter().any(|(_, v)| v == "udp" || v.starts_with("unix_")))
         .map(|(name, labels, v)| (format!("{name}{labels:?}"), v))
         .collect();
-    let metrics = i64::try_from(2 * expected_metrics().len()).unwrap();
+    let metrics = i64::try_from(3 * expected_metrics().len()).unwrap();
     assert_eq!(counters["adp_dogstatsd_metrics[]"], metrics, "{counters:#?}");
-    assert_eq!(counters["adp_dogstatsd_events[]"], 2);
-    assert_eq!(counters["adp_dogstatsd_service_checks[]"], 2);
+    assert_eq!(counters["adp_dogstatsd_events[]"], 3);
+    assert_eq!(counters["adp_dogstatsd_service_checks[]"], 3);
     let errors: i64 = registry
         .snapshot()
         .into_iter()

@@ -84,7 +84,7 @@ impl HttpClient {
             no_proxy: NoProxy::new(&proxy.no_proxy),
         };
         let connector = Connector {
-            tls: TlsConnector::from(Arc::new(tls_config())),
+            tls: TlsConnector::from(Arc::new(tls)),
             routes: Arc::new(routes),
         };
         let inner = Client::builder(TokioExecutor::new())
@@ -592,8 +592,9 @@ mod tests {
     /// `localhost`, signed by `testdata/ca.pem` (an EC P-256 CA made with
     /// openssl for these tests, valid for 100 years; the CA key was discarded).
     async fn tls_intake() -> SocketAddr {
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(include_bytes!("testdata/server.pem")).map(Result::unwrap).collect();
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(include_bytes!("testdata/server.pem"))
+            .map(Result::unwrap)
+            .collect();
         let key = PrivateKeyDer::from_pem_slice(include_bytes!("testdata/server.key")).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -614,11 +615,20 @@ mod tests {
                     let service = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
                         let key = req.headers().get("dd-api-key").cloned();
                         let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let status = if key.is_some_and(|k| k == "k") && &body[..] == b"tls-body" { 202 } else { 400 };
-                        let response = http::Response::builder().status(status).body(Full::new(Bytes::new())).unwrap();
+                        let status = if key.is_some_and(|k| k == "k") && &body[..] == b"tls-body" {
+                            202
+                        } else {
+                            400
+                        };
+                        let response = http::Response::builder()
+                            .status(status)
+                            .body(Full::new(Bytes::new()))
+                            .unwrap();
                         Ok::<_, std::convert::Infallible>(response)
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
                 });
             }
         });
@@ -627,7 +637,13 @@ mod tests {
 
     fn test_client(proxy: &ProxyConfig) -> HttpClient {
         let mut roots = rustls::RootCertStore::empty();
-        assert_eq!(add_pem_roots(&mut roots, &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/testdata/ca.pem")), 1);
+        assert_eq!(
+            add_pem_roots(
+                &mut roots,
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/testdata/ca.pem")
+            ),
+            1
+        );
         HttpClient::with_tls(proxy, Duration::from_secs(10), tls_config_with_roots(roots)).unwrap()
     }
 
@@ -641,12 +657,21 @@ mod tests {
     async fn https_requests_verify_the_intake_certificate() {
         let addr = tls_intake().await;
         let client = test_client(&ProxyConfig::default());
-        let uri: Uri = format!("https://localhost:{}/api/v2/series", addr.port()).parse().unwrap();
-        let status = client.post(uri.clone(), headers(), Bytes::from_static(b"tls-body")).await.unwrap();
+        let uri: Uri = format!("https://localhost:{}/api/v2/series", addr.port())
+            .parse()
+            .unwrap();
+        let status = client
+            .post(uri.clone(), headers(), Bytes::from_static(b"tls-body"))
+            .await
+            .unwrap();
         assert_eq!(status, StatusCode::ACCEPTED);
         // Without the test CA the handshake fails (and is reported as such).
         let untrusted = HttpClient::new(&ProxyConfig::default(), Duration::from_secs(10)).unwrap();
-        let err = untrusted.post(uri, headers(), Bytes::from_static(b"tls-body")).await.unwrap_err().to_string();
+        let err = untrusted
+            .post(uri, headers(), Bytes::from_static(b"tls-body"))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("TLS handshake"), "{err}");
     }
 
@@ -667,13 +692,22 @@ mod tests {
             let _ = seen_tx.send(String::from_utf8(head).unwrap());
             // intake.example does not resolve: this proxy routes it to the test intake.
             let mut upstream = TcpStream::connect(intake).await.unwrap();
-            client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.unwrap();
+            client
+                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .await
+                .unwrap();
             let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
         });
-        let config = ProxyConfig { https: Some(format!("http://user:pw@{proxy_addr}")), ..Default::default() };
+        let config = ProxyConfig {
+            https: Some(format!("http://user:pw@{proxy_addr}")),
+            ..Default::default()
+        };
         let client = test_client(&config);
         let uri: Uri = "https://intake.example/api/v2/series".parse().unwrap();
-        let status = client.post(uri, headers(), Bytes::from_static(b"tls-body")).await.unwrap();
+        let status = client
+            .post(uri, headers(), Bytes::from_static(b"tls-body"))
+            .await
+            .unwrap();
         assert_eq!(status, StatusCode::ACCEPTED);
         let head = seen_rx.await.unwrap();
         assert!(head.starts_with("CONNECT intake.example:443 HTTP/1.1\r\n"), "{head}");

@@ -660,6 +660,7 @@ unsafe impl Sync for InternedString {}
 
 impl InternedString {
     /// The interned string.
+    #[inline]
     pub fn as_str(&self) -> &str {
         // SAFETY: this handle holds a reference to the entry, and the entry's
         // strong count keeps the arena alive for at least the borrow of `self`.
@@ -673,6 +674,7 @@ impl InternedString {
 }
 
 impl Clone for InternedString {
+    #[inline]
     fn clone(&self) -> Self {
         // SAFETY: `self` keeps the entry live.
         increment_refs(unsafe { &(*self.header.as_ptr()).refs });
@@ -684,6 +686,7 @@ impl Clone for InternedString {
 }
 
 impl Drop for InternedString {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: `self` keeps the entry live until the decrement below.
         let refs = unsafe { &(*self.header.as_ptr()).refs };
@@ -711,6 +714,7 @@ impl Drop for InternedString {
 impl Deref for InternedString {
     type Target = str;
 
+    #[inline]
     fn deref(&self) -> &str {
         self.as_str()
     }

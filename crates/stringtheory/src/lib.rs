@@ -5,13 +5,15 @@
 //! # Why this crate exists
 //!
 //! Saluki, the upstream Agent Data Plane, has a crate of the same name, but the
-//! published `stringtheory` refuses to compile for anything but 64-bit targets
-//! (`compile_error!`), and its interner packs an entry's length and capacity into
-//! one `usize`: on 32-bit ARM each half would be 16 bits, so any string over
-//! 65,535 bytes would corrupt its neighbour. This crate is a re-implementation for
-//! both armv7 and x86_64. The layout is derived from `size_of::<usize>()`, and the
-//! interner header keeps the packed `usize` on 64-bit but uses two `u32` fields on
-//! 32-bit, rejecting rather than truncating what does not fit (see [`interning`]).
+//! `stringtheory` published on crates.io refuses to compile for anything but
+//! 64-bit targets (`compile_error!`), and this project must run on 32-bit ARMv7.
+//! Lifting that guard is not enough: the seed system's port kept an interner entry
+//! header that packed length and capacity into one `usize`, which on 32-bit ARM
+//! leaves 16 bits each, so any string over 65,535 bytes corrupted its neighbour.
+//! This crate is our own implementation for armv7 and x86_64. Every layout is
+//! derived from `size_of::<usize>()`, and the interner header keeps the packed
+//! `usize` on 64-bit but uses two `u32` fields on 32-bit, rejecting rather than
+//! truncating what does not fit (see [`interning`]).
 //!
 //! # Performance notes
 //!
@@ -216,6 +218,7 @@ impl MetaString {
 }
 
 impl Drop for MetaString {
+    #[inline]
     fn drop(&mut self) {
         match self.tag.get() {
             // SAFETY: the tag says which field was written; it is dropped once.
@@ -230,6 +233,7 @@ impl Drop for MetaString {
 }
 
 impl Clone for MetaString {
+    #[inline]
     fn clone(&self) -> Self {
         let head = match self.tag.get() {
             // SAFETY: the tag says which field was written.
@@ -269,6 +273,7 @@ impl Default for MetaString {
 
 impl From<&str> for MetaString {
     /// Inline if it fits, otherwise an owned copy.
+    #[inline]
     fn from(s: &str) -> Self {
         Self::try_inline(s).unwrap_or_else(|| Self::from_owned(s.into()))
     }
@@ -342,6 +347,7 @@ impl Borrow<str> for MetaString {
 }
 
 impl PartialEq for MetaString {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
         self.as_str() == other.as_str()
     }
@@ -386,12 +392,14 @@ impl PartialOrd for MetaString {
 }
 
 impl Ord for MetaString {
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
         self.as_str().cmp(other.as_str())
     }
 }
 
 impl Hash for MetaString {
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.as_str().hash(state);
     }

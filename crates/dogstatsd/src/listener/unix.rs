@@ -110,7 +110,8 @@ fn remove(path: &Path) {
 }
 
 /// Accepts connections until shutdown; each is read by its own task sharing
-/// one decoder. On shutdown the connections finish what they have buffered.
+/// one decoder. On shutdown the connections stop reading (a partial line or
+/// frame is discarded) and are awaited.
 pub(crate) async fn run_stream(listener: UnixListener, path: PathBuf, decoder: Decoder, mut pipe: Pipe) {
     let decoder = Arc::new(Mutex::new(decoder));
     let mut connections = JoinSet::new();
