@@ -14,9 +14,9 @@
 #   else the last commit's committer time (`git log -1 --format=%ct`), else, in a
 #   tree without commits (an unpacked source tarball), 315532800
 #   (1980-01-01, nixpkgs' default) with a warning;
-# - ADP_GIT_HASH (short) and ADP_REVISION (full): the environment's if set,
-#   else from git (`-dirty` appended when the work tree has changes), else
-#   "unknown";
+# - ADP_REVISION (full commit, `-dirty` appended when tracked files have
+#   changes; "unknown" without git) and ADP_GIT_HASH (its first 8 hex digits,
+#   embedded in the binary): the environment's if set, else from git;
 # - the .debs pinned in packaging/debs.lock (verified by sha256);
 # - the toolchain: Debian's Rust 1.85 + arm-linux-gnueabihf binutils/gcc 12.
 #
@@ -136,15 +136,14 @@ if [ -z "${ADP_REVISION:-}" ]; then
         ADP_REVISION=unknown
     fi
 fi
-if [ -z "${ADP_GIT_HASH:-}" ]; then
-    case $ADP_REVISION in
-        unknown) ADP_GIT_HASH=unknown ;;
-        *-dirty) ADP_GIT_HASH=${ADP_REVISION:0:8}-dirty ;;
-        *) ADP_GIT_HASH=${ADP_REVISION:0:8} ;;
-    esac
+# The binary's build.rs wants 7-40 hex digits (no -dirty); without git it
+# falls back to "unknown" itself.
+if [ -z "${ADP_GIT_HASH:-}" ] && [ "$ADP_REVISION" != unknown ]; then
+    ADP_GIT_HASH=${ADP_REVISION:0:8}
 fi
-export SOURCE_DATE_EPOCH ADP_GIT_HASH ADP_REVISION
-say "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH ADP_GIT_HASH=$ADP_GIT_HASH ADP_REVISION=$ADP_REVISION"
+export SOURCE_DATE_EPOCH ADP_REVISION
+[ -z "${ADP_GIT_HASH:-}" ] || export ADP_GIT_HASH
+say "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH ADP_GIT_HASH=${ADP_GIT_HASH:-<from build.rs>} ADP_REVISION=$ADP_REVISION"
 say "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
 
 fetch_debs

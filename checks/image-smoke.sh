@@ -5,6 +5,7 @@
 # rootfs the emulated program's root for library and interpreter lookups.
 #
 #   checks/image-smoke.sh [RESULT_DIR]     # default: result-adp-armv7
+#   checks/image-smoke.sh result-adp-armv7/oci   # or the OCI layout itself
 #
 # Unpacks the image with `umoci unpack --rootless`, shows which libraries the
 # dynamic loader picked, then runs checks/smoke.sh (the agent's smoke test)
@@ -14,6 +15,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RESULT=${1:-$ROOT/result-adp-armv7}
 LAYOUT=$RESULT/oci
+[ -f "$RESULT/index.json" ] && LAYOUT=$RESULT
 [ -f "$LAYOUT/index.json" ] || { echo "image-smoke: no OCI layout at $LAYOUT; run 'make adp-armv7' first" >&2; exit 2; }
 [ -x "$ROOT/checks/smoke.sh" ] || { echo "image-smoke: checks/smoke.sh (the agent's smoke test) is missing" >&2; exit 2; }
 for tool in umoci qemu-arm python3; do

@@ -4,11 +4,11 @@
 # environments, and requires identical bytes.
 #
 #   checks/reproducibility.sh            # ADP_REPRO_DIR=DIR to build elsewhere
-#                                        # (default <root>/.tmp/repro; kept on failure)
+#                                        # (default a new /tmp/adp-repro.*; kept on failure)
 #
 # What differs between the two builds (what must not leak into the output):
-#   build A: directory .tmp/repro/a,               umask 022, TZ=UTC,            LANG=C.UTF-8
-#   build B: directory .tmp/repro/second-copy-b,   umask 077, TZ=Pacific/Chatham, LANG=fr_FR.UTF-8,
+#   build A: directory WORK/a,               umask 022, TZ=UTC,             LANG=C.UTF-8
+#   build B: directory WORK/second-copy-b,   umask 077, TZ=Pacific/Chatham, LANG=fr_FR.UTF-8,
 #            clock shifted 3 days ahead (faketime -f +3d)
 # Each copy has its own CARGO_TARGET_DIR inside it: nothing is reused from
 # <root>/target (the cargo registry and the verified .deb cache are shared).
@@ -22,7 +22,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-WORK=${ADP_REPRO_DIR:-$ROOT/.tmp/repro}
+# Outside the repository, so that nothing in a copy can find the original's .git.
+WORK=${ADP_REPRO_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/adp-repro.XXXXXX")}
 say() { printf 'reproducibility: %s\n' "$*"; }
 die() { printf 'reproducibility: FAIL: %s\n' "$*" >&2; exit 1; }
 
@@ -44,12 +45,11 @@ if [ -z "${ADP_REVISION:-}" ]; then
         ADP_REVISION=unknown
     fi
 fi
-case $ADP_REVISION in
-    unknown) ADP_GIT_HASH=${ADP_GIT_HASH:-unknown} ;;
-    *-dirty) ADP_GIT_HASH=${ADP_GIT_HASH:-${ADP_REVISION:0:8}-dirty} ;;
-    *) ADP_GIT_HASH=${ADP_GIT_HASH:-${ADP_REVISION:0:8}} ;;
-esac
-export SOURCE_DATE_EPOCH ADP_REVISION ADP_GIT_HASH
+if [ -z "${ADP_GIT_HASH:-}" ] && [ "$ADP_REVISION" != unknown ]; then
+    ADP_GIT_HASH=${ADP_REVISION:0:8}
+fi
+export SOURCE_DATE_EPOCH ADP_REVISION
+[ -z "${ADP_GIT_HASH:-}" ] || export ADP_GIT_HASH
 export ADP_DEB_CACHE=${ADP_DEB_CACHE:-$ROOT/.tmp/debs}
 unset RUSTC_WRAPPER CARGO_BUILD_RUSTC_WRAPPER CARGO_TARGET_DIR
 say "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH ADP_REVISION=$ADP_REVISION; work dir $WORK"

@@ -73,17 +73,20 @@ let
     done
   '';
 
+  # With the datadog client, which checks/smoke.sh sends DogStatsD with
+  # (it falls back to raw sockets without it).
+  python = pkgs.python3.withPackages (ps: [ ps.datadog ]);
+
   elfTools = [ debianCrossNames ];
   ociTools = [
-    pkgs.python3Minimal
+    python
     pkgs.skopeo
     pkgs.umoci
   ];
-  # The smoke test sends to the workspace's test intake: on PATH, and named
-  # by ADP_TEST_INTAKE.
+  # The smoke test sends to the workspace's test intake, named by
+  # ADP_TEST_INTAKE.
   smokeTools = [
-    adp
-    pkgs.python3Minimal
+    python
     pkgs.qemu-user
   ];
   intake = "export ADP_TEST_INTAKE=${adp}/bin/adp-test-intake";

@@ -40,7 +40,11 @@ pub struct ComponentHealth {
 
 impl ComponentHealth {
     fn set(&self, state: State) {
-        self.inner.components.lock().unwrap_or_else(|e| e.into_inner()).insert(self.name, state);
+        self.inner
+            .components
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(self.name, state);
         self.inner.changed.notify_waiters();
     }
 
@@ -58,7 +62,10 @@ impl ComponentHealth {
 impl Health {
     /// Registers a component, not ready yet.
     pub fn register(&self, name: &'static str) -> ComponentHealth {
-        let handle = ComponentHealth { name, inner: self.inner.clone() };
+        let handle = ComponentHealth {
+            name,
+            inner: self.inner.clone(),
+        };
         handle.set(State::Starting);
         handle
     }
@@ -85,7 +92,12 @@ impl Health {
         let live = components.values().all(|s| *s != State::Failed);
         let per: serde_json::Map<String, Value> = components
             .iter()
-            .map(|(name, s)| ((*name).to_owned(), json!({"ready": *s == State::Ready, "live": *s != State::Failed})))
+            .map(|(name, s)| {
+                (
+                    (*name).to_owned(),
+                    json!({"ready": *s == State::Ready, "live": *s != State::Failed}),
+                )
+            })
             .collect();
         json!({"ready": ready, "live": live, "components": per})
     }
@@ -126,9 +138,15 @@ mod tests {
             async move { health.wait_ready().await }
         });
         b.ready();
-        assert!(tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap());
-        assert_eq!(health.report(), json!({"ready": true, "live": true, "components": {
-            "dogstatsd": {"ready": true, "live": true}, "forwarder": {"ready": true, "live": true}}}));
+        assert!(tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap());
+        assert_eq!(
+            health.report(),
+            json!({"ready": true, "live": true, "components": {
+            "dogstatsd": {"ready": true, "live": true}, "forwarder": {"ready": true, "live": true}}})
+        );
     }
 
     #[tokio::test]

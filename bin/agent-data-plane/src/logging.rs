@@ -38,7 +38,12 @@ pub fn init(level: LogLevel, json: bool) -> anyhow::Result<LogControl> {
     let (filter, handle) = reload::Layer::new(EnvFilter::new(level.as_str()));
     let text = (!json).then(|| fmt::layer().with_writer(std::io::stderr).with_target(false));
     let json = json.then(|| {
-        fmt::layer().json().flatten_event(true).with_current_span(false).with_span_list(false).with_writer(std::io::stderr)
+        fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
     });
     tracing_subscriber::registry()
         .with(filter)
@@ -46,5 +51,8 @@ pub fn init(level: LogLevel, json: bool) -> anyhow::Result<LogControl> {
         .with(json)
         .try_init()
         .map_err(|e| anyhow::anyhow!("could not install the logger: {e}"))?;
-    Ok(LogControl { handle, current: Arc::new(Mutex::new(level)) })
+    Ok(LogControl {
+        handle,
+        current: Arc::new(Mutex::new(level)),
+    })
 }

@@ -76,7 +76,12 @@ pub fn verify_bounds(config: &MemoryConfig, bounds: &[ComponentBounds]) -> anyho
         return Ok(summary);
     }
     for b in bounds {
-        tracing::debug!(component = b.name, minimum_bytes = b.minimum, firm_bytes = b.firm, "Component memory bounds.");
+        tracing::debug!(
+            component = b.name,
+            minimum_bytes = b.minimum,
+            firm_bytes = b.firm,
+            "Component memory bounds."
+        );
     }
     let limit = config.effective_limit();
     tracing::info!(
@@ -89,7 +94,9 @@ pub fn verify_bounds(config: &MemoryConfig, bounds: &[ComponentBounds]) -> anyho
     if let Some(limit) = limit.filter(|l| summary.firm > *l) {
         let largest = bounds.iter().max_by_key(|b| b.firm);
         let detail: Vec<String> = bounds.iter().map(|b| format!("{} {}", b.name, b.firm)).collect();
-        let hint = largest.map(|b| format!("lower `{}` ({} is the largest), ", b.key, b.name)).unwrap_or_default();
+        let hint = largest
+            .map(|b| format!("lower `{}` ({} is the largest), ", b.key, b.name))
+            .unwrap_or_default();
         let message = format!(
             "the components' firm memory bounds ({} bytes: {}) exceed the usable memory limit ({limit} bytes = \
              `memory_limit` {} less `memory_slop_factor` {}); {hint}raise `memory_limit`, or set `memory_mode: permissive`",
@@ -121,7 +128,9 @@ pub fn backpressure_delay(rss: u64, limit: u64) -> Option<Duration> {
     let over = (rss - threshold).min(span);
     let extra = u128::from(MAX_DELAY_US - MIN_DELAY_US) * over / span;
     // `extra` <= MAX - MIN by construction, so the conversion cannot fail.
-    Some(Duration::from_micros(MIN_DELAY_US + u64::try_from(extra).unwrap_or(MAX_DELAY_US - MIN_DELAY_US)))
+    Some(Duration::from_micros(
+        MIN_DELAY_US + u64::try_from(extra).unwrap_or(MAX_DELAY_US - MIN_DELAY_US),
+    ))
 }
 
 struct Shared {
@@ -173,7 +182,9 @@ impl MemoryLimiter {
     pub async fn wait(&self) {
         if let Some(delay) = backpressure_delay(self.shared.rss.load(Ordering::Relaxed), self.shared.limit) {
             self.shared.events.inc();
-            self.shared.delay_us.add(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX));
+            self.shared
+                .delay_us
+                .add(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX));
             tokio::time::sleep(delay).await;
         }
     }
@@ -222,11 +233,22 @@ mod tests {
     use super::*;
 
     fn bounds(firm: &[(&'static str, u64)]) -> Vec<ComponentBounds> {
-        firm.iter().map(|(name, firm)| ComponentBounds { name, minimum: firm / 2, firm: *firm, key: "some_key" }).collect()
+        firm.iter()
+            .map(|(name, firm)| ComponentBounds {
+                name,
+                minimum: firm / 2,
+                firm: *firm,
+                key: "some_key",
+            })
+            .collect()
     }
 
     fn memory(limit: u64, mode: MemoryMode) -> MemoryConfig {
-        MemoryConfig { memory_limit: limit, memory_slop_factor: 0.25, memory_mode: mode }
+        MemoryConfig {
+            memory_limit: limit,
+            memory_slop_factor: 0.25,
+            memory_mode: mode,
+        }
     }
 
     #[test]
@@ -252,19 +274,31 @@ mod tests {
     fn statm_resident_pages_times_the_page_size_is_the_rss() {
         assert_eq!(parse_statm_rss("2613 1024 512 1 0 300 0\n", 4096), Some(4 << 20));
         assert_eq!(parse_statm_rss("2613", 4096), None);
-        assert_eq!(parse_statm_rss("1 2000000 0", 1 << 12), Some(2_000_000u64 << 12), "beyond 4 GiB stays exact");
+        assert_eq!(
+            parse_statm_rss("1 2000000 0", 1 << 12),
+            Some(2_000_000u64 << 12),
+            "beyond 4 GiB stays exact"
+        );
         assert!(read_rss().unwrap() > 0);
     }
 
     #[test]
     fn strict_mode_refuses_firm_bounds_over_the_usable_limit_and_names_the_largest() {
         let b = bounds(&[("dogstatsd", 100), ("aggregator", 700)]);
-        let err = verify_bounds(&memory(1000, MemoryMode::Strict), &b).unwrap_err().to_string();
+        let err = verify_bounds(&memory(1000, MemoryMode::Strict), &b)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("800 bytes: dogstatsd 100, aggregator 700"), "{err}");
         assert!(err.contains("usable memory limit (750 bytes"), "{err}");
         assert!(err.contains("aggregator is the largest"), "{err}");
         let summary = verify_bounds(&memory(1000, MemoryMode::Permissive), &b).unwrap();
-        assert_eq!(summary, BoundsSummary { minimum: 400, firm: 800 });
+        assert_eq!(
+            summary,
+            BoundsSummary {
+                minimum: 400,
+                firm: 800
+            }
+        );
         verify_bounds(&memory(2000, MemoryMode::Strict), &b).unwrap();
         verify_bounds(&memory(0, MemoryMode::Strict), &b).unwrap();
     }
@@ -281,7 +315,10 @@ mod tests {
         limiter.wait().await;
         assert!(started.elapsed() >= Duration::from_millis(25));
         assert_eq!(registry.value("adp_memory_backpressure_events", &[]), Some(1));
-        assert_eq!(registry.value("adp_memory_backpressure_delay_microseconds", &[]), Some(25_000));
+        assert_eq!(
+            registry.value("adp_memory_backpressure_delay_microseconds", &[]),
+            Some(25_000)
+        );
         assert_eq!(registry.value("adp_memory_rss_bytes", &[]), Some(2000));
     }
 }

@@ -57,7 +57,9 @@ pub fn memory_bounds(config: &Config) -> Vec<ComponentBounds> {
     // A queued batch is the decoded form of one datagram: about twice its wire size.
     let dogstatsd_firm = dogstatsd_min.saturating_add(d.queue_size.saturating_mul(d.buffer_size).saturating_mul(2));
     let s = &config.serializer;
-    let encoder = s.max_series_uncompressed_payload_size.saturating_add(s.max_uncompressed_payload_size);
+    let encoder = s
+        .max_series_uncompressed_payload_size
+        .saturating_add(s.max_uncompressed_payload_size);
     let destinations = 1 + u64::try_from(config.additional_endpoints.len()).unwrap_or(u64::MAX);
     let forwarder = config
         .forwarder
@@ -77,7 +79,12 @@ pub fn memory_bounds(config: &Config) -> Vec<ComponentBounds> {
             firm: config.aggregate.context_limit.saturating_mul(BYTES_PER_CONTEXT),
             key: "aggregate_context_limit",
         },
-        ComponentBounds { name: "encoder", minimum: 0, firm: encoder, key: "serializer_max_uncompressed_payload_size" },
+        ComponentBounds {
+            name: "encoder",
+            minimum: 0,
+            firm: encoder,
+            key: "serializer_max_uncompressed_payload_size",
+        },
         ComponentBounds {
             name: "forwarder",
             minimum: 0,
@@ -105,7 +112,8 @@ pub fn resolve_hostname(config: &Config) -> String {
 
 fn dogstatsd_config(config: &Config) -> DogStatsDConfig {
     let d = &config.dogstatsd;
-    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let path =
+        |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     DogStatsDConfig {
         dogstatsd_port: d.port,
         bind_host: d.bind_host.to_string(),
@@ -238,8 +246,10 @@ pub async fn start(
     if hostname.is_empty() {
         tracing::warn!("No host name: set `hostname` (DD_HOSTNAME); series will carry an empty host.");
     }
-    let encoder = Encoder::new(payloads_config(config, hostname), registry).context("invalid serializer configuration")?;
-    let aggregator = Aggregator::new(aggregate_config(config)?, registry).context("invalid aggregation configuration")?;
+    let encoder =
+        Encoder::new(payloads_config(config, hostname), registry).context("invalid serializer configuration")?;
+    let aggregator =
+        Aggregator::new(aggregate_config(config)?, registry).context("invalid aggregation configuration")?;
     let queue = usize::try_from(config.dogstatsd.queue_size).unwrap_or(usize::MAX);
     let (tx, rx) = mpsc::channel::<Batch>(queue);
     let aggregator_health = health.register("aggregator");
@@ -258,7 +268,9 @@ pub async fn start(
     aggregator_health.ready();
 
     let dogstatsd_health = health.register("dogstatsd");
-    let source = dogstatsd_config(config).build(registry).context("invalid DogStatsD configuration")?;
+    let source = dogstatsd_config(config)
+        .build(registry)
+        .context("invalid DogStatsD configuration")?;
     let source = source.start(tx).await.context("cannot start the DogStatsD listeners")?;
     dogstatsd_health.ready();
     // A listener task ends only on a fatal socket error; report it.
@@ -281,25 +293,45 @@ pub async fn start(
         }
     });
 
-    Ok(Running { source, aggregator, forwarder, forwarder_stop, stopping, failures })
+    Ok(Running {
+        source,
+        aggregator,
+        forwarder,
+        forwarder_stop,
+        stopping,
+        failures,
+    })
 }
 
 impl Running {
     /// Completes when a component stops on its own, with what stopped.
     pub async fn failed(&mut self) -> String {
-        self.failures.recv().await.unwrap_or_else(|| "the pipeline stopped".to_owned())
+        self.failures
+            .recv()
+            .await
+            .unwrap_or_else(|| "the pipeline stopped".to_owned())
     }
 
     /// Stops the listeners, flushes everything, and lets the forwarder send for
     /// at most `drain` before it stores or drops the rest.
     pub async fn shutdown(self, drain: Duration) -> anyhow::Result<()> {
-        let Self { source, aggregator, forwarder, forwarder_stop, stopping, failures: _ } = self;
+        let Self {
+            source,
+            aggregator,
+            forwarder,
+            forwarder_stop,
+            stopping,
+            failures: _,
+        } = self;
         stopping.store(true, Ordering::Relaxed);
         source.shutdown().await;
         tracing::debug!("DogStatsD listeners stopped.");
         // The aggregator ends once the queue is empty and closed, after its final flush.
         let mut aggregator = aggregator;
-        if tokio::time::timeout(drain.max(Duration::from_secs(1)), &mut aggregator).await.is_err() {
+        if tokio::time::timeout(drain.max(Duration::from_secs(1)), &mut aggregator)
+            .await
+            .is_err()
+        {
             tracing::warn!("The final flush did not finish within data_plane.shutdown_drain_timeout; abandoning it.");
             aggregator.abort();
         }
@@ -362,7 +394,12 @@ impl AggregatorTask {
     }
 
     fn insert(&mut self, batch: Batch) {
-        let Batch { metrics, events, service_checks, origin: _ } = batch;
+        let Batch {
+            metrics,
+            events,
+            service_checks,
+            origin: _,
+        } = batch;
         let now = unix_now();
         for metric in metrics {
             // Drops (limits, bad shapes) are counted by the aggregator.
@@ -494,7 +531,10 @@ mod tests {
         assert_eq!(d.dogstatsd_string_interner_size, 2 << 20);
         let a = aggregate_config(&c).unwrap();
         assert_eq!(a.aggregate_flush_interval, Duration::from_secs(2));
-        assert_eq!(a.histogram_aggregates, [HistogramAggregate::Max, HistogramAggregate::Sum]);
+        assert_eq!(
+            a.histogram_aggregates,
+            [HistogramAggregate::Max, HistogramAggregate::Sum]
+        );
         a.validate().unwrap();
         let p = payloads_config(&c, "h".to_owned());
         assert_eq!(p.serializer_compressor_kind, CompressionKind::Zlib);
@@ -506,7 +546,10 @@ mod tests {
 
     #[test]
     fn memory_bounds_follow_the_limits_in_u64() {
-        let c = config(&[("DD_AGGREGATE_CONTEXT_LIMIT", "4000000000"), ("DD_DOGSTATSD_SOCKET", "/tmp/s")]);
+        let c = config(&[
+            ("DD_AGGREGATE_CONTEXT_LIMIT", "4000000000"),
+            ("DD_DOGSTATSD_SOCKET", "/tmp/s"),
+        ]);
         let bounds = memory_bounds(&c);
         let aggregator = bounds.iter().find(|b| b.name == "aggregator").unwrap();
         assert_eq!(aggregator.firm, 4_000_000_000 * BYTES_PER_CONTEXT, "above 4 GiB, exact");

@@ -9,6 +9,10 @@
 //! | any | true | the DogStatsD pipeline with local configuration |
 //! | true | false | remote-agent mode: not implemented, exit 1 naming `data_plane.standalone_mode` |
 //!
+//! With `data_plane.dogstatsd.enabled: false` nothing is left to run: "No data
+//! pipelines are enabled. Exiting." (error level) and exit 0, so a supervisor
+//! does not restart it in a loop, as for the disabled mode.
+//!
 //! # Shutdown
 //!
 //! On SIGINT or SIGTERM: the listeners stop, the aggregator flushes every open
@@ -145,11 +149,24 @@ async fn run_standalone(config: Arc<Config>, logging: LogControl) -> anyhow::Res
     let limiter = MemoryLimiter::new(config.memory.effective_limit(), &registry);
     tokio::spawn(limiter.clone().poll(stop_rx.clone()));
 
-    let listener = api::bind(config.data_plane.api_listen_address, "unprivileged", "data_plane.api_listen_address").await?;
-    let unprivileged = Unprivileged { health: health.clone(), registry: registry.clone() };
+    let listener = api::bind(
+        config.data_plane.api_listen_address,
+        "unprivileged",
+        "data_plane.api_listen_address",
+    )
+    .await?;
+    let unprivileged = Unprivileged {
+        health: health.clone(),
+        registry: registry.clone(),
+    };
     tracing::info!("Serving unprivileged API on {}.", listener.local_addr()?);
     let api_tasks = vec![
-        tokio::spawn(api::serve(listener, None, move |req| unprivileged.clone().handle(req), stop_rx.clone())),
+        tokio::spawn(api::serve(
+            listener,
+            None,
+            move |req| unprivileged.clone().handle(req),
+            stop_rx.clone(),
+        )),
         {
             let token = api::load_or_create_auth_token(&config.auth_token_file_path)?;
             let tls = api::load_or_generate_tls(&config.ipc_cert_file_path)?;
@@ -159,10 +176,19 @@ async fn run_standalone(config: Arc<Config>, logging: LogControl) -> anyhow::Res
                 "data_plane.secure_api_listen_address",
             )
             .await?;
-            let privileged =
-                Privileged { token: token.into(), config: config.clone(), logging, registry: registry.clone() };
+            let privileged = Privileged {
+                token: token.into(),
+                config: config.clone(),
+                logging,
+                registry: registry.clone(),
+            };
             tracing::info!("Serving privileged API on {}.", listener.local_addr()?);
-            tokio::spawn(api::serve(listener, Some(tls), move |req| privileged.clone().handle(req), stop_rx.clone()))
+            tokio::spawn(api::serve(
+                listener,
+                Some(tls),
+                move |req| privileged.clone().handle(req),
+                stop_rx.clone(),
+            ))
         },
     ];
 

@@ -38,7 +38,11 @@ fn command() -> Command {
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    command().args(args).envs(env.iter().copied()).output().expect("the binary runs")
+    command()
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -54,7 +58,9 @@ mod cli {
         assert!(out.status.success());
         let stdout = text(&out.stdout);
         let line = stdout.trim_end();
-        let hash = line.strip_prefix(&format!("v{}-", env!("CARGO_PKG_VERSION"))).expect(line);
+        let hash = line
+            .strip_prefix(&format!("v{}-", env!("CARGO_PKG_VERSION")))
+            .expect(line);
         assert!(
             hash == "unknown" || ((7..=40).contains(&hash.len()) && hash.bytes().all(|b| b.is_ascii_hexdigit())),
             "{line}"
@@ -64,7 +70,10 @@ mod cli {
 
     #[test]
     fn version_reads_no_configuration() {
-        let out = run(&["-c", "/nonexistent/datadog.yaml", "version", "--json"], &[("DD_DOGSTATSD_PORT", "abc")]);
+        let out = run(
+            &["-c", "/nonexistent/datadog.yaml", "version", "--json"],
+            &[("DD_DOGSTATSD_PORT", "abc")],
+        );
         assert!(out.status.success(), "{}", text(&out.stderr));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
@@ -86,7 +95,11 @@ mod cli {
     fn a_missing_explicit_config_file_is_an_error_but_a_missing_default_is_not() {
         let out = run(&["-c", "/nonexistent/datadog.yaml", "config"], &[]);
         assert_eq!(out.status.code(), Some(1));
-        assert!(text(&out.stderr).contains("/nonexistent/datadog.yaml does not exist"), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("/nonexistent/datadog.yaml does not exist"),
+            "{}",
+            text(&out.stderr)
+        );
         // The default /etc/datadog-agent/datadog.yaml may or may not exist here; the
         // environment must still be read either way.
         let out = run(&["config"], &[("DD_DOGSTATSD_PORT", "9999")]);
@@ -98,11 +111,17 @@ mod cli {
     fn the_config_command_shows_file_and_environment_with_secrets_redacted() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("datadog.yaml");
-        std::fs::write(&file, "api_key: file-key-0123456789\nhostname: from-file\nlogs_enabled: true\ndogstatsd_port: 1234\n")
-            .unwrap();
+        std::fs::write(
+            &file,
+            "api_key: file-key-0123456789\nhostname: from-file\nlogs_enabled: true\ndogstatsd_port: 1234\n",
+        )
+        .unwrap();
         let out = run(
             &["--config", file.to_str().unwrap(), "config"],
-            &[("DD_DOGSTATSD_PORT", "4321"), ("DD_PROXY_HTTPS", "http://u:hunter2@proxy:3128")],
+            &[
+                ("DD_DOGSTATSD_PORT", "4321"),
+                ("DD_PROXY_HTTPS", "http://u:hunter2@proxy:3128"),
+            ],
         );
         assert!(out.status.success(), "{}", text(&out.stderr));
         let stdout = text(&out.stdout);
@@ -110,8 +129,14 @@ mod cli {
         assert!(stdout.contains("hostname: from-file"), "{stdout}");
         assert!(stdout.contains("dogstatsd_port: 4321"), "environment wins: {stdout}");
         assert!(stdout.contains("https: http://u:********@proxy:3128"), "{stdout}");
-        assert!(!stdout.contains("file-key-0123456789") && !stdout.contains("hunter2"), "{stdout}");
-        assert!(!stdout.contains("logs_enabled"), "keys of other components are not shown: {stdout}");
+        assert!(
+            !stdout.contains("file-key-0123456789") && !stdout.contains("hunter2"),
+            "{stdout}"
+        );
+        assert!(
+            !stdout.contains("logs_enabled"),
+            "keys of other components are not shown: {stdout}"
+        );
     }
 }
 
@@ -129,9 +154,19 @@ mod modes {
 
     #[test]
     fn remote_agent_mode_fails_naming_standalone_mode() {
-        let out = run(&["run"], &[("DD_DATA_PLANE_ENABLED", "true"), ("DD_DATA_PLANE_STANDALONE_MODE", "false")]);
+        let out = run(
+            &["run"],
+            &[
+                ("DD_DATA_PLANE_ENABLED", "true"),
+                ("DD_DATA_PLANE_STANDALONE_MODE", "false"),
+            ],
+        );
         assert_eq!(out.status.code(), Some(1));
-        assert!(text(&out.stderr).contains("data_plane.standalone_mode"), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("data_plane.standalone_mode"),
+            "{}",
+            text(&out.stderr)
+        );
     }
 
     #[test]
@@ -143,7 +178,10 @@ mod modes {
         assert_eq!(lines[0]["message"], "Agent Data Plane starting...");
         assert_eq!(lines[0]["version"], env!("CARGO_PKG_VERSION"));
         assert!(lines[0]["pid"].is_u64());
-        assert_eq!(lines.last().unwrap()["message"], "Agent Data Plane is not enabled. Exiting.");
+        assert_eq!(
+            lines.last().unwrap()["message"],
+            "Agent Data Plane is not enabled. Exiting."
+        );
     }
 }
 
@@ -196,7 +234,11 @@ mod pipeline {
                 if let Ok(Some(status)) = self.child.try_wait() {
                     panic!("exited ({status}) before logging {needle:?}:\n{}", self.log());
                 }
-                assert!(Instant::now() < deadline, "no {needle:?} within {TIMEOUT:?}:\n{}", self.log());
+                assert!(
+                    Instant::now() < deadline,
+                    "no {needle:?} within {TIMEOUT:?}:\n{}",
+                    self.log()
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -209,7 +251,11 @@ mod pipeline {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     return status;
                 }
-                assert!(Instant::now() < deadline, "did not exit within {TIMEOUT:?}:\n{}", self.log());
+                assert!(
+                    Instant::now() < deadline,
+                    "did not exit within {TIMEOUT:?}:\n{}",
+                    self.log()
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -224,14 +270,23 @@ mod pipeline {
 
     fn address_in(line: &str) -> String {
         let start = line.find(" on ").expect(line) + 4;
-        line[start..].split(". ").next().unwrap().trim_end_matches('.').to_owned()
+        line[start..]
+            .split(". ")
+            .next()
+            .unwrap()
+            .trim_end_matches('.')
+            .to_owned()
     }
 
     fn http_get(addr: &str, path: &str) -> (u16, String) {
         use std::io::{Read as _, Write as _};
         let mut stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         parse_response(&response)
@@ -239,7 +294,10 @@ mod pipeline {
 
     fn parse_response(response: &str) -> (u16, String) {
         let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect(response);
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
         (status, body)
     }
 
@@ -255,7 +313,10 @@ mod pipeline {
             .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+        let mut tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
         tls.write_all(request.as_bytes()).await.unwrap();
         let mut response = Vec::new();
         // The server may close without close_notify; what was read is enough.
@@ -269,15 +330,20 @@ mod pipeline {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_standalone_run_delivers_dogstatsd_serves_its_apis_and_stops_cleanly_on_sigterm() {
-        let intake = TestIntake::start("127.0.0.1:0".parse().unwrap(), Behaviour::normal()).await.unwrap();
+        let intake = TestIntake::start("127.0.0.1:0".parse().unwrap(), Behaviour::normal())
+            .await
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("dsd.socket");
         let pidfile = dir.path().join("adp.pid");
         let token = "0123456789abcdef".repeat(4);
         std::fs::write(dir.path().join("auth_token"), &token).unwrap();
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        std::fs::write(dir.path().join("ipc_cert.pem"), format!("{}{}", cert.cert.pem(), cert.key_pair.serialize_pem()))
-            .unwrap();
+        std::fs::write(
+            dir.path().join("ipc_cert.pem"),
+            format!("{}{}", cert.cert.pem(), cert.key_pair.serialize_pem()),
+        )
+        .unwrap();
         let port = free_udp_port();
         let env = [
             ("DD_API_KEY", "e2e-api-key-0123456789".to_owned()),
@@ -288,10 +354,19 @@ mod pipeline {
             ("DD_DATA_PLANE_REMOTE_AGENT_ENABLED", "false".to_owned()),
             ("DD_DATA_PLANE_USE_NEW_CONFIG_STREAM_ENDPOINT", "false".to_owned()),
             ("DD_DATA_PLANE_API_LISTEN_ADDRESS", "tcp://127.0.0.1:0".to_owned()),
-            ("DD_DATA_PLANE_SECURE_API_LISTEN_ADDRESS", "tcp://127.0.0.1:0".to_owned()),
+            (
+                "DD_DATA_PLANE_SECURE_API_LISTEN_ADDRESS",
+                "tcp://127.0.0.1:0".to_owned(),
+            ),
             ("DD_DATA_PLANE_SHUTDOWN_DRAIN_TIMEOUT", "10".to_owned()),
-            ("DD_AUTH_TOKEN_FILE_PATH", dir.path().join("auth_token").to_string_lossy().into_owned()),
-            ("DD_IPC_CERT_FILE_PATH", dir.path().join("ipc_cert.pem").to_string_lossy().into_owned()),
+            (
+                "DD_AUTH_TOKEN_FILE_PATH",
+                dir.path().join("auth_token").to_string_lossy().into_owned(),
+            ),
+            (
+                "DD_IPC_CERT_FILE_PATH",
+                dir.path().join("ipc_cert.pem").to_string_lossy().into_owned(),
+            ),
             ("DD_DOGSTATSD_PORT", port.to_string()),
             ("DD_DOGSTATSD_SOCKET", socket.to_string_lossy().into_owned()),
             ("DD_AGGREGATE_WINDOW_DURATION_SECONDS", "1".to_owned()),
@@ -314,31 +389,57 @@ mod pipeline {
         assert_eq!(http_get(&api, "/health/live").0, 200);
 
         // DogStatsD over UDP and the Unix socket reaches the intake.
-        UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"e2e.udp:3|c|#src:udp", ("127.0.0.1", port)).unwrap();
-        UnixDatagram::unbound().unwrap().send_to(b"e2e.uds:42|g|#src:uds", &socket).unwrap();
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .send_to(b"e2e.udp:3|c|#src:udp", ("127.0.0.1", port))
+            .unwrap();
+        UnixDatagram::unbound()
+            .unwrap()
+            .send_to(b"e2e.uds:42|g|#src:uds", &socket)
+            .unwrap();
         let received = intake
-            .wait_for(TIMEOUT, |r| !r.series_named("e2e.udp").is_empty() && !r.series_named("e2e.uds").is_empty())
+            .wait_for(TIMEOUT, |r| {
+                !r.series_named("e2e.udp").is_empty() && !r.series_named("e2e.uds").is_empty()
+            })
             .await
             .expect("series at the intake");
         let udp = received.series_named("e2e.udp")[0];
-        assert_eq!((udp.kind.as_str(), udp.host.as_str(), udp.tags.as_slice()), ("rate", "e2e-host", &["src:udp".to_owned()][..]));
-        assert_eq!(received.series_value_sum("e2e.udp"), 3.0, "a 1 s window: the rate is the count");
+        assert_eq!(
+            (udp.kind.as_str(), udp.host.as_str(), udp.tags.as_slice()),
+            ("rate", "e2e-host", &["src:udp".to_owned()][..])
+        );
+        assert_eq!(
+            received.series_value_sum("e2e.udp"),
+            3.0,
+            "a 1 s window: the rate is the count"
+        );
         assert_eq!(received.series_named("e2e.uds")[0].points[0].1, 42.0);
         assert!(received.request_log.iter().all(|r| r.api_key_present));
 
         let (status, metrics) = http_get(&api, "/metrics");
         assert_eq!(status, 200);
-        assert!(metrics.contains("adp_dogstatsd_packets_total{listener=\"udp\"} 1"), "{metrics}");
-        assert!(metrics.contains("adp_forwarder_payloads_sent_total{endpoint=\"series\"}"), "{metrics}");
+        assert!(
+            metrics.contains("adp_dogstatsd_packets_total{listener=\"udp\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("adp_forwarder_payloads_sent_total{endpoint=\"series\"}"),
+            "{metrics}"
+        );
         assert!(metrics.ends_with("# EOF\n"));
 
         // The privileged API: TLS with the configured certificate, bearer token.
         let get = |path: &str, auth: Option<&str>| {
-            let auth = auth.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+            let auth = auth
+                .map(|t| format!("Authorization: Bearer {t}\r\n"))
+                .unwrap_or_default();
             format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n")
         };
         assert_eq!(https(&secure_api, &cert, get("/config", None)).await.0, 401);
-        assert_eq!(https(&secure_api, &cert, get("/config", Some(&"f".repeat(64)))).await.0, 403);
+        assert_eq!(
+            https(&secure_api, &cert, get("/config", Some(&"f".repeat(64)))).await.0,
+            403
+        );
         let (status, config) = https(&secure_api, &cert, get("/config", Some(&token))).await;
         assert_eq!(status, 200, "{config}");
         let config: serde_json::Value = serde_json::from_str(&config).unwrap();
@@ -355,7 +456,10 @@ mod pipeline {
         assert_eq!((status, body.trim()), (200, r#"{"log_level":"debug"}"#));
 
         // A sample in a still-open window is delivered by the final flush at SIGTERM.
-        UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"e2e.final:7|g", ("127.0.0.1", port)).unwrap();
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .send_to(b"e2e.final:7|g", ("127.0.0.1", port))
+            .unwrap();
         // SAFETY: kill(2) on the child's pid with a valid signal number.
         assert_eq!(unsafe { libc::kill(adp.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
         let status = adp.wait_exit().await;
@@ -373,17 +477,31 @@ mod pipeline {
         ];
         let mut at = 0;
         for needle in order {
-            let found = log[at..].find(needle).unwrap_or_else(|| panic!("{needle:?} missing or out of order:\n{log}"));
+            let found = log[at..]
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle:?} missing or out of order:\n{log}"));
             at += found + needle.len();
         }
         assert!(log.contains("topology_ready_ms="), "{log}");
-        assert_eq!(log.matches("DogStatsD listener started.").count(), 2, "UDP and Unix datagram: {log}");
+        assert_eq!(
+            log.matches("DogStatsD listener started.").count(),
+            2,
+            "UDP and Unix datagram: {log}"
+        );
         for bad in ["panic", "bus error", "segmentation fault", "Failed to"] {
-            assert!(!log.to_lowercase().contains(&bad.to_lowercase()), "{bad:?} in the log:\n{log}");
+            assert!(
+                !log.to_lowercase().contains(&bad.to_lowercase()),
+                "{bad:?} in the log:\n{log}"
+            );
         }
         assert!(!pidfile.exists(), "pidfile removed at exit");
         let received = intake.received();
-        assert_eq!(received.series_named("e2e.final").len(), 1, "final flush delivered: {:?}", received.series);
+        assert_eq!(
+            received.series_named("e2e.final").len(),
+            1,
+            "final flush delivered: {:?}",
+            received.series
+        );
         assert_eq!(received.series_named("e2e.final")[0].points[0].1, 7.0);
         intake.shutdown().await;
     }

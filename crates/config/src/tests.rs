@@ -200,8 +200,11 @@ process_config: {process_collection: {enabled: true}}
 
 #[test]
 fn lists_come_from_yaml_sequences_or_space_separated_environment_values() {
-    let c = from_env(&[("DD_HISTOGRAM_AGGREGATES", "max  min sum"), ("DD_PROXY_NO_PROXY", "a.example b.example")])
-        .unwrap();
+    let c = from_env(&[
+        ("DD_HISTOGRAM_AGGREGATES", "max  min sum"),
+        ("DD_PROXY_NO_PROXY", "a.example b.example"),
+    ])
+    .unwrap();
     assert_eq!(c.aggregate.histogram_aggregates, ["max", "min", "sum"]);
     assert_eq!(c.proxy.no_proxy, ["a.example", "b.example"]);
     let c = from_env(&[("DD_HISTOGRAM_AGGREGATES", r#"["count", "sum"]"#)]).unwrap();

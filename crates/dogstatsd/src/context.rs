@@ -388,6 +388,7 @@ mod tests {
         // agree (the test runs on both).
         let k = context_key("my.metric", ["env:prod", "service:web"]);
         assert_eq!(k, context_key("my.metric", ["service:web", "env:prod"]));
+        assert_eq!(k, 0x7191_d860_8879_ba69, "pinned key: {k:#018x}");
         assert_eq!(xxh3_64(b""), 0x2d06_8005_38d3_94c2);
     }
 

@@ -529,6 +529,7 @@ mod tests {
         let v = |name: &str, labels: &[(&str, &str)]| registry.value(name, labels).unwrap();
         assert_eq!(v("adp_dogstatsd_packets", &[("listener", "udp")]), 4);
         assert_eq!(v("adp_dogstatsd_truncated_packets", &[("listener", "udp")]), 1);
+        assert_eq!(v("adp_dogstatsd_decode_errors", &[("reason", "truncated")]), 1);
         assert_eq!(v("adp_dogstatsd_metrics", &[]), 5);
         assert_eq!(v("adp_dogstatsd_bytes", &[("listener", "udp")]), 18 + 65 + 5 + 8);
     }

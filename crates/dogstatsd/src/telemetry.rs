@@ -10,7 +10,7 @@
 //! | `adp_dogstatsd_events` | | events decoded |
 //! | `adp_dogstatsd_service_checks` | | service checks decoded |
 //! | `adp_dogstatsd_decode_errors` | `reason` | messages rejected (or values dropped), by [`DecodeError::reason`] |
-//! | `adp_dogstatsd_context_drops` | `reason` | metrics dropped for lack of context budget, by [`ContextDrop::reason`] |
+//! | `adp_dogstatsd_context_drops` | `reason` | metric messages dropped for lack of context budget, by [`ContextDrop::reason`] |
 //!
 //! Every reason is registered up front, so the endpoint shows zeros rather
 //! than omitting a failure mode that has not happened yet.
@@ -104,7 +104,7 @@ impl DecoderTelemetry {
                 .map(|d| {
                     registry.counter(
                         "adp_dogstatsd_context_drops",
-                        "DogStatsD metrics dropped because no context could be created, by reason.",
+                        "DogStatsD metric messages dropped because no context could be created, by reason.",
                         &[("reason", d.reason())],
                     )
                 })

@@ -30,7 +30,12 @@ if target.startswith("udp:"):
     client = DogStatsd(host="127.0.0.1", port=int(target[4:]), disable_telemetry=True,
                        origin_detection_enabled=False)
 else:
-    client = DogStatsd(socket_path=target[5:], disable_telemetry=True, origin_detection_enabled=False)
+    # A Unix datagram queue holds only net.unix.max_dgram_qlen (10) datagrams; the
+    # client's default non-blocking send drops the rest when the receiver lags
+    # (a loaded CI machine). A send timeout makes it wait instead, so the test
+    # can demand every message.
+    client = DogStatsd(socket_path=target[5:], disable_telemetry=True, origin_detection_enabled=False,
+                       socket_timeout=10)
 
 client.increment("py.increment", tags=["env:test", "b:2"])
 client.increment("py.increment.sampled", 5, sample_rate=0.5)

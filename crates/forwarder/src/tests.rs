@@ -355,7 +355,7 @@ async fn statuses_400_403_and_413_are_dropped_without_retry_but_404_is_retried()
 async fn a_timed_out_request_is_retried() {
     let intake = Intake::start(|n, _| {
         if n == 0 {
-            Reply::Hang(Duration::from_secs(3))
+            Reply::Hang(Duration::from_secs(10))
         } else {
             Reply::Status(200)
         }
@@ -363,7 +363,7 @@ async fn a_timed_out_request_is_retried() {
     .await;
     let registry = Registry::new();
     let c = ForwarderConfig {
-        forwarder_timeout: Duration::from_millis(200),
+        forwarder_timeout: Duration::from_secs(1),
         ..config(&intake)
     };
     let f = Running::start(c, &registry);

@@ -7,12 +7,35 @@
 //! | input | endpoint | body | limits (compressed / uncompressed / other) |
 //! | --- | --- | --- | --- |
 //! | series | `POST /api/v2/series` | protobuf `MetricPayload` | 512,000 / 5,242,880 / 10,000 points |
-//! | sketches | `POST /api/beta/sketches` | protobuf `SketchPayload` | 2,621,440 / 4,194,304 |
-//! | service checks | `POST /api/v1/check_run` | JSON array | 2,621,440 / 4,194,304 |
+//! | sketches | `POST /api/beta/sketches` | protobuf `SketchPayload` | 2,621,440 / 4,194,304 / – |
+//! | service checks | `POST /api/v1/check_run` | JSON array | 2,621,440 / 4,194,304 / – |
 //! | events | `POST /api/v1/events_batch` | protobuf `EventsPayload` | 2,621,440 / 4,194,304 / 100 events |
 //!
 //! The protobuf messages are hand-written prost structs in [`proto`] (no
 //! `protoc` at build time); the test intake decodes with the same structs.
+//! Bodies are compressed with `serializer_compressor_kind` (zstd at level 1 by
+//! default, as in the Agent; zlib or none selectable), and every
+//! [`EncodedPayload`] names its endpoint, `Content-Type` and
+//! `Content-Encoding`:
+//!
+//! ```
+//! use adp_payloads::{decompress, proto, Encoder, PayloadsConfig, SeriesType};
+//! use prost::Message;
+//!
+//! let config = PayloadsConfig { hostname: "board-1".into(), ..PayloadsConfig::default() };
+//! let encoder = Encoder::new(config, &adp_telemetry::Registry::new()).unwrap();
+//! let payloads = encoder
+//!     .encode_series_parts([("temp", &["room:a"][..], SeriesType::Gauge, 10, &[(1_700_000_000, 21.5)][..])])
+//!     .unwrap();
+//! assert_eq!((payloads[0].endpoint.path(), payloads[0].content_encoding), ("/api/v2/series", "zstd"));
+//! let body = decompress(payloads[0].content_encoding, &payloads[0].body, 1 << 20).unwrap();
+//! let series = &proto::MetricPayload::decode(body.as_slice()).unwrap().series[0];
+//! assert_eq!((series.metric.as_str(), series.resources[0].name.as_str()), ("temp", "board-1"));
+//! ```
+//!
+//! The pipeline's own types go through [`Encoder::encode_series`],
+//! [`Encoder::encode_sketches`], [`Encoder::encode_service_checks`] and
+//! [`Encoder::encode_events`].
 //!
 //! **Events** use Saluki's (the Agent Data Plane's) format: protobuf
 //! `EventsPayload` to `/api/v1/events_batch`, at most 100 events per payload,
@@ -45,8 +68,8 @@
 //! # Missing
 //!
 //! - `CommonMetadata` (agent version, API key) is not written into sketch and
-//!   event payloads; the Agent leaves it empty too, and the intake reads the
-//!   API key from the `DD-Api-Key` header.
+//!   event payloads (Saluki's events encoder writes only the events); the
+//!   intake takes the API key from the `DD-Api-Key` header.
 //! - No v3 series/sketch payloads and no `/api/v1/series` JSON fallback.
 #![deny(missing_docs)]
 

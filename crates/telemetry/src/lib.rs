@@ -74,6 +74,10 @@ struct Entry {
     value: Value,
 }
 
+/// One metric's value at a point in time: `(name, labels, value)`; counters
+/// saturate at `i64::MAX` (see [`Registry::snapshot`]).
+pub type Sample = (String, Vec<(String, String)>, i64);
+
 /// A set of named metrics. Cloning shares the registry.
 ///
 /// Registering the same name and labels twice returns the same underlying value,
@@ -137,8 +141,8 @@ impl Registry {
             })
     }
 
-    /// Every metric as `(name, labels, value)`, in registration order.
-    pub fn snapshot(&self) -> Vec<(String, Vec<(String, String)>, i64)> {
+    /// Every metric, in registration order.
+    pub fn snapshot(&self) -> Vec<Sample> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .iter()

@@ -43,7 +43,9 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
     response
 }
 
@@ -61,7 +63,9 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
 
 /// Binds `addr` for the API named `what`, naming the key to change on failure.
 pub async fn bind(addr: SocketAddr, what: &str, key: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("could not listen for the {what} API on {addr} (`{key}`)"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("could not listen for the {what} API on {addr} (`{key}`)"))
 }
 
 /// Serves connections from `listener` with `handler` until `shutdown` turns true.

@@ -51,7 +51,9 @@ impl Privileged {
         match presented {
             None => {
                 let mut response = error(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <auth token>`");
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
                 return response;
             }
             Some(token) if !tokens_match(token.as_bytes(), self.token.as_bytes()) => {
@@ -65,7 +67,9 @@ impl Privileged {
                 config["log_level"] = Value::from(self.logging.level().as_str());
                 json(StatusCode::OK, &config)
             }
-            (Method::GET, "/logging/level") => json(StatusCode::OK, &json!({"log_level": self.logging.level().as_str()})),
+            (Method::GET, "/logging/level") => {
+                json(StatusCode::OK, &json!({"log_level": self.logging.level().as_str()}))
+            }
             (Method::POST, "/logging/level") => self.set_level(req).await,
             (Method::GET, "/dogstatsd/stats") => json(StatusCode::OK, &dogstatsd_stats(&self.registry)),
             (_, "/config" | "/logging/level" | "/dogstatsd/stats") => {
@@ -78,7 +82,12 @@ impl Privileged {
     async fn set_level(&self, req: Request<Incoming>) -> Response<Body> {
         let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body must be under {MAX_BODY} bytes")),
+            Err(_) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body must be under {MAX_BODY} bytes"),
+                )
+            }
         };
         let text = String::from_utf8_lossy(&body);
         let name = match serde_json::from_str::<Value>(&text) {

@@ -27,7 +27,12 @@ pub fn load_or_generate_tls(cert_path: &Path) -> anyhow::Result<TlsAcceptor> {
     let (certs, key) = if cert_path.exists() {
         let certs = CertificateDer::pem_file_iter(cert_path)
             .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .with_context(|| format!("could not read certificates from {} (`ipc_cert_file_path`)", cert_path.display()))?;
+            .with_context(|| {
+                format!(
+                    "could not read certificates from {} (`ipc_cert_file_path`)",
+                    cert_path.display()
+                )
+            })?;
         if certs.is_empty() {
             anyhow::bail!("{} has no PEM certificate (`ipc_cert_file_path`)", cert_path.display());
         }
@@ -74,15 +79,26 @@ pub fn load_or_create_auth_token(path: &Path) -> anyhow::Result<String> {
             Ok(token)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_token(path),
-        Err(e) => Err(e).with_context(|| format!("could not read the auth token {} (`auth_token_file_path`)", path.display())),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "could not read the auth token {} (`auth_token_file_path`)",
+                path.display()
+            )
+        }),
     }
 }
 
 fn create_token(path: &Path) -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
-    ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| anyhow::anyhow!("the system random source failed"))?;
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
     match file {
         Ok(mut file) => {
             file.write_all(token.as_bytes())
@@ -94,7 +110,10 @@ fn create_token(path: &Path) -> anyhow::Result<String> {
         // Another process (the core Agent) created it meanwhile: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_auth_token(path),
         Err(e) => Err(e).with_context(|| {
-            format!("could not create the auth token {} (`auth_token_file_path`; does its directory exist?)", path.display())
+            format!(
+                "could not create the auth token {} (`auth_token_file_path`; does its directory exist?)",
+                path.display()
+            )
         }),
     }
 }
@@ -133,7 +152,9 @@ mod tests {
         std::fs::write(&path, "short\n").unwrap();
         let err = load_or_create_auth_token(&path).unwrap_err().to_string();
         assert!(err.contains("auth_token_file_path"), "{err}");
-        let err = load_or_create_auth_token(&dir.path().join("nope/auth_token")).unwrap_err().to_string();
+        let err = load_or_create_auth_token(&dir.path().join("nope/auth_token"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("auth_token_file_path"), "{err}");
     }
 
@@ -152,7 +173,11 @@ mod tests {
         let path = dir.path().join("ipc_cert.pem");
         load_or_generate_tls(&path).expect("generated when missing");
         let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        std::fs::write(&path, format!("{}{}", generated.cert.pem(), generated.key_pair.serialize_pem())).unwrap();
+        std::fs::write(
+            &path,
+            format!("{}{}", generated.cert.pem(), generated.key_pair.serialize_pem()),
+        )
+        .unwrap();
         load_or_generate_tls(&path).expect("loaded from the file");
         std::fs::write(&path, generated.cert.pem()).unwrap();
         let err = format!("{:#}", load_or_generate_tls(&path).err().expect("no key"));

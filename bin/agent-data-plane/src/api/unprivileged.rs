@@ -26,11 +26,19 @@ impl Unprivileged {
         }
         match req.uri().path() {
             "/health/live" => {
-                let status = if self.health.is_live() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                let status = if self.health.is_live() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
                 json(status, &self.health.report())
             }
             "/health/ready" => {
-                let status = if self.health.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                let status = if self.health.is_ready() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
                 json(status, &self.health.report())
             }
             "/metrics" => respond(

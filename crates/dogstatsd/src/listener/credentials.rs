@@ -5,7 +5,8 @@
 //! to every datagram as an `SCM_CREDENTIALS` control message (it fills them in
 //! even when the sender did not send any). `recvmsg` needs a control buffer
 //! for it; its size is `CMSG_SPACE(sizeof(struct ucred))` computed by libc for
-//! the target, 24 bytes on x86_64 and 20 on armv7. The seed system sized and
+//! the target: 32 bytes on x86_64 (16-byte header, 12-byte `ucred` padded to 16)
+//! and 24 on armv7 (12 + 12). The seed system sized and
 //! checked this with 64-bit assumptions (`x.wrapping_shr(u32::BITS) != 0`,
 //! which on 32-bit shifts by 0 and fails every check); here every size comes
 //! from `size_of` and `CMSG_SPACE`, and every length from the kernel is
@@ -132,6 +133,10 @@ mod tests {
         let align = size_of::<usize>();
         let pad = |n: usize| n.div_ceil(align) * align;
         assert_eq!(CMSG_CAPACITY, pad(header) + pad(size_of::<libc::ucred>()));
+        #[cfg(target_pointer_width = "32")]
+        assert_eq!(CMSG_CAPACITY, 24);
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(CMSG_CAPACITY, 32);
     }
 
     #[test]

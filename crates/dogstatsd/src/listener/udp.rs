@@ -7,6 +7,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
 use super::{ListenerError, Pipe};
+use crate::codec::DecodeError;
 use crate::decoder::{Batch, Decoder};
 
 /// Binds a non-blocking UDP socket with the requested receive buffer.
@@ -55,6 +56,7 @@ async fn handle(buf: &[u8], n: usize, decoder: &mut Decoder, pipe: &Pipe) -> boo
     pipe.telemetry.bytes.add(n as u64);
     if n > pipe.buffer_size {
         pipe.telemetry.truncated.inc();
+        decoder.telemetry().error(DecodeError::Truncated).inc();
         return true;
     }
     let mut batch = Batch::default();

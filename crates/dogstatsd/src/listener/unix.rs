@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use super::credentials::{enable_passcred, recv_with_credentials};
 use super::framing::{Frame, StreamFramer};
 use super::{prepare_socket_path, set_socket_mode, ListenerError, Pipe, UnixKind};
+use crate::codec::DecodeError;
 use crate::decoder::{Batch, Decoder};
 use crate::types::Credentials;
 
@@ -92,6 +93,7 @@ async fn handle_datagram(buf: &[u8], r: super::credentials::Received, decoder: &
     pipe.telemetry.bytes.add(r.len as u64);
     if r.truncated {
         pipe.telemetry.truncated.inc();
+        decoder.telemetry().error(DecodeError::Truncated).inc();
         return true;
     }
     let mut batch = Batch {
@@ -168,7 +170,10 @@ async fn run_connection(
                 telemetry.packets.inc();
                 match frame {
                     Frame::Payload(p) => decoder.decode_packet(p, &mut batch),
-                    Frame::Truncated => telemetry.truncated.inc(),
+                    Frame::Truncated => {
+                        telemetry.truncated.inc();
+                        decoder.telemetry().error(DecodeError::Truncated).inc();
+                    }
                 }
             });
         }

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Smoke test of an agent-data-plane binary, as a user would run it: standalone
+# mode configured only by DD_* variables, DogStatsD sent over UDP and a Unix
+# socket with the real Python client, the series checked as decoded by the test
+# intake, health polled, then SIGTERM and a clean exit.
+#
+#   checks/smoke.sh BIN [RUNNER...]
+#   checks/smoke.sh target/release/agent-data-plane
+#   checks/smoke.sh target/armv7-unknown-linux-gnueabihf/release/agent-data-plane qemu-arm -L /usr/arm-linux-gnueabihf
+#
+# The test intake is a host binary: $ADP_TEST_INTAKE, else target/release or
+# target/debug adp-test-intake (`make adp` builds it). Every wait is bounded by
+# $ADP_SMOKE_TIMEOUT seconds (default 120: a cold start under qemu-arm).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${1:?usage: checks/smoke.sh BIN [RUNNER...]}
+shift
+RUNNER=("$@")
+TIMEOUT=${ADP_SMOKE_TIMEOUT:-120}
+
+say() { echo "smoke: $*"; }
+INTAKE=${ADP_TEST_INTAKE:-}
+if [ -z "$INTAKE" ]; then
+    for candidate in "$ROOT/target/release/adp-test-intake" "$ROOT/target/debug/adp-test-intake"; do
+        if [ -x "$candidate" ]; then INTAKE=$candidate; break; fi
+    done
+fi
+[ -n "$INTAKE" ] && [ -x "$INTAKE" ] || { echo "smoke: no adp-test-intake binary; run 'make adp' or set ADP_TEST_INTAKE" >&2; exit 2; }
+[ -x "$BIN" ] || { echo "smoke: $BIN is not an executable file" >&2; exit 2; }
+command -v python3 >/dev/null || { echo "smoke: python3 not found (make setup)" >&2; exit 2; }
+
+work=$(mktemp -d)
+INTAKE_PID=
+ADP_PID=
+cleanup() {
+    [ -n "$ADP_PID" ] && kill -KILL "$ADP_PID" 2>/dev/null || true
+    [ -n "$INTAKE_PID" ] && kill "$INTAKE_PID" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "smoke: FAIL: $*" >&2
+    if [ -f "$work/adp.log" ]; then
+        echo "smoke: --- agent log ---" >&2
+        cat "$work/adp.log" >&2
+    fi
+    exit 1
+}
+
+# A tiny HTTP client: prints the status code, then the body.
+http_get() {
+    python3 - "$1" <<'EOF'
+import sys, urllib.request, urllib.error
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+        print(r.status); print(r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code); print(e.read().decode())
+except OSError as e:
+    print(0); print(e)
+EOF
+}
+
+# Waits (bounded) for a line in the agent's log; fails if the agent exits first.
+wait_for_log() {
+    local needle=$1 deadline=$((SECONDS + TIMEOUT))
+    until grep -qF -- "$needle" "$work/adp.log"; do
+        kill -0 "$ADP_PID" 2>/dev/null || fail "the agent exited before logging \"$needle\""
+        [ $SECONDS -lt $deadline ] || fail "no \"$needle\" within ${TIMEOUT}s"
+        sleep 0.2
+    done
+}
+
+# --- the test intake ---------------------------------------------------------
+"$INTAKE" --listen 127.0.0.1:0 >"$work/intake.out" 2>"$work/intake.err" &
+INTAKE_PID=$!
+deadline=$((SECONDS + 30))
+until INTAKE_ADDR=$(sed -n '1s/^listening on //p' "$work/intake.out") && [ -n "$INTAKE_ADDR" ]; do
+    [ $SECONDS -lt $deadline ] || fail "the test intake did not start: $(cat "$work/intake.err")"
+    sleep 0.1
+done
+say "test intake on http://$INTAKE_ADDR ($INTAKE)"
+
+# --- the agent ---------------------------------------------------------------
+DSD_PORT=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+SOCKET=$work/dsd.socket
+HOSTNAME_TAG=smoke-$$
+# A clean environment: nothing from this shell (DD_*, proxies) leaks in.
+agent_env=(
+    env -i PATH="$PATH"
+    DD_API_KEY=smoke0123456789abcdef0123456789ab
+    DD_HOSTNAME="$HOSTNAME_TAG"
+    DD_DD_URL="http://$INTAKE_ADDR"
+    DD_DATA_PLANE_ENABLED=true
+    DD_DATA_PLANE_STANDALONE_MODE=true
+    DD_DATA_PLANE_REMOTE_AGENT_ENABLED=false
+    DD_DATA_PLANE_USE_NEW_CONFIG_STREAM_ENDPOINT=false
+    DD_DATA_PLANE_API_LISTEN_ADDRESS=tcp://127.0.0.1:0
+    DD_DATA_PLANE_SECURE_API_LISTEN_ADDRESS=tcp://127.0.0.1:0
+    DD_AUTH_TOKEN_FILE_PATH="$work/auth_token"
+    DD_IPC_CERT_FILE_PATH="$work/ipc_cert.pem"
+    DD_DOGSTATSD_PORT="$DSD_PORT"
+    DD_DOGSTATSD_SOCKET="$SOCKET"
+    DD_AGGREGATE_WINDOW_DURATION_SECONDS=1
+    DD_AGGREGATE_FLUSH_INTERVAL=1
+)
+printf '+ %s\n' "${RUNNER[*]:+${RUNNER[*]} }$BIN run --pidfile $work/adp.pid"
+"${agent_env[@]}" "${RUNNER[@]}" "$BIN" run --pidfile "$work/adp.pid" >"$work/adp.log" 2>&1 &
+ADP_PID=$!
+
+wait_for_log "Topology healthy. Waiting for interrupt..."
+for line in "Agent Data Plane starting..." "Serving unprivileged API on" "Serving privileged API on" \
+    "DogStatsD listener started. listen_addr=udp://127.0.0.1:$DSD_PORT" \
+    "DogStatsD listener started. listen_addr=unixgram://$SOCKET" "Agent Data Plane running."; do
+    grep -qF -- "$line" "$work/adp.log" || fail "missing log line \"$line\""
+    say "ok: log has \"$line\""
+done
+grep -q 'topology_ready_ms=' "$work/adp.log" || fail "no topology_ready_ms field"
+say "ok: $(grep -o 'topology_ready_ms=[0-9]*' "$work/adp.log")"
+# env and qemu-arm exec, so the agent's pid is the one this shell started.
+[ "$(cat "$work/adp.pid" 2>/dev/null)" = "$ADP_PID" ] || fail "the pidfile does not hold the agent's pid $ADP_PID"
+API=$(sed -n 's/.*Serving unprivileged API on \(.*\)\.$/\1/p' "$work/adp.log" | head -1)
+[ -n "$API" ] || fail "cannot read the unprivileged API address from the log"
+
+# --- health ------------------------------------------------------------------
+deadline=$((SECONDS + TIMEOUT))
+until [ "$(http_get "http://$API/health/ready" | head -1)" = 200 ]; do
+    [ $SECONDS -lt $deadline ] || fail "/health/ready never answered 200: $(http_get "http://$API/health/ready")"
+    sleep 0.2
+done
+say "ok: GET /health/ready -> 200 $(http_get "http://$API/health/ready" | tail -n +2)"
+
+# --- DogStatsD over UDP and the Unix socket ----------------------------------
+python3 - "$DSD_PORT" "$SOCKET" <<'EOF'
+import socket, sys
+port, path = int(sys.argv[1]), sys.argv[2]
+try:
+    from datadog.dogstatsd import DogStatsd
+    DogStatsd(host="127.0.0.1", port=port, disable_telemetry=True).increment("smoke.udp.count", 3, tags=["transport:udp"])
+    DogStatsd(socket_path=path, disable_telemetry=True).gauge("smoke.uds.gauge", 42, tags=["transport:uds"])
+    how = "the datadog Python client"
+except ImportError:
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"smoke.udp.count:3|c|#transport:udp", ("127.0.0.1", port))
+    socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"smoke.uds.gauge:42|g|#transport:uds", path)
+    how = "raw sockets (datadog client not installed)"
+print(f"smoke: sent smoke.udp.count:3|c over UDP and smoke.uds.gauge:42|g over {path} with {how}")
+EOF
+
+# Polls the intake until every expectation holds; prints what it found.
+check_intake() {
+    local deadline=$((SECONDS + TIMEOUT)) out
+    while :; do
+        if out=$(python3 - "http://$INTAKE_ADDR/_intake/received" "$HOSTNAME_TAG" "$@" 2>&1 <<'EOF'
+import json, sys, urllib.request
+received = json.load(urllib.request.urlopen(sys.argv[1], timeout=10))
+host = sys.argv[2]
+for spec in sys.argv[3:]:
+    name, kind, tag, total = spec.split(",")
+    series = [s for s in received["series"] if s["metric"] == name]
+    if not series:
+        sys.exit(f"{name}: not received yet")
+    got = sum(p[1] for s in series for p in s["points"])
+    for s in series:
+        assert s["type"] == kind, f"{name}: type {s['type']}, expected {kind}"
+        assert s["host"] == host, f"{name}: host {s['host']!r}, expected {host!r}"
+        assert (tag in s["tags"]) if tag else True, f"{name}: tags {s['tags']}, expected {tag}"
+    if abs(got - float(total)) > 1e-9:
+        sys.exit(f"{name}: values sum to {got} so far, expecting {total}")
+    print(f"smoke: ok: intake decoded {name} type={kind} host={host} tags={series[0]['tags']} sum={got}")
+assert not received["errors"], received["errors"]
+EOF
+        ); then
+            echo "$out"
+            return 0
+        fi
+        [ $SECONDS -lt $deadline ] || fail "the intake did not receive the expected series: $out"
+        sleep 0.5
+    done
+}
+# A 1 s window makes the rate equal to the count: 3.
+check_intake "smoke.udp.count,rate,transport:udp,3" "smoke.uds.gauge,gauge,transport:uds,42"
+
+metrics=$(http_get "http://$API/metrics")
+grep -q 'adp_dogstatsd_packets_total{listener="udp"} 1' <<<"$metrics" || fail "/metrics has no UDP packet count: $metrics"
+grep -q 'adp_dogstatsd_packets_total{listener="unix_datagram"} 1' <<<"$metrics" || fail "/metrics has no UDS packet count"
+say "ok: GET /metrics counts 1 UDP and 1 Unix datagram packet"
+
+# --- SIGTERM: the open window is flushed, then a clean exit --------------------
+python3 -c 'import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"smoke.final:7|g", ("127.0.0.1", int(sys.argv[1])))' "$DSD_PORT"
+kill -TERM "$ADP_PID"
+deadline=$((SECONDS + TIMEOUT))
+while kill -0 "$ADP_PID" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || fail "the agent did not exit within ${TIMEOUT}s of SIGTERM"
+    sleep 0.2
+done
+rc=0
+wait "$ADP_PID" || rc=$?
+ADP_PID=
+[ "$rc" -eq 0 ] || fail "exit status $rc after SIGTERM"
+say "ok: exit status 0 after SIGTERM"
+for line in "Received SIGTERM, shutting down..." "Agent Data Plane stopped."; do
+    grep -qF -- "$line" "$work/adp.log" || fail "missing log line \"$line\""
+    say "ok: log has \"$line\""
+done
+if grep -qiE 'panic|bus error|segmentation fault' "$work/adp.log" || grep -qF 'Failed to' "$work/adp.log"; then
+    fail "the log reports a crash or a failure"
+fi
+say "ok: no panic, bus error, segmentation fault or \"Failed to\" in the log"
+[ ! -e "$work/adp.pid" ] || fail "the pidfile was not removed"
+say "ok: pidfile written at start and removed at exit"
+check_intake "smoke.final,gauge,,7"
+say "ok: the sample sent just before SIGTERM was delivered by the final flush"
+say "passed: $BIN${RUNNER[*]:+ (via ${RUNNER[*]})}"
