@@ -20,7 +20,7 @@ PACKAGES=(
     gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf
     qemu-user
     file binutils make git ca-certificates curl python3 python3-pip python3-venv
-    faketime diffoscope-minimal skopeo umoci
+    faketime diffoscope-minimal skopeo umoci jq
     nix-bin
     collectd-core
 )

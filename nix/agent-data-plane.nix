@@ -33,11 +33,13 @@ craneLib.buildPackage (
     inherit cargoArtifacts;
     nativeBuildInputs = [ patchelf ];
 
-    # What the binary reports as its revision, as checks/build-adp-armv7.sh
-    # exports them. Set here only, not on the dependency build, so that a new
+    # What the binary reports as its revision and build time (build.rs), as
+    # checks/build-adp-armv7.sh exports them: the commit, not stdenv's 1980
+    # default. Set here only, not on the dependency build, so that a new
     # commit does not rebuild the dependencies.
     ADP_REVISION = buildInfo.revision;
     ADP_GIT_HASH = buildInfo.gitHash;
+    SOURCE_DATE_EPOCH = toString buildInfo.sourceDateEpoch;
 
     # The packaging tool splits the debug info and strips the shipped binary
     # itself; the native strip and patchelf fixups know nothing of ARM.

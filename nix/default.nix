@@ -43,8 +43,6 @@ let
     inherit (pkgs) qemu-user;
   };
 
-  adp = import ./adp.nix { inherit craneLib commonArgs; };
-
   # The same identification checks/build-adp-armv7.sh derives from git: the
   # full revision (with -dirty for a modified tree), 8 hex digits of it, and
   # the commit time as SOURCE_DATE_EPOCH.
@@ -59,6 +57,8 @@ let
         "unknown";
     sourceDateEpoch = self.lastModified or 315532800;
   };
+
+  adp = import ./adp.nix { inherit craneLib commonArgs buildInfo; };
 
   # The armv7 release; `extraArgs` make a second, independent build of it
   # (its own dependency build too) for checks.adp-reproducibility.

@@ -13,29 +13,53 @@ use adp_telemetry::Registry;
 
 fn main() {
     const SERIES: usize = 100_000;
-    let names: Vec<String> = (0..SERIES).map(|i| format!("app.service.requests.{}", i % 500)).collect();
-    let tags: Vec<Vec<String>> = (0..SERIES)
-        .map(|i| vec![format!("env:prod"), format!("service:svc-{}", i % 37), format!("pod:pod-{i}"), "version:1.2.3".into()])
+    let names: Vec<String> = (0..SERIES)
+        .map(|i| format!("app.service.requests.{}", i % 500))
         .collect();
-    let points: Vec<[(i64, f64); 1]> = (0..SERIES).map(|i| [(1_700_000_000, f64::from(u32::try_from(i).unwrap()) * 0.1)]).collect();
-    for (kind, level) in [(CompressionKind::Zstd, 1), (CompressionKind::Zstd, 3), (CompressionKind::Zlib, 0), (CompressionKind::None, 0)] {
+    let tags: Vec<Vec<String>> = (0..SERIES)
+        .map(|i| {
+            vec![
+                "env:prod".to_owned(),
+                format!("service:svc-{}", i % 37),
+                format!("pod:pod-{i}"),
+                "version:1.2.3".into(),
+            ]
+        })
+        .collect();
+    let points: Vec<[(i64, f64); 1]> = (0..SERIES)
+        .map(|i| [(1_700_000_000, f64::from(u32::try_from(i).unwrap()) * 0.1)])
+        .collect();
+    for (kind, level) in [
+        (CompressionKind::Zstd, 1),
+        (CompressionKind::Zstd, 3),
+        (CompressionKind::Zlib, 6),
+        (CompressionKind::None, 0),
+    ] {
         let config = PayloadsConfig {
             hostname: "board-1".into(),
             serializer_compressor_kind: kind,
-            serializer_zstd_compressor_level: level.max(1),
+            serializer_zstd_compressor_level: if kind == CompressionKind::Zstd { level } else { 1 },
             ..PayloadsConfig::default()
         };
         let registry = Registry::new();
         let encoder = Encoder::new(config, &registry).expect("valid config");
         let started = Instant::now();
         let payloads = encoder
-            .encode_series_parts(
-                (0..SERIES).map(|i| (names[i].as_str(), tags[i].as_slice(), SeriesType::Gauge, 10, &points[i][..])),
-            )
+            .encode_series_parts((0..SERIES).map(|i| {
+                (
+                    names[i].as_str(),
+                    tags[i].as_slice(),
+                    SeriesType::Gauge,
+                    10,
+                    &points[i][..],
+                )
+            }))
             .expect("encode");
         let elapsed = started.elapsed();
         let compressed: usize = payloads.iter().map(|p| p.body.len()).sum();
-        let uncompressed = registry.value("adp_payloads_uncompressed_bytes", &[("endpoint", "series")]).unwrap_or(0);
+        let uncompressed = registry
+            .value("adp_payloads_uncompressed_bytes", &[("endpoint", "series")])
+            .unwrap_or(0);
         println!(
             "{kind:>4} level {level}: {SERIES} series in {:>7.1} ms ({:>9.0} series/s), {} payloads, {} -> {} bytes ({:.1}x)",
             elapsed.as_secs_f64() * 1e3,
