@@ -236,7 +236,8 @@ pub fn cyclonedx(packages: &[LockPackage], opts: &SbomOptions<'_>) -> Result<Vec
     let mut reached: BTreeSet<(String, String)> = BTreeSet::new();
     let mut edges: BTreeMap<(String, String), BTreeSet<(String, String)>> = BTreeMap::new();
     let mut stack = vec![root];
-    let included = |p: &LockPackage| p.source.is_none() || opts.built.is_none_or(|built| built.contains(&p.key()));
+    // Workspace crates too: a dev-dependency on a workspace crate is not built in.
+    let included = |p: &LockPackage| opts.built.is_none_or(|built| built.contains(&p.key()));
     while let Some(pkg) = stack.pop() {
         if !reached.insert(pkg.key()) {
             continue;
@@ -480,6 +481,13 @@ checksum = "1e38bc4d79ed67fd075bcc251a1c39b32a1776bbe92e5bef1f0bf1f8c531853b"
             root["dependsOn"],
             json!(["pkg:cargo/adp-config@0.1.0", "pkg:cargo/bitflags@2.6.0"])
         );
+        let workspace = &doc["metadata"]["component"]["components"];
+        assert_eq!(workspace.as_array().unwrap().len(), 1);
+        assert_eq!(workspace[0]["name"], "adp-config");
+        // A workspace crate missing from the built list (a dev-dependency) is left out.
+        let without_config = parse_cargo_tree("bitflags v2.6.0\n");
+        let doc = self::doc(Some(&without_config));
+        assert_eq!(doc["metadata"]["component"]["components"], json!([]));
     }
 
     #[test]

@@ -79,6 +79,10 @@ impl Sink {
             Ok(Sink::Udp(sock, addr))
         } else if let Some(path) = target.strip_prefix("unix://") {
             let sock = UnixDatagram::unbound().context("creating the Unix datagram sender")?;
+            // Non-blocking, so a full receive queue surfaces as `WouldBlock`: the sender
+            // retries the same datagram (exact counts) and reports the retries, which tell
+            // a benchmark that the receiver fell behind the offered rate.
+            sock.set_nonblocking(true).context("making the Unix datagram sender non-blocking")?;
             Ok(Sink::Unix(sock, PathBuf::from(path)))
         } else {
             bail!("invalid --target {target:?}: expected udp://127.0.0.1:PORT or unix:///path")
