@@ -25,7 +25,11 @@ impl Profile {
             "plain" => (0, 1_000, true),
             _ => return None,
         };
-        Some(Self { rate_bytes, contexts, plain })
+        Some(Self {
+            rate_bytes,
+            contexts,
+            plain,
+        })
     }
 }
 
@@ -116,7 +120,12 @@ impl Generator {
             }
             pool.push(Ctx { name, tags });
         }
-        Self { rng, plain: profile.plain, contexts: pool, pending: None }
+        Self {
+            rng,
+            plain: profile.plain,
+            contexts: pool,
+            pending: None,
+        }
     }
 
     /// A message that did not fit the previous datagram, sent first next time.
@@ -148,7 +157,11 @@ impl Generator {
                 _ => "h",
             }
         };
-        let values = if !self.plain && kind != "s" && self.rng.chance(0.08) { self.rng.range(2, 32) } else { 1 };
+        let values = if !self.plain && kind != "s" && self.rng.chance(0.08) {
+            self.rng.range(2, 32)
+        } else {
+            1
+        };
         for _ in 0..values {
             out.push(b':');
             let v = self.rng.range(0, 1_000_000);

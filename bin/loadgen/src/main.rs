@@ -29,7 +29,11 @@ use clap::Parser;
 use generator::{Generator, Profile};
 
 #[derive(Parser, Debug)]
-#[command(name = "adp-loadgen", version, about = "Deterministic DogStatsD load generator (loopback only)")]
+#[command(
+    name = "adp-loadgen",
+    version,
+    about = "Deterministic DogStatsD load generator (loopback only)"
+)]
 struct Args {
     /// Where to send: udp://127.0.0.1:PORT or unix:///path/to/socket (datagram).
     #[arg(long)]
@@ -70,7 +74,9 @@ enum Sink {
 impl Sink {
     fn open(target: &str) -> anyhow::Result<Self> {
         if let Some(addr) = target.strip_prefix("udp://") {
-            let addr: SocketAddr = addr.parse().with_context(|| format!("invalid --target address {addr:?}"))?;
+            let addr: SocketAddr = addr
+                .parse()
+                .with_context(|| format!("invalid --target address {addr:?}"))?;
             if !addr.ip().is_loopback() {
                 bail!("refusing to send load to {addr}: only loopback targets are allowed");
             }
@@ -82,7 +88,8 @@ impl Sink {
             // Non-blocking, so a full receive queue surfaces as `WouldBlock`: the sender
             // retries the same datagram (exact counts) and reports the retries, which tell
             // a benchmark that the receiver fell behind the offered rate.
-            sock.set_nonblocking(true).context("making the Unix datagram sender non-blocking")?;
+            sock.set_nonblocking(true)
+                .context("making the Unix datagram sender non-blocking")?;
             Ok(Sink::Unix(sock, PathBuf::from(path)))
         } else {
             bail!("invalid --target {target:?}: expected udp://127.0.0.1:PORT or unix:///path")
@@ -99,8 +106,12 @@ impl Sink {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let profile = Profile::named(&args.profile)
-        .with_context(|| format!("unknown --profile {:?}: expected idle, low, medium, heavy, ultraheavy or plain", args.profile))?;
+    let profile = Profile::named(&args.profile).with_context(|| {
+        format!(
+            "unknown --profile {:?}: expected idle, low, medium, heavy, ultraheavy or plain",
+            args.profile
+        )
+    })?;
     let rate = args.rate_bytes.unwrap_or(profile.rate_bytes);
     let contexts = args.contexts.unwrap_or(profile.contexts);
     let deadline = Duration::from_secs_f64(args.duration.max(0.0));
@@ -118,7 +129,8 @@ fn main() -> anyhow::Result<()> {
 
     let sink = Sink::open(&args.target)?;
     let start = Instant::now();
-    let (mut messages, mut values, mut bytes, mut datagrams, mut errors, mut would_block) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut messages, mut values, mut bytes, mut datagrams, mut errors, mut would_block) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let mut datagram = Vec::with_capacity(args.max_datagram);
     let mut msg = Vec::with_capacity(1024);
 

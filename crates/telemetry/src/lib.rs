@@ -112,10 +112,13 @@ impl Registry {
 
     fn register(&self, name: &str, help: &str, labels: &[(&str, &str)], make: impl FnOnce() -> Value) -> Value {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = entries
-            .iter()
-            .find(|e| e.name == name && e.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).eq(labels.iter().copied()))
-        {
+        if let Some(e) = entries.iter().find(|e| {
+            e.name == name
+                && e.labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .eq(labels.iter().copied())
+        }) {
             return e.value.clone();
         }
         let value = make();
@@ -134,7 +137,13 @@ impl Registry {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .iter()
-            .find(|e| e.name == name && e.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).eq(labels.iter().copied()))
+            .find(|e| {
+                e.name == name
+                    && e.labels
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .eq(labels.iter().copied())
+            })
             .map(|e| match &e.value {
                 Value::Counter(c) => i64::try_from(c.get()).unwrap_or(i64::MAX),
                 Value::Gauge(g) => g.get(),
@@ -232,9 +241,11 @@ mod tests {
     #[test]
     fn openmetrics_groups_families_and_ends_with_eof() {
         let r = Registry::new();
-        r.counter("adp_errors", "Decode errors.", &[("reason", "bad \"type\"")]).add(5);
+        r.counter("adp_errors", "Decode errors.", &[("reason", "bad \"type\"")])
+            .add(5);
         r.gauge("adp_queue_bytes", "Bytes queued.", &[]).set(-1);
-        r.counter("adp_errors", "Decode errors.", &[("reason", "no_value")]).inc();
+        r.counter("adp_errors", "Decode errors.", &[("reason", "no_value")])
+            .inc();
         let text = r.render_openmetrics();
         assert_eq!(
             text,
