@@ -33,7 +33,10 @@ if ! bench/.venv/bin/python -c 'import matplotlib' 2>/dev/null; then
 fi
 
 # The armv7 binary (Debian's Rust 1.85, cross); cargo makes this a no-op when up to date.
-if [ -x /usr/bin/cargo ]; then
+# ADP_BENCH_ARMV7_BUILD=0 measures the armv7 binary already built instead.
+if [ "${ADP_BENCH_ARMV7_BUILD:-1}" = 0 ]; then
+    say "ADP_BENCH_ARMV7_BUILD=0: using the existing armv7 binary"
+elif [ -x /usr/bin/cargo ]; then
     run checks/cargo-armv7.sh build --release --locked -p agent-data-plane
 else
     say "no /usr/bin/cargo: using the existing armv7 binary if any (make setup installs it)"

@@ -5,6 +5,11 @@
 #
 #   checks/reproducibility.sh            # ADP_REPRO_DIR=DIR to build elsewhere
 #                                        # (default a new /tmp/adp-repro.*; kept on failure)
+#   ADP_REPRO_REUSE_A=1 checks/reproducibility.sh
+#       build A is the work tree's own `make adp-armv7` output (result-adp-armv7/,
+#       target/adp-armv7-package/), already built from this clean clone by
+#       `make check`; only build B is made, from a fresh copy elsewhere. This
+#       halves the check's cost in CI; the work tree itself is then copy A.
 #
 # What differs between the two builds (what must not leak into the output):
 #   build A: directory WORK/a,               umask 022, TZ=UTC,             LANG=C.UTF-8
@@ -68,9 +73,18 @@ copy_tree() {
         tar --null --ignore-failed-read -T - -cf - 2>/dev/null |
         (umask "$mask" && cd "$dest" && tar --no-same-permissions --no-same-owner -xf -)
 }
-copy_tree "$A" 022
-copy_tree "$B" 077
-say "copied $(git ls-files --cached --others --exclude-standard | wc -l) files into $A and $B"
+if [ "${ADP_REPRO_REUSE_A:-0}" = 1 ]; then
+    A=$ROOT
+    [ -f "$A/result-adp-armv7/SHA256SUMS" ] && [ -f "$A/target/adp-armv7-package/agent-data-plane" ] ||
+        die "ADP_REPRO_REUSE_A=1 needs a finished 'make adp-armv7' in $ROOT"
+    copy_tree "$B" 077
+    say "build A: the work tree's own result ($A/result-adp-armv7, umask $(umask), TZ=${TZ:-unset}, LANG=${LANG:-unset})"
+    say "copied $(git ls-files --cached --others --exclude-standard | wc -l) files into $B"
+else
+    copy_tree "$A" 022
+    copy_tree "$B" 077
+    say "copied $(git ls-files --cached --others --exclude-standard | wc -l) files into $A and $B"
+fi
 
 build() {
     local name=$1 dir=$2 start
@@ -84,12 +98,18 @@ build() {
     fi
     say "build $name took $(($(date +%s) - start)) s"
 }
-build A "$A" env -u LC_ALL TZ=UTC LANG=C.UTF-8 bash -c 'umask 022 && exec "$@"' umask-022
+if [ "${ADP_REPRO_REUSE_A:-0}" = 1 ]; then
+    ln -sfn "$ROOT/result-adp-armv7" "$WORK/result-a"
+    RA=$WORK/result-a
+else
+    build A "$A" env -u LC_ALL TZ=UTC LANG=C.UTF-8 bash -c 'umask 022 && exec "$@"' umask-022
+    RA=$A/result
+fi
 build B "$B" env -u LC_ALL TZ=Pacific/Chatham LANG=fr_FR.UTF-8 faketime -f +3d bash -c 'umask 077 && exec "$@"' umask-077
 
-stem=$(sed -n 's/^[0-9a-f]*  \(agent-data-plane-.*\)\.tar\.gz$/\1/p' "$A/result/SHA256SUMS")
-[ -n "$stem" ] || die "no tarball listed in $A/result/SHA256SUMS"
-manifest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"].split(":")[1])' "$A/result/oci/index.json")
+stem=$(sed -n 's/^[0-9a-f]*  \(agent-data-plane-.*\)\.tar\.gz$/\1/p' "$RA/SHA256SUMS")
+[ -n "$stem" ] || die "no tarball listed in $RA/SHA256SUMS"
+manifest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"].split(":")[1])' "$RA/oci/index.json")
 
 declare -a differing=()
 compare() {
@@ -104,17 +124,17 @@ compare() {
     fi
 }
 compare "binary (stripped)" "$A/target/adp-armv7-package/agent-data-plane" "$B/target/adp-armv7-package/agent-data-plane"
-compare "$stem.tar.gz" "$A/result/$stem.tar.gz" "$B/result/$stem.tar.gz"
-compare "oci/index.json" "$A/result/oci/index.json" "$B/result/oci/index.json"
-compare "manifest sha256:$manifest" "$A/result/oci/blobs/sha256/$manifest" "$B/result/oci/blobs/sha256/$manifest"
-if cmp -s "$A/result/SHA256SUMS" "$B/result/SHA256SUMS"; then
-    say "same      SHA256SUMS: all $(wc -l <"$A/result/SHA256SUMS") artifacts are identical"
+compare "$stem.tar.gz" "$RA/$stem.tar.gz" "$B/result/$stem.tar.gz"
+compare "oci/index.json" "$RA/oci/index.json" "$B/result/oci/index.json"
+compare "manifest sha256:$manifest" "$RA/oci/blobs/sha256/$manifest" "$B/result/oci/blobs/sha256/$manifest"
+if cmp -s "$RA/SHA256SUMS" "$B/result/SHA256SUMS"; then
+    say "same      SHA256SUMS: all $(wc -l <"$RA/SHA256SUMS") artifacts are identical"
 else
     say "DIFFERENT SHA256SUMS:"
-    diff "$A/result/SHA256SUMS" "$B/result/SHA256SUMS" || true
+    diff "$RA/SHA256SUMS" "$B/result/SHA256SUMS" || true
     while read -r _ name; do
-        case $name in oci/*) ;; *) cmp -s "$A/result/$name" "$B/result/$name" || differing+=("$A/result/$name" "$B/result/$name") ;; esac
-    done <"$A/result/SHA256SUMS"
+        case $name in oci/*) ;; *) cmp -s "$RA/$name" "$B/result/$name" || differing+=("$RA/$name" "$B/result/$name") ;; esac
+    done <"$RA/SHA256SUMS"
 fi
 
 if [ ${#differing[@]} -gt 0 ]; then

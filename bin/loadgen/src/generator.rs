@@ -62,6 +62,10 @@ const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789_.";
 struct Ctx {
     name: String,
     tags: String,
+    /// The StatsD type, fixed per context as a real client's metric is (an agent
+    /// keys aggregation by name, tags and type, so a type per message would
+    /// multiply the contexts).
+    kind: &'static str,
 }
 
 /// Generates messages for one profile from one seed.
@@ -118,7 +122,19 @@ impl Generator {
                     }
                 }
             }
-            pool.push(Ctx { name, tags });
+            let kind = if profile.plain {
+                ["c", "g", "ms"][rng.range(0, 2) as usize]
+            } else {
+                // count 208, gauge 66, distribution 72, set 9, histogram 1 (total 356)
+                match rng.range(0, 355) {
+                    0..=207 => "c",
+                    208..=273 => "g",
+                    274..=345 => "d",
+                    346..=354 => "s",
+                    _ => "h",
+                }
+            };
+            pool.push(Ctx { name, tags, kind });
         }
         Self {
             rng,
@@ -145,18 +161,7 @@ impl Generator {
         let idx = self.rng.range(0, self.contexts.len() as u32 - 1) as usize;
         let ctx = &self.contexts[idx];
         out.extend_from_slice(ctx.name.as_bytes());
-        let kind = if self.plain {
-            ["c", "g", "ms"][self.rng.range(0, 2) as usize]
-        } else {
-            // count 208, gauge 66, distribution 72, set 9, histogram 1 (total 356)
-            match self.rng.range(0, 355) {
-                0..=207 => "c",
-                208..=273 => "g",
-                274..=345 => "d",
-                346..=354 => "s",
-                _ => "h",
-            }
-        };
+        let kind = ctx.kind;
         let values = if !self.plain && kind != "s" && self.rng.chance(0.08) {
             self.rng.range(2, 32)
         } else {
