@@ -36,7 +36,10 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 PROFILES = {
     "idle": dict(rate=0, contexts=0, limit=None, interner=None),
     "low": dict(rate=1 * MIB, contexts=3_000, limit=3_100, interner=None),
-    "medium": dict(rate=10 * MIB, contexts=10_000, limit=10_100, interner=None),
+    # ADP falls back to heap strings when its interner is full; this agent drops the
+    # context instead, so where the gate's default (2 MiB) cannot hold the profile's
+    # strings the interner is sized to hold them (see "Method").
+    "medium": dict(rate=10 * MIB, contexts=10_000, limit=10_100, interner=8 * MIB),
     "heavy": dict(rate=50 * MIB, contexts=100_000, limit=100_100, interner=32 * MIB),
     "ultraheavy": dict(rate=100 * MIB, contexts=250_000, limit=250_100, interner=64 * MIB),
 }
@@ -233,7 +236,7 @@ class Intake:
         self.addr = self.proc.wait_for(r"listening on (\S+)", 30).group(1)
 
 
-def start_agent(args, work, intake, binary, runner, profile_cfg, udp_port=0, socket_path=None, timeout=120):
+def start_agent(args, work, intake, binary, runner, profile_cfg, udp_port=0, socket_path=None, timeout=120, extra_env=None):
     api = free_tcp_port()
     env = {
         "PATH": os.environ["PATH"],
@@ -251,6 +254,8 @@ def start_agent(args, work, intake, binary, runner, profile_cfg, udp_port=0, soc
         "DD_DOGSTATSD_PORT": str(udp_port),
         "DD_LOG_LEVEL": "info",
     }
+    env.update(dict(kv.split("=", 1) for kv in args.agent_env))
+    env.update(extra_env or {})
     if socket_path:
         env["DD_DOGSTATSD_SOCKET"] = socket_path
     if profile_cfg.get("limit"):
@@ -315,7 +320,7 @@ def run_profile(args, work, intake, name, binary, runner, duration, rate=None, s
 
 def zero_drop_search(args, label, port, step_secs, profile, start_rate, max_rate, on_step=None, max_datagram=None, pid=None):
     """Doubles the offered rate until the kernel drops (or the loadgen cannot keep up),
-    then bisects twice. Returns the highest rate with zero drops and every step."""
+    halves instead when the first rate already fails, then bisects twice. Returns the highest rate with zero drops and every step."""
     steps = []
     sampler = Sampler(pid) if pid else None
     if sampler:
@@ -346,7 +351,8 @@ def zero_drop_search(args, label, port, step_secs, profile, start_rate, max_rate
         )
         if on_step:
             ing = metric_sum(extra1, "adp_dogstatsd_metrics_total") - metric_sum(extra0, "adp_dogstatsd_metrics_total")
-            s["ingested_metrics_per_sec"] = round(ing / (t1 - t0))
+            s["ingested_metrics"] = int(ing)
+            s["ingested_metrics_per_sec"] = round(ing / lg["elapsed_secs"]) if lg["elapsed_secs"] > 0 else 0
         s["zero_drops"] = drops == 0 and not agent and kept_up
         log(label, json.dumps(s))
         steps.append(s)
@@ -363,6 +369,15 @@ def zero_drop_search(args, label, port, step_secs, profile, start_rate, max_rate
             else:
                 bad = s
                 break
+        # The first step already lost something: halve (at most four times) to find a floor.
+        rate = start_rate / 2
+        while good is None and rate >= start_rate / 16:
+            s = step(rate)
+            if s["zero_drops"]:
+                good = s
+            else:
+                bad = s
+                rate /= 2
         for _ in range(2):
             if good is None or bad is None:
                 break
@@ -385,9 +400,18 @@ def zero_drop_search(args, label, port, step_secs, profile, start_rate, max_rate
     )
 
 
-def plain_agent(args, work, intake, rates):
+def rcvbuf_bytes():
+    """The UDP receive buffer the tuned runs ask for: 4 MiB, capped at net.core.rmem_max."""
+    try:
+        with open("/proc/sys/net/core/rmem_max") as f:
+            return min(4 * MIB, int(f.read()))
+    except OSError:
+        return 4 * MIB
+
+
+def plain_agent(args, work, intake, rates, extra_env=None):
     port = free_udp_port()
-    agent, api = start_agent(args, work, intake, args.agent, [], dict(limit=None, interner=None), udp_port=port)
+    agent, api = start_agent(args, work, intake, args.agent, [], dict(limit=None, interner=None), udp_port=port, extra_env=extra_env)
     try:
         return zero_drop_search(
             args, "agent", port, args.step_secs, "plain", rates[0], rates[1],
@@ -401,12 +425,13 @@ def heavy_udp_one_core(args, work, intake):
     """The dogstatsd heavy shape over UDP, agent on one core: the 50 MiB/s goal."""
     port = free_udp_port()
     cfg = PROFILES["heavy"]
-    agent, api = start_agent(args, work, intake, args.agent, [], cfg, udp_port=port)
+    rcvbuf = rcvbuf_bytes()
+    agent, api = start_agent(args, work, intake, args.agent, [], cfg, udp_port=port, extra_env={"DD_DOGSTATSD_SO_RCVBUF": str(rcvbuf)})
     try:
-        return zero_drop_search(
+        return dict(so_rcvbuf=rcvbuf, **zero_drop_search(
             args, "agent-heavy-udp", port, args.step_secs, "heavy", 6.25 * MIB, 100 * MIB,
             on_step=lambda: scrape(api), pid=agent.p.pid,
-        )
+        ))
     finally:
         agent.stop()
 
@@ -455,7 +480,7 @@ def plain_collectd(args, work, rates):
         time.sleep(0.1)
     try:
         r = zero_drop_search(args, "collectd", port, args.step_secs, "plain", rates[0], rates[1], max_datagram=args.plain_datagram, pid=proc.p.pid)
-        r["version"] = subprocess.run([args.collectd, "-h"], capture_output=True, text=True).stdout.splitlines()[-1].strip()
+        r["version"] = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "collectd-core"], capture_output=True, text=True).stdout.strip() or None
         return r
     finally:
         proc.stop()
@@ -491,6 +516,13 @@ def la(v):
     return "/".join(f"{x:.1f}" for x in v)
 
 
+def drops_detail(d):
+    """`86 adp_forwarder_payloads_dropped_total{reason="evicted"}`-style cell text."""
+    if not d:
+        return "0"
+    return ", ".join(f"{int(v):,} `{k}`" for k, v in d.items())
+
+
 def render(results):
     m = results["machine"]
     L = []
@@ -501,6 +533,8 @@ def render(results):
         f"Measured {results['date']} on {m['cpu']}, {m['nproc']} vCPUs, {m['mem_mib']:,} MiB, Linux {m['kernel']} ({m['arch']}). "
         f"Total wall time {results['wall_secs']:.0f} s. Raw numbers: `bench/results.json`."
     )
+    for rr in results.get("partial_reruns", []):
+        L.append(f"Re-measured {rr['date']}: {', '.join(rr['only'])} for {', '.join(rr['profiles'])}.")
     L.append("")
     L.append(
         "**Noise.** The machine's cores are shared with other work (compilations); the load average "
@@ -514,7 +548,10 @@ def render(results):
         "- The agent is the release build, standalone, configured only by `DD_*` variables as ADP's gates are: "
         "DogStatsD over a Unix datagram socket, `DD_DOGSTATSD_PORT=0`, `DD_DD_URL` at `adp-test-intake --blackhole`, "
         "`DD_AGGREGATE_CONTEXT_LIMIT` 3,100 / 10,100 / 100,100 / 250,100 and `DD_DOGSTATSD_STRING_INTERNER_SIZE` "
-        "32 / 64 MiB for heavy / ultraheavy. Every process under test is pinned to CPU 0 (`taskset -c 0`) and "
+        "32 / 64 MiB for heavy / ultraheavy. One deviation: medium runs with an 8 MiB interner, not the 2 MiB default, "
+        "because ADP falls back to heap strings when its interner is full while this agent drops the context (counted "
+        "in `adp_dogstatsd_context_drops_total`); with 2 MiB three quarters of medium's samples were dropped, which "
+        "would make its RSS incomparable. Every process under test is pinned to CPU 0 (`taskset -c 0`) and "
         "`adp-loadgen` to CPU 1, so \"CPU %\" is of one core."
     )
     L.append(
@@ -532,7 +569,7 @@ def render(results):
     L.append(
         f"- Zero-drop rate: a UDP search — the offered rate doubles every {results['params']['step_secs']} s step until "
         "a step loses anything (kernel drops, agent drop counters, or the sender could not reach 97 % of the offered "
-        "rate), then bisects twice. The plain-StatsD profile (no tags; `c`/`g`/`ms`; 1,000 contexts; "
+        "rate) — or halves, when the first step already fails — then bisects twice. The plain-StatsD profile (no tags; `c`/`g`/`ms`; 1,000 contexts; "
         f"{results['params']['plain_datagram']}-byte datagrams, newline-separated, as StatsD clients send) is run "
         "identically against the agent, Etsy statsd (no backends, flushInterval 10 s) and collectd's statsd plugin "
         "(no write plugin, Interval 10)."
@@ -550,12 +587,11 @@ def render(results):
         p = r["profile"]
         ratio = r["rss_steady_mib"] / ADP_OBSERVED[p] if r["rss_steady_mib"] else None
         goal_ok = "✓" if r["rss_steady_mib"] is not None and r["rss_steady_mib"] <= GOAL[p] else "✗"
-        drops = sum(r["agent_drops"].values())
         warn = " ⚠" if r["loadavg_before"][0] > m["nproc"] else ""
         L.append(
             f"| {p} | {mib(r['offered_bytes_per_sec'])} → {mib(r['achieved_bytes_per_sec'])} | **{fmt(r['rss_steady_mib'])} MiB** | "
             f"{fmt(r['rss_peak_mib'])} MiB | {GOAL[p]} MiB {goal_ok} | {ADP_OBSERVED[p]} MiB | {fmt(ratio, 2)}× | {fmt(r['cpu_percent'])} | "
-            f"{fmt(r['ingested_metrics_per_sec'])} | {fmt(int(drops))} agent, {fmt(r['uds_would_block_retries'])} UDS retries | {la(r['loadavg_before'])}{warn} |"
+            f"{fmt(r['ingested_metrics_per_sec'])} | {drops_detail(r['agent_drops'])}; {fmt(r['uds_would_block_retries'])} UDS retries | {la(r['loadavg_before'])}{warn} |"
         )
     L.append("")
     L.append("![RSS per profile](benchmarks-rss.png)")
@@ -579,20 +615,24 @@ def render(results):
             if "error" in r:
                 L.append(f"| {r['profile']} | failed: {r['error'][:80]} ||||||")
                 continue
-            drops = sum(r["agent_drops"].values())
             L.append(
                 f"| {r['profile']} | {mib(r['offered_bytes_per_sec'])} → {mib(r['achieved_bytes_per_sec'])} | {fmt(r['rss_steady_mib'])} MiB | "
-                f"{fmt(r['rss_peak_mib'])} MiB | {fmt(r['ingested_metrics_per_sec'])} | {fmt(int(drops))} | {la(r['loadavg_before'])} |"
+                f"{fmt(r['rss_peak_mib'])} MiB | {fmt(r['ingested_metrics_per_sec'])} | {drops_detail(r['agent_drops'])} | {la(r['loadavg_before'])} |"
             )
         L.append("")
 
     L.append("### Plain StatsD, zero-drop rate over UDP (one core each)")
     L.append("")
-    L.append("| receiver | zero-drop rate | metrics/s at that rate | first failing step | RSS steady at best | CPU % at best | ours ÷ theirs | load avg |")
+    L.append("| receiver | zero-drop rate | metrics/s at that rate | first failing step | RSS steady at best | CPU % at best | ours ÷ theirs (defaults / tuned buffer) | load avg |")
     L.append("|---|---|---|---|---|---|---|---|")
     plain = results.get("plain", {})
-    ours = (plain.get("agent") or {}).get("best")
-    for key, name in (("agent", "agent-data-plane"), ("etsy", "Etsy statsd"), ("collectd", "collectd statsd plugin")):
+    ours = [((plain.get(k) or {}).get("best"), (plain.get(k) or {}).get("capped_at_max")) for k in ("agent", "agent_rcvbuf")]
+    for key, name in (
+        ("agent", "agent-data-plane (defaults)"),
+        ("agent_rcvbuf", f"agent-data-plane, `dogstatsd_so_rcvbuf` {(plain.get('agent_rcvbuf') or {}).get('so_rcvbuf', 0) / MIB:g} MiB"),
+        ("etsy", "Etsy statsd"),
+        ("collectd", "collectd statsd plugin"),
+    ):
         r = plain.get(key)
         if not r:
             continue
@@ -603,8 +643,10 @@ def render(results):
         if r.get("version"):
             name += f" ({r['version']})"
         ratio = "–"
-        if key != "agent" and b and ours:
-            ratio = f"{ours['values_per_sec'] / b['values_per_sec']:.1f}×" + (" (ours capped)" if plain["agent"]["capped_at_max"] else "")
+        if not key.startswith("agent") and b:
+            ratio = " / ".join(
+                f"{o['values_per_sec'] / b['values_per_sec']:.1f}×" + (" (capped)" if capped else "") for o, capped in ours if o
+            )
         fail = "none up to the cap" if f is None else f"{mib(f['offered_bytes_per_sec'])}: {fmt(f['kernel_drops'])} kernel drops" + ("" if f["loadgen_kept_up"] else ", sender fell short")
         L.append(
             f"| {name} | {mib(b['offered_bytes_per_sec']) if b else 'none'} | {fmt(b['values_per_sec']) if b else '–'} | {fail} | "
@@ -618,7 +660,8 @@ def render(results):
         L.append("")
         L.append(
             "The goal \"zero drops at 50 MiB/s on one core\": the heavy profile's messages (100,000 contexts, limit 100,100, "
-            "interner 32 MiB) over UDP (8 KiB datagrams, kernel default receive buffer), agent pinned to CPU 0."
+            f"interner 32 MiB) over UDP (8 KiB datagrams, `dogstatsd_so_rcvbuf` {hv.get('so_rcvbuf', 0) / MIB:g} MiB: the kernel default "
+            "of 208 KiB holds about 25 such datagrams, a few milliseconds of this load), agent pinned to CPU 0."
         )
         L.append("")
         L.append("| offered | achieved | values/s | ingested metrics/s | kernel drops | agent drops | CPU % | RSS steady | load avg |")
@@ -626,7 +669,7 @@ def render(results):
         for s in hv["steps"]:
             L.append(
                 f"| {mib(s['offered_bytes_per_sec'])} | {mib(s['achieved_bytes_per_sec'])} | {fmt(s['values_per_sec'])} | {fmt(s.get('ingested_metrics_per_sec'))} | "
-                f"{fmt(s['kernel_drops'])} | {fmt(int(sum(s['agent_drops'].values())))} | {fmt(s.get('cpu_percent'))} | {fmt(s.get('rss_steady_mib'))} MiB | {la(s['loadavg'])} |"
+                f"{fmt(s['kernel_drops'])} | {drops_detail(s['agent_drops'])} | {fmt(s.get('cpu_percent'))} | {fmt(s.get('rss_steady_mib'))} MiB | {la(s['loadavg'])} |"
             )
         L.append("")
         L.append(f"Highest zero-drop rate: **{mib(b['offered_bytes_per_sec']) if b else 'none'}**" + (" (the search's cap)" if hv["capped_at_max"] else "") + ".")
@@ -682,7 +725,17 @@ def main():
     ap.add_argument("--markdown", default=os.path.join(ROOT, "docs/benchmarks.md"))
     ap.add_argument("--png", default=os.path.join(ROOT, "docs/benchmarks-rss.png"))
     ap.add_argument("--chart-python", default=sys.executable)
+    ap.add_argument("--render-only", action="store_true", help="rewrite the Markdown and PNG from --json")
+    ap.add_argument("--agent-env", action="append", default=[], metavar="KEY=VALUE", help="extra agent setting (experiments)")
     args = ap.parse_args()
+    # SIGTERM/SIGINT unwind through the `finally` blocks, so no process under test outlives the run.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(130))
+    if args.render_only:
+        results = json.load(open(args.json))
+        write_markdown(args.markdown, render(results))
+        chart(results, args.png, args.chart_python)
+        return
     only = set(args.only.split(","))
     names = [p for p in args.profiles.split(",") if p]
 
@@ -690,7 +743,7 @@ def main():
     results = dict(
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         machine=machine(),
-        params=dict(duration=args.duration, arm_duration=args.arm_duration, step_secs=args.step_secs, plain_datagram=args.plain_datagram),
+        params=dict(agent_env=args.agent_env, duration=args.duration, arm_duration=args.arm_duration, step_secs=args.step_secs, plain_datagram=args.plain_datagram),
         adp_published=dict(observed_mib=ADP_OBSERVED, bound_mib=ADP_BOUND),
         goal_mib=GOAL,
         profiles=[],
@@ -723,6 +776,7 @@ def main():
             results["plain"] = {}
             for key, fn, rates in (
                 ("agent", lambda: plain_agent(args, work, intake, (1 * MIB, 256 * MIB)), None),
+                ("agent_rcvbuf", lambda: dict(plain_agent(args, work, intake, (4 * MIB, 256 * MIB), {"DD_DOGSTATSD_SO_RCVBUF": str(rcvbuf_bytes())}), so_rcvbuf=rcvbuf_bytes()), None),
                 ("etsy", lambda: plain_etsy(args, work, (16 * 1024, 256 * MIB)), None),
                 ("collectd", lambda: plain_collectd(args, work, (16 * 1024, 256 * MIB)), None),
             ):
@@ -742,6 +796,26 @@ def main():
     finally:
         intake.proc.stop()
     results["wall_secs"] = time.monotonic() - started
+    # A partial run (--only / --profiles) updates its parts of an existing results file.
+    if only != {"profiles", "armv7", "plain", "heavy_udp"} or names != list(PROFILES):
+        try:
+            previous = json.load(open(args.json))
+        except (OSError, ValueError):
+            previous = {}
+        for part in ("profiles",):
+            if part in only and part in previous:
+                fresh = {r["profile"]: r for r in results[part]}
+                results[part] = [fresh.get(r["profile"], r) for r in previous[part]] + [r for n, r in fresh.items() if n not in {x["profile"] for x in previous[part]}]
+            elif part in previous:
+                results[part] = previous[part]
+        if "armv7" in previous and "armv7" in only and "armv7" in results:
+            fresh = {r["profile"]: r for r in results["armv7"]["profiles"]}
+            results["armv7"]["profiles"] = [fresh.get(r["profile"], r) for r in previous["armv7"]["profiles"]]
+        for part, key in (("armv7", "armv7"), ("plain", "plain"), ("heavy_udp", "heavy_udp")):
+            if part not in only and key in previous:
+                results[key] = previous[key]
+        results["partial_reruns"] = previous.get("partial_reruns", []) + [dict(date=results["date"], only=sorted(only), profiles=names)]
+        results["date"] = previous.get("date", results["date"])
     with open(args.json, "w") as f:
         json.dump(results, f, indent=1)
         f.write("\n")

@@ -31,10 +31,13 @@ runCommand "adp-armv7-rootfs"
     ln -s "../../''${glibc#/}/lib/ld-linux-armhf.so.3" $out/lib/arm-linux-gnueabihf/ld-linux-armhf.so.3
 
     # Each NEEDED library from glibc or, for libgcc_s, gcc's target lib dir;
-    # a library found in neither fails the build here, not at run time.
+    # a library found in neither fails the build here, not at run time. The
+    # release binary also NEEDs ld-linux-armhf.so.3 (glibc >= 2.34 puts
+    # _dl_* symbols there), which is already in place with its links.
     readelf -d "$binary/bin/agent-data-plane" \
       | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' \
       | while read -r soname; do
+          [ ! -e "$libdir/$soname" ] || continue
           found=$(find -L "$glibc/lib" "$gccLib" -maxdepth 3 -name "$soname" -type f | head -n 1)
           if [ -z "$found" ]; then
             echo "rootfs: $soname (NEEDED by agent-data-plane) is in neither $glibc nor $gccLib" >&2

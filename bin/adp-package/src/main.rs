@@ -8,17 +8,26 @@
 //!     --deb libc6_..._armhf.deb --deb libgcc-s1_..._armhf.deb --ca-deb ca-certificates_..._all.deb \
 //!     --cargo-lock Cargo.lock --cargo-tree tree.txt --packaging-dir packaging --license LICENSE \
 //!     --out result-adp-armv7
+//! # The Nix flake: the runtime from a directory and a ready CA bundle.
+//! adp-package build ... --rootfs-dir /nix/store/...-adp-armv7-rootfs \
+//!     --ca-bundle /nix/store/...-nss-cacert-.../etc/ssl/certs/ca-bundle.crt ...
 //! ```
 //!
 //! The same command is run by `checks/build-adp-armv7.sh` (Debian path) and by
-//! the Nix flake. Nothing here reads the clock, the host's users, the umask or
-//! the locale: every byte written is a function of the inputs.
+//! the Nix flake (`nix/package.nix`), which has no `.deb`s: its glibc runtime
+//! is a nixos store path laid out in a directory, and its CA bundle is
+//! nixpkgs' `cacert`, so it passes `--rootfs-dir DIR --ca-bundle FILE` in
+//! place of `--deb … --ca-deb …`. Nothing here reads the clock, the host's
+//! users, the umask or the locale: every byte written is a function of the
+//! inputs (for a directory: its paths, contents, link targets and whether a
+//! file is executable).
 
 #![deny(missing_docs)]
 
 mod archive;
 mod deb;
 mod oci;
+mod rootfs;
 mod sbom;
 mod util;
 
@@ -27,7 +36,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 
 use archive::{file_mode, Owner, Tree};
 use deb::{Deb, DebEntry};
@@ -47,7 +56,13 @@ enum Command {
 }
 
 /// Inputs of `adp-package build`.
-#[derive(clap::Args, Debug)]
+///
+/// The runtime comes from exactly one of `--deb` (the make path) and
+/// `--rootfs-dir` (the Nix flake), the CA bundle from exactly one of
+/// `--ca-deb` and `--ca-bundle`; clap's groups reject none or both.
+#[derive(clap::Args, Clone, Debug)]
+#[command(group(ArgGroup::new("runtime").required(true).args(["debs", "rootfs_dir"])))]
+#[command(group(ArgGroup::new("ca").required(true).args(["ca_deb", "ca_bundle"])))]
 struct BuildArgs {
     /// The stripped armv7 binary (interpreter /lib/ld-linux-armhf.so.3, no RPATH).
     #[arg(long)]
@@ -65,11 +80,18 @@ struct BuildArgs {
     #[arg(long)]
     source_date_epoch: u64,
     /// Runtime `.deb` files for the image rootfs (libc6:armhf, libgcc-s1:armhf), sha256-verified.
-    #[arg(long = "deb", required = true)]
+    #[arg(long = "deb")]
     debs: Vec<PathBuf>,
+    /// Instead of `--deb`: a directory whose every file, symlink and directory
+    /// goes into the image rootfs at the same path (root-owned, 0755/0644).
+    #[arg(long)]
+    rootfs_dir: Option<PathBuf>,
     /// The pinned `ca-certificates` `.deb`: the image's CA bundle is built from it.
     #[arg(long)]
-    ca_deb: PathBuf,
+    ca_deb: Option<PathBuf>,
+    /// Instead of `--ca-deb`: a ready PEM bundle, shipped as /etc/ssl/certs/ca-certificates.crt.
+    #[arg(long)]
+    ca_bundle: Option<PathBuf>,
     /// The workspace's Cargo.lock, for the SBOM.
     #[arg(long)]
     cargo_lock: PathBuf,
@@ -102,6 +124,8 @@ enum Error {
     Archive(#[from] archive::ArchiveError),
     #[error(transparent)]
     Deb(#[from] deb::DebError),
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::RootfsError),
     #[error(transparent)]
     Sbom(#[from] sbom::SbomError),
     #[error("{0}")]
@@ -186,7 +210,7 @@ fn keep_in_rootfs(path: &str) -> bool {
 /// package alone: every `mozilla/*.crt`, sorted by file name, each ending in
 /// one newline. (The host's /etc/ssl/certs bundle is not used: it also holds
 /// local CAs from /usr/local/share/ca-certificates and differs per machine.)
-fn ca_bundle(ca: &Deb) -> Result<Vec<u8>, Error> {
+fn ca_bundle_from_deb(ca: &Deb) -> Result<Vec<u8>, Error> {
     let mut bundle = Vec::new();
     let mut count = 0_usize;
     for (path, entry) in &ca.entries {
@@ -224,6 +248,91 @@ fn deb_into_tree(deb: &Deb, tree: &mut Tree) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// PEM certificates in `bundle`, checked so that a wrong `--ca-bundle` file
+/// (a DER file, a directory listing, an empty file) fails the build.
+fn ca_bundle_certificates(path: &Path, bundle: &[u8]) -> Result<usize, Error> {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    let count = bundle.windows(BEGIN.len()).filter(|w| *w == BEGIN).count();
+    if count == 0 {
+        return Err(Error::Input(format!(
+            "--ca-bundle {} holds no PEM certificate ({}); pass a PEM bundle such as nixpkgs' \
+             cacert etc/ssl/certs/ca-bundle.crt",
+            path.display(),
+            String::from_utf8_lossy(BEGIN)
+        )));
+    }
+    Ok(count)
+}
+
+/// What the image gets from outside the workspace: the runtime files (C
+/// library, libgcc) and the CA bundle, with a line per source for the image
+/// history. The provenance names contents, never host paths, so the same
+/// inputs at another place give the same image.
+struct Runtime {
+    /// Runtime files, before the package's own are added.
+    tree: Tree,
+    /// The bytes of /etc/ssl/certs/ca-certificates.crt.
+    ca_bundle: Vec<u8>,
+    /// `package:arch=version` per `.deb`, or a summary of a directory or bundle.
+    provenance: Vec<String>,
+}
+
+/// `package:arch=version`, the image history's name for a `.deb`.
+fn deb_provenance(deb: &Deb) -> String {
+    format!("{}:{}={}", deb.package, deb.architecture, deb.version)
+}
+
+impl Runtime {
+    /// Reads `--deb`/`--rootfs-dir` and `--ca-deb`/`--ca-bundle` (clap
+    /// guarantees one of each pair).
+    fn from_args(args: &BuildArgs) -> Result<Self, Error> {
+        let mut tree = Tree::new();
+        let mut provenance = Vec::new();
+        for path in &args.debs {
+            let deb = Deb::parse(&path.display().to_string(), &read(path)?)?;
+            deb_into_tree(&deb, &mut tree)?;
+            provenance.push(deb_provenance(&deb));
+        }
+        if let Some(dir) = &args.rootfs_dir {
+            let entries = rootfs::dir_into_tree(dir, &mut tree)?;
+            provenance.push(format!("rootfs-dir (entries: {entries})"));
+        }
+        let ca_bundle = match (&args.ca_deb, &args.ca_bundle) {
+            (Some(path), None) => {
+                let ca = Deb::parse(&path.display().to_string(), &read(path)?)?;
+                provenance.push(deb_provenance(&ca));
+                ca_bundle_from_deb(&ca)?
+            }
+            (None, Some(path)) => {
+                let bundle = read(path)?;
+                let count = ca_bundle_certificates(path, &bundle)?;
+                provenance.push(format!("ca-bundle (PEM certificates: {count})"));
+                bundle
+            }
+            _ => return Err(Error::Input("pass exactly one of --ca-deb and --ca-bundle".to_owned())),
+        };
+        Ok(Self {
+            tree,
+            ca_bundle,
+            provenance,
+        })
+    }
+
+    /// The runtime of parsed `.deb`s, as `from_args` builds it from files.
+    #[cfg(test)]
+    fn from_debs(debs: &[Deb], ca: &Deb) -> Result<Self, Error> {
+        let mut tree = Tree::new();
+        for deb in debs {
+            deb_into_tree(deb, &mut tree)?;
+        }
+        Ok(Self {
+            tree,
+            ca_bundle: ca_bundle_from_deb(ca)?,
+            provenance: debs.iter().chain(std::iter::once(ca)).map(deb_provenance).collect(),
+        })
+    }
 }
 
 struct Inputs {
@@ -271,14 +380,11 @@ fn tarball_tree(inputs: &Inputs) -> Result<Tree, Error> {
     Ok(tree)
 }
 
-/// The image rootfs: runtime `.deb`s, CA bundle, users, the agent, and the
+/// The image rootfs: runtime files, CA bundle, users, the agent, and the
 /// writable directories owned by the runtime user.
-fn rootfs_tree(inputs: &Inputs, debs: &[Deb], ca: &Deb, user: Owner) -> Result<Tree, Error> {
-    let mut tree = Tree::new();
-    for deb in debs {
-        deb_into_tree(deb, &mut tree)?;
-    }
-    tree.file(CA_BUNDLE, ca_bundle(ca)?, 0o644, Owner::ROOT)?;
+fn rootfs_tree(inputs: &Inputs, runtime: &Runtime, user: Owner) -> Result<Tree, Error> {
+    let mut tree = runtime.tree.clone();
+    tree.file(CA_BUNDLE, runtime.ca_bundle.clone(), 0o644, Owner::ROOT)?;
     tree.file("etc/passwd", inputs.passwd.clone(), 0o644, Owner::ROOT)?;
     tree.file("etc/group", inputs.group.clone(), 0o644, Owner::ROOT)?;
     tree.file("etc/nsswitch.conf", inputs.nsswitch.clone(), 0o644, Owner::ROOT)?;
@@ -311,13 +417,8 @@ fn rootfs_tree(inputs: &Inputs, debs: &[Deb], ca: &Deb, user: Owner) -> Result<T
     Ok(tree)
 }
 
-fn image_spec(args: &BuildArgs, debs: &[Deb], ca: &Deb, user: Owner) -> oci::ImageSpec {
+fn image_spec(args: &BuildArgs, runtime: &Runtime, user: Owner) -> oci::ImageSpec {
     let created = util::rfc3339(args.source_date_epoch);
-    let runtime: Vec<String> = debs
-        .iter()
-        .chain(std::iter::once(ca))
-        .map(|d| format!("{}:{}={}", d.package, d.architecture, d.version))
-        .collect();
     let labels = BTreeMap::from([
         ("org.opencontainers.image.title".to_owned(), PACKAGE.to_owned()),
         (
@@ -354,7 +455,7 @@ fn image_spec(args: &BuildArgs, debs: &[Deb], ca: &Deb, user: Owner) -> oci::Ima
             PACKAGE,
             args.version,
             args.revision,
-            runtime.join(", ")
+            runtime.provenance.join(", ")
         ),
     }
 }
@@ -393,11 +494,7 @@ fn build(args: &BuildArgs) -> Result<(), Error> {
         },
     )?;
 
-    let mut debs = Vec::new();
-    for path in &args.debs {
-        debs.push(Deb::parse(&path.display().to_string(), &read(path)?)?);
-    }
-    let ca = Deb::parse(&args.ca_deb.display().to_string(), &read(&args.ca_deb)?)?;
+    let runtime = Runtime::from_args(args)?;
 
     let inputs = Inputs {
         binary,
@@ -418,9 +515,10 @@ fn build(args: &BuildArgs) -> Result<(), Error> {
     if let Some(debug) = &args.debug_file {
         outputs.insert(format!("{stem}.debug"), read(debug)?);
     }
-    let layer_tar = rootfs_tree(&inputs, &debs, &ca, user)?.to_tar(epoch)?;
+    let rootfs = rootfs_tree(&inputs, &runtime, user)?;
+    let layer_tar = rootfs.to_tar(epoch)?;
     let layer_gz = archive::gzip(&layer_tar)?;
-    let layout = oci::build(&image_spec(args, &debs, &ca, user), &layer_tar, layer_gz);
+    let layout = oci::build(&image_spec(args, &runtime, user), &layer_tar, layer_gz);
     outputs.insert(format!("{stem}.oci.tar"), layout.to_archive(epoch)?);
     for (path, bytes) in &layout.files {
         outputs.insert(format!("oci/{path}"), bytes.clone());
@@ -447,7 +545,7 @@ fn build(args: &BuildArgs) -> Result<(), Error> {
         layout.manifest.digest,
         layout.config.digest,
         layout.layer.digest,
-        rootfs_tree(&inputs, &debs, &ca, user)?.iter().count()
+        rootfs.iter().count()
     );
     Ok(())
 }
@@ -519,7 +617,8 @@ mod tests {
     fn rootfs_keeps_runtime_files_and_copyrights_only() {
         let (debs, ca) = debs();
         let user = Owner { uid: 10001, gid: 10001 };
-        let tree = rootfs_tree(&inputs(), &debs, &ca, user).unwrap();
+        let runtime = Runtime::from_debs(&debs, &ca).unwrap();
+        let tree = rootfs_tree(&inputs(), &runtime, user).unwrap();
         assert!(tree.get("lib/arm-linux-gnueabihf/libc.so.6").is_some());
         assert!(tree.get("usr/share/doc/libc6/copyright").is_some());
         assert!(tree.get("usr/share/doc/libc6/changelog.Debian.gz").is_none());
@@ -577,11 +676,11 @@ mod tests {
         assert!(check_armv7_elf(Path::new("x"), &arm).is_ok());
     }
 
-    #[test]
-    fn a_full_build_is_byte_identical_twice_and_lists_every_output() {
-        let dir = tempfile::tempdir().unwrap();
+    /// The inputs of a build written under `dir`, and `BuildArgs` for them
+    /// that take the runtime from `.deb`s; tests swap the runtime flags.
+    fn build_args(dir: &Path) -> BuildArgs {
         let write_input = |name: &str, bytes: &[u8]| {
-            let path = dir.path().join(name);
+            let path = dir.join(name);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(&path, bytes).unwrap();
             path
@@ -613,37 +712,208 @@ mod tests {
                 &[("./usr/share/ca-certificates/mozilla/A.crt", b"A\n", 0o644)],
             ),
         );
-        let run = |out: &str| {
-            let args = BuildArgs {
-                binary: binary.clone(),
-                debug_file: None,
-                version: "0.1.0".into(),
-                revision: "abc".into(),
-                source_date_epoch: 1_700_000_000,
-                debs: vec![libc.clone()],
-                ca_deb: ca.clone(),
-                cargo_lock: lock.clone(),
-                cargo_tree: None,
-                packaging_dir: dir.path().join("packaging"),
-                license: license.clone(),
-                user: "dd-agent".into(),
-                out: dir.path().join(out),
-            };
-            build(&args).unwrap();
-            fs::read_to_string(dir.path().join(out).join("SHA256SUMS")).unwrap()
+        BuildArgs {
+            binary,
+            debug_file: None,
+            version: "0.1.0".into(),
+            revision: "abc".into(),
+            source_date_epoch: 1_700_000_000,
+            debs: vec![libc],
+            rootfs_dir: None,
+            ca_deb: Some(ca),
+            ca_bundle: None,
+            cargo_lock: lock,
+            cargo_tree: None,
+            packaging_dir: dir.join("packaging"),
+            license,
+            user: "dd-agent".into(),
+            out: dir.join("out"),
+        }
+    }
+
+    /// Builds into `<dir>/<out>` and returns SHA256SUMS, checked against the files.
+    fn build_into(args: &BuildArgs, out: &Path) -> String {
+        let args = BuildArgs {
+            out: out.to_owned(),
+            ..args.clone()
         };
-        let first = run("a");
-        assert_eq!(first, run("b"));
+        build(&args).unwrap();
+        let sums = fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+        for line in sums.lines() {
+            let (sum, name) = line.split_once("  ").unwrap();
+            let bytes = fs::read(out.join(name)).unwrap();
+            assert_eq!(util::sha256_hex(&bytes), sum, "{name}");
+        }
+        sums
+    }
+
+    /// The image layer's entries (path, mode, link target, contents) of a build.
+    fn layer_entries(out: &Path) -> Vec<(String, u32, Option<String>, Vec<u8>)> {
+        let sums = fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+        let mut layers = Vec::new();
+        for name in sums.lines().filter_map(|l| l.split_once("  ")).map(|(_, n)| n) {
+            let bytes = fs::read(out.join(name)).unwrap();
+            if name.starts_with("oci/blobs/") && bytes.starts_with(&[0x1f, 0x8b]) {
+                layers.push(bytes);
+            }
+        }
+        assert_eq!(layers.len(), 1, "one gzip layer blob");
+        let tar_bytes = {
+            let mut tar_bytes = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(layers[0].as_slice()), &mut tar_bytes)
+                .unwrap();
+            tar_bytes
+        };
+        let mut entries = Vec::new();
+        for entry in tar::Archive::new(tar_bytes.as_slice()).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = String::from_utf8(entry.path_bytes().into_owned()).unwrap();
+            let mode = entry.header().mode().unwrap();
+            let link = entry
+                .link_name_bytes()
+                .map(|l| String::from_utf8(l.into_owned()).unwrap());
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+            entries.push((path, mode, link, data));
+        }
+        entries
+    }
+
+    #[test]
+    fn a_full_build_is_byte_identical_twice_and_lists_every_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = build_args(dir.path());
+        let first = build_into(&args, &dir.path().join("a"));
+        assert_eq!(first, build_into(&args, &dir.path().join("b")));
         let names: Vec<&str> = first.lines().map(|l| l.split_once("  ").unwrap().1).collect();
         assert!(names.contains(&"agent-data-plane-0.1.0-linux-armv7.tar.gz"));
         assert!(names.contains(&"agent-data-plane-0.1.0-linux-armv7.oci.tar"));
         assert!(names.contains(&"oci/index.json"));
         assert!(names.contains(&"oci/oci-layout"));
         assert_eq!(names.iter().filter(|n| n.starts_with("oci/blobs/sha256/")).count(), 3);
-        for line in first.lines() {
-            let (sum, name) = line.split_once("  ").unwrap();
-            let bytes = fs::read(dir.path().join("a").join(name)).unwrap();
-            assert_eq!(util::sha256_hex(&bytes), sum, "{name}");
-        }
+        let layer = layer_entries(&dir.path().join("a"));
+        assert!(layer.iter().any(|e| e.0 == "lib/libc.so.6" && e.1 == 0o755));
+        assert!(layer.iter().any(|e| e.0 == CA_BUNDLE && e.3 == b"A\n"));
+    }
+
+    const STORE_LIB: &str =
+        "nix/store/0123456789abcdfghijklmnpqrsvwxyz-glibc-armv7l-unknown-linux-gnueabihf-2.35-224/lib";
+
+    /// A rootfs laid out as nix/rootfs.nix does, with the given host modes.
+    fn nix_rootfs(root: &Path, exec: u32, dirs: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        let lib = root.join(STORE_LIB);
+        fs::create_dir_all(&lib).unwrap();
+        fs::create_dir_all(root.join("lib/arm-linux-gnueabihf")).unwrap();
+        fs::write(lib.join("libc.so.6"), b"\x7fELF libc").unwrap();
+        fs::set_permissions(lib.join("libc.so.6"), fs::Permissions::from_mode(exec)).unwrap();
+        std::os::unix::fs::symlink(
+            format!("../../{STORE_LIB}/libc.so.6"),
+            root.join("lib/arm-linux-gnueabihf/libc.so.6"),
+        )
+        .unwrap();
+        fs::set_permissions(&lib, fs::Permissions::from_mode(dirs)).unwrap();
+    }
+
+    const PEM: &[u8] = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn a_rootfs_dir_and_ca_bundle_build_is_byte_identical_wherever_the_inputs_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = build_args(dir.path());
+        nix_rootfs(&dir.path().join("rootfs-a"), 0o555, 0o555);
+        nix_rootfs(&dir.path().join("elsewhere/rootfs-b"), 0o775, 0o700);
+        fs::write(dir.path().join("in/ca-bundle.crt"), PEM).unwrap();
+        fs::create_dir_all(dir.path().join("other")).unwrap();
+        fs::write(dir.path().join("other/bundle.pem"), PEM).unwrap();
+        args.debs.clear();
+        args.ca_deb = None;
+        args.rootfs_dir = Some(dir.path().join("rootfs-a"));
+        args.ca_bundle = Some(dir.path().join("in/ca-bundle.crt"));
+        let first = build_into(&args, &dir.path().join("a"));
+        assert_eq!(first, build_into(&args, &dir.path().join("b")));
+        args.rootfs_dir = Some(dir.path().join("elsewhere/rootfs-b"));
+        args.ca_bundle = Some(dir.path().join("other/bundle.pem"));
+        assert_eq!(
+            first,
+            build_into(&args, &dir.path().join("c")),
+            "host paths and modes leak"
+        );
+
+        let layer = layer_entries(&dir.path().join("a"));
+        let libc = format!("{STORE_LIB}/libc.so.6");
+        assert!(layer.contains(&(libc, 0o755, None, b"\x7fELF libc".to_vec())));
+        assert!(layer.contains(&(format!("{STORE_LIB}/"), 0o755, None, Vec::new())));
+        assert!(layer.contains(&(
+            "lib/arm-linux-gnueabihf/libc.so.6".to_owned(),
+            0o777,
+            Some(format!("../../{STORE_LIB}/libc.so.6")),
+            Vec::new()
+        )));
+        assert!(layer.contains(&(CA_BUNDLE.to_owned(), 0o644, None, PEM.to_vec())));
+        assert!(layer.iter().any(|e| e.0 == BIN_PATH));
+        let paths: Vec<&str> = layer.iter().map(|e| e.0.as_str()).collect();
+        let mut sorted = paths.clone();
+        sorted.sort_unstable();
+        assert_eq!(paths, sorted);
+
+        let config = fs::read_dir(dir.path().join("a/oci/blobs/sha256"))
+            .unwrap()
+            .map(|e| fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+            .find(|text| text.contains("created_by"))
+            .unwrap();
+        assert!(
+            config.contains("rootfs-dir (entries: 8), ca-bundle (PEM certificates: 1)"),
+            "{config}"
+        );
+    }
+
+    #[test]
+    fn a_ca_bundle_without_certificates_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = build_args(dir.path());
+        fs::write(dir.path().join("in/empty.crt"), b"").unwrap();
+        args.ca_deb = None;
+        args.ca_bundle = Some(dir.path().join("in/empty.crt"));
+        let err = build(&args).unwrap_err().to_string();
+        assert!(err.contains("--ca-bundle") && err.contains("empty.crt"), "{err}");
+        assert!(!dir.path().join("out/SHA256SUMS").exists());
+    }
+
+    #[test]
+    fn the_command_line_takes_one_runtime_source_and_one_ca_source() {
+        let parse = |extra: &[&str]| {
+            let base = [
+                "adp-package",
+                "build",
+                "--binary",
+                "b",
+                "--version",
+                "1",
+                "--revision",
+                "r",
+                "--source-date-epoch",
+                "0",
+                "--cargo-lock",
+                "l",
+                "--out",
+                "o",
+            ];
+            Cli::try_parse_from(base.iter().chain(extra)).map(|cli| match cli.command {
+                Command::Build(args) => args,
+            })
+        };
+        let nix = parse(&["--rootfs-dir", "/r", "--ca-bundle", "/c.crt"]).unwrap();
+        assert_eq!(nix.rootfs_dir.as_deref(), Some(Path::new("/r")));
+        assert_eq!(nix.ca_bundle.as_deref(), Some(Path::new("/c.crt")));
+        assert!(nix.debs.is_empty() && nix.ca_deb.is_none());
+        let debian = parse(&["--deb", "a.deb", "--deb", "b.deb", "--ca-deb", "ca.deb"]).unwrap();
+        assert_eq!(debian.debs.len(), 2);
+        assert!(parse(&["--deb", "a.deb", "--ca-bundle", "c"]).is_ok());
+        assert!(parse(&["--rootfs-dir", "r", "--ca-deb", "c"]).is_ok());
+        assert!(parse(&["--ca-deb", "c"]).is_err(), "no runtime");
+        assert!(parse(&["--deb", "a.deb"]).is_err(), "no CA source");
+        assert!(parse(&["--deb", "a", "--rootfs-dir", "r", "--ca-deb", "c"]).is_err());
+        assert!(parse(&["--deb", "a", "--ca-deb", "c", "--ca-bundle", "d"]).is_err());
     }
 }
