@@ -91,6 +91,11 @@ smoke: ## Run the host agent against the test intake
 	cargo build --locked -p agent-data-plane -p adp-test-intake
 	checks/smoke.sh target/debug/agent-data-plane
 
+.PHONY: loadgen-smoke
+loadgen-smoke: ## Load generator against the agent (debug build): exact counts, zero decode errors
+	cargo build --locked -p agent-data-plane -p adp-test-intake -p adp-loadgen
+	checks/loadgen-smoke.sh target/debug
+
 .PHONY: smoke-armv7
 smoke-armv7: agent-data-plane-armv7 ## Run the armv7 agent under qemu-arm against the test intake
 	cargo build --locked -p adp-test-intake
@@ -120,7 +125,7 @@ check: ## Everything CI checks (README's test command)
 	$(MAKE) nix-check
 	$(MAKE) test
 	$(MAKE) test-armv7
-	$(MAKE) smoke
+	$(MAKE) smoke loadgen-smoke
 	$(MAKE) adp-armv7
 	$(MAKE) elf size oci
 	$(MAKE) smoke-armv7 image-smoke

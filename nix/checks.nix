@@ -128,6 +128,9 @@ in
     checks/smoke.sh ${adp}/bin/agent-data-plane
   '';
 
+  # A seeded burst of the load generator: exact counts, zero decode errors.
+  adp-loadgen-smoke = script "loadgen-smoke" smokeTools "checks/loadgen-smoke.sh ${adp}/bin";
+
   # The shipped binary with the image's runtime as its root.
   adp-smoke-armv7 = script "smoke-armv7" smokeTools ''
     ${intake}
