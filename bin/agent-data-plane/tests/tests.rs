@@ -505,4 +505,152 @@ mod pipeline {
         assert_eq!(received.series_named("e2e.final")[0].points[0].1, 7.0);
         intake.shutdown().await;
     }
+
+    /// Every DogStatsD kind goes codec → aggregate → encode → forward → intake
+    /// while the intake first answers 503 (retried with backoff), and arrives
+    /// with exact totals and no duplicate points. One-hour windows keep every
+    /// sample in one window; the final flush at SIGTERM closes it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_metric_type_arrives_with_exact_totals_through_an_intake_outage() {
+        const OUTAGE_REQUESTS: u64 = 3;
+        let intake = TestIntake::start(
+            "127.0.0.1:0".parse().unwrap(),
+            Behaviour::status(503).for_next(OUTAGE_REQUESTS),
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("dsd.socket");
+        let env = [
+            ("DD_API_KEY", "e2e-api-key-0123456789".to_owned()),
+            ("DD_HOSTNAME", "e2e-host".to_owned()),
+            ("DD_DD_URL", intake.url()),
+            ("DD_DATA_PLANE_ENABLED", "true".to_owned()),
+            ("DD_DATA_PLANE_STANDALONE_MODE", "true".to_owned()),
+            ("DD_DATA_PLANE_REMOTE_AGENT_ENABLED", "false".to_owned()),
+            ("DD_DATA_PLANE_USE_NEW_CONFIG_STREAM_ENDPOINT", "false".to_owned()),
+            ("DD_DATA_PLANE_API_LISTEN_ADDRESS", "tcp://127.0.0.1:0".to_owned()),
+            (
+                "DD_DATA_PLANE_SECURE_API_LISTEN_ADDRESS",
+                "tcp://127.0.0.1:0".to_owned(),
+            ),
+            ("DD_DATA_PLANE_SHUTDOWN_DRAIN_TIMEOUT", "20".to_owned()),
+            (
+                "DD_AUTH_TOKEN_FILE_PATH",
+                dir.path().join("auth_token").to_string_lossy().into_owned(),
+            ),
+            (
+                "DD_IPC_CERT_FILE_PATH",
+                dir.path().join("ipc_cert.pem").to_string_lossy().into_owned(),
+            ),
+            ("DD_DOGSTATSD_PORT", "0".to_owned()),
+            ("DD_DOGSTATSD_SOCKET", socket.to_string_lossy().into_owned()),
+            ("DD_AGGREGATE_WINDOW_DURATION_SECONDS", "3600".to_owned()),
+            ("DD_AGGREGATE_FLUSH_INTERVAL", "250ms".to_owned()),
+            ("DD_FORWARDER_BACKOFF_BASE", "100ms".to_owned()),
+            ("DD_FORWARDER_BACKOFF_MAX", "200ms".to_owned()),
+        ];
+        let pidfile = dir.path().join("adp.pid");
+        let mut adp = Running::start(&env, &pidfile);
+        adp.wait_for_line("Topology healthy. Waiting for interrupt...").await;
+
+        // Unix datagrams are not dropped by the kernel: a full queue blocks the sender.
+        let client = UnixDatagram::unbound().unwrap();
+        let send = |payload: &str| {
+            client.send_to(payload.as_bytes(), &socket).unwrap();
+        };
+        for _ in 0..50 {
+            send("all.count:2|c|#t:a");
+        }
+        for _ in 0..10 {
+            send("all.count:1|c|@0.5|#t:a"); // weighted ×2
+        }
+        for v in 1..=9 {
+            send(&format!("all.gauge:{v}|g"));
+        }
+        send("all.set:a|s\nall.set:b|s\nall.set:a|s\nall.set:c|s");
+        send(
+            &(1..=10)
+                .map(|v| format!("all.hist:{v}|h"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        for _ in 0..4 {
+            send("all.timer:100|ms");
+        }
+        send("all.dist:1:2:3:4|d");
+        send("all.dist:10|d|@0.5"); // weighted ×2
+        send("all.ts:5|c|T1700000000");
+        send("_sc|all.check|1|m:degraded");
+        send("_e{5,4}:title|text|#t:e");
+
+        // The event and service check are sent within a second, through the outage.
+        intake
+            .wait_for(TIMEOUT, |r| !r.service_checks.is_empty() && !r.events.is_empty())
+            .await
+            .expect("event and service check at the intake after the outage");
+        // SAFETY: kill(2) on the child's pid with a valid signal number.
+        assert_eq!(unsafe { libc::kill(adp.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+        let status = adp.wait_exit().await;
+        assert!(status.success(), "exit {status}:\n{}", adp.log());
+        let r = intake.received();
+
+        let requests: u64 = r.requests.values().sum();
+        let accepted: u64 = r.accepted.values().sum();
+        assert_eq!(
+            requests - accepted,
+            OUTAGE_REQUESTS,
+            "the outage was seen and retried: {r:#?}"
+        );
+
+        // No point delivered twice.
+        let mut seen = std::collections::BTreeSet::new();
+        for s in &r.series {
+            for p in &s.points {
+                let key = format!("{} {:?} {}", s.metric, s.tags, p.0);
+                assert!(seen.insert(key.clone()), "duplicate point {key}");
+            }
+        }
+        let one = |name: &str| {
+            let found = r.series_named(name);
+            assert_eq!(found.len(), 1, "{name}: {found:#?}");
+            found[0].clone()
+        };
+        // Counts: RATE over the window; value × interval recovers the count.
+        let count = one("all.count");
+        assert_eq!(
+            (count.kind.as_str(), count.interval, count.tags.as_slice()),
+            ("rate", 3600, &["t:a".to_owned()][..])
+        );
+        assert!((count.points[0].1 * 3600.0 - 120.0).abs() < 1e-9, "{count:?}");
+        assert_eq!(one("all.gauge").points[0].1, 9.0);
+        assert_eq!(one("all.set").points[0].1, 3.0);
+        assert!((one("all.hist.count").points[0].1 * 3600.0 - 10.0).abs() < 1e-9);
+        assert_eq!(one("all.hist.max").points[0].1, 10.0);
+        assert_eq!(one("all.hist.avg").points[0].1, 5.5);
+        assert!((one("all.timer.count").points[0].1 * 3600.0 - 4.0).abs() < 1e-9);
+        assert_eq!(one("all.timer.max").points[0].1, 100.0);
+        let ts = one("all.ts");
+        assert_eq!(
+            (ts.kind.as_str(), ts.points.as_slice()),
+            ("count", &[(1_700_000_000, 5.0)][..])
+        );
+        // Distributions: one sketch, weighted by the sample rate.
+        let sketches = r.sketches_named("all.dist");
+        assert_eq!(sketches.len(), 1, "{sketches:#?}");
+        assert_eq!(sketches[0].dogsketches.len(), 1);
+        let d = &sketches[0].dogsketches[0];
+        assert_eq!((d.cnt, d.min, d.max, d.sum), (6, 1.0, 10.0, 30.0));
+        assert_eq!(d.n.iter().map(|&n| u64::from(n)).sum::<u64>(), 6);
+        assert_eq!(r.service_checks.len(), 1);
+        assert_eq!(
+            (r.service_checks[0].status, r.service_checks[0].message.as_str()),
+            (1, "degraded")
+        );
+        assert_eq!(r.events.len(), 1);
+        assert_eq!(
+            (r.events[0].title.as_str(), r.events[0].text.as_str()),
+            ("title", "text")
+        );
+    }
 }
