@@ -494,6 +494,11 @@ mod pipeline {
                 "{bad:?} in the log:\n{log}"
             );
         }
+        // Secrets: neither the API key nor the bearer token is ever logged,
+        // even at the debug level switched on above.
+        for secret in ["e2e-api-key-0123456789", token.as_str()] {
+            assert!(!log.contains(secret), "a secret leaked into the log:\n{log}");
+        }
         assert!(!pidfile.exists(), "pidfile removed at exit");
         let received = intake.received();
         assert_eq!(
