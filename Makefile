@@ -97,9 +97,10 @@ loadgen-smoke: ## Load generator against the agent (debug build): exact counts, 
 	checks/loadgen-smoke.sh target/debug
 
 .PHONY: smoke-armv7
-smoke-armv7: agent-data-plane-armv7 ## Run the armv7 agent under qemu-arm against the test intake
+smoke-armv7: ## Run the shipped armv7 agent (make adp-armv7's) under qemu-arm against the test intake
+	test -x $(PACKAGED_BIN) || checks/build-adp-armv7.sh
 	cargo build --locked -p adp-test-intake
-	checks/smoke.sh $(ARMV7_BIN) $(ARMV7_RUNNER)
+	checks/smoke.sh $(PACKAGED_BIN) $(ARMV7_RUNNER)
 
 # --- nix (offline) -----------------------------------------------------------
 
