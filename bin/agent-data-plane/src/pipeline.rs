@@ -30,7 +30,7 @@ use adp_aggregate::{AggregateConfig, Aggregator, Flushed, HistogramAggregate, Se
 use adp_config::Config;
 use adp_dogstatsd::{Batch, DogStatsDConfig, Event, RunningSource, ServiceCheck};
 use adp_forwarder::{Forwarder, ForwarderConfig, ForwarderHandle, ProxyConfig, ShutdownReport};
-use adp_payloads::{CheckParts, CompressionKind, EncodedPayload, Encoder, EventParts, PayloadsConfig, SeriesType};
+use adp_payloads::{CompressionKind, EncodedPayload, Encoder, PayloadsConfig, SeriesType};
 use adp_telemetry::Registry;
 use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot};
@@ -454,35 +454,12 @@ impl AggregatorTask {
         let now = unix_now();
         if !self.events.is_empty() {
             let events = std::mem::take(&mut self.events);
-            let payloads = self.encoder.encode_event_parts(
-                events.iter().map(|e| EventParts {
-                    title: &e.title,
-                    text: &e.text,
-                    timestamp: e.timestamp,
-                    hostname: e.hostname.as_deref(),
-                    aggregation_key: e.aggregation_key.as_deref(),
-                    priority: e.priority.as_str(),
-                    source_type_name: e.source_type_name.as_deref(),
-                    alert_type: e.alert_type.as_str(),
-                    tags: &e.tags,
-                }),
-                now,
-            );
+            let payloads = self.encoder.encode_events(&events, now);
             self.send(payloads, "events").await;
         }
         if !self.checks.is_empty() {
             let checks = std::mem::take(&mut self.checks);
-            let payloads = self.encoder.encode_check_parts(
-                checks.iter().map(|c| CheckParts {
-                    name: &c.name,
-                    status: c.status as u8,
-                    timestamp: c.timestamp,
-                    hostname: c.hostname.as_deref(),
-                    message: c.message.as_deref(),
-                    tags: &c.tags,
-                }),
-                now,
-            );
+            let payloads = self.encoder.encode_service_checks(&checks, now);
             self.send(payloads, "service checks").await;
         }
     }
