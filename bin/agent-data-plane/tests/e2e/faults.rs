@@ -1,0 +1,1 @@
+//! Intake faults under steady load, and SIGTERM under load.

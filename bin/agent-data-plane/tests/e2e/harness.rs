@@ -1,0 +1,244 @@
+//! What every end-to-end test shares: the binary behind `$ADP_TEST_RUNNER`
+//! with a clean environment, a running agent whose log is collected, the
+//! standalone environment every pipeline test starts from, and small HTTP
+//! clients for the two APIs.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Generous: a debug build under qemu-arm starts in seconds, not milliseconds.
+pub const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The binary, behind `$ADP_TEST_RUNNER` when set, with an empty environment
+/// (no stray `DD_*` or proxy variables from the machine running the tests).
+pub fn command() -> Command {
+    let bin = env!("CARGO_BIN_EXE_agent-data-plane");
+    let runner = std::env::var("ADP_TEST_RUNNER").unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    let mut cmd = match parts.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(parts).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd
+}
+
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    command()
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+use std::net::{TcpStream, UdpSocket};
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// The environment of a standalone `run` against `intake_url`: loopback APIs
+/// on ephemeral ports, files under `dir`, DogStatsD on an ephemeral UDP port
+/// and `dir/dsd.socket`, a 1 s aggregation window flushed every 250 ms and a
+/// fast forwarder backoff. Tests override what they exercise with [`Env::set`].
+pub struct Env {
+    vars: Vec<(&'static str, String)>,
+}
+
+/// The API key every e2e test configures (and scans logs and endpoints for).
+pub const API_KEY: &str = "e2e-api-key-0123456789";
+
+impl Env {
+    pub fn standalone(intake_url: &str, dir: &Path) -> Self {
+        let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        let vars = vec![
+            ("DD_API_KEY", API_KEY.to_owned()),
+            ("DD_HOSTNAME", "e2e-host".to_owned()),
+            ("DD_DD_URL", intake_url.to_owned()),
+            ("DD_DATA_PLANE_ENABLED", "true".to_owned()),
+            ("DD_DATA_PLANE_STANDALONE_MODE", "true".to_owned()),
+            ("DD_DATA_PLANE_REMOTE_AGENT_ENABLED", "false".to_owned()),
+            ("DD_DATA_PLANE_USE_NEW_CONFIG_STREAM_ENDPOINT", "false".to_owned()),
+            ("DD_DATA_PLANE_API_LISTEN_ADDRESS", "tcp://127.0.0.1:0".to_owned()),
+            (
+                "DD_DATA_PLANE_SECURE_API_LISTEN_ADDRESS",
+                "tcp://127.0.0.1:0".to_owned(),
+            ),
+            ("DD_DATA_PLANE_SHUTDOWN_DRAIN_TIMEOUT", "20".to_owned()),
+            ("DD_AUTH_TOKEN_FILE_PATH", path("auth_token")),
+            ("DD_IPC_CERT_FILE_PATH", path("ipc_cert.pem")),
+            ("DD_DOGSTATSD_PORT", "0".to_owned()),
+            ("DD_DOGSTATSD_SOCKET", path("dsd.socket")),
+            ("DD_AGGREGATE_WINDOW_DURATION_SECONDS", "1".to_owned()),
+            ("DD_AGGREGATE_FLUSH_INTERVAL", "250ms".to_owned()),
+            ("DD_FORWARDER_BACKOFF_BASE", "100ms".to_owned()),
+            ("DD_FORWARDER_BACKOFF_MAX", "200ms".to_owned()),
+        ];
+        Self { vars }
+    }
+
+    /// Sets (or replaces) one variable.
+    pub fn set(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        let value = value.into();
+        match self.vars.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.vars.push((key, value)),
+        }
+        self
+    }
+
+    pub fn vars(&self) -> &[(&'static str, String)] {
+        &self.vars
+    }
+}
+
+/// Sends SIGTERM to the agent.
+pub fn sigterm(adp: &Running) {
+    // SAFETY: kill(2) on the child's pid with a valid signal number.
+    assert_eq!(unsafe { libc::kill(adp.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+}
+
+/// A running `agent-data-plane run` whose standard error is collected line by line.
+pub struct Running {
+    pub child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    pub fn start(env: &[(&str, String)], pidfile: &Path) -> Self {
+        let mut child = command()
+            .args(["run", "--pidfile", pidfile.to_str().unwrap()])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub async fn wait_for_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("exited ({status}) before logging {needle:?}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} within {TIMEOUT:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader thread take the last lines.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "did not exit within {TIMEOUT:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn address_in(line: &str) -> String {
+    let start = line.find(" on ").expect(line) + 4;
+    line[start..]
+        .split(". ")
+        .next()
+        .unwrap()
+        .trim_end_matches('.')
+        .to_owned()
+}
+
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    parse_response(&response)
+}
+
+pub fn parse_response(response: &str) -> (u16, String) {
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect(response);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// One HTTPS request to the privileged API, trusting only `cert`.
+pub async fn https(addr: &str, cert: &rcgen::CertifiedKey, request: String) -> (u16, String) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    // The server may close without close_notify; what was read is enough.
+    let _ = tls.read_to_end(&mut response).await;
+    parse_response(&String::from_utf8_lossy(&response))
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

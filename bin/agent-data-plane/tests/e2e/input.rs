@@ -1,0 +1,1 @@
+//! Malformed, oversized and hostile DogStatsD input: counted drops, no panic.

@@ -1,0 +1,23 @@
+//! End-to-end tests of the `agent-data-plane` binary, run as a separate process
+//! (through `$ADP_TEST_RUNNER`, e.g. `qemu-arm -L /usr/arm-linux-gnueabihf`,
+//! when set) with a clean environment. One test binary, one module per concern:
+//!
+//! - `cli`: version output, configuration errors, the `config` command;
+//! - `modes`: disabled and remote-agent modes;
+//! - `pipeline`: a standalone run delivering DogStatsD over UDP and a Unix
+//!   socket to an in-process test intake, the APIs, and a clean SIGTERM;
+//! - `faults`: intake faults under steady load (outages, slow and refused
+//!   connections, 403/413, unresolvable hosts) and SIGTERM under load;
+//! - `storage`: the on-disk retry storage across kill -9 and damaged files;
+//! - `input`: malformed, oversized and hostile DogStatsD input;
+//! - `security`: secrets in logs and endpoints, API access, file modes.
+
+mod harness;
+
+mod cli;
+mod modes;
+mod faults;
+mod input;
+mod pipeline;
+mod security;
+mod storage;

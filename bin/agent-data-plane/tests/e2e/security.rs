@@ -1,0 +1,1 @@
+//! Secrets never leave the process; the APIs refuse what they must.
