@@ -121,28 +121,9 @@ for tool in arm-linux-gnueabihf-objcopy arm-linux-gnueabihf-strip arm-linux-gnue
 done
 
 cd "$ROOT"
-if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
-    if SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null) && [ -n "$SOURCE_DATE_EPOCH" ]; then
-        :
-    else
-        SOURCE_DATE_EPOCH=315532800
-        say "warning: no git commit to date the build; SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH (set it to the release's commit time)"
-    fi
-fi
-if [ -z "${ADP_REVISION:-}" ]; then
-    if ADP_REVISION=$(git rev-parse HEAD 2>/dev/null); then
-        [ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] || ADP_REVISION=$ADP_REVISION-dirty
-    else
-        ADP_REVISION=unknown
-    fi
-fi
-# The binary's build.rs wants 7-40 hex digits (no -dirty); without git it
-# falls back to "unknown" itself.
-if [ -z "${ADP_GIT_HASH:-}" ] && [ "$ADP_REVISION" != unknown ]; then
-    ADP_GIT_HASH=${ADP_REVISION:0:8}
-fi
-export SOURCE_DATE_EPOCH ADP_REVISION
-[ -z "${ADP_GIT_HASH:-}" ] || export ADP_GIT_HASH
+# shellcheck source=lib/build-inputs.sh
+. checks/lib/build-inputs.sh
+adp_build_inputs
 say "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH ADP_GIT_HASH=${ADP_GIT_HASH:-<from build.rs>} ADP_REVISION=$ADP_REVISION"
 say "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
 

@@ -17,50 +17,16 @@ for bin in agent-data-plane adp-test-intake adp-loadgen; do
     [ -x "$DIR/$bin" ] || { echo "loadgen-smoke: $DIR/$bin missing (cargo build -p agent-data-plane -p adp-test-intake -p adp-loadgen)" >&2; exit 2; }
 done
 
-work=$(mktemp -d)
-INTAKE_PID= ADP_PID=
-cleanup() {
-    [ -n "$ADP_PID" ] && kill -KILL "$ADP_PID" 2>/dev/null || true
-    [ -n "$INTAKE_PID" ] && kill "$INTAKE_PID" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-    echo "loadgen-smoke: FAIL: $*" >&2
-    [ -f "$work/adp.log" ] && { echo "--- agent log (tail) ---" >&2; tail -n 40 "$work/adp.log" >&2; }
-    exit 1
-}
+ADP_LOG_TAIL=40
+# shellcheck source=lib/agent-run.sh
+. "$ROOT/checks/lib/agent-run.sh"
 metrics() { python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "http://$API/metrics"; }
-# Sum of one counter over all its label sets (0 when absent).
-counter() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%d\n", s }' <<<"$2"; }
 
-"$DIR/adp-test-intake" --listen 127.0.0.1:0 --blackhole >"$work/intake.out" 2>"$work/intake.err" &
-INTAKE_PID=$!
-deadline=$((SECONDS + 30))
-until INTAKE_ADDR=$(sed -n '1s/^listening on //p' "$work/intake.out" 2>/dev/null) && [ -n "$INTAKE_ADDR" ]; do
-    [ $SECONDS -lt $deadline ] || fail "the test intake did not start: $(cat "$work/intake.err")"
-    sleep 0.1
-done
-
+start_intake "$DIR/adp-test-intake" --blackhole
 SOCKET=$work/dsd.socket
-env -i PATH="$PATH" \
-    DD_API_KEY=smoke0123456789abcdef0123456789ab DD_HOSTNAME=loadgen-smoke DD_DD_URL="http://$INTAKE_ADDR" \
-    DD_DATA_PLANE_ENABLED=true DD_DATA_PLANE_STANDALONE_MODE=true DD_DATA_PLANE_REMOTE_AGENT_ENABLED=false \
-    DD_DATA_PLANE_USE_NEW_CONFIG_STREAM_ENDPOINT=false \
-    DD_DATA_PLANE_API_LISTEN_ADDRESS=tcp://127.0.0.1:0 DD_DATA_PLANE_SECURE_API_LISTEN_ADDRESS=tcp://127.0.0.1:0 \
-    DD_AUTH_TOKEN_FILE_PATH="$work/auth_token" DD_IPC_CERT_FILE_PATH="$work/ipc_cert.pem" \
-    DD_DOGSTATSD_PORT=0 DD_DOGSTATSD_SOCKET="$SOCKET" \
-    "$DIR/agent-data-plane" run >"$work/adp.log" 2>&1 &
-ADP_PID=$!
-deadline=$((SECONDS + TIMEOUT))
-until grep -qF "Topology healthy" "$work/adp.log"; do
-    kill -0 "$ADP_PID" 2>/dev/null || fail "the agent exited during start-up"
-    [ $SECONDS -lt $deadline ] || fail "the agent was not healthy within ${TIMEOUT}s"
-    sleep 0.2
-done
-API=$(sed -n 's/.*Serving unprivileged API on \(.*\)\.$/\1/p' "$work/adp.log" | head -1)
-[ -n "$API" ] || fail "cannot read the unprivileged API address from the log"
+start_agent "$DIR/agent-data-plane" DD_HOSTNAME=loadgen-smoke DD_DOGSTATSD_PORT=0 DD_DOGSTATSD_SOCKET="$SOCKET"
+wait_for_log "Topology healthy. Waiting for interrupt..."
+API=$(api_address)
 
 # 1,000 contexts keep the default interner and context limit far from full.
 summary=$("$DIR/adp-loadgen" --target "unix://$SOCKET" --profile low --contexts 1000 --rate-bytes 0 \

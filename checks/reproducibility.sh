@@ -39,22 +39,9 @@ done
 cd "$ROOT"
 # Inputs that must be the same for both builds, taken once from the real tree
 # (the copies are not git repositories), with the build script's rules.
-if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
-    SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || true)
-    SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800}
-fi
-if [ -z "${ADP_REVISION:-}" ]; then
-    if ADP_REVISION=$(git rev-parse HEAD 2>/dev/null); then
-        [ -z "$(git status --porcelain --untracked-files=no)" ] || ADP_REVISION=$ADP_REVISION-dirty
-    else
-        ADP_REVISION=unknown
-    fi
-fi
-if [ -z "${ADP_GIT_HASH:-}" ] && [ "$ADP_REVISION" != unknown ]; then
-    ADP_GIT_HASH=${ADP_REVISION:0:8}
-fi
-export SOURCE_DATE_EPOCH ADP_REVISION
-[ -z "${ADP_GIT_HASH:-}" ] || export ADP_GIT_HASH
+# shellcheck source=lib/build-inputs.sh
+. checks/lib/build-inputs.sh
+adp_build_inputs
 export ADP_DEB_CACHE=${ADP_DEB_CACHE:-$ROOT/.tmp/debs}
 unset RUSTC_WRAPPER CARGO_BUILD_RUSTC_WRAPPER CARGO_TARGET_DIR
 say "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH ADP_REVISION=$ADP_REVISION; work dir $WORK"

@@ -30,86 +30,19 @@ fi
 [ -x "$BIN" ] || { echo "smoke: $BIN is not an executable file" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "smoke: python3 not found (make setup)" >&2; exit 2; }
 
-work=$(mktemp -d)
-INTAKE_PID=
-ADP_PID=
-cleanup() {
-    [ -n "$ADP_PID" ] && kill -KILL "$ADP_PID" 2>/dev/null || true
-    [ -n "$INTAKE_PID" ] && kill "$INTAKE_PID" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-    echo "smoke: FAIL: $*" >&2
-    if [ -f "$work/adp.log" ]; then
-        echo "smoke: --- agent log ---" >&2
-        cat "$work/adp.log" >&2
-    fi
-    exit 1
-}
-
-# A tiny HTTP client: prints the status code, then the body.
-http_get() {
-    python3 - "$1" <<'EOF'
-import sys, urllib.request, urllib.error
-try:
-    with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
-        print(r.status); print(r.read().decode())
-except urllib.error.HTTPError as e:
-    print(e.code); print(e.read().decode())
-except OSError as e:
-    print(0); print(e)
-EOF
-}
-
-# Waits (bounded) for a line in the agent's log; fails if the agent exits first.
-wait_for_log() {
-    local needle=$1 deadline=$((SECONDS + TIMEOUT))
-    until grep -qF -- "$needle" "$work/adp.log"; do
-        kill -0 "$ADP_PID" 2>/dev/null || fail "the agent exited before logging \"$needle\""
-        [ $SECONDS -lt $deadline ] || fail "no \"$needle\" within ${TIMEOUT}s"
-        sleep 0.2
-    done
-}
+# shellcheck source=lib/agent-run.sh
+. "$ROOT/checks/lib/agent-run.sh"
 
 # --- the test intake ---------------------------------------------------------
-"$INTAKE" --listen 127.0.0.1:0 >"$work/intake.out" 2>"$work/intake.err" &
-INTAKE_PID=$!
-deadline=$((SECONDS + 30))
-until INTAKE_ADDR=$(sed -n '1s/^listening on //p' "$work/intake.out") && [ -n "$INTAKE_ADDR" ]; do
-    [ $SECONDS -lt $deadline ] || fail "the test intake did not start: $(cat "$work/intake.err")"
-    sleep 0.1
-done
+start_intake "$INTAKE"
 say "test intake on http://$INTAKE_ADDR ($INTAKE)"
 
 # --- the agent ---------------------------------------------------------------
 DSD_PORT=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 SOCKET=$work/dsd.socket
 HOSTNAME_TAG=smoke-$$
-# A clean environment: nothing from this shell (DD_*, proxies) leaks in.
-agent_env=(
-    env -i PATH="$PATH"
-    DD_API_KEY=smoke0123456789abcdef0123456789ab
-    DD_HOSTNAME="$HOSTNAME_TAG"
-    DD_DD_URL="http://$INTAKE_ADDR"
-    DD_DATA_PLANE_ENABLED=true
-    DD_DATA_PLANE_STANDALONE_MODE=true
-    DD_DATA_PLANE_REMOTE_AGENT_ENABLED=false
-    DD_DATA_PLANE_USE_NEW_CONFIG_STREAM_ENDPOINT=false
-    DD_DATA_PLANE_API_LISTEN_ADDRESS=tcp://127.0.0.1:0
-    DD_DATA_PLANE_SECURE_API_LISTEN_ADDRESS=tcp://127.0.0.1:0
-    DD_AUTH_TOKEN_FILE_PATH="$work/auth_token"
-    DD_IPC_CERT_FILE_PATH="$work/ipc_cert.pem"
-    DD_DOGSTATSD_PORT="$DSD_PORT"
-    DD_DOGSTATSD_SOCKET="$SOCKET"
-    DD_AGGREGATE_WINDOW_DURATION_SECONDS=1
-    DD_AGGREGATE_FLUSH_INTERVAL=1
-)
-printf '+ %s\n' "${RUNNER[*]:+${RUNNER[*]} }$BIN run --pidfile $work/adp.pid"
-"${agent_env[@]}" "${RUNNER[@]}" "$BIN" run --pidfile "$work/adp.pid" >"$work/adp.log" 2>&1 &
-ADP_PID=$!
+start_agent "${RUNNER[@]}" "$BIN" DD_HOSTNAME="$HOSTNAME_TAG" DD_DOGSTATSD_PORT="$DSD_PORT" DD_DOGSTATSD_SOCKET="$SOCKET" \
+    DD_AGGREGATE_WINDOW_DURATION_SECONDS=1 DD_AGGREGATE_FLUSH_INTERVAL=1 -- --pidfile "$work/adp.pid"
 
 wait_for_log "Topology healthy. Waiting for interrupt..."
 for line in "Agent Data Plane starting..." "Serving unprivileged API on" "Serving privileged API on" \
@@ -122,8 +55,7 @@ grep -q 'topology_ready_ms=' "$work/adp.log" || fail "no topology_ready_ms field
 say "ok: $(grep -o 'topology_ready_ms=[0-9]*' "$work/adp.log")"
 # env and qemu-arm exec, so the agent's pid is the one this shell started.
 [ "$(cat "$work/adp.pid" 2>/dev/null)" = "$ADP_PID" ] || fail "the pidfile does not hold the agent's pid $ADP_PID"
-API=$(sed -n 's/.*Serving unprivileged API on \(.*\)\.$/\1/p' "$work/adp.log" | head -1)
-[ -n "$API" ] || fail "cannot read the unprivileged API address from the log"
+API=$(api_address)
 
 # --- health ------------------------------------------------------------------
 deadline=$((SECONDS + TIMEOUT))

@@ -26,11 +26,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use adp_aggregate::{AggregateConfig, Aggregator, Flushed, HistogramAggregate, SeriesKind};
+use adp_aggregate::{AggregateConfig, Aggregator, Flushed, HistogramAggregate};
 use adp_config::Config;
 use adp_dogstatsd::{Batch, DogStatsDConfig, Event, RunningSource, ServiceCheck};
 use adp_forwarder::{Forwarder, ForwarderConfig, ForwarderHandle, ProxyConfig, ShutdownReport};
-use adp_payloads::{CompressionKind, EncodedPayload, Encoder, PayloadsConfig, SeriesType};
+use adp_payloads::{CompressionKind, EncodedPayload, Encoder, PayloadsConfig};
 use adp_telemetry::Registry;
 use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot};
@@ -413,40 +413,9 @@ impl AggregatorTask {
         if flushed.is_empty() {
             return;
         }
-        let series = self.encoder.encode_series_parts(flushed.series.iter().map(|s| {
-            let kind = match s.kind {
-                SeriesKind::Count => SeriesType::Count,
-                SeriesKind::Rate => SeriesType::Rate,
-                SeriesKind::Gauge => SeriesType::Gauge,
-            };
-            (&*s.name, s.context.tags(), kind, s.interval_secs, s.points.as_slice())
-        }));
+        let series = self.encoder.encode_series(&flushed.series);
         self.send(series, "series").await;
-        let dogsketches: Vec<_> = flushed
-            .sketches
-            .iter()
-            .map(|s| {
-                let points = s
-                    .points
-                    .iter()
-                    .map(|(ts, sketch)| {
-                        let (k, n) = sketch.to_dogsketch_parts();
-                        adp_payloads::dogsketch(
-                            *ts,
-                            sketch.count(),
-                            sketch.min().unwrap_or(0.0),
-                            sketch.max().unwrap_or(0.0),
-                            sketch.sum(),
-                            sketch.avg().unwrap_or(0.0),
-                            k,
-                            n,
-                        )
-                    })
-                    .collect::<Vec<_>>();
-                (&**s.context.name(), s.context.tags(), points)
-            })
-            .collect();
-        let sketches = self.encoder.encode_sketch_parts(dogsketches);
+        let sketches = self.encoder.encode_sketches(&flushed.sketches);
         self.send(sketches, "sketches").await;
     }
 
