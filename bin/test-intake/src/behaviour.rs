@@ -1,15 +1,25 @@
 //! Fault injection: how the intake answers the next requests.
 //!
-//! A [`Behaviour`] is a fault (a status instead of 202, a delay, a closed
-//! connection, or a combination) plus how long it lasts: for the next `n`
-//! intake requests, for a duration, or until replaced. When it runs out the
-//! intake answers normally again, which is exactly the shape of an outage
-//! test: "503 for the next 5 requests, then recover".
+//! A [`Behaviour`] is a fault (a status instead of 202, a delay, a slow
+//! acknowledgement, a closed or reset connection, or a combination) plus how
+//! long it lasts: for the next `n` intake requests, for a duration, or until
+//! replaced. When it runs out the intake answers normally again, which is
+//! exactly the shape of an outage test: "503 for the next 5 requests, then
+//! recover".
 //!
 //! Faults apply to intake endpoints only, never to the `/_intake/` control
 //! endpoints, so a test can always read what was received. A request
-//! answered with a fault status is counted but its payload is not recorded:
-//! the real intake did not accept it, so a retry must not be double counted.
+//! answered with a fault status is counted but its payload is not recorded
+//! as received: the real intake did not accept it, so a retry must not be
+//! double counted (it is kept, decoded, in [`Received::refused`](crate::Received::refused)).
+//!
+//! The two delays differ in what a client that gives up has delivered:
+//! `delay_ms` waits *before* the payload is recorded, so a client timing out
+//! (and closing the connection, which drops the handler) has delivered
+//! nothing, and the request is logged with status 0; `ack_delay_ms` records
+//! the payload first and only then waits to answer, like an intake that
+//! committed the payload but whose answer is slow: a client timing out has
+//! delivered it anyway, so its retry is a duplicate (the at-least-once edge).
 
 use std::time::{Duration, Instant};
 
@@ -17,20 +27,32 @@ use serde::{Deserialize, Serialize};
 
 /// How the intake answers intake requests. The JSON form (for `POST
 /// /_intake/behaviour`) has the same field names, all optional:
-/// `{"status": 503, "next": 3}`, `{"delay_ms": 2000}`, `{"close": true,
-/// "for_ms": 500}`, `{}` (normal).
+/// `{"status": 503, "next": 3}`, `{"delay_ms": 2000}`, `{"ack_delay_ms":
+/// 2000, "next": 1}`, `{"close": true, "for_ms": 500}`, `{"reset": true}`,
+/// `{}` (normal).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Behaviour {
     /// Answer with this status instead of decoding and answering 202.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    /// Wait this long before answering (or closing).
+    /// Wait this long before handling the request (before recording its
+    /// payload, answering, closing or resetting). A client that gives up
+    /// meanwhile delivered nothing; the request is logged with status 0.
     #[serde(skip_serializing_if = "is_zero")]
     pub delay_ms: u64,
-    /// Close the connection without answering.
+    /// Decode and record the payload as accepted, then wait this long before
+    /// answering 202 (a slow acknowledgement). A client that gives up
+    /// meanwhile delivered the payload anyway.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ack_delay_ms: u64,
+    /// Close the connection without answering (an orderly close: FIN).
     #[serde(skip_serializing_if = "is_false")]
     pub close: bool,
+    /// Reset the connection without answering (TCP RST: `SO_LINGER` 0, then
+    /// close), as a crashing server or a middlebox does.
+    #[serde(skip_serializing_if = "is_false")]
+    pub reset: bool,
     /// Apply to the next this-many intake requests only, then answer normally.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<u64>,
@@ -61,10 +83,18 @@ impl Behaviour {
         }
     }
 
-    /// Wait `delay` before answering normally.
+    /// Wait `delay` before handling the request, then answer normally.
     pub fn delay(delay: Duration) -> Self {
         Self {
-            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            delay_ms: millis(delay),
+            ..Self::default()
+        }
+    }
+
+    /// Record the payload, then wait `delay` before answering 202.
+    pub fn slow_ack(delay: Duration) -> Self {
+        Self {
+            ack_delay_ms: millis(delay),
             ..Self::default()
         }
     }
@@ -77,6 +107,14 @@ impl Behaviour {
         }
     }
 
+    /// Reset the connection (TCP RST) without answering.
+    pub fn reset() -> Self {
+        Self {
+            reset: true,
+            ..Self::default()
+        }
+    }
+
     /// Limits this behaviour to the next `n` intake requests.
     pub fn for_next(mut self, n: u64) -> Self {
         self.next = Some(n);
@@ -85,14 +123,18 @@ impl Behaviour {
 
     /// Limits this behaviour to `d` from when it is set.
     pub fn for_duration(mut self, d: Duration) -> Self {
-        self.for_ms = Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.for_ms = Some(millis(d));
         self
     }
 
     /// Whether this behaviour changes anything.
     pub fn is_normal(&self) -> bool {
-        self.status.is_none() && self.delay_ms == 0 && !self.close
+        self.status.is_none() && self.delay_ms == 0 && self.ack_delay_ms == 0 && !self.close && !self.reset
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// What to do with one request.
@@ -100,7 +142,9 @@ impl Behaviour {
 pub(crate) struct Fault {
     pub status: Option<u16>,
     pub delay: Duration,
+    pub ack_delay: Duration,
     pub close: bool,
+    pub reset: bool,
 }
 
 /// The behaviour in force and what is left of it.
@@ -142,7 +186,9 @@ impl Active {
         Fault {
             status: self.behaviour.status,
             delay: Duration::from_millis(self.behaviour.delay_ms),
+            ack_delay: Duration::from_millis(self.behaviour.ack_delay_ms),
             close: self.behaviour.close,
+            reset: self.behaviour.reset,
         }
     }
 }
@@ -180,5 +226,14 @@ mod tests {
         );
         assert_eq!(serde_json::to_string(&Behaviour::normal()).unwrap(), "{}");
         assert!(serde_json::from_str::<Behaviour>(r#"{"stauts":500}"#).is_err());
+        let b: Behaviour = serde_json::from_str(r#"{"reset":true,"ack_delay_ms":7}"#).unwrap();
+        assert_eq!(
+            b,
+            Behaviour {
+                ack_delay_ms: 7,
+                ..Behaviour::reset()
+            }
+        );
+        assert_eq!(serde_json::to_string(&Behaviour::reset()).unwrap(), r#"{"reset":true}"#);
     }
 }

@@ -10,9 +10,16 @@
 //! that cannot be decoded is answered 400 and recorded in
 //! [`Received::errors`]; so is a request without a `DD-Api-Key` (403).
 //!
-//! Faults are injected with a [`Behaviour`], settable at runtime: a status
-//! instead of 202, a delay, or a connection closed without an answer, for the
-//! next `n` requests or for a duration.
+//! Faults are injected with a [`Behaviour`], settable at runtime, for the
+//! next `n` requests or for a duration:
+//!
+//! | fault | [`Behaviour`] / JSON | what the client sees | what is recorded |
+//! | --- | --- | --- | --- |
+//! | status | `status(503)` / `{"status":503}` | that status | the request; the payload in [`Received::refused`] |
+//! | delay | `delay(d)` / `{"delay_ms":2000}` | a late answer | the request; the payload only if the client waited (else status 0) |
+//! | slow acknowledgement | `slow_ack(d)` / `{"ack_delay_ms":2000}` | a late 202 | the payload at once, as accepted, even if the client gives up |
+//! | close | `close()` / `{"close":true}` | end of stream (FIN), no answer | the request, status 0 |
+//! | reset | `reset()` / `{"reset":true}` | connection reset (RST), no answer | the request, status 0 |
 //!
 //! | method and path | answer |
 //! | --- | --- |

@@ -166,6 +166,11 @@ pub struct Received {
     pub request_log: Vec<RequestInfo>,
     /// Why requests were rejected with 400/403/404/405.
     pub errors: Vec<String>,
+    /// Payloads answered with an injected status (a [`Behaviour`](crate::Behaviour)
+    /// fault), decoded, in arrival order: what the agent sent but the intake
+    /// did not accept. A payload retried after a 503 appears once per refusal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Decoded>,
 }
 
 impl Received {
@@ -199,8 +204,8 @@ impl Received {
     }
 }
 
-/// One accepted payload, decoded.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One payload, decoded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Decoded {
     /// `/api/v2/series`.

@@ -1,7 +1,11 @@
 //! The HTTP side: accept loop, routing, fault application and recording.
 
-use std::io::Write as _;
+use std::io::{self, Write as _};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use adp_payloads::Endpoint;
 use bytes::Bytes;
@@ -9,7 +13,8 @@ use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -45,15 +50,82 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown
                 let Ok((stream, _peer)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let state = Arc::clone(&state);
+                let reset = Arc::new(AtomicBool::new(false));
+                let conn = Conn { stream, reset: Arc::clone(&reset) };
                 connections.spawn(async move {
-                    let service = hyper::service::service_fn(move |req| handle(Arc::clone(&state), req));
+                    let service =
+                        hyper::service::service_fn(move |req| handle(Arc::clone(&state), Arc::clone(&reset), req));
                     // Errors here are client disconnects or our own injected
                     // closes; either way the connection is over.
                     let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection(TokioIo::new(conn), service)
                         .await;
                 });
             }
+        }
+    }
+}
+
+/// An accepted connection that a `reset` fault can end with a TCP RST: once
+/// `reset` is set, shutdown (FIN) is skipped and dropping the stream closes
+/// it with `SO_LINGER` 0, which makes the kernel send RST instead of FIN.
+struct Conn {
+    stream: TcpStream,
+    reset: Arc<AtomicBool>,
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.reset.load(Ordering::Relaxed) {
+            // A FIN first would let the client read a clean end of stream.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_shutdown(cx)
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if self.reset.load(Ordering::Relaxed) {
+            // Linger 0 does not block the close (only a non-zero linger does).
+            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
+/// Logs a request whose client went away during an injected delay: hyper
+/// drops the handler when the connection closes, and this records the
+/// request (status 0, payload not kept) on the way out.
+struct Abandoned<'a> {
+    state: &'a State,
+    info: Option<RequestInfo>,
+}
+
+impl Abandoned<'_> {
+    fn disarm(mut self) -> RequestInfo {
+        self.info.take().expect("only taken here")
+    }
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some(info) = self.info.take() {
+            record(self.state, info, None, None);
         }
     }
 }
@@ -88,7 +160,7 @@ async fn read_body(body: Incoming) -> Result<Bytes, String> {
         .map_err(|e| format!("reading the request body failed (limit {MAX_BODY_BYTES} bytes): {e}"))
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
+async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_owned();
     if let Some(control) = path.strip_prefix("/_intake/") {
         return handle_control(&state, control, req).await;
@@ -143,36 +215,55 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
 
     let fault = state.behaviour().take();
     if !fault.delay.is_zero() {
+        let guard = Abandoned {
+            state: &state,
+            info: Some(info),
+        };
         tokio::time::sleep(fault.delay).await;
+        info = guard.disarm();
     }
-    if fault.close {
+    if fault.close || fault.reset {
         record(&state, info, None, None);
+        reset.store(fault.reset, Ordering::Relaxed);
         return Err(CloseConnection);
     }
+    let encoding = info.content_encoding.clone().unwrap_or_default();
     if let Some(code) = fault.status {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return finish(&state, info, status, None, None);
+        // Kept aside (not received): what the agent sent that was refused.
+        let refused = if state.options.blackhole {
+            None
+        } else {
+            decode(endpoint, &encoding, &body).ok()
+        };
+        return finish(&state, info, status, None, refused);
     }
     if !info.api_key_present {
         let error = format!("{endpoint}: missing DD-Api-Key header");
         return finish(&state, info, StatusCode::FORBIDDEN, Some(error), None);
     }
-    if state.options.blackhole {
-        return finish(&state, info, StatusCode::ACCEPTED, None, None);
-    }
-    let encoding = info.content_encoding.clone().unwrap_or_default();
-    match decode(endpoint, &encoding, &body) {
-        Ok(decoded) => {
-            if state.options.print {
-                print_payload(&info, &decoded);
+    let answer = if state.options.blackhole {
+        finish(&state, info, StatusCode::ACCEPTED, None, None)
+    } else {
+        match decode(endpoint, &encoding, &body) {
+            Ok(decoded) => {
+                if state.options.print {
+                    print_payload(&info, &decoded);
+                }
+                finish(&state, info, StatusCode::ACCEPTED, None, Some(decoded))
             }
-            finish(&state, info, StatusCode::ACCEPTED, None, Some(decoded))
+            Err(e) => return finish(&state, info, StatusCode::BAD_REQUEST, Some(e), None),
         }
-        Err(e) => finish(&state, info, StatusCode::BAD_REQUEST, Some(e), None),
+    };
+    if !fault.ack_delay.is_zero() {
+        // Recorded already: a client giving up now has delivered the payload.
+        tokio::time::sleep(fault.ack_delay).await;
     }
+    answer
 }
 
 /// Records the request and answers it (`{}` for 2xx, the error text otherwise).
+/// `decoded` is received when the answer is 202, else kept as refused.
 fn finish(
     state: &State,
     mut info: RequestInfo,
@@ -203,7 +294,11 @@ fn record(state: &State, info: RequestInfo, error: Option<String>, decoded: Opti
             r.errors.push(e);
         }
         if let Some(d) = decoded {
-            d.record(&mut r);
+            if info.status == StatusCode::ACCEPTED.as_u16() {
+                d.record(&mut r);
+            } else {
+                r.refused.push(d);
+            }
         }
         if !state.options.blackhole {
             r.request_log.push(info);
@@ -257,7 +352,7 @@ async fn handle_control(state: &State, what: &str, req: Request<Incoming>) -> Re
                 Err(e) => reply(
                     StatusCode::BAD_REQUEST,
                     "text/plain",
-                    format!("behaviour JSON not understood ({e}); fields: status, delay_ms, close, next, for_ms"),
+                    format!("behaviour JSON not understood ({e}); fields: status, delay_ms, ack_delay_ms, close, reset, next, for_ms"),
                 ),
             }
         }

@@ -320,6 +320,70 @@ async fn close_and_delay_faults() {
 }
 
 #[tokio::test]
+async fn a_refused_payload_is_kept_apart_from_what_was_received() {
+    let intake = intake().await;
+    let p = &encoder(CompressionKind::Zstd)
+        .encode_series_parts([("m", &[] as &[&str], SeriesType::Gauge, 10, &[(1, 4.0)][..])])
+        .unwrap()[0];
+    intake.set_behaviour(Behaviour::status(413).for_next(1));
+    assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = intake.received();
+    assert!(r.series.is_empty());
+    match r.refused.as_slice() {
+        [Decoded::Series { series }] => assert_eq!(series[0].points, vec![(1, 4.0)]),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A client that gives up during `delay` delivered nothing; during a slow
+/// acknowledgement it delivered the payload anyway.
+#[tokio::test]
+async fn a_client_giving_up_during_a_delay_or_a_slow_acknowledgement() {
+    let intake = intake().await;
+    let p = &encoder(CompressionKind::Zstd)
+        .encode_series_parts([("m", &[] as &[&str], SeriesType::Gauge, 10, &[(1, 1.0)][..])])
+        .unwrap()[0];
+    let give_up = Duration::from_millis(100);
+    intake.set_behaviour(Behaviour::delay(Duration::from_millis(400)).for_next(1));
+    assert!(tokio::time::timeout(give_up, post(intake.addr(), p)).await.is_err());
+    let r = intake
+        .wait_for(WAIT, |r| r.requests_to(Endpoint::Series) == 1)
+        .await
+        .unwrap();
+    assert_eq!(r.request_log[0].status, 0, "abandoned during the delay");
+    // Past the delay: the abandoned handler never records the payload.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(intake.received().series.is_empty());
+
+    intake.set_behaviour(Behaviour::slow_ack(Duration::from_millis(400)).for_next(1));
+    assert!(tokio::time::timeout(give_up, post(intake.addr(), p)).await.is_err());
+    let r = intake.received();
+    assert_eq!((r.series.len(), r.accepted_by(Endpoint::Series)), (1, 1));
+    assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn a_reset_fault_sends_a_tcp_reset() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let intake = intake().await;
+    intake.set_behaviour(Behaviour::reset().for_next(1));
+    let mut s = tokio::net::TcpStream::connect(intake.addr()).await.unwrap();
+    s.write_all(b"POST /api/v2/series HTTP/1.1\r\nHost: x\r\nDD-Api-Key: k\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let err = s.read_to_end(&mut buf).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}; read {buf:?}");
+    let r = intake.received();
+    assert_eq!((r.requests_to(Endpoint::Series), r.request_log[0].status), (1, 0));
+    // The next connection is served normally.
+    let p = &encoder(CompressionKind::Zstd)
+        .encode_series_protos([proto::MetricSeries::default()])
+        .unwrap()[0];
+    assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
 async fn control_endpoints_steer_and_report() {
     let intake = intake().await;
     let addr = intake.addr();

@@ -197,7 +197,11 @@ impl DomainWorker {
                         "status_403",
                         "the API key is probably invalid: check `api_key` / `additional_endpoints`",
                     ),
-                    413 => ("status_413", "the payload was too large for the intake"),
+                    413 => (
+                        "status_413",
+                        "the payload was too large for the intake: lower `serializer_max_payload_size` \
+                         (`serializer_max_series_payload_size` for series) below the intake's limit",
+                    ),
                     _ => ("status_400", "the intake could not parse the payload"),
                 };
                 tracing::error!(

@@ -242,3 +242,13 @@ pub async fn https(addr: &str, cert: &rcgen::CertifiedKey, request: String) -> (
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// The value of one series (`name{labels}` exactly as rendered, e.g.
+/// `adp_forwarder_payloads_dropped_total{reason="evicted"}`) in the
+/// OpenMetrics text of `/metrics`.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
