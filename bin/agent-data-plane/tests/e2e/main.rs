@@ -15,9 +15,9 @@
 mod harness;
 
 mod cli;
-mod modes;
 mod faults;
 mod input;
+mod modes;
 mod pipeline;
 mod security;
 mod storage;
