@@ -40,6 +40,12 @@ test: ## Host: fmt --check, clippy -D warnings, workspace tests
 test-armv7: ## The whole workspace test suite for armv7 (Rust 1.85) under qemu-arm
 	checks/test-armv7.sh
 
+# Offline: reads the crates' manifests from cargo's cache, which any build of
+# the workspace fills (in `make check` it runs after `make test`).
+.PHONY: licences
+licences: ## Dependency licences, bans and sources against deny.toml (cargo-deny, offline)
+	checks/licences.sh
+
 # --- binaries ----------------------------------------------------------------
 
 .PHONY: adp
@@ -69,8 +75,9 @@ size: ## Size gate on the stripped armv7 binary
 	checks/size.sh $(PACKAGED_BIN)
 
 .PHONY: oci
-oci: ## OCI layout validity (skopeo, umoci, platform fields, non-root user)
+oci: ## OCI layout validity (skopeo, umoci, platform fields, non-root user) and artifact file modes
 	checks/oci.sh $(RESULT)
+	checks/modes.sh $(RESULT)
 
 .PHONY: image-smoke
 image-smoke: ## Smoke-test the image's own rootfs (its glibc) under qemu-arm
@@ -125,6 +132,7 @@ bench: adp ## Side-by-side benchmarks; regenerates docs/benchmarks.md
 check: ## Everything CI checks (README's test command)
 	$(MAKE) nix-check
 	$(MAKE) test
+	$(MAKE) licences
 	$(MAKE) test-armv7
 	$(MAKE) smoke loadgen-smoke
 	$(MAKE) adp-armv7

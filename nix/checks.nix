@@ -111,6 +111,21 @@ in
     armv7Args // { cargoArtifacts = armv7Artifacts; }
   ) "armv7 tests (qemu-arm)";
 
+  # cargo-deny over the vendored crates, as crane's cargoDeny runs it but
+  # through the script make runs: licences, bans and sources (advisories
+  # need their database from the network).
+  adp-licences = craneLib.mkCargoDerivation (
+    commonArgs
+    // {
+      src = sources.licences;
+      pnameSuffix = "-licences";
+      cargoArtifacts = null;
+      doInstallCargoArtifacts = false;
+      nativeBuildInputs = [ pkgs.cargo-deny ];
+      buildPhaseCargoCommand = "bash checks/licences.sh";
+    }
+  );
+
   adp-elf = script "elf" elfTools ''
     ${shipped}
     checks/elf.sh usr/bin/agent-data-plane
@@ -121,7 +136,10 @@ in
     checks/size.sh usr/bin/agent-data-plane
   '';
 
-  adp-oci = script "oci" ociTools "checks/oci.sh ${release}";
+  adp-oci = script "oci" ociTools ''
+    checks/oci.sh ${release}
+    checks/modes.sh ${release}
+  '';
 
   adp-smoke = script "smoke" smokeTools ''
     ${intake}

@@ -20,6 +20,20 @@ in
     ];
   };
 
+  # The workspace's manifests and what cargo-deny reads: its policy and the
+  # script that runs it (checks.adp-licences).
+  licences = toSource {
+    root = ../.;
+    fileset = unions [
+      ../Cargo.toml
+      ../Cargo.lock
+      ../crates
+      ../bin
+      ../deny.toml
+      ../checks/licences.sh
+    ];
+  };
+
   # The packaging tool's static inputs: unit, config example, passwd, group,
   # nsswitch.conf and the licence.
   packaging = toSource {

@@ -173,6 +173,39 @@ impl Tree {
         }
     }
 
+    /// Every entry whose mode or owner a shipped archive must not have, as
+    /// "path: what" lines (empty when the tree is fine). The allowed modes are
+    /// exactly: directories `0755`, regular files `0644` or `0755`, symlinks
+    /// (whose mode is ignored), and `1777` for the directories in `sticky`
+    /// (`/tmp`). So nothing is setuid, setgid or world-writable, and nothing
+    /// is hidden from its readers. Every entry is owned by root except those
+    /// in `owned`, which must have exactly the given owner.
+    pub fn mode_violations(&self, sticky: &[&str], owned: &[(&str, Owner)]) -> Vec<String> {
+        let mut violations = Vec::new();
+        for (path, entry) in &self.entries {
+            let mode = entry.mode;
+            let allowed = match entry.kind {
+                Kind::Dir => mode == 0o755 || (mode == 0o1777 && sticky.contains(&path.as_str())),
+                Kind::File(_) => mode == 0o644 || mode == 0o755,
+                Kind::Symlink(_) => true,
+            };
+            if !allowed {
+                violations.push(format!(
+                    "{path}: {} with mode {mode:04o} (allowed: directories 0755, files 0644 or 0755)",
+                    describe(&entry.kind)
+                ));
+            }
+            let owner = owned.iter().find(|(p, _)| p == path).map_or(Owner::ROOT, |(_, o)| *o);
+            if entry.owner != owner {
+                violations.push(format!(
+                    "{path}: owned by {}:{}, expected {}:{}",
+                    entry.owner.uid, entry.owner.gid, owner.uid, owner.gid
+                ));
+            }
+        }
+        violations
+    }
+
     /// The entry at `path`, if any.
     #[cfg(test)]
     pub fn get(&self, path: &str) -> Option<&Entry> {
@@ -396,6 +429,52 @@ mod tests {
         let err = tree.file("a", b"2".to_vec(), 0o644, Owner::ROOT).unwrap_err();
         assert!(err.to_string().contains("conflicting archive entries for \"a\""));
         assert!(tree.dir("a", 0o755, Owner::ROOT).is_err());
+    }
+
+    #[test]
+    fn only_0755_directories_0644_or_0755_files_and_listed_owners_pass_the_mode_policy() {
+        let user = Owner { uid: 10001, gid: 10001 };
+        let mut good = sample(&["bin", "conf", "link"]);
+        good.dir("tmp", 0o1777, Owner::ROOT).unwrap();
+        good.dir("run/state", 0o755, user).unwrap();
+        good.add_parents();
+        assert_eq!(
+            good.mode_violations(&["tmp"], &[("run/state", user)]),
+            Vec::<String>::new()
+        );
+
+        let cases: [(&str, Kind, u32, Owner, &str); 8] = [
+            ("setuid", Kind::File(vec![]), 0o4755, Owner::ROOT, "mode 4755"),
+            ("setgid", Kind::File(vec![]), 0o2755, Owner::ROOT, "mode 2755"),
+            ("world-writable", Kind::File(vec![]), 0o666, Owner::ROOT, "mode 0666"),
+            ("private", Kind::File(vec![]), 0o600, Owner::ROOT, "mode 0600"),
+            ("open-dir", Kind::Dir, 0o777, Owner::ROOT, "mode 0777"),
+            ("sticky-unlisted", Kind::Dir, 0o1777, Owner::ROOT, "mode 1777"),
+            (
+                "user-file",
+                Kind::File(vec![]),
+                0o644,
+                user,
+                "owned by 10001:10001, expected 0:0",
+            ),
+            (
+                "run/state",
+                Kind::Dir,
+                0o755,
+                Owner::ROOT,
+                "owned by 0:0, expected 10001:10001",
+            ),
+        ];
+        for (path, kind, mode, owner, expected) in cases {
+            let mut tree = Tree::new();
+            tree.insert(path, kind, mode, owner).unwrap();
+            let violations = tree.mode_violations(&["tmp"], &[("run/state", user)]);
+            assert_eq!(violations.len(), 1, "{path}: {violations:?}");
+            assert!(
+                violations[0].starts_with(&format!("{path}: ")) && violations[0].contains(expected),
+                "{path}: {violations:?}"
+            );
+        }
     }
 
     #[test]

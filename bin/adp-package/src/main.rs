@@ -380,6 +380,26 @@ fn tarball_tree(inputs: &Inputs) -> Result<Tree, Error> {
     Ok(tree)
 }
 
+/// The directories of the image the runtime user owns (and may write):
+/// the configuration directory (for `auth_token`) and the run directory.
+fn user_owned(user: Owner) -> [(&'static str, Owner); 2] {
+    [(CONFIG_DIR, user), ("run/datadog", user)]
+}
+
+/// Refuses to write an archive with an entry outside the mode policy
+/// ([`Tree::mode_violations`]): a setuid, world-writable or unreadable file
+/// would ship to every user of the package or image.
+fn check_modes(what: &str, tree: &Tree, sticky: &[&str], owned: &[(&str, Owner)]) -> Result<(), Error> {
+    let violations = tree.mode_violations(sticky, owned);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Input(format!(
+        "the {what} would ship entries with modes or owners it must not have (fix where bin/adp-package adds them):\n  {}",
+        violations.join("\n  ")
+    )))
+}
+
 /// The image rootfs: runtime files, CA bundle, users, the agent, and the
 /// writable directories owned by the runtime user.
 fn rootfs_tree(inputs: &Inputs, runtime: &Runtime, user: Owner) -> Result<Tree, Error> {
@@ -389,7 +409,9 @@ fn rootfs_tree(inputs: &Inputs, runtime: &Runtime, user: Owner) -> Result<Tree, 
     tree.file("etc/group", inputs.group.clone(), 0o644, Owner::ROOT)?;
     tree.file("etc/nsswitch.conf", inputs.nsswitch.clone(), 0o644, Owner::ROOT)?;
     tree.file(BIN_PATH, inputs.binary.clone(), 0o755, Owner::ROOT)?;
-    tree.dir(CONFIG_DIR, 0o755, user)?;
+    for (dir, owner) in user_owned(user) {
+        tree.dir(dir, 0o755, owner)?;
+    }
     tree.file(
         &format!("{CONFIG_DIR}/datadog.yaml.example"),
         inputs.config_example.clone(),
@@ -410,7 +432,6 @@ fn rootfs_tree(inputs: &Inputs, runtime: &Runtime, user: Owner) -> Result<Tree, 
     )?;
     // Debian's layout: /var/run is a symlink to /run.
     tree.dir("run", 0o755, Owner::ROOT)?;
-    tree.dir("run/datadog", 0o755, user)?;
     tree.symlink("var/run", "../run")?;
     tree.dir("tmp", 0o1777, Owner::ROOT)?;
     tree.add_parents();
@@ -510,12 +531,15 @@ fn build(args: &BuildArgs) -> Result<(), Error> {
     let stem = format!("{PACKAGE}-{}-linux-armv7", args.version);
 
     let mut outputs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let tarball = archive::gzip(&tarball_tree(&inputs)?.to_tar(epoch)?)?;
+    let tarball_tree = tarball_tree(&inputs)?;
+    check_modes("tarball", &tarball_tree, &[], &[])?;
+    let tarball = archive::gzip(&tarball_tree.to_tar(epoch)?)?;
     outputs.insert(format!("{stem}.tar.gz"), tarball);
     if let Some(debug) = &args.debug_file {
         outputs.insert(format!("{stem}.debug"), read(debug)?);
     }
     let rootfs = rootfs_tree(&inputs, &runtime, user)?;
+    check_modes("image rootfs", &rootfs, &["tmp"], &user_owned(user))?;
     let layer_tar = rootfs.to_tar(epoch)?;
     let layer_gz = archive::gzip(&layer_tar)?;
     let layout = oci::build(&image_spec(args, &runtime, user), &layer_tar, layer_gz);
@@ -794,6 +818,113 @@ mod tests {
         let layer = layer_entries(&dir.path().join("a"));
         assert!(layer.iter().any(|e| e.0 == "lib/libc.so.6" && e.1 == 0o755));
         assert!(layer.iter().any(|e| e.0 == CA_BUNDLE && e.3 == b"A\n"));
+    }
+
+    /// (path, entry type, mode, uid, gid, user name, group name) of every entry of a tar.
+    type TarEntry = (String, tar::EntryType, u32, u64, u64, Vec<u8>, Vec<u8>);
+
+    fn tar_entries(tar_bytes: &[u8]) -> Vec<TarEntry> {
+        let mut archive = tar::Archive::new(tar_bytes);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    String::from_utf8(e.path_bytes().into_owned()).unwrap(),
+                    h.entry_type(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                    h.username_bytes().unwrap_or_default().to_vec(),
+                    h.groupname_bytes().unwrap_or_default().to_vec(),
+                )
+            })
+            .collect()
+    }
+
+    fn gunzip(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_shipped_tarball_is_root_owned_with_a_0755_binary_0644_files_and_0755_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = build_args(dir.path());
+        build(&args).unwrap();
+        let tarball = fs::read(args.out.join("agent-data-plane-0.1.0-linux-armv7.tar.gz")).unwrap();
+        let entries = tar_entries(&gunzip(&tarball));
+        let got: Vec<(&str, tar::EntryType, u32)> = entries.iter().map(|e| (e.0.as_str(), e.1, e.2)).collect();
+        use tar::EntryType::{Directory as D, Regular as F};
+        assert_eq!(
+            got,
+            [
+                ("etc/datadog-agent/", D, 0o755),
+                ("etc/datadog-agent/datadog.yaml.example", F, 0o644),
+                ("usr/bin/agent-data-plane", F, 0o755),
+                ("usr/lib/systemd/system/agent-data-plane.service", F, 0o644),
+                ("usr/share/doc/agent-data-plane/", D, 0o755),
+                ("usr/share/doc/agent-data-plane/LICENSE", F, 0o644),
+                ("usr/share/doc/agent-data-plane/sbom.cdx.json", F, 0o644),
+            ]
+        );
+        for (path, _, _, uid, gid, user, group) in &entries {
+            assert_eq!((*uid, *gid), (0, 0), "{path}");
+            assert!(user.is_empty() && group.is_empty(), "{path}: no names");
+        }
+    }
+
+    #[test]
+    fn the_image_runs_as_a_numeric_non_root_user_and_its_layer_has_nothing_world_writable_or_setuid() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = build_args(dir.path());
+        build(&args).unwrap();
+        let blob = |digest: &str| {
+            let hex = digest.strip_prefix("sha256:").unwrap();
+            fs::read(args.out.join("oci/blobs/sha256").join(hex)).unwrap()
+        };
+        let json = |bytes: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
+        let index = json(fs::read(args.out.join("oci/index.json")).unwrap());
+        let manifest = json(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+        let config = json(blob(manifest["config"]["digest"].as_str().unwrap()));
+        assert_eq!(config["config"]["User"], "10001:10001", "numeric uid:gid, not a name");
+
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 1);
+        let entries = tar_entries(&gunzip(&blob(layers[0]["digest"].as_str().unwrap())));
+        assert!(entries.len() > 10, "{entries:?}");
+        for (path, kind, mode, uid, gid, _, _) in &entries {
+            if *kind == tar::EntryType::Symlink {
+                continue;
+            }
+            assert_eq!(mode & 0o6000, 0, "{path}: setuid/setgid {mode:o}");
+            let expected_mode = match path.as_str() {
+                "tmp/" => 0o1777,
+                p if p.ends_with('/') || p == BIN_PATH || p.ends_with(".so.6") => 0o755,
+                _ => 0o644,
+            };
+            assert_eq!(*mode, expected_mode, "{path}");
+            let expected_owner = match path.as_str() {
+                "etc/datadog-agent/" | "run/datadog/" => (10001, 10001),
+                _ => (0, 0),
+            };
+            assert_eq!((*uid, *gid), expected_owner, "{path}");
+        }
+    }
+
+    #[test]
+    fn an_archive_outside_the_mode_policy_is_refused_naming_the_entry() {
+        let mut tree = Tree::new();
+        tree.file("usr/bin/su", b"x".to_vec(), 0o4755, Owner::ROOT).unwrap();
+        let err = check_modes("tarball", &tree, &[], &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("the tarball would ship") && err.contains("usr/bin/su: a 1-byte file with mode 4755"),
+            "{err}"
+        );
+        assert!(check_modes("tarball", &tarball_tree(&inputs()).unwrap(), &[], &[]).is_ok());
     }
 
     const STORE_LIB: &str =

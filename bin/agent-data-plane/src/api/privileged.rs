@@ -7,7 +7,19 @@
 //! | `POST /logging/level` | body `debug` or `{"level": "debug"}`: changes the level at once |
 //! | `GET /dogstatsd/stats` | every `adp_dogstatsd_*` counter with its labels |
 //!
-//! A request without a token gets 401, a wrong token 403.
+//! Every request is authenticated before it is routed, with the Datadog Agent's
+//! answers (`pkg/api/util.Validate`), so a client cannot probe which routes exist:
+//!
+//! | `Authorization` | status | body `error` |
+//! | --- | --- | --- |
+//! | absent or empty | 401 | `no session token provided` |
+//! | a scheme other than `Bearer` (case-sensitive, as the Agent) | 401 | `unsupported authorization scheme` |
+//! | `Bearer` with a token that differs in any byte or in length | 403 | `invalid session token` |
+//!
+//! Both 401s carry `WWW-Authenticate: Bearer realm="Datadog Agent"`. Each
+//! refusal is logged as the Agent logs it ("invalid auth token for GET request
+//! to /config: ..."). Unlike the Agent, the unsupported scheme is not echoed:
+//! a client that sends its token without a scheme would have it logged.
 
 use std::sync::Arc;
 
@@ -42,24 +54,21 @@ pub struct Privileged {
 impl Privileged {
     /// Authenticates and routes one request.
     pub async fn handle(self, req: Request<Incoming>) -> Response<Body> {
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        match presented {
-            None => {
-                let mut response = error(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <auth token>`");
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-                return response;
+        if let Err(refusal) = authorize(req.headers().get(header::AUTHORIZATION), &self.token) {
+            tracing::warn!(
+                "invalid auth token for {} request to {}: {}",
+                req.method(),
+                req.uri().path(),
+                refusal.message
+            );
+            let mut response = error(refusal.status, refusal.message);
+            if refusal.status == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static(r#"Bearer realm="Datadog Agent""#),
+                );
             }
-            Some(token) if !tokens_match(token.as_bytes(), self.token.as_bytes()) => {
-                return error(StatusCode::FORBIDDEN, "invalid auth token");
-            }
-            Some(_) => {}
+            return response;
         }
         match (req.method().clone(), req.uri().path()) {
             (Method::GET, "/config") => {
@@ -111,6 +120,46 @@ impl Privileged {
     }
 }
 
+/// Why a request was refused: the status and the message the Agent answers with.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// 401 (no or unusable credentials) or 403 (wrong token).
+    pub status: StatusCode,
+    /// The Agent's wording; never contains what the client sent.
+    pub message: &'static str,
+}
+
+/// Checks an `Authorization` header against the expected token, as the Agent
+/// does: the scheme is the text before the first space and must be `Bearer`
+/// exactly; the token is everything after that space, compared in constant
+/// time ([`tokens_match`]) with no trimming.
+pub fn authorize(header: Option<&header::HeaderValue>, expected: &str) -> Result<(), Refusal> {
+    let value = header.map(header::HeaderValue::as_bytes).unwrap_or_default();
+    if value.is_empty() {
+        return Err(Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            message: "no session token provided",
+        });
+    }
+    let (scheme, token) = match value.iter().position(|&b| b == b' ') {
+        Some(space) => (&value[..space], &value[space + 1..]),
+        None => (value, &b""[..]),
+    };
+    if scheme != b"Bearer" {
+        return Err(Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            message: "unsupported authorization scheme",
+        });
+    }
+    if !tokens_match(token, expected.as_bytes()) {
+        return Err(Refusal {
+            status: StatusCode::FORBIDDEN,
+            message: "invalid session token",
+        });
+    }
+    Ok(())
+}
+
 /// `{"metrics": [{"name", "labels": {..}, "value"}]}` for every DogStatsD counter.
 fn dogstatsd_stats(registry: &Registry) -> Value {
     let metrics: Vec<Value> = registry
@@ -123,4 +172,49 @@ fn dogstatsd_stats(registry: &Registry) -> Value {
         })
         .collect();
     json!({ "metrics": metrics })
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn check(header: Option<&str>) -> Result<(), (u16, &'static str)> {
+        let value = header.map(|h| HeaderValue::from_str(h).unwrap());
+        authorize(value.as_ref(), TOKEN).map_err(|r| (r.status.as_u16(), r.message))
+    }
+
+    #[test]
+    fn only_the_bearer_scheme_with_the_exact_token_is_authorized() {
+        assert_eq!(check(Some(&format!("Bearer {TOKEN}"))), Ok(()));
+        let missing = Err((401, "no session token provided"));
+        assert_eq!(check(None), missing);
+        assert_eq!(check(Some("")), missing);
+        let scheme = Err((401, "unsupported authorization scheme"));
+        assert_eq!(check(Some(&format!("Basic {TOKEN}"))), scheme);
+        assert_eq!(
+            check(Some(&format!("bearer {TOKEN}"))),
+            scheme,
+            "case-sensitive, as the Agent"
+        );
+        assert_eq!(check(Some(TOKEN)), scheme, "a bare token is not a scheme");
+        let invalid = Err((403, "invalid session token"));
+        assert_eq!(check(Some("Bearer")), invalid);
+        assert_eq!(check(Some("Bearer ")), invalid);
+        assert_eq!(check(Some(&format!("Bearer {}", "f".repeat(64)))), invalid);
+        assert_eq!(check(Some(&format!("Bearer {}", &TOKEN[..63]))), invalid, "a prefix");
+        assert_eq!(check(Some(&format!("Bearer {TOKEN}0"))), invalid, "an extension");
+        assert_eq!(check(Some(&format!("Bearer  {TOKEN}"))), invalid, "no trimming");
+        assert_eq!(check(Some(&format!("Bearer {TOKEN} extra"))), invalid);
+    }
+
+    #[test]
+    fn a_token_that_is_not_visible_ascii_is_compared_not_rejected_early() {
+        let value = HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap();
+        let refusal = authorize(Some(&value), TOKEN).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::FORBIDDEN);
+    }
 }

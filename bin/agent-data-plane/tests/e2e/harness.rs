@@ -218,6 +218,11 @@ pub fn parse_response(response: &str) -> (u16, String) {
 
 /// One HTTPS request to the privileged API, trusting only `cert`.
 pub async fn https(addr: &str, cert: &rcgen::CertifiedKey, request: String) -> (u16, String) {
+    parse_response(&https_raw(addr, cert, request).await)
+}
+
+/// [`https`], returning the whole response (status line, headers, body).
+pub async fn https_raw(addr: &str, cert: &rcgen::CertifiedKey, request: String) -> String {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -236,7 +241,7 @@ pub async fn https(addr: &str, cert: &rcgen::CertifiedKey, request: String) -> (
     let mut response = Vec::new();
     // The server may close without close_notify; what was read is enough.
     let _ = tls.read_to_end(&mut response).await;
-    parse_response(&String::from_utf8_lossy(&response))
+    String::from_utf8_lossy(&response).into_owned()
 }
 
 pub fn free_udp_port() -> u16 {
