@@ -43,7 +43,7 @@ test-armv7: ## The whole workspace test suite for armv7 (Rust 1.85) under qemu-a
 # Offline: reads the crates' manifests from cargo's cache, which any build of
 # the workspace fills (in `make check` it runs after `make test`).
 .PHONY: licences
-licences: ## Dependency licences, bans and sources against deny.toml (cargo-deny, offline)
+licences: ## Dependency licences and sources against deny.toml (offline)
 	checks/licences.sh
 
 # --- binaries ----------------------------------------------------------------

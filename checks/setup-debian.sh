@@ -127,17 +127,6 @@ for PY in $PYTHONS; do
 done
 PY=$(command -v python3)
 
-# cargo-deny for `make licences`, built with Debian's Rust 1.85: 0.18.3 is the
-# last release whose rust-version is 1.85 (0.18.4 needs 1.88). Skipped when
-# that version is installed; otherwise the build takes 25 CPU-minutes (about
-# 13 minutes on 2 idle cores), so keep /usr/local/bin between CI runs.
-CARGO_DENY_VERSION=0.18.3
-if [ "$(cargo-deny --version 2>/dev/null)" = "cargo-deny $CARGO_DENY_VERSION" ]; then
-    say "cargo-deny $CARGO_DENY_VERSION already installed"
-else
-    run env PATH="/usr/bin:$PATH" /usr/bin/cargo install --locked --root /usr/local "cargo-deny@$CARGO_DENY_VERSION"
-fi
-
 say "installed:"
 printf '  %-28s %s\n' \
     "rustc (Debian)" "$(/usr/bin/rustc -V)" \
@@ -149,5 +138,4 @@ printf '  %-28s %s\n' \
     "skopeo" "$(skopeo --version)" \
     "umoci" "$(umoci --version)" \
     "nix" "$(nix-instantiate --version)" \
-    "cargo-deny" "$(cargo-deny --version)" \
     "python datadog" "$("$PY" -c 'import datadog; print(datadog.__version__)')"

@@ -111,9 +111,9 @@ in
     armv7Args // { cargoArtifacts = armv7Artifacts; }
   ) "armv7 tests (qemu-arm)";
 
-  # cargo-deny over the vendored crates, as crane's cargoDeny runs it but
-  # through the script make runs: licences, bans and sources (advisories
-  # need their database from the network).
+  # deny.toml's licence, source and wildcard policy over the vendored crates,
+  # with the script make runs (cargo metadata + python3; advisories need
+  # their database from the network).
   adp-licences = craneLib.mkCargoDerivation (
     commonArgs
     // {
@@ -121,7 +121,7 @@ in
       pnameSuffix = "-licences";
       cargoArtifacts = null;
       doInstallCargoArtifacts = false;
-      nativeBuildInputs = [ pkgs.cargo-deny ];
+      nativeBuildInputs = [ pkgs.python3 ];
       buildPhaseCargoCommand = "bash checks/licences.sh";
     }
   );

@@ -20,8 +20,8 @@ in
     ];
   };
 
-  # The workspace's manifests and what cargo-deny reads: its policy and the
-  # script that runs it (checks.adp-licences).
+  # The workspace's manifests, the licence policy and the scripts that apply
+  # it (checks.adp-licences).
   licences = toSource {
     root = ../.;
     fileset = unions [
@@ -31,6 +31,7 @@ in
       ../bin
       ../deny.toml
       ../checks/licences.sh
+      ../checks/licences.py
     ];
   };
 
