@@ -464,6 +464,36 @@ async fn a_full_retry_queue_evicts_the_oldest_payloads() {
     f.stop().await;
 }
 
+/// With disk storage, a payload larger than the memory queue on its own is
+/// stored, then replayed and sent; it used to bounce between the queue bound
+/// and the disk forever (every replay stored it again as `too_large`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_larger_than_the_memory_queue_is_delivered_through_disk_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let intake = Intake::start(|n, _| Reply::Status(if n == 0 { 503 } else { 200 })).await;
+    let registry = Registry::new();
+    let c = ForwarderConfig {
+        forwarder_storage_max_size_in_bytes: 1 << 20,
+        forwarder_storage_path: dir.path().to_owned(),
+        forwarder_retry_queue_payloads_max_size: 10,
+        ..config(&intake)
+    };
+    let f = Running::start(c, &registry);
+    f.send(payload(Endpoint::Series, "more than ten bytes")).await;
+    wait_for("delivery after one failure", || intake.received().len() == 1).await;
+    assert_eq!(f.stop().await, ShutdownReport::default());
+    assert_eq!(intake.bodies(), ["more than ten bytes"]);
+    assert_eq!(intake.attempts(), 2, "one 503, then accepted");
+    // Stored on arrival (too large for memory), and again after the 503.
+    assert_eq!(value(&registry, "adp_forwarder_payloads_persisted", &[]), 2);
+    assert_eq!(value(&registry, "adp_forwarder_payloads_replayed", &[]), 2);
+    assert_eq!(
+        value(&registry, "adp_forwarder_payloads_dropped", &[("reason", "too_large")]),
+        0
+    );
+    assert!(retry_files(dir.path()).is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_payloads_are_persisted_at_shutdown_and_replayed_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();

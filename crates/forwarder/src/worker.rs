@@ -7,7 +7,8 @@
 //! copy goes back to the front (it is the oldest); when the bound is exceeded
 //! the oldest copies leave first, to disk storage when it is enabled or
 //! dropped as `evicted`. While the queue is empty and the destination is not
-//! blocked, stored payloads are read back one at a time, oldest first.
+//! blocked, stored payloads are read back one at a time, oldest first, and
+//! sent even when one alone exceeds the bound (that is why it was stored).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -117,11 +118,11 @@ impl DomainWorker {
             if !input_open && inflight.is_none() && self.queue.is_empty() {
                 break;
             }
-            let wake = if inflight.is_none() && !self.queue.is_empty() {
-                blocked
-            } else {
-                None
-            };
+            // Wake at the end of the backoff when something waits: queued
+            // payloads, or stored ones to replay (without this a payload moved
+            // back to disk after a failure waited for the next input).
+            let wake =
+                blocked.filter(|_| inflight.is_none() && (!self.queue.is_empty() || (input_open && self.has_stored())));
             tokio::select! {
                 biased;
                 () = sleep_until(deadline) => break,
@@ -231,10 +232,14 @@ impl DomainWorker {
             self.overflow(t, "too_large");
             return;
         }
+        self.push_back(t);
+        self.enforce_bound();
+    }
+
+    fn push_back(&mut self, t: Transaction) {
         self.queue_bytes += t.size();
         self.shared.metrics.queue_bytes.add(gauge_delta(t.size()));
         self.queue.push_back(t);
-        self.enforce_bound();
     }
 
     fn push_front(&mut self, t: Transaction) {
@@ -300,6 +305,14 @@ impl DomainWorker {
         }
     }
 
+    /// Whether disk storage holds payloads for this destination.
+    fn has_stored(&self) -> bool {
+        self.shared
+            .storage
+            .as_ref()
+            .is_some_and(|s| s.lock().unwrap_or_else(|e| e.into_inner()).has(self.index))
+    }
+
     fn replay_one(&mut self) {
         let Some(storage) = &self.shared.storage else { return };
         let metrics = Arc::clone(&self.shared.metrics);
@@ -324,7 +337,11 @@ impl DomainWorker {
             return;
         }
         metrics.replayed.inc();
-        self.enqueue(t);
+        // Not `enqueue`: the queue is empty here, and a payload larger than the
+        // memory bound on its own (stored for that reason) must still be sent,
+        // or it would go straight back to disk on every replay and never leave.
+        // If this attempt fails, `enforce_bound` moves it back to disk.
+        self.push_back(t);
     }
 
     fn finish(mut self) -> WorkerReport {

@@ -227,7 +227,7 @@ impl Agent {
     fn metric(&self, series: &str) -> f64 {
         let (status, body) = http_get(&self.api, "/metrics");
         assert_eq!(status, 200, "{body}");
-        metric_value(&body, series).unwrap_or(0.0)
+        metric_in(&body, series).unwrap_or(0.0)
     }
 
     /// Polls the telemetry until `series` satisfies `condition`; returns its value.
@@ -255,7 +255,7 @@ impl Agent {
         assert_eq!(status, 200, "{body}");
         Endpoint::ALL
             .iter()
-            .filter_map(|e| metric_value(&body, &format!("adp_forwarder_retries_total{{endpoint=\"{e}\"}}")))
+            .filter_map(|e| metric_in(&body, &format!("adp_forwarder_retries_total{{endpoint=\"{e}\"}}")))
             .sum()
     }
 

@@ -248,12 +248,43 @@ pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The value of one series (`name{labels}` exactly as rendered, e.g.
-/// `adp_forwarder_payloads_dropped_total{reason="evicted"}`) in the
-/// OpenMetrics text of `/metrics`.
-pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
-        value.trim().parse().ok()
-    })
+/// The value of one series of the unprivileged API's `/metrics`, e.g.
+/// `adp_forwarder_payloads_dropped_total{reason="corrupted"}` (exact text
+/// before the value), or `None` when it is not exposed.
+pub fn metric(api: &str, series: &str) -> Option<f64> {
+    let (status, body) = http_get(api, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    metric_in(&body, series)
+}
+
+/// [`metric`] on an already fetched `/metrics` body.
+pub fn metric_in(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.rsplit_once(' ').filter(|(k, _)| *k == series))
+        .map(|(_, v)| v.parse().unwrap_or_else(|_| panic!("{series}: {v:?} is not a number")))
+}
+
+/// Polls [`metric`] until `condition` holds (a missing series reads as 0)
+/// and returns the value; fails after [`TIMEOUT`] or if the agent exits.
+pub async fn wait_metric(adp: &mut Running, api: &str, series: &str, condition: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let value = metric(api, series).unwrap_or(0.0);
+        if condition(value) {
+            return value;
+        }
+        if let Ok(Some(status)) = adp.child.try_wait() {
+            panic!(
+                "exited ({status}) while waiting on {series} (at {value}):\n{}",
+                adp.log()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} still {value} after {TIMEOUT:?}:\n{}",
+            adp.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
