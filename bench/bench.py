@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmarks of agent-data-plane, Etsy statsd and collectd's statsd plugin.
+"""Side-by-side benchmarks of agent-data-plane, Etsy statsd and collectd's statsd plugin,
+and the agent alone under endless new contexts (`--only churn`).
 
 Run by checks/bench.sh (`make bench`), which builds the binaries and installs the
 peers first. Every process under test is started here, sampled from /proc every
@@ -486,6 +487,91 @@ def plain_collectd(args, work, rates):
         proc.stop()
 
 
+# --- endless new contexts ----------------------------------------------------
+
+CHURN_MILESTONES = [100_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000, 50_000_000, 100_000_000]
+
+
+def churn_line(p):
+    return " ".join(
+        str(v)
+        for v in (p["t"], p["offered_contexts"], p["ingested_samples"], p["aggregator_contexts"], p["aggregator_drops"], sum(p["resolver_drops"].values()), p["rss_mib"])
+    )
+
+
+def churn(args, work, intake):
+    """Ever-new contexts (adp-loadgen --profile churn, unpaced, Unix datagram) against the
+    default limits for --churn-duration seconds: RSS every 250 ms, the agent's counters every
+    second. Shows where the contexts go (the resolver's and the aggregator's
+    aggregate_context_limit, the interner) and that memory stops growing once they are full."""
+    sock = os.path.join(work, "dsd-churn.sock")
+    agent, api = start_agent(args, work, intake, args.agent, [], dict(limit=None, interner=None), socket_path=sock)
+    sampler = Sampler(agent.p.pid)
+    sampler.start()
+    points = []
+
+    def point(t0, snap):
+        resolver = {k.split('reason="', 1)[1].rstrip('"}'): v for k, v in snap.items() if k.startswith("adp_dogstatsd_context_drops_total{")}
+        ingested = metric_sum(snap, "adp_dogstatsd_metrics_total")
+        rss = sampler.samples[-1][1] if sampler.samples else None
+        return dict(
+            t=round(time.monotonic() - t0, 2),
+            offered_contexts=int(ingested + sum(resolver.values())),
+            ingested_samples=int(ingested),
+            resolver_drops={k: int(v) for k, v in resolver.items()},
+            aggregator_contexts=int(snap.get("adp_aggregate_contexts", 0)),
+            aggregator_drops=int(snap.get('adp_aggregate_dropped_samples_total{reason="context_limit"}', 0)),
+            rss_mib=round(rss / MIB, 2) if rss else None,
+        )
+
+    try:
+        time.sleep(2.0)
+        t0 = time.monotonic()
+        points.append(point(t0, scrape(api)))
+        la0 = loadavg()
+        cmd = pin(LOAD_CPU) + [args.loadgen, "--target", f"unix://{sock}", "--profile", "churn", "--duration", str(args.churn_duration)]
+        lg = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while lg.poll() is None:
+            time.sleep(1.0)
+            points.append(point(t0, scrape(api)))
+        out, err = lg.communicate()
+        if lg.returncode != 0:
+            raise RuntimeError(f"adp-loadgen failed ({lg.returncode}): {err}")
+        summary = json.loads(out.strip().splitlines()[-1])
+        time.sleep(2.0)  # the agent drains its queue
+        points.append(point(t0, scrape(api)))
+        la1 = loadavg()
+    finally:
+        sampler.stop()
+        agent.stop()
+    rss = [s[1] for s in sampler.samples if s[0] >= t0]
+    tail = rss[len(rss) * 3 // 4 :]
+    milestones = []
+    for m in CHURN_MILESTONES:
+        p = next((p for p in points if p["offered_contexts"] >= m), None)
+        if p:
+            milestones.append(dict(contexts=m, **p))
+    res = dict(
+        duration_secs=args.churn_duration,
+        sent_messages=summary["messages"],
+        sent_bytes=summary["bytes"],
+        uds_would_block_retries=summary.get("would_block_retries", 0),
+        rss_start_mib=points[0]["rss_mib"],
+        rss_peak_mib=round(max(rss) / MIB, 2) if rss else None,
+        rss_last_quarter_mib=[round(min(tail) / MIB, 2), round(max(tail) / MIB, 2)] if tail else None,
+        start=points[0],
+        final=points[-1],
+        milestones=milestones,
+        # Every sample, one line each: t s, offered contexts, decoded samples, aggregator
+        # contexts, aggregator drops, resolver drops (all reasons), RSS MiB.
+        timeline=[churn_line(p) for p in points],
+        loadavg_before=la0,
+        loadavg_after=la1,
+    )
+    log("churn", json.dumps({k: v for k, v in res.items() if k != "timeline"}))
+    return res
+
+
 # --- report ------------------------------------------------------------------
 
 
@@ -674,6 +760,45 @@ def render(results):
         L.append("")
         L.append(f"Highest zero-drop rate: **{mib(b['offered_bytes_per_sec']) if b else 'none'}**" + (" (the search's cap)" if hv["capped_at_max"] else "") + ".")
         L.append("")
+    ch = results.get("churn")
+    if ch and "error" not in ch:
+        f = ch["final"]
+        L.append("### Endless new contexts (`--only churn`)")
+        L.append("")
+        L.append(
+            f"`adp-loadgen --profile churn` sends counters whose every message is a context never seen before "
+            f"(`churn.<n>:1|c|#env:bench,load:churn`, names short enough to be stored inline, so no interner budget), "
+            f"unpaced over the Unix datagram socket for {ch['duration_secs']:g} s, to the agent with its default limits: "
+            "`aggregate_context_limit` 1,000,000 for both the DogStatsD context resolver (contexts idle for "
+            "`dogstatsd_context_expiry_seconds` 20 s leave it) and the aggregator (idle counters stay "
+            "`counter_expiry_seconds` 300 s), interner 2 MiB. Offered contexts = decoded samples + context drops."
+        )
+        L.append("")
+        L.append(
+            "Each row is the first once-a-second sample past 0.1 / 0.5 / 1 / 2 / 5 / 10 / 20 / 50 / 100 million "
+            "offered contexts, then the last (after the load, the agent drained)."
+        )
+        L.append("")
+        L.append("| offered contexts | at | RSS | aggregator contexts | resolver drops | aggregator drops |")
+        L.append("|---|---|---|---|---|---|")
+        seen, rows = set(), []
+        for r in [ch["start"]] + ch["milestones"] + [f]:
+            if r["t"] not in seen:
+                seen.add(r["t"])
+                rows.append(r)
+        for r in rows:
+            L.append(
+                f"| {fmt(r['offered_contexts'])} | {r['t']:.0f} s | {fmt(r['rss_mib'])} MiB | {fmt(r['aggregator_contexts'])} | "
+                f"{', '.join(f'{fmt(v)} `{k}`' for k, v in r['resolver_drops'].items() if v) or '0'} | {fmt(r['aggregator_drops'])} |"
+            )
+        L.append("")
+        lq = ch.get("rss_last_quarter_mib") or [None, None]
+        L.append(
+            f"RSS: {fmt(ch['rss_start_mib'])} MiB before the load, peak {fmt(ch['rss_peak_mib'])} MiB, "
+            f"{fmt(lq[0])}–{fmt(lq[1])} MiB over the last quarter of the run; {fmt(ch['sent_messages'])} messages sent "
+            f"({fmt(ch['uds_would_block_retries'])} UDS would-block retries); load average {la(ch['loadavg_before'])}."
+        )
+        L.append("")
     L.append("<!-- END bench.py -->")
     return "\n".join(L) + "\n"
 
@@ -719,7 +844,8 @@ def main():
     ap.add_argument("--arm-duration", type=float, default=15.0)
     ap.add_argument("--step-secs", type=float, default=4.0, help="seconds per zero-drop search step")
     ap.add_argument("--plain-datagram", type=int, default=1432)
-    ap.add_argument("--only", default="profiles,armv7,plain,heavy_udp", help="comma-separated parts to run")
+    ap.add_argument("--churn-duration", type=float, default=120.0, help="seconds of ever-new contexts (churn part)")
+    ap.add_argument("--only", default="profiles,armv7,plain,heavy_udp,churn", help="comma-separated parts to run")
     ap.add_argument("--profiles", default=",".join(PROFILES))
     ap.add_argument("--json", default=os.path.join(ROOT, "bench/results.json"))
     ap.add_argument("--markdown", default=os.path.join(ROOT, "docs/benchmarks.md"))
@@ -793,11 +919,18 @@ def main():
             except Exception as e:
                 log(f"heavy over UDP failed: {e}")
                 results["heavy_udp"] = dict(error=str(e))
+        if "churn" in only:
+            log("churn: endless new contexts")
+            try:
+                results["churn"] = churn(args, work, intake)
+            except Exception as e:
+                log(f"churn failed: {e}")
+                results["churn"] = dict(error=str(e))
     finally:
         intake.proc.stop()
     results["wall_secs"] = time.monotonic() - started
     # A partial run (--only / --profiles) updates its parts of an existing results file.
-    if only != {"profiles", "armv7", "plain", "heavy_udp"} or names != list(PROFILES):
+    if only != {"profiles", "armv7", "plain", "heavy_udp", "churn"} or names != list(PROFILES):
         try:
             previous = json.load(open(args.json))
         except (OSError, ValueError):
@@ -811,7 +944,7 @@ def main():
         if "armv7" in previous and "armv7" in only and "armv7" in results:
             fresh = {r["profile"]: r for r in results["armv7"]["profiles"]}
             results["armv7"]["profiles"] = [fresh.get(r["profile"], r) for r in previous["armv7"]["profiles"]]
-        for part, key in (("armv7", "armv7"), ("plain", "plain"), ("heavy_udp", "heavy_udp")):
+        for part, key in (("armv7", "armv7"), ("plain", "plain"), ("heavy_udp", "heavy_udp"), ("churn", "churn")):
             if part not in only and key in previous:
                 results[key] = previous[key]
         results["partial_reruns"] = previous.get("partial_reruns", []) + [dict(date=results["date"], only=sorted(only), profiles=names)]

@@ -2,7 +2,8 @@
 # Side-by-side benchmarks (`make bench`, which builds the host release binaries first):
 # the agent per ADP memory-gate profile (host, then the armv7 binary under qemu-arm),
 # the plain-StatsD zero-drop rate against Etsy statsd and collectd's statsd plugin,
-# and the heavy DogStatsD shape over UDP on one core. Regenerates docs/benchmarks.md
+# the heavy DogStatsD shape over UDP on one core, and endless new contexts against the
+# default context limits (RSS over time, drops). Regenerates docs/benchmarks.md
 # (the generated section only), bench/results.json and docs/benchmarks-rss.png.
 #
 #   checks/bench.sh [bench.py options...]     e.g. --only profiles --profiles idle,low

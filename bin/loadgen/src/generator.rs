@@ -10,26 +10,37 @@ pub struct Profile {
     pub contexts: u32,
     /// Plain StatsD: no tags, only c/g/ms, short names.
     pub plain: bool,
+    /// Every message a context never sent before (`churn.<n>:1|c` with two
+    /// fixed tags): the load that must end in counted drops at the agent's
+    /// context limits, not in unbounded memory. No pool; `contexts` is ignored.
+    pub churn: bool,
 }
 
 impl Profile {
     /// The profile of that name.
     pub fn named(name: &str) -> Option<Self> {
         const MIB: u64 = 1024 * 1024;
-        let (rate_bytes, contexts, plain) = match name {
-            "idle" => (0, 0, false),
-            "low" => (MIB, 3_000, false),
-            "medium" => (10 * MIB, 10_000, false),
-            "heavy" => (50 * MIB, 100_000, false),
-            "ultraheavy" => (100 * MIB, 250_000, false),
-            "plain" => (0, 1_000, true),
+        let (rate_bytes, contexts, plain, churn) = match name {
+            "idle" => (0, 0, false, false),
+            "low" => (MIB, 3_000, false, false),
+            "medium" => (10 * MIB, 10_000, false, false),
+            "heavy" => (50 * MIB, 100_000, false, false),
+            "ultraheavy" => (100 * MIB, 250_000, false, false),
+            "plain" => (0, 1_000, true, false),
+            "churn" => (0, 0, false, true),
             _ => return None,
         };
         Some(Self {
             rate_bytes,
             contexts,
             plain,
+            churn,
         })
+    }
+
+    /// Whether the profile sends anything.
+    pub fn sends(&self) -> bool {
+        self.contexts > 0 || self.churn
     }
 }
 
@@ -72,6 +83,8 @@ struct Ctx {
 pub struct Generator {
     rng: Rng,
     plain: bool,
+    /// Churn: the number of the next new context.
+    churn: Option<u64>,
     contexts: Vec<Ctx>,
     pending: Option<(Vec<u8>, u64)>,
 }
@@ -80,6 +93,7 @@ impl Generator {
     /// Draws the context pool.
     pub fn new(profile: Profile, contexts: u32, seed: u64) -> Self {
         let mut rng = Rng(seed);
+        let contexts = if profile.churn { 0 } else { contexts };
         let mut pool = Vec::with_capacity(contexts as usize);
         let mut tag_pool: Vec<String> = Vec::new();
         for i in 0..contexts {
@@ -139,6 +153,7 @@ impl Generator {
         Self {
             rng,
             plain: profile.plain,
+            churn: profile.churn.then_some(0),
             contexts: pool,
             pending: None,
         }
@@ -154,6 +169,13 @@ impl Generator {
         if let Some((msg, n)) = self.pending.take() {
             out.extend_from_slice(&msg);
             return n;
+        }
+        if let Some(n) = self.churn.as_mut() {
+            // Short enough to be stored inline by the agent on 64-bit (at most 23 bytes below
+            // n = 10^17), so the context limit, not the string interner, is what fills.
+            out.extend_from_slice(format!("churn.{n}:1|c|#env:bench,load:churn").as_bytes());
+            *n += 1;
+            return 1;
         }
         if self.contexts.is_empty() {
             return 0;
@@ -238,6 +260,16 @@ mod tests {
             assert!(["c", "g", "ms"].contains(&kind), "{s}");
             assert_eq!(s.matches(':').count(), 1, "{s}");
         }
+    }
+
+    #[test]
+    fn churn_never_repeats_a_context() {
+        let mut gen = Generator::new(Profile::named("churn").unwrap(), 5, 1);
+        let msgs = take(&mut gen, 1_000);
+        let distinct: std::collections::HashSet<&Vec<u8>> = msgs.iter().collect();
+        assert_eq!(distinct.len(), 1_000);
+        assert_eq!(msgs[0], b"churn.0:1|c|#env:bench,load:churn");
+        assert_eq!(msgs[999], b"churn.999:1|c|#env:bench,load:churn");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! 1–200 chars and tags 3–150 chars (2–50 tags), type weights count 208 /
 //! gauge 66 / distribution 72 / set 9 / histogram 1, multi-value messages
 //! (2–32 values) with probability 0.08. The `plain` profile speaks the StatsD
-//! subset every peer understands (no tags; `c`, `g`, `ms`).
+//! subset every peer understands (no tags; `c`, `g`, `ms`). The `churn` profile
+//! makes every message a new context (`churn.<n>:1|c`), to show the agent's
+//! context limits holding memory (`make bench`'s churn part).
 //!
 //! It only sends to loopback (127.0.0.0/8, ::1) or a Unix socket, is bounded
 //! by a message count and a duration, and prints one JSON summary line.
@@ -38,7 +40,7 @@ struct Args {
     /// Where to send: udp://127.0.0.1:PORT or unix:///path/to/socket (datagram).
     #[arg(long)]
     target: String,
-    /// Load profile: idle, low, medium, heavy, ultraheavy, plain.
+    /// Load profile: idle, low, medium, heavy, ultraheavy, plain, churn (every message a new context).
     #[arg(long, default_value = "low")]
     profile: String,
     /// Bytes per second to send; defaults to the profile's rate (0 = as fast as possible).
@@ -108,7 +110,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let profile = Profile::named(&args.profile).with_context(|| {
         format!(
-            "unknown --profile {:?}: expected idle, low, medium, heavy, ultraheavy or plain",
+            "unknown --profile {:?}: expected idle, low, medium, heavy, ultraheavy, plain or churn",
             args.profile
         )
     })?;
@@ -134,7 +136,7 @@ fn main() -> anyhow::Result<()> {
     let mut datagram = Vec::with_capacity(args.max_datagram);
     let mut msg = Vec::with_capacity(1024);
 
-    if profile.contexts > 0 {
+    if profile.sends() {
         'outer: while start.elapsed() < deadline {
             // Fill one datagram with whole messages.
             datagram.clear();
@@ -211,7 +213,8 @@ fn main() -> anyhow::Result<()> {
         "profile": args.profile,
         "target": args.target,
         "seed": args.seed,
-        "contexts": contexts,
+        // Churn: every message was a new context.
+        "contexts": if profile.churn { messages } else { u64::from(contexts) },
         "messages": messages,
         "values": values,
         "bytes": bytes,
