@@ -126,6 +126,20 @@ bench-codec: ## DogStatsD decode + intern rate (metrics/s/core)
 bench: adp ## Side-by-side benchmarks; regenerates docs/benchmarks.md
 	checks/bench.sh
 
+# The DogStatsD codec fuzz target (fuzz/, see crates/dogstatsd/README.md "Fuzzing"):
+# cargo-fuzz (`cargo install cargo-fuzz --locked`) on the stable toolchain through
+# RUSTC_BOOTSTRAP, without AddressSanitizer (`-s none`: about 3x the executions per
+# second) but with debug assertions and overflow checks. New inputs go to the ignored
+# fuzz/corpus/codec; fuzz/seeds/codec holds the committed seeds; crashes land in
+# fuzz/artifacts/codec. Never part of `make check`.
+FUZZ_RUNS ?= 10000000
+
+.PHONY: fuzz
+fuzz: ## Fuzz the DogStatsD codec for FUZZ_RUNS executions (default 10,000,000; needs cargo-fuzz)
+	mkdir -p fuzz/corpus/codec
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s none codec corpus/codec seeds/codec -- \
+		-runs=$(FUZZ_RUNS) -max_len=4096 -print_final_stats=1
+
 # --- everything CI checks ----------------------------------------------------
 
 .PHONY: check

@@ -24,6 +24,7 @@ make_only=(
     "nix-check: these offline checks of the flake itself"
     "bench: measurements for docs/benchmarks.md, never a pass/fail check"
     "bench-codec: a measurement, never a pass/fail check"
+    "fuzz: a long fuzzing run (cargo-fuzz, libFuzzer), never part of a check"
 )
 
 for tool in nix-instantiate jq; do
