@@ -317,6 +317,7 @@ pub fn gzip(data: &[u8]) -> Result<Vec<u8>, ArchiveError> {
 
 #[cfg(test)]
 mod tests {
+    use super::test_support::{read_entries, ReadEntry};
     use super::*;
     use std::io::Read;
 
@@ -339,26 +340,6 @@ mod tests {
         tree
     }
 
-    fn read_entries(tar_bytes: &[u8]) -> Vec<(String, u32, u64, u64, u64, tar::EntryType)> {
-        let mut archive = tar::Archive::new(tar_bytes);
-        archive
-            .entries()
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                let h = e.header();
-                (
-                    String::from_utf8(e.path_bytes().into_owned()).unwrap(),
-                    h.mode().unwrap(),
-                    h.uid().unwrap(),
-                    h.gid().unwrap(),
-                    h.mtime().unwrap(),
-                    h.entry_type(),
-                )
-            })
-            .collect()
-    }
-
     #[test]
     fn insertion_order_does_not_change_the_bytes() {
         let a = sample(&["bin", "conf", "link", "owned"]).to_tar(1_700_000_000).unwrap();
@@ -370,7 +351,7 @@ mod tests {
     fn entries_are_sorted_with_fixed_owners_modes_and_mtimes() {
         let tar_bytes = sample(&["bin", "conf", "link", "owned"]).to_tar(1234).unwrap();
         let entries = read_entries(&tar_bytes);
-        let paths: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
             [
@@ -384,7 +365,16 @@ mod tests {
                 "usr/bin/agent"
             ]
         );
-        for (path, mode, uid, gid, mtime, kind) in &entries {
+        for ReadEntry {
+            path,
+            mode,
+            uid,
+            gid,
+            mtime,
+            kind,
+            ..
+        } in &entries
+        {
             assert_eq!(*mtime, 1234, "{path}");
             match path.as_str() {
                 "etc/app/" => assert_eq!((*uid, *gid, *mode), (10001, 10001, 0o755)),
@@ -417,7 +407,7 @@ mod tests {
         let mut tree = Tree::new();
         tree.file(&long, b"x".to_vec(), 0o644, Owner::ROOT).unwrap();
         let tar_bytes = tree.to_tar(0).unwrap();
-        let paths: Vec<String> = read_entries(&tar_bytes).into_iter().map(|e| e.0).collect();
+        let paths: Vec<String> = read_entries(&tar_bytes).into_iter().map(|e| e.path).collect();
         assert_eq!(paths, [long]);
     }
 
@@ -498,5 +488,45 @@ mod tests {
             .read_to_end(&mut out)
             .unwrap();
         assert_eq!(out, b"hello");
+    }
+}
+
+/// Reading archives back, for the tests of this module and of `main.rs`.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// One tar entry's header fields, as a test checks them.
+    #[derive(Debug)]
+    pub(crate) struct ReadEntry {
+        pub path: String,
+        pub kind: tar::EntryType,
+        pub mode: u32,
+        pub uid: u64,
+        pub gid: u64,
+        pub mtime: u64,
+        pub user: Vec<u8>,
+        pub group: Vec<u8>,
+    }
+
+    /// Every entry of an uncompressed tar, in archive order.
+    pub(crate) fn read_entries(tar_bytes: &[u8]) -> Vec<ReadEntry> {
+        let mut archive = tar::Archive::new(tar_bytes);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                ReadEntry {
+                    path: String::from_utf8(e.path_bytes().into_owned()).unwrap(),
+                    kind: h.entry_type(),
+                    mode: h.mode().unwrap(),
+                    uid: h.uid().unwrap(),
+                    gid: h.gid().unwrap(),
+                    mtime: h.mtime().unwrap(),
+                    user: h.username_bytes().unwrap_or_default().to_vec(),
+                    group: h.groupname_bytes().unwrap_or_default().to_vec(),
+                }
+            })
+            .collect()
     }
 }

@@ -591,6 +591,7 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::test_support::{read_entries, ReadEntry};
 
     fn inputs() -> Inputs {
         Inputs {
@@ -820,30 +821,6 @@ mod tests {
         assert!(layer.iter().any(|e| e.0 == CA_BUNDLE && e.3 == b"A\n"));
     }
 
-    /// (path, entry type, mode, uid, gid, user name, group name) of every entry of a tar.
-    type TarEntry = (String, tar::EntryType, u32, u64, u64, Vec<u8>, Vec<u8>);
-
-    fn tar_entries(tar_bytes: &[u8]) -> Vec<TarEntry> {
-        let mut archive = tar::Archive::new(tar_bytes);
-        archive
-            .entries()
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                let h = e.header();
-                (
-                    String::from_utf8(e.path_bytes().into_owned()).unwrap(),
-                    h.entry_type(),
-                    h.mode().unwrap(),
-                    h.uid().unwrap(),
-                    h.gid().unwrap(),
-                    h.username_bytes().unwrap_or_default().to_vec(),
-                    h.groupname_bytes().unwrap_or_default().to_vec(),
-                )
-            })
-            .collect()
-    }
-
     fn gunzip(bytes: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out).unwrap();
@@ -856,8 +833,8 @@ mod tests {
         let args = build_args(dir.path());
         build(&args).unwrap();
         let tarball = fs::read(args.out.join("agent-data-plane-0.1.0-linux-armv7.tar.gz")).unwrap();
-        let entries = tar_entries(&gunzip(&tarball));
-        let got: Vec<(&str, tar::EntryType, u32)> = entries.iter().map(|e| (e.0.as_str(), e.1, e.2)).collect();
+        let entries = read_entries(&gunzip(&tarball));
+        let got: Vec<(&str, tar::EntryType, u32)> = entries.iter().map(|e| (e.path.as_str(), e.kind, e.mode)).collect();
         use tar::EntryType::{Directory as D, Regular as F};
         assert_eq!(
             got,
@@ -871,7 +848,15 @@ mod tests {
                 ("usr/share/doc/agent-data-plane/sbom.cdx.json", F, 0o644),
             ]
         );
-        for (path, _, _, uid, gid, user, group) in &entries {
+        for ReadEntry {
+            path,
+            uid,
+            gid,
+            user,
+            group,
+            ..
+        } in &entries
+        {
             assert_eq!((*uid, *gid), (0, 0), "{path}");
             assert!(user.is_empty() && group.is_empty(), "{path}: no names");
         }
@@ -894,9 +879,17 @@ mod tests {
 
         let layers = manifest["layers"].as_array().unwrap();
         assert_eq!(layers.len(), 1);
-        let entries = tar_entries(&gunzip(&blob(layers[0]["digest"].as_str().unwrap())));
+        let entries = read_entries(&gunzip(&blob(layers[0]["digest"].as_str().unwrap())));
         assert!(entries.len() > 10, "{entries:?}");
-        for (path, kind, mode, uid, gid, _, _) in &entries {
+        for ReadEntry {
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+            ..
+        } in &entries
+        {
             if *kind == tar::EntryType::Symlink {
                 continue;
             }
