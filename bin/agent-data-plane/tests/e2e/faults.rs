@@ -264,11 +264,15 @@ impl Agent {
         self.wait_metric("adp_forwarder_retry_queue_bytes", |b| b == 0.0).await;
     }
 
-    /// SIGTERM, then the exit status and the whole log.
-    async fn stop(mut self) -> (std::process::ExitStatus, String) {
+    /// SIGTERM; asserts a zero exit and a clean log ([`assert_clean`]), and
+    /// returns the whole log.
+    async fn stop(mut self) -> String {
         sigterm(&self.adp);
         let status = self.adp.wait_exit().await;
-        (status, self.adp.log())
+        let log = self.adp.log();
+        assert!(status.success(), "exit {status}:\n{log}");
+        assert_clean(&log);
+        log
     }
 }
 
@@ -333,9 +337,7 @@ async fn a_60_second_503_outage_then_recovery_delivers_exact_totals_without_dupl
     agent.wait_drained().await;
     let retries = agent.retries();
     let sent = load.stop();
-    let (status, log) = agent.stop().await;
-    assert!(status.success(), "exit {status}:\n{log}");
-    assert_clean(&log);
+    agent.stop().await;
 
     let r = intake.received();
     let refusals = r.request_log.iter().filter(|q| q.status == 503).count();
@@ -408,9 +410,7 @@ async fn answers_slower_than_the_forwarder_timeout_are_retried_and_arrive_at_lea
         .unwrap();
     agent.wait_drained().await;
     let sent = load.stop();
-    let (status, log) = agent.stop().await;
-    assert!(status.success(), "exit {status}:\n{log}");
-    assert_clean(&log);
+    let log = agent.stop().await;
     let timeouts = log
         .lines()
         .filter(|l| l.contains("Payload not delivered; will retry.") && l.contains("timed out (forwarder_timeout)"))
@@ -472,9 +472,7 @@ async fn a_refusal_is_dropped_not_retried(status: u16, prefix: &'static str) -> 
     assert_eq!(dropped, REFUSED as f64);
     assert_eq!(agent.retries(), 0.0);
     let sent = load.stop();
-    let (exit, log) = agent.stop().await;
-    assert!(exit.success(), "exit {exit}:\n{log}");
-    assert_clean(&log);
+    let log = agent.stop().await;
 
     let r = intake.received();
     let refusals = r.request_log.iter().filter(|q| q.status == status).count() as u64;
@@ -554,9 +552,7 @@ async fn connection_refused_until_the_intake_comes_up_then_exact_totals() {
     intake.wait_for(TIMEOUT, |r| accepted(r) > 0).await.unwrap();
     agent.wait_drained().await;
     let sent = load.stop();
-    let (status, log) = agent.stop().await;
-    assert!(status.success(), "exit {status}:\n{log}");
-    assert_clean(&log);
+    agent.stop().await;
     let r = intake.received();
     assert!(r.request_log.iter().all(|q| q.status == 202), "{:?}", r.request_log);
     Totals::received(&r, "refused").assert_exact(sent);
@@ -590,9 +586,7 @@ async fn connections_closed_or_reset_without_an_answer_are_retried_with_exact_to
     }
     agent.wait_drained().await;
     let sent = load.stop();
-    let (status, log) = agent.stop().await;
-    assert!(status.success(), "exit {status}:\n{log}");
-    assert_clean(&log);
+    let log = agent.stop().await;
     let retried: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("Payload not delivered; will retry."))
@@ -635,9 +629,7 @@ async fn an_unresolvable_host_is_logged_and_the_retry_queue_stays_bounded() {
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["components"]["forwarder"]["ready"], true, "{body}");
     let sent = load.stop();
-    let (status, log) = agent.stop().await;
-    assert!(status.success(), "exit {status}:\n{log}");
-    assert_clean(&log);
+    let log = agent.stop().await;
     assert!(
         log.contains("Retry queue full (forwarder_retry_queue_payloads_max_size)"),
         "{log}"
@@ -665,9 +657,7 @@ async fn sigterm_under_load_delivers_exact_totals() {
         .await
         .unwrap();
     let sent = load.stop();
-    let (status, log) = agent.stop().await;
-    assert!(status.success(), "exit {status}:\n{log}");
-    assert_clean(&log);
+    agent.stop().await;
     let r = intake.received();
     assert!(r.request_log.iter().all(|q| q.status == 202), "{:?}", r.request_log);
     Totals::received(&r, "sigterm").assert_exact(sent);
@@ -688,10 +678,8 @@ async fn sigterm_while_the_intake_fails_drops_the_backlog_after_the_drain_timeou
     intake.wait_for(TIMEOUT, |r| r.refused.len() >= 4).await.unwrap();
     let sent = load.stop();
     let stopping = Instant::now();
-    let (status, log) = agent.stop().await;
+    let log = agent.stop().await;
     let took = stopping.elapsed();
-    assert!(status.success(), "exit {status}:\n{log}");
-    assert_clean(&log);
     let r = intake.received();
     assert_eq!(accepted(&r), 0);
     let line = log
@@ -742,9 +730,7 @@ async fn sigterm_while_the_intake_fails_persists_the_backlog_and_the_next_start_
     let load = Load::start(&agent.socket, "persisted");
     intake.wait_for(TIMEOUT, |r| r.refused.len() >= 4).await.unwrap();
     let sent = load.stop();
-    let (status, log) = agent.stop().await;
-    assert!(status.success(), "exit {status}:\n{log}");
-    assert_clean(&log);
+    let log = agent.stop().await;
     assert_eq!(accepted(&intake.received()), 0);
     let line = log
         .lines()
@@ -762,8 +748,7 @@ async fn sigterm_while_the_intake_fails_persists_the_backlog_and_the_next_start_
         .await
         .unwrap_or_else(|e| panic!("{e}:\n{}", agent.adp.log()));
     let replayed = agent.metric("adp_forwarder_payloads_replayed_total");
-    let (status, log2) = agent.stop().await;
-    assert!(status.success(), "exit {status}:\n{log2}");
+    agent.stop().await;
     Totals::received(&r, "persisted").assert_exact(sent);
     Totals::received(&intake.received(), "persisted").assert_exact(sent);
     eprintln!(
