@@ -64,9 +64,12 @@ apt_spec() { if [ "$2" = all ]; then printf '%s=%s' "$1" "$3"; else printf '%s:%
 
 refresh_lock() {
     local tmp name arch version sum candidate file
+    local -A seen=()
     tmp=$(mktemp)
     grep -E '^[[:space:]]*(#|$)' "$LOCK" >"$tmp"
     while read -r name arch version sum; do
+        [ -z "${seen[$name:$arch]:-}" ] || continue
+        seen[$name:$arch]=1
         if [ "$arch" = all ]; then
             candidate=$(apt-cache policy "$name" | awk '/Candidate:/ {print $2}')
         else
@@ -84,21 +87,24 @@ refresh_lock() {
     say "wrote $LOCK; review it (git diff packaging/debs.lock) and commit it"
 }
 
-# Fetches every locked .deb into the cache and verifies its sha256.
+# Fetches every locked package into the cache and verifies its sha256. A
+# package may be pinned more than once, in order of preference: Debian mirrors
+# at different point releases carry different versions (seen: ca-certificates
+# 20250419~deb12u2 on one machine, only 20230311+deb12u1 on another), so the
+# first pinned version the mirror still has is used, and always by its hash.
 fetch_debs() {
-    local name arch version sum file actual available
+    local name arch version sum file actual available key
+    local -A done=() tried=()
     DEBS=()
     CA_DEB=
     while read -r name arch version sum; do
+        key=$name:$arch
+        [ -z "${done[$key]:-}" ] || continue
         file=$DEB_CACHE/$(deb_file "$name" "$version" "$arch")
-        if [ ! -f "$file" ]; then
-            if ! (cd "$DEB_CACHE" && run apt-get "${APT_OPTS[@]}" -q download "$(apt_spec "$name" "$arch" "$version")"); then
-                available=$(apt-cache madison "$([ "$arch" = all ] && echo "$name" || echo "$name:$arch")" 2>/dev/null |
-                    awk '{print $3}' | sort -u | tr '\n' ' ')
-                die "cannot download $name:$arch=$version pinned in packaging/debs.lock" \
-                    "(apt offers: ${available:-nothing; is armhf added and 'apt-get update' done?})." \
-                    "Refresh the lock with: checks/build-adp-armv7.sh --refresh-lock"
-            fi
+        if [ ! -f "$file" ] &&
+            ! (cd "$DEB_CACHE" && run apt-get "${APT_OPTS[@]}" -q download "$(apt_spec "$name" "$arch" "$version")"); then
+            tried[$key]="${tried[$key]:-}$version "
+            continue
         fi
         actual=$(sha256sum "$file" | cut -d' ' -f1)
         if [ "$actual" != "$sum" ]; then
@@ -106,8 +112,18 @@ fetch_debs() {
                 "(delete the file to re-download; if the archive really changed, refresh with --refresh-lock and review)"
         fi
         say "verified $name:$arch=$version sha256:$sum"
+        done[$key]=1
         if [ "$name" = ca-certificates ]; then CA_DEB=$file; else DEBS+=(--deb "$file"); fi
     done < <(lock_entries)
+    for key in "${!tried[@]}"; do
+        [ -z "${done[$key]:-}" ] || continue
+        name=${key%%:*} arch=${key#*:}
+        available=$(apt-cache madison "$([ "$arch" = all ] && echo "$name" || echo "$key")" 2>/dev/null |
+            awk '{print $3}' | sort -u | tr '\n' ' ')
+        die "cannot download $key at any version pinned in packaging/debs.lock (${tried[$key]% })" \
+            "(apt offers: ${available:-nothing; is armhf added and 'apt-get update' done?})." \
+            "Add or refresh the pin with: checks/build-adp-armv7.sh --refresh-lock"
+    done
     [ -n "$CA_DEB" ] || die "packaging/debs.lock pins no ca-certificates package"
 }
 
