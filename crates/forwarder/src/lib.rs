@@ -29,9 +29,12 @@
 //!   dropped. 404 is retried, as in the Agent.
 //! - Failures block the destination for an exponential, jittered backoff
 //!   ([`backoff`](crate::backoff) documents the exact formula).
-//! - The in-memory queue per destination is bounded; the oldest copies are
-//!   evicted first, to disk storage when `forwarder_storage_max_size_in_bytes`
-//!   is set ([`storage`](crate::storage) documents the file format).
+//! - The in-memory queue per destination is bounded; while the destination
+//!   accepts, new copies wait in the input buffer until the queue has room (a
+//!   flush larger than the bound is delayed, not evicted); while it backs off,
+//!   the oldest copies are evicted first, to disk storage when
+//!   `forwarder_storage_max_size_in_bytes` is set ([`storage`](crate::storage)
+//!   documents the file format).
 //! - Shutdown: when the `shutdown` future given to [`Forwarder::run`]
 //!   completes (or every handle is dropped), the forwarder stops accepting,
 //!   keeps sending for up to `forwarder_stop_timeout`, then persists what is
@@ -71,7 +74,7 @@ use std::time::Duration;
 use adp_payloads::{EncodedPayload, Endpoint};
 use adp_telemetry::Registry;
 use http::{HeaderValue, Uri};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use config::{ConfigError, ForwarderConfig, ProxyConfig, DEFAULT_RETRY_QUEUE_MAX_SIZE};
 
@@ -279,6 +282,7 @@ impl Forwarder {
             agent_version: header("agent_version", config.agent_version.clone())?,
             user_agent: header("agent_version", format!("datadog-agent/{}", config.agent_version))?,
             payload_version: header("agent_payload_version", config.agent_payload_version.clone())?,
+            stopping: watch::channel(false).0,
         });
         let (tx, rx) = mpsc::channel(config.forwarder_high_prio_buffer_size);
         Ok(Self {
@@ -344,7 +348,9 @@ impl Forwarder {
                 },
             }
         }
-        // Stop accepting, but forward what was already accepted.
+        // Stop accepting, but forward what was already accepted; workers take
+        // all their input now, so that their drain deadline starts.
+        shared.stopping.send_replace(true);
         rx.close();
         while let Some(p) = rx.recv().await {
             dispatch(p).await;

@@ -464,6 +464,34 @@ async fn a_full_retry_queue_evicts_the_oldest_payloads() {
     f.stop().await;
 }
 
+/// A flush can hand over more than the retry queue holds at once; while the
+/// intake accepts, the excess waits in the input buffer instead of evicting
+/// (it once cost the heavy benchmark payloads with a healthy intake).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_larger_than_the_retry_queue_is_delivered_while_the_intake_accepts() {
+    let intake = Intake::start(|_, _| Reply::Status(200)).await;
+    let registry = Registry::new();
+    let c = ForwarderConfig {
+        forwarder_retry_queue_payloads_max_size: 300,
+        ..config(&intake)
+    };
+    let f = Running::start(c, &registry);
+    // 20 × 100 bytes submitted back to back: far faster than requests complete.
+    for i in 0..20 {
+        f.send(payload(Endpoint::Series, &format!("{i:02}{}", "x".repeat(98))))
+            .await;
+    }
+    wait_for("20 deliveries", || intake.received().len() == 20).await;
+    assert_eq!(f.stop().await, ShutdownReport::default());
+    assert_eq!(
+        value(&registry, "adp_forwarder_payloads_dropped", &[("reason", "evicted")]),
+        0
+    );
+    let mut firsts: Vec<String> = intake.bodies().iter().map(|b| b[..2].to_owned()).collect();
+    firsts.sort_unstable();
+    assert_eq!(firsts, (0..20).map(|i| format!("{i:02}")).collect::<Vec<_>>());
+}
+
 /// With disk storage, a payload larger than the memory queue on its own is
 /// stored, then replayed and sent; it used to bounce between the queue bound
 /// and the disk forever (every replay stored it again as `too_large`).

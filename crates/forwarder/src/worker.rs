@@ -3,10 +3,15 @@
 //! domain).
 //!
 //! The queue is FIFO and holds every copy waiting to be sent, new or failed,
-//! bounded by `forwarder_retry_queue_payloads_max_size` body bytes. A failed
-//! copy goes back to the front (it is the oldest); when the bound is exceeded
-//! the oldest copies leave first, to disk storage when it is enabled or
-//! dropped as `evicted`. While the queue is empty and the destination is not
+//! bounded by `forwarder_retry_queue_payloads_max_size` body bytes. While the
+//! destination accepts, new copies are taken from the input only as the queue
+//! has room: the rest wait in the input buffer (`forwarder_high_prio_buffer_size`),
+//! as the Agent's do in its high-priority channel, so one flush larger than the
+//! bound is sent in full rather than evicted on arrival. While the destination
+//! is backing off (and at shutdown) every copy is taken: a failed copy goes
+//! back to the front (it is the oldest), and when the bound is exceeded the
+//! oldest copies leave first, to disk storage when it is enabled or dropped as
+//! `evicted`. While the queue is empty and the destination is not
 //! blocked, stored payloads are read back one at a time, oldest first, and
 //! sent even when one alone exceeds the bound (that is why it was stored).
 
@@ -18,7 +23,7 @@ use std::time::Duration;
 
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::backoff::{Backoff, CircuitBreaker};
@@ -42,6 +47,8 @@ pub(crate) struct Shared {
     pub agent_version: HeaderValue,
     pub user_agent: HeaderValue,
     pub payload_version: HeaderValue,
+    /// Set when the forwarder stops accepting: workers then take all their input.
+    pub stopping: watch::Sender<bool>,
 }
 
 /// What a worker did with its leftovers at shutdown.
@@ -103,6 +110,8 @@ impl DomainWorker {
         let mut inflight: Option<(Transaction, InFlight)> = None;
         let mut input_open = true;
         let mut deadline: Option<Instant> = None;
+        let mut stop = self.shared.stopping.subscribe();
+        let mut stopping = *stop.borrow_and_update();
         loop {
             let now = Instant::now();
             let blocked = self.breaker.blocked_until(now);
@@ -123,10 +132,13 @@ impl DomainWorker {
             // back to disk after a failure waited for the next input).
             let wake =
                 blocked.filter(|_| inflight.is_none() && (!self.queue.is_empty() || (input_open && self.has_stored())));
+            let take_input =
+                input_open && (stopping || blocked.is_some() || self.queue_bytes < self.shared.max_queue_bytes);
             tokio::select! {
                 biased;
                 () = sleep_until(deadline) => break,
-                msg = self.rx.recv(), if input_open => match msg {
+                _ = stop.changed(), if !stopping => stopping = true,
+                msg = self.rx.recv(), if take_input => match msg {
                     Some(t) => self.enqueue(t),
                     None => {
                         input_open = false;
