@@ -54,8 +54,9 @@ pub fn memory_bounds(config: &Config) -> Vec<ComponentBounds> {
     let listeners = u64::from(d.port != 0) + u64::from(d.socket.is_some()) + u64::from(d.stream_socket.is_some());
     let receive_buffers = listeners.saturating_mul(d.buffer_size);
     let dogstatsd_min = receive_buffers.saturating_add(d.string_interner_size);
-    // A queued batch is the decoded form of one datagram: about twice its wire size.
-    let dogstatsd_firm = dogstatsd_min.saturating_add(d.queue_size.saturating_mul(d.buffer_size).saturating_mul(2));
+    // A queued batch is the decoded form of less than 1.5 buffers of packets
+    // (the listeners group waiting packets), decoded about twice their wire size.
+    let dogstatsd_firm = dogstatsd_min.saturating_add(d.queue_size.saturating_mul(d.buffer_size).saturating_mul(3));
     let s = &config.serializer;
     let encoder = s
         .max_series_uncompressed_payload_size

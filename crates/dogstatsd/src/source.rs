@@ -534,6 +534,37 @@ mod tests {
         assert_eq!(v("adp_dogstatsd_bytes", &[("listener", "udp")]), 18 + 65 + 5 + 8);
     }
 
+    /// Packets already waiting are decoded into one batch: at most
+    /// `PACKETS_PER_BATCH`, and no more once half a buffer of bytes is in.
+    #[tokio::test]
+    async fn waiting_udp_packets_share_a_batch_up_to_the_packet_and_byte_limits() {
+        for (buffer_size, expected) in [(8192, vec![32, 8]), (64, vec![4; 10])] {
+            let port = free_udp_port();
+            let source = DogStatsDConfig {
+                dogstatsd_port: port,
+                dogstatsd_buffer_size: buffer_size,
+                ..config()
+            }
+            .build(&Registry::new())
+            .unwrap();
+            let (tx, mut rx) = mpsc::channel(64);
+            let running = source.start(tx).await.unwrap();
+            let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            // Sent before this single-threaded runtime first polls the listener.
+            for i in 0..40 {
+                client
+                    .send_to(format!("m{i:02}:1|c\n").as_bytes(), running.udp_addr().unwrap())
+                    .unwrap();
+            }
+            let batches = metrics(&mut rx, 40).await;
+            let sizes: Vec<usize> = batches.iter().map(|b| b.metrics.len()).collect();
+            assert_eq!(sizes, expected, "buffer {buffer_size}");
+            let expected_names: Vec<String> = (0..40).map(|i| format!("m{i:02}")).collect();
+            assert_eq!(names(&batches), expected_names, "in order");
+            running.shutdown().await;
+        }
+    }
+
     #[tokio::test]
     async fn unix_datagrams_carry_the_senders_credentials() {
         let dir = tempfile::tempdir().unwrap();

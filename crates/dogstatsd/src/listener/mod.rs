@@ -8,6 +8,10 @@
 //! (`dogstatsd_so_rcvbuf`) absorbs or drops the excess — back pressure never
 //! grows memory here.
 //!
+//! Datagram listeners decode the packets that are already waiting into one
+//! batch — at most [`PACKETS_PER_BATCH`] packets and about half a buffer of
+//! bytes past the first, so a batch holds less than 1.5 buffers of packets.
+//!
 //! Payloads larger than the buffer are counted as truncated and dropped whole:
 //! a cut-off DogStatsD message would decode to wrong values.
 //!
@@ -36,6 +40,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::decoder::Batch;
 use crate::telemetry::ListenerTelemetry;
+
+/// The most packets decoded into one batch (the Agent's
+/// `dogstatsd_packet_buffer_size` default).
+pub(crate) const PACKETS_PER_BATCH: usize = 32;
 
 /// Where a listener listens.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -36,7 +36,11 @@ pub(crate) async fn run(socket: UdpSocket, mut decoder: Decoder, mut pipe: Pipe)
             _ = pipe.shutdown.changed() => break,
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, _)) => {
-                    if !handle(&buf, n, &mut decoder, &pipe).await {
+                    let mut batch = Batch::default();
+                    decoder.tick(Instant::now());
+                    decode(&buf, n, &mut decoder, &pipe, &mut batch);
+                    add_ready_packets(&socket, &mut buf, n, &mut decoder, &pipe, &mut batch);
+                    if !pipe.send(batch).await {
                         return;
                     }
                 }
@@ -45,22 +49,45 @@ pub(crate) async fn run(socket: UdpSocket, mut decoder: Decoder, mut pipe: Pipe)
         }
     }
     while let Ok((n, _)) = socket.try_recv_from(&mut buf) {
-        if !handle(&buf, n, &mut decoder, &pipe).await {
+        let mut batch = Batch::default();
+        decode(&buf, n, &mut decoder, &pipe, &mut batch);
+        if !pipe.send(batch).await {
             return;
         }
     }
 }
 
-async fn handle(buf: &[u8], n: usize, decoder: &mut Decoder, pipe: &Pipe) -> bool {
+/// Decodes into `batch` the packets the kernel already holds, up to
+/// [`PACKETS_PER_BATCH`](super::PACKETS_PER_BATCH) in all and until they
+/// total half the buffer: one channel send and one consumer wake-up for a run
+/// of packets instead of one each, as the Agent's packet buffer
+/// (`dogstatsd_packet_buffer_size`) groups them.
+fn add_ready_packets(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    first: usize,
+    decoder: &mut Decoder,
+    pipe: &Pipe,
+    batch: &mut Batch,
+) {
+    let mut bytes = first;
+    for _ in 1..super::PACKETS_PER_BATCH {
+        if bytes >= pipe.buffer_size / 2 {
+            break;
+        }
+        let Ok((n, _)) = socket.try_recv_from(buf) else { break };
+        decode(buf, n, decoder, pipe, batch);
+        bytes = bytes.saturating_add(n);
+    }
+}
+
+fn decode(buf: &[u8], n: usize, decoder: &mut Decoder, pipe: &Pipe, batch: &mut Batch) {
     pipe.telemetry.packets.inc();
     pipe.telemetry.bytes.add(n as u64);
     if n > pipe.buffer_size {
         pipe.telemetry.truncated.inc();
         decoder.telemetry().error(DecodeError::Truncated).inc();
-        return true;
+        return;
     }
-    let mut batch = Batch::default();
-    decoder.tick(Instant::now());
-    decoder.decode_packet(buf.get(..n).unwrap_or(&[]), &mut batch);
-    pipe.send(batch).await
+    decoder.decode_packet(buf.get(..n).unwrap_or(&[]), batch);
 }

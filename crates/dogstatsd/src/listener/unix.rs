@@ -65,44 +65,72 @@ pub(crate) fn bind_stream(path: &Path, so_rcvbuf: usize) -> Result<UnixListener,
 pub(crate) async fn run_datagram(socket: UnixDatagram, path: PathBuf, mut decoder: Decoder, mut pipe: Pipe) {
     let mut buf = vec![0u8; pipe.buffer_size.max(1)];
     let fd = socket.as_raw_fd();
+    let recv = |buf: &mut [u8]| socket.try_io(Interest::READABLE, || recv_with_credentials(fd, buf));
     loop {
         let received = tokio::select! {
             biased;
             _ = pipe.shutdown.changed() => break,
             r = socket.async_io(Interest::READABLE, || recv_with_credentials(fd, &mut buf)) => r,
         };
-        match received {
-            Ok(r) => {
-                if !handle_datagram(&buf, r, &mut decoder, &pipe).await {
+        let first = match received {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "DogStatsD Unix datagram receive failed.");
+                continue;
+            }
+        };
+        decoder.tick(Instant::now());
+        let mut batch = Batch {
+            origin: first.credentials,
+            ..Batch::default()
+        };
+        decode_datagram(&buf, first, &mut decoder, &pipe, &mut batch);
+        // The packets already waiting join the batch (see `PACKETS_PER_BATCH`),
+        // as long as they come from the same sender: a batch has one origin.
+        let mut bytes = first.len;
+        for _ in 1..super::PACKETS_PER_BATCH {
+            if bytes >= pipe.buffer_size / 2 {
+                break;
+            }
+            let Ok(next) = recv(&mut buf) else { break };
+            if next.credentials != batch.origin {
+                let other = Batch {
+                    origin: next.credentials,
+                    ..Batch::default()
+                };
+                if !pipe.send(std::mem::replace(&mut batch, other)).await {
                     return remove(&path);
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "DogStatsD Unix datagram receive failed."),
+            decode_datagram(&buf, next, &mut decoder, &pipe, &mut batch);
+            bytes = bytes.saturating_add(next.len);
+        }
+        if !pipe.send(batch).await {
+            return remove(&path);
         }
     }
-    while let Ok(r) = socket.try_io(Interest::READABLE, || recv_with_credentials(fd, &mut buf)) {
-        if !handle_datagram(&buf, r, &mut decoder, &pipe).await {
+    while let Ok(r) = recv(&mut buf) {
+        let mut batch = Batch {
+            origin: r.credentials,
+            ..Batch::default()
+        };
+        decode_datagram(&buf, r, &mut decoder, &pipe, &mut batch);
+        if !pipe.send(batch).await {
             break;
         }
     }
     remove(&path);
 }
 
-async fn handle_datagram(buf: &[u8], r: super::credentials::Received, decoder: &mut Decoder, pipe: &Pipe) -> bool {
+fn decode_datagram(buf: &[u8], r: super::credentials::Received, decoder: &mut Decoder, pipe: &Pipe, batch: &mut Batch) {
     pipe.telemetry.packets.inc();
     pipe.telemetry.bytes.add(r.len as u64);
     if r.truncated {
         pipe.telemetry.truncated.inc();
         decoder.telemetry().error(DecodeError::Truncated).inc();
-        return true;
+        return;
     }
-    let mut batch = Batch {
-        origin: r.credentials,
-        ..Batch::default()
-    };
-    decoder.tick(Instant::now());
-    decoder.decode_packet(buf.get(..r.len).unwrap_or(&[]), &mut batch);
-    pipe.send(batch).await
+    decoder.decode_packet(buf.get(..r.len).unwrap_or(&[]), batch);
 }
 
 fn remove(path: &Path) {
