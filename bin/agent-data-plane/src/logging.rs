@@ -8,9 +8,9 @@
 use std::sync::{Arc, Mutex};
 
 use adp_config::LogLevel;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::{fmt, reload, Registry};
 
 /// Changes and reports the log level of the running process. Cloning shares it.
