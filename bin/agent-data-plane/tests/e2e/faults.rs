@@ -213,37 +213,11 @@ struct Agent {
 
 impl Agent {
     async fn start(env: &Env, dir: &Path) -> Self {
-        let mut adp = Running::start(env.vars(), &dir.join("adp.pid"));
-        adp.wait_for_line("Topology healthy. Waiting for interrupt...").await;
-        let api = address_in(&adp.wait_for_line("Serving unprivileged API on").await);
+        let (adp, api) = start_healthy(env, dir).await;
         Self {
             adp,
             api,
             socket: dir.join("dsd.socket"),
-        }
-    }
-
-    /// One series of the agent's telemetry (`name{labels}`), 0 when absent.
-    fn metric(&self, series: &str) -> f64 {
-        let (status, body) = http_get(&self.api, "/metrics");
-        assert_eq!(status, 200, "{body}");
-        metric_in(&body, series).unwrap_or(0.0)
-    }
-
-    /// Polls the telemetry until `series` satisfies `condition`; returns its value.
-    async fn wait_metric(&self, series: &str, condition: impl Fn(f64) -> bool) -> f64 {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let value = self.metric(series);
-            if condition(value) {
-                return value;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{series} = {value} after {TIMEOUT:?}:\n{}",
-                self.adp.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -260,24 +234,21 @@ impl Agent {
     }
 
     /// Waits until the forwarder holds nothing for retry.
-    async fn wait_drained(&self) {
-        self.wait_metric("adp_forwarder_retry_queue_bytes", |b| b == 0.0).await;
+    async fn wait_drained(&mut self) {
+        wait_metric(&mut self.adp, &self.api, "adp_forwarder_retry_queue_bytes", |b| {
+            b == 0.0
+        })
+        .await;
     }
 
-    /// SIGTERM; asserts a zero exit and a clean log ([`assert_clean`]), and
-    /// returns the whole log.
+    /// SIGTERM; asserts a zero exit, no crash in the log and no API key in
+    /// it, and returns the whole log.
     async fn stop(mut self) -> String {
-        sigterm(&self.adp);
-        let status = self.adp.wait_exit().await;
-        let log = self.adp.log();
-        assert!(status.success(), "exit {status}:\n{log}");
-        assert_clean(&log);
+        let log = self.adp.stop().await;
+        assert_clean_log(&log, &[]);
+        assert!(!log.contains(API_KEY), "the API key leaked into the log:\n{log}");
         log
     }
-}
-
-fn loopback() -> std::net::SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
 }
 
 fn accepted(r: &Received) -> u64 {
@@ -294,13 +265,6 @@ fn field<'a>(line: &'a str, name: &str) -> &'a str {
     line[start..].split(' ').next().unwrap()
 }
 
-fn assert_clean(log: &str) {
-    for bad in ["panic", "bus error", "segmentation fault"] {
-        assert!(!log.to_lowercase().contains(bad), "{bad:?} in the log:\n{log}");
-    }
-    assert!(!log.contains(API_KEY), "the API key leaked into the log:\n{log}");
-}
-
 /// The outage: the intake answers 503 for a whole minute while load
 /// continues; the forwarder retries with backoff and queues in memory, and
 /// after recovery every sample and event arrives exactly once.
@@ -310,7 +274,7 @@ async fn a_60_second_503_outage_then_recovery_delivers_exact_totals_without_dupl
     let started = Instant::now();
     let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let agent = Agent::start(&Env::standalone(&intake.url(), dir.path()), dir.path()).await;
+    let mut agent = Agent::start(&Env::standalone(&intake.url(), dir.path()), dir.path()).await;
     let load = Load::start(&agent.socket, "outage");
 
     // The outage starts under flow.
@@ -324,7 +288,10 @@ async fn a_60_second_503_outage_then_recovery_delivers_exact_totals_without_dupl
     // (one request in flight per destination), so the next acceptance is the recovery.
     let first = intake.wait_for(TIMEOUT, |r| !r.refused.is_empty()).await.unwrap();
     let before = accepted(&first);
-    agent.wait_metric("adp_forwarder_retry_queue_bytes", |b| b > 0.0).await;
+    wait_metric(&mut agent.adp, &agent.api, "adp_forwarder_retry_queue_bytes", |b| {
+        b > 0.0
+    })
+    .await;
     intake
         .wait_for(OUTAGE + TIMEOUT, |r| accepted(r) > before)
         .await
@@ -377,7 +344,7 @@ async fn answers_slower_than_the_forwarder_timeout_are_retried_and_arrive_at_lea
     let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let env = Env::standalone(&intake.url(), dir.path()).set("DD_FORWARDER_TIMEOUT", "2s");
-    let agent = Agent::start(&env, dir.path()).await;
+    let mut agent = Agent::start(&env, dir.path()).await;
     let load = Load::start(&agent.socket, "slow");
     intake
         .wait_for(TIMEOUT, |r| r.accepted_by(Endpoint::Series) > 0)
@@ -449,7 +416,7 @@ async fn a_refusal_is_dropped_not_retried(status: u16, prefix: &'static str) -> 
     let started = Instant::now();
     let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let agent = Agent::start(&Env::standalone(&intake.url(), dir.path()), dir.path()).await;
+    let mut agent = Agent::start(&Env::standalone(&intake.url(), dir.path()), dir.path()).await;
     let load = Load::start(&agent.socket, prefix);
     intake
         .wait_for(TIMEOUT, |r| r.accepted_by(Endpoint::Series) > 0)
@@ -463,12 +430,8 @@ async fn a_refusal_is_dropped_not_retried(status: u16, prefix: &'static str) -> 
     let base = accepted(&r);
     // Later payloads still arrive.
     intake.wait_for(TIMEOUT, |r| accepted(r) > base + 2).await.unwrap();
-    let dropped = agent
-        .wait_metric(
-            &format!("adp_forwarder_payloads_dropped_total{{reason=\"status_{status}\"}}"),
-            |n| n >= REFUSED as f64,
-        )
-        .await;
+    let dropped_series = format!("adp_forwarder_payloads_dropped_total{{reason=\"status_{status}\"}}");
+    let dropped = wait_metric(&mut agent.adp, &agent.api, &dropped_series, |n| n >= REFUSED as f64).await;
     assert_eq!(dropped, REFUSED as f64);
     assert_eq!(agent.retries(), 0.0);
     let sent = load.stop();
@@ -524,7 +487,7 @@ async fn a_403_is_not_retried_and_logs_an_api_key_problem_without_the_key() {
         .unwrap();
     assert!(line.contains("API key") && line.contains("`api_key`"), "{line}");
     eprintln!("403 log line: {line}");
-    // assert_clean scanned the whole log for the key.
+    // Agent::stop scanned the whole log for the key.
 }
 
 /// Nothing listens on the intake's port at first (connection refused), then
@@ -567,7 +530,7 @@ async fn connections_closed_or_reset_without_an_answer_are_retried_with_exact_to
     let started = Instant::now();
     let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let agent = Agent::start(&Env::standalone(&intake.url(), dir.path()), dir.path()).await;
+    let mut agent = Agent::start(&Env::standalone(&intake.url(), dir.path()), dir.path()).await;
     let load = Load::start(&agent.socket, "reset");
     intake
         .wait_for(TIMEOUT, |r| r.accepted_by(Endpoint::Series) > 0)
@@ -619,10 +582,9 @@ async fn an_unresolvable_host_is_logged_and_the_retry_queue_stays_bounded() {
         "names the host and the problem: {line}"
     );
     eprintln!("unresolvable host log line: {line}");
-    let evicted = agent
-        .wait_metric("adp_forwarder_payloads_dropped_total{reason=\"evicted\"}", |n| n >= 5.0)
-        .await;
-    let queued = agent.metric("adp_forwarder_retry_queue_bytes");
+    let evicted_series = "adp_forwarder_payloads_dropped_total{reason=\"evicted\"}";
+    let evicted = wait_metric(&mut agent.adp, &agent.api, evicted_series, |n| n >= 5.0).await;
+    let queued = metric_or_zero(&agent.api, "adp_forwarder_retry_queue_bytes");
     assert!(queued > 0.0 && queued <= QUEUE_MAX, "retry queue {queued} bytes");
     let (status, body) = http_get(&agent.api, "/health/ready");
     assert_eq!(status, 200, "{body}");
@@ -747,7 +709,7 @@ async fn sigterm_while_the_intake_fails_persists_the_backlog_and_the_next_start_
         })
         .await
         .unwrap_or_else(|e| panic!("{e}:\n{}", agent.adp.log()));
-    let replayed = agent.metric("adp_forwarder_payloads_replayed_total");
+    let replayed = metric_or_zero(&agent.api, "adp_forwarder_payloads_replayed_total");
     agent.stop().await;
     Totals::received(&r, "persisted").assert_exact(sent);
     Totals::received(&intake.received(), "persisted").assert_exact(sent);

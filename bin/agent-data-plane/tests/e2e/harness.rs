@@ -1,7 +1,8 @@
 //! What every end-to-end test shares: the binary behind `$ADP_TEST_RUNNER`
-//! with a clean environment, a running agent whose log is collected, the
-//! standalone environment every pipeline test starts from, and small HTTP
-//! clients for the two APIs.
+//! with a clean environment, a running agent whose log is collected (started
+//! until healthy, stopped with SIGTERM and a zero exit, its log checked for
+//! crashes), the standalone environment every pipeline test starts from,
+//! reads of its telemetry, and small HTTP clients for the two APIs.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
@@ -44,7 +45,7 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
-use std::net::{TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -104,12 +105,6 @@ impl Env {
     }
 }
 
-/// Sends SIGTERM to the agent.
-pub fn sigterm(adp: &Running) {
-    // SAFETY: kill(2) on the child's pid with a valid signal number.
-    assert_eq!(unsafe { libc::kill(adp.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
-}
-
 /// A running `agent-data-plane run` whose standard error is collected line by line.
 pub struct Running {
     pub child: Child,
@@ -134,6 +129,16 @@ impl Running {
             }
         });
         Self { child, log }
+    }
+
+    /// SIGTERM; waits for the exit, asserts it is zero and returns the whole log.
+    pub async fn stop(&mut self) -> String {
+        // SAFETY: kill(2) on the child's pid with a valid signal number.
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+        let status = self.wait_exit().await;
+        let log = self.log();
+        assert!(status.success(), "exit {status}:\n{log}");
+        log
     }
 
     pub fn log(&self) -> String {
@@ -180,6 +185,26 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Starts `run` with `env` (its pidfile in `dir`), waits until the topology
+/// is healthy, and returns it with its unprivileged API address.
+pub async fn start_healthy(env: &Env, dir: &Path) -> (Running, String) {
+    let mut adp = Running::start(env.vars(), &dir.join("adp.pid"));
+    adp.wait_for_line("Topology healthy. Waiting for interrupt...").await;
+    let api = address_in(&adp.wait_for_line("Serving unprivileged API on").await);
+    (adp, api)
+}
+
+/// What a crash leaves in a log.
+const CRASH_MARKS: [&str; 3] = ["panic", "bus error", "segmentation fault"];
+
+/// Asserts that `log` holds no crash mark nor any of `also` (case-insensitive).
+pub fn assert_clean_log(log: &str, also: &[&str]) {
+    let lower = log.to_lowercase();
+    for bad in CRASH_MARKS.iter().chain(also) {
+        assert!(!lower.contains(&bad.to_lowercase()), "{bad:?} in the log:\n{log}");
     }
 }
 
@@ -244,8 +269,13 @@ pub async fn https_raw(addr: &str, cert: &rcgen::CertifiedKey, request: String) 
     String::from_utf8_lossy(&response).into_owned()
 }
 
+/// An ephemeral port on loopback, for an intake or a listener.
+pub fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind(loopback()).unwrap().local_addr().unwrap().port()
 }
 
 /// The value of one series of the unprivileged API's `/metrics`, e.g.
@@ -257,6 +287,11 @@ pub fn metric(api: &str, series: &str) -> Option<f64> {
     metric_in(&body, series)
 }
 
+/// [`metric`], with a series not (yet) exposed read as 0.
+pub fn metric_or_zero(api: &str, series: &str) -> f64 {
+    metric(api, series).unwrap_or(0.0)
+}
+
 /// [`metric`] on an already fetched `/metrics` body.
 pub fn metric_in(body: &str, series: &str) -> Option<f64> {
     body.lines()
@@ -265,12 +300,12 @@ pub fn metric_in(body: &str, series: &str) -> Option<f64> {
         .map(|(_, v)| v.parse().unwrap_or_else(|_| panic!("{series}: {v:?} is not a number")))
 }
 
-/// Polls [`metric`] until `condition` holds (a missing series reads as 0)
-/// and returns the value; fails after [`TIMEOUT`] or if the agent exits.
+/// Polls [`metric_or_zero`] until `condition` holds and returns the value;
+/// fails after [`TIMEOUT`] or if the agent exits.
 pub async fn wait_metric(adp: &mut Running, api: &str, series: &str, condition: impl Fn(f64) -> bool) -> f64 {
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let value = metric(api, series).unwrap_or(0.0);
+        let value = metric_or_zero(api, series);
         if condition(value) {
             return value;
         }

@@ -122,9 +122,7 @@ async fn secrets_reach_neither_the_trace_log_nor_any_api_response_nor_the_config
     const PROXY_USER: &str = "e2e-proxy-user";
     const PROXY_PASSWORD: &str = "e2e-proxy-pa55word";
     const ADDITIONAL_KEY: &str = "e2e-additional-key-9876543210";
-    let intake = TestIntake::start("127.0.0.1:0".parse().unwrap(), Behaviour::normal())
-        .await
-        .unwrap();
+    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
     let (proxy, proxied) = refusing_proxy().await;
     let dir = tempfile::tempdir().unwrap();
     let cert = write_credentials(dir.path());
@@ -168,10 +166,7 @@ async fn secrets_reach_neither_the_trace_log_nor_any_api_response_nor_the_config
         );
     }
 
-    let pidfile = dir.path().join("adp.pid");
-    let mut adp = Running::start(env.vars(), &pidfile);
-    adp.wait_for_line("Topology healthy. Waiting for interrupt...").await;
-    let api = address_in(&adp.wait_for_line("Serving unprivileged API on").await);
+    let (mut adp, api) = start_healthy(&env, dir.path()).await;
     let secure_api = address_in(&adp.wait_for_line("Serving privileged API on").await);
     let bearer = format!("Bearer {TOKEN}");
     let (status, body) = https(
@@ -236,10 +231,7 @@ async fn secrets_reach_neither_the_trace_log_nor_any_api_response_nor_the_config
     assert!(config.contains(r#""api_key":"********""#), "{config}");
     assert!(config.contains(&format!("{PROXY_USER}:********@")), "{config}");
 
-    sigterm(&adp);
-    let status = adp.wait_exit().await;
-    let log = adp.log();
-    assert!(status.success(), "exit {status}:\n{log}");
+    let log = adp.stop().await;
     for secret in &secrets {
         assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
     }
@@ -248,15 +240,11 @@ async fn secrets_reach_neither_the_trace_log_nor_any_api_response_nor_the_config
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_privileged_api_refuses_bad_credentials_as_the_agent_does_and_serves_no_plain_http() {
-    let intake = TestIntake::start("127.0.0.1:0".parse().unwrap(), Behaviour::normal())
-        .await
-        .unwrap();
+    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cert = write_credentials(dir.path());
     let env = Env::standalone(&intake.url(), dir.path());
-    let mut adp = Running::start(env.vars(), &dir.path().join("adp.pid"));
-    adp.wait_for_line("Topology healthy. Waiting for interrupt...").await;
-    let api = address_in(&adp.wait_for_line("Serving unprivileged API on").await);
+    let (mut adp, api) = start_healthy(&env, dir.path()).await;
     let secure_api = address_in(&adp.wait_for_line("Serving privileged API on").await);
 
     let same_length = "0".repeat(TOKEN.len());
@@ -397,27 +385,21 @@ async fn the_privileged_api_refuses_bad_credentials_as_the_agent_does_and_serves
     let (_, body) = https(&secure_api, &cert, request("GET", "/logging/level", Some(&bearer), "")).await;
     assert_eq!(body.trim(), r#"{"log_level":"info"}"#);
 
-    sigterm(&adp);
-    let status = adp.wait_exit().await;
-    let log = adp.log();
-    assert!(status.success(), "exit {status}:\n{log}");
+    let log = adp.stop().await;
     assert!(!log.contains(TOKEN), "a presented token was logged:\n{log}");
     intake.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dogstatsd_sockets_are_mode_0722_and_a_created_auth_token_is_0600() {
-    let intake = TestIntake::start("127.0.0.1:0".parse().unwrap(), Behaviour::normal())
-        .await
-        .unwrap();
+    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let datagram = dir.path().join("dsd.socket");
     let stream = dir.path().join("dsd-stream.socket");
     let token_file = dir.path().join("auth_token");
     let env = Env::standalone(&intake.url(), dir.path())
         .set("DD_DOGSTATSD_STREAM_SOCKET", stream.to_string_lossy().into_owned());
-    let mut adp = Running::start(env.vars(), &dir.path().join("adp.pid"));
-    adp.wait_for_line("Topology healthy. Waiting for interrupt...").await;
+    let (mut adp, _) = start_healthy(&env, dir.path()).await;
     for socket in [&datagram, &stream] {
         let meta = std::fs::metadata(socket).unwrap();
         assert!(meta.file_type().is_socket(), "{}", socket.display());
@@ -435,10 +417,7 @@ async fn dogstatsd_sockets_are_mode_0722_and_a_created_auth_token_is_0600() {
     assert_eq!(token.len(), 64, "{token:?}");
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token:?}");
 
-    sigterm(&adp);
-    let status = adp.wait_exit().await;
-    let log = adp.log();
-    assert!(status.success(), "exit {status}:\n{log}");
+    let log = adp.stop().await;
     assert!(!log.contains(&token), "the created token was logged:\n{log}");
     assert!(!datagram.exists() && !stream.exists(), "socket files removed at exit");
     assert_eq!(
