@@ -139,7 +139,7 @@ impl DomainWorker {
                 () = sleep_until(deadline) => break,
                 _ = stop.changed(), if !stopping => stopping = true,
                 msg = self.rx.recv(), if take_input => match msg {
-                    Some(t) => self.enqueue(t),
+                    Some(t) => self.enqueue(t, blocked.is_some() || stopping),
                     None => {
                         input_open = false;
                         deadline = Some(Instant::now() + self.shared.stop_timeout);
@@ -239,13 +239,18 @@ impl DomainWorker {
         }
     }
 
-    fn enqueue(&mut self, t: Transaction) {
+    /// Queues a new copy. Only a destination that is backing off (or a
+    /// shutdown) evicts for it; otherwise the queue may pass its bound by this
+    /// one copy, and no more input is taken until it is back under.
+    fn enqueue(&mut self, t: Transaction, evict: bool) {
         if t.size() > self.shared.max_queue_bytes {
             self.overflow(t, "too_large");
             return;
         }
         self.push_back(t);
-        self.enforce_bound();
+        if evict {
+            self.enforce_bound();
+        }
     }
 
     fn push_back(&mut self, t: Transaction) {
