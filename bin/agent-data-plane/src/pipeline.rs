@@ -1,26 +1,32 @@
 //! The DogStatsD pipeline, wired from the library crates:
 //!
 //! ```text
-//! listeners ──Batch──▶ [bounded queue: dogstatsd_queue_size] ──▶ aggregator task ──EncodedPayload──▶ forwarder
-//!  (adp-dogstatsd)                                              (adp-aggregate + adp-payloads)       (adp-forwarder)
+//! listeners ──Batch──▶ [bounded queue: dogstatsd_queue_size] ──▶ aggregator task ──Output──▶ encoder task ──EncodedPayload──▶ forwarder
+//!  (adp-dogstatsd)                                                (adp-aggregate)   [2]     (adp-payloads)                 (adp-forwarder)
 //! ```
 //!
-//! The aggregator task owns the [`Aggregator`] and the [`Encoder`]. It inserts
-//! every metric as it arrives (after the memory limiter's back pressure, see
-//! [`crate::memory`]), keeps events and service checks aside, and:
+//! The aggregator task owns the [`Aggregator`]. It inserts every metric as it
+//! arrives (after the memory limiter's back pressure, see [`crate::memory`]),
+//! keeps events and service checks aside, and:
 //!
-//! - every `aggregate_flush_interval`, flushes the closed windows and encodes
-//!   series and sketches;
-//! - every second (or the flush interval, if shorter), encodes the events and
-//!   service checks received since the last time: they are not aggregated, so
-//!   they are sent promptly, batched per tick;
+//! - every `aggregate_flush_interval`, flushes the closed windows;
+//! - every second (or the flush interval, if shorter), hands over the events
+//!   and service checks received since the last time: they are not
+//!   aggregated, so they are sent promptly, batched per tick;
 //! - when the queue closes (the listeners stopped at shutdown), force-flushes
-//!   every open window, encodes what is left, hands it to the forwarder and
-//!   ends, which lets the forwarder drain.
+//!   every open window, hands over what is left and ends.
+//!
+//! The encoder task owns the [`Encoder`]: it turns each hand-over into
+//! payloads and gives them to the forwarder. Encoding a large flush (100,000
+//! contexts: ~2 s of protobuf and zstd on one core) runs there, so the
+//! aggregator keeps draining the listeners' queue meanwhile; the hand-over
+//! channel holds at most two flushes, so a slow encoder still slows the
+//! aggregator rather than growing memory.
 //!
 //! Payloads go to the forwarder with [`ForwarderHandle::send`], which waits when
 //! the forwarder's buffer is full: that wait is the back pressure from the
-//! network to the aggregator, and through the bounded queue, to the listeners.
+//! network to the encoder, and through the bounded channels, to the aggregator
+//! and the listeners.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -200,6 +206,7 @@ fn forwarder_config(config: &Config) -> ForwarderConfig {
 pub struct Running {
     source: RunningSource,
     aggregator: JoinHandle<()>,
+    encoder: JoinHandle<()>,
     forwarder: JoinHandle<ShutdownReport>,
     forwarder_stop: oneshot::Sender<()>,
     stopping: Arc<AtomicBool>,
@@ -253,12 +260,19 @@ pub async fn start(
         Aggregator::new(aggregate_config(config)?, registry).context("invalid aggregation configuration")?;
     let queue = usize::try_from(config.dogstatsd.queue_size).unwrap_or(usize::MAX);
     let (tx, rx) = mpsc::channel::<Batch>(queue);
+    let (output, outputs) = mpsc::channel::<Output>(OUTPUT_QUEUE);
+    let encoder = tokio::spawn(
+        EncoderTask {
+            encoder,
+            forwarder: handle,
+        }
+        .run(outputs),
+    );
     let aggregator_health = health.register("aggregator");
     let aggregator = tokio::spawn(
         AggregatorTask {
             aggregator,
-            encoder,
-            forwarder: handle,
+            output,
             limiter,
             flush_interval: config.aggregate.flush_interval,
             events: Vec::new(),
@@ -266,6 +280,7 @@ pub async fn start(
         }
         .run(rx),
     );
+
     aggregator_health.ready();
 
     let dogstatsd_health = health.register("dogstatsd");
@@ -297,6 +312,7 @@ pub async fn start(
     Ok(Running {
         source,
         aggregator,
+        encoder,
         forwarder,
         forwarder_stop,
         stopping,
@@ -319,6 +335,7 @@ impl Running {
         let Self {
             source,
             aggregator,
+            encoder,
             forwarder,
             forwarder_stop,
             stopping,
@@ -327,14 +344,20 @@ impl Running {
         stopping.store(true, Ordering::Relaxed);
         source.shutdown().await;
         tracing::debug!("DogStatsD listeners stopped.");
-        // The aggregator ends once the queue is empty and closed, after its final flush.
-        let mut aggregator = aggregator;
-        if tokio::time::timeout(drain.max(Duration::from_secs(1)), &mut aggregator)
+        // The aggregator ends once the queue is empty and closed, after its
+        // final flush; the encoder once it has handed that flush over.
+        let (mut aggregator, mut encoder) = (aggregator, encoder);
+        let flushed = async {
+            let _ = (&mut aggregator).await;
+            let _ = (&mut encoder).await;
+        };
+        if tokio::time::timeout(drain.max(Duration::from_secs(1)), flushed)
             .await
             .is_err()
         {
             tracing::warn!("The final flush did not finish within data_plane.shutdown_drain_timeout; abandoning it.");
             aggregator.abort();
+            encoder.abort();
         }
         let _ = forwarder_stop.send(());
         let report = forwarder.await.context("the forwarder task failed")?;
@@ -349,14 +372,30 @@ impl Running {
     }
 }
 
+/// Flushes handed from the aggregator to the encoder task before the
+/// aggregator waits: one being encoded, two waiting.
+const OUTPUT_QUEUE: usize = 2;
+
+/// What the aggregator hands to the encoder task at a tick.
+#[derive(Default)]
+struct Output {
+    flushed: Flushed,
+    events: Vec<Event>,
+    checks: Vec<ServiceCheck>,
+}
+
 struct AggregatorTask {
     aggregator: Aggregator,
-    encoder: Encoder,
-    forwarder: ForwarderHandle,
+    output: mpsc::Sender<Output>,
     limiter: MemoryLimiter,
     flush_interval: Duration,
     events: Vec<Event>,
     checks: Vec<ServiceCheck>,
+}
+
+struct EncoderTask {
+    encoder: Encoder,
+    forwarder: ForwarderHandle,
 }
 
 fn unix_now() -> i64 {
@@ -382,16 +421,22 @@ impl AggregatorTask {
                     None => break,
                 },
                 _ = flush.tick() => {
+                    let started = std::time::Instant::now();
                     let flushed = self.aggregator.flush(unix_now(), false);
-                    self.send_flushed(flushed).await;
+                    tracing::debug!(
+                        points = flushed.point_count(),
+                        contexts = self.aggregator.context_count(),
+                        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        "Flushed the closed aggregation windows."
+                    );
+                    self.hand_over(flushed).await;
                 }
-                _ = events.tick() => self.send_events_and_checks().await,
+                _ = events.tick() => self.hand_over(Flushed::default()).await,
             }
         }
         let flushed = self.aggregator.flush(unix_now(), true);
         tracing::debug!(points = flushed.point_count(), "Flushed every open aggregation window.");
-        self.send_flushed(flushed).await;
-        self.send_events_and_checks().await;
+        self.hand_over(flushed).await;
     }
 
     fn insert(&mut self, batch: Batch) {
@@ -410,27 +455,51 @@ impl AggregatorTask {
         self.checks.extend(service_checks);
     }
 
-    async fn send_flushed(&mut self, flushed: Flushed) {
-        if flushed.is_empty() {
+    /// Gives `flushed` and the events and checks kept so far to the encoder task.
+    async fn hand_over(&mut self, flushed: Flushed) {
+        let output = Output {
+            flushed,
+            events: std::mem::take(&mut self.events),
+            checks: std::mem::take(&mut self.checks),
+        };
+        if output.flushed.is_empty() && output.events.is_empty() && output.checks.is_empty() {
             return;
         }
-        let series = self.encoder.encode_series(&flushed.series);
-        self.send(series, "series").await;
-        let sketches = self.encoder.encode_sketches(&flushed.sketches);
-        self.send(sketches, "sketches").await;
-    }
-
-    async fn send_events_and_checks(&mut self) {
-        let now = unix_now();
-        if !self.events.is_empty() {
-            let events = std::mem::take(&mut self.events);
-            let payloads = self.encoder.encode_events(&events, now);
-            self.send(payloads, "events").await;
+        if self.output.send(output).await.is_err() {
+            tracing::error!("The encoder task is gone; flushed metrics are lost.");
         }
-        if !self.checks.is_empty() {
-            let checks = std::mem::take(&mut self.checks);
-            let payloads = self.encoder.encode_service_checks(&checks, now);
-            self.send(payloads, "service checks").await;
+    }
+}
+
+impl EncoderTask {
+    async fn run(self, mut rx: mpsc::Receiver<Output>) {
+        while let Some(Output {
+            flushed,
+            events,
+            checks,
+        }) = rx.recv().await
+        {
+            let now = unix_now();
+            if !flushed.is_empty() {
+                let started = std::time::Instant::now();
+                let series = self.encoder.encode_series(&flushed.series);
+                let sketches = self.encoder.encode_sketches(&flushed.sketches);
+                tracing::debug!(
+                    points = flushed.point_count(),
+                    elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "Encoded the flushed series and sketches."
+                );
+                drop(flushed);
+                self.send(series, "series").await;
+                self.send(sketches, "sketches").await;
+            }
+            if !events.is_empty() {
+                self.send(self.encoder.encode_events(&events, now), "events").await;
+            }
+            if !checks.is_empty() {
+                self.send(self.encoder.encode_service_checks(&checks, now), "service checks")
+                    .await;
+            }
         }
     }
 
