@@ -100,13 +100,50 @@ struct CounterWindow {
     last_update: i64,
 }
 
-/// One window's histogram samples: `(value, weight)` with the weight the
-/// truncated inverse sample rate, as the Agent keeps them.
+/// One window's histogram samples, kept exactly as the Agent keeps them
+/// (every value with its weight, the truncated inverse sample rate) but
+/// split by weight: most samples are sent without a sample rate, and storing
+/// their weight of 1 would double their memory (8 → 16 bytes each), which
+/// dominates at high timer rates.
 #[derive(Default)]
 struct Histogram {
-    samples: Vec<(f64, u64)>,
+    unweighted: Vec<f64>,
+    weighted: Vec<(f64, u64)>,
     sum: f64,
     count: u64,
+}
+
+impl Histogram {
+    /// Adds `value` sent with inverse sample rate `inverse_rate`: the sum
+    /// takes the exact inverse, the count and the ranks the Agent's
+    /// truncated weight, `int64(1 / rate)`.
+    fn push(&mut self, value: f64, inverse_rate: f64) {
+        let weight = inverse_rate as u64;
+        if weight == 1 {
+            self.unweighted.push(value);
+        } else {
+            self.weighted.push((value, weight));
+        }
+        self.sum += value * inverse_rate;
+        self.count += weight;
+    }
+
+    fn sort(&mut self) {
+        self.unweighted.sort_unstable_by(f64::total_cmp);
+        self.weighted.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    }
+
+    /// Every sample with its weight, ascending (after [`Self::sort`]).
+    fn ascending(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        let mut unweighted = self.unweighted.iter().copied().peekable();
+        let mut weighted = self.weighted.iter().copied().peekable();
+        std::iter::from_fn(move || match (unweighted.peek(), weighted.peek()) {
+            (Some(&u), Some(&(w, _))) if u.total_cmp(&w).is_le() => unweighted.next().map(|u| (u, 1)),
+            (_, Some(_)) => weighted.next(),
+            (Some(_), None) => unweighted.next().map(|u| (u, 1)),
+            (None, None) => None,
+        })
+    }
 }
 
 /// The unflushed windows of one context, `(window start, state)`, ascending.
@@ -362,12 +399,7 @@ impl Aggregator {
                 window_mut(w, start, HashSet::new).insert(m);
             }
             (Windows::Histogram(w), Sample::Number(v)) => {
-                let h = window_mut(w, start, Histogram::default);
-                // The Agent's weight: int64(1 / rate), at least 1 here.
-                let n = weight as u64;
-                h.samples.push((v, n));
-                h.sum += v * weight;
-                h.count += n;
+                window_mut(w, start, Histogram::default).push(v, weight);
             }
             (Windows::Distribution(w), Sample::Number(v)) => {
                 window_mut(w, start, AgentSketch::new).insert_sampled(v, sample_rate);
@@ -551,19 +583,17 @@ fn inverse_rate(rate: f64) -> f64 {
 /// The values of one window's histogram series, in `histogram_series` order
 /// (the Agent's `Histogram.flush`).
 fn summarize(h: &mut Histogram, aggregates: &[HistogramAggregate], percents: &[u8], window_f: f64) -> Vec<f64> {
-    h.samples.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-    let (first, last) = match (h.samples.first(), h.samples.last()) {
-        (Some(f), Some(l)) => (f.0, l.0),
-        // Windows are created by their first sample.
-        _ => (0.0, 0.0),
-    };
+    h.sort();
+    // Windows are created by their first sample, so these exist.
+    let first = h.ascending().next().map_or(0.0, |s| s.0);
+    let last = h.ascending().last().map_or(0.0, |s| s.0);
     let count = h.count;
     let mut values = Vec::with_capacity(aggregates.len() + percents.len());
     for a in aggregates {
         values.push(match a {
             HistogramAggregate::Max => last,
             HistogramAggregate::Min => first,
-            HistogramAggregate::Median => weighted_rank(&h.samples, count.saturating_sub(1) / 2),
+            HistogramAggregate::Median => weighted_rank(h, count.saturating_sub(1) / 2),
             HistogramAggregate::Avg => h.sum / count as f64,
             HistogramAggregate::Sum => h.sum,
             HistogramAggregate::Count => count as f64 / window_f,
@@ -573,21 +603,23 @@ fn summarize(h: &mut Histogram, aggregates: &[HistogramAggregate], percents: &[u
         // (p·count − 1) / 100 in integers, as the Agent computes it; u128
         // keeps p·count from overflowing.
         let target = (u128::from(p) * u128::from(count)).saturating_sub(1) / 100;
-        values.push(weighted_rank(&h.samples, u64::try_from(target).unwrap_or(u64::MAX)));
+        values.push(weighted_rank(h, u64::try_from(target).unwrap_or(u64::MAX)));
     }
     values
 }
 
 /// The first sample (ascending) whose cumulative weight exceeds `target`.
-fn weighted_rank(samples: &[(f64, u64)], target: u64) -> f64 {
+fn weighted_rank(h: &Histogram, target: u64) -> f64 {
     let mut cumulative = 0u64;
-    for &(v, w) in samples {
+    let mut last = 0.0;
+    for (v, w) in h.ascending() {
         cumulative += w;
         if cumulative > target {
             return v;
         }
+        last = v;
     }
-    samples.last().map_or(0.0, |s| s.0)
+    last
 }
 
 fn unix_now() -> i64 {
@@ -1132,6 +1164,37 @@ mod tests {
             prop_assert_eq!(v("h.50percentile"), sorted[(50 * n - 1) / 100]);
             prop_assert_eq!(v("h.95percentile"), sorted[(95 * n - 1) / 100]);
             prop_assert_eq!(v("h.99percentile"), sorted[(99 * n - 1) / 100]);
+            prop_assert_eq!(v("h.count"), n as f64 / 10.0);
+        }
+
+        /// Sampled and unsampled values mixed: every rank is that of the list
+        /// in which each value appears as many times as its weight.
+        #[test]
+        fn property_test_weighted_histogram_ranks_match_the_expanded_samples(
+            samples in prop::collection::vec((-1e3f64..1e3, prop::sample::select(vec![1.0, 1.0, 0.5, 0.25, 0.3])), 1..200),
+        ) {
+            let config = AggregateConfig {
+                histogram_aggregates: HistogramAggregate::ALL.to_vec(),
+                histogram_percentiles: vec![0.5, 0.95, 0.99],
+                ..AggregateConfig::default()
+            };
+            let (mut agg, _) = aggregator(config);
+            let h = ctx("h", &[]);
+            let mut expanded = Vec::new();
+            for &(v, rate) in &samples {
+                agg.insert_at(sampled(&h, MetricKind::Histogram, v, rate), T0);
+                expanded.extend(std::iter::repeat_n(v, (1.0 / rate) as usize));
+            }
+            let out = agg.flush(T0 + 10, false);
+            expanded.sort_by(f64::total_cmp);
+            let n = expanded.len();
+            let v = |name: &str| series(&out, name).points[0].1;
+            prop_assert_eq!(v("h.max"), expanded[n - 1]);
+            prop_assert_eq!(v("h.min"), expanded[0]);
+            prop_assert_eq!(v("h.median"), expanded[(n - 1) / 2]);
+            prop_assert_eq!(v("h.50percentile"), expanded[(50 * n - 1) / 100]);
+            prop_assert_eq!(v("h.95percentile"), expanded[(95 * n - 1) / 100]);
+            prop_assert_eq!(v("h.99percentile"), expanded[(99 * n - 1) / 100]);
             prop_assert_eq!(v("h.count"), n as f64 / 10.0);
         }
     }
