@@ -28,6 +28,8 @@ import threading
 import time
 import urllib.request
 
+import dhat
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -47,6 +49,9 @@ PROFILES = {
 ADP_OBSERVED = {"idle": 28.0, "low": 42.4, "medium": 65.5, "heavy": 137.0, "ultraheavy": 192.0}
 ADP_BOUND = {"idle": 40, "low": 50, "medium": 75, "heavy": 140, "ultraheavy": 200}
 GOAL = {"idle": 7, "low": 11, "medium": 16, "heavy": 34, "ultraheavy": 48}
+
+# The parts of a full run, in order; `--only` picks some.
+PARTS = ("profiles", "armv7", "plain", "heavy_udp", "churn", "alloc")
 
 AGENT_CPU = "0"  # every process under test is pinned here ...
 LOAD_CPU = "1"  # ... and the load generator here (when the machine has two cores)
@@ -220,11 +225,11 @@ class Proc:
             time.sleep(0.1)
         raise RuntimeError(f"{self.logpath}: no {pattern!r} within {timeout}s:\n{self.log_text()[-2000:]}")
 
-    def stop(self):
+    def stop(self, grace=15):
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGTERM)
             try:
-                self.p.wait(15)
+                self.p.wait(grace)
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
@@ -572,6 +577,130 @@ def churn(args, work, intake):
     return res
 
 
+# --- where the memory goes (DHAT) --------------------------------------------
+
+# Messages sent to the agent under DHAT, per profile: enough to meet nearly every
+# context of low / medium / plain (3,000 / 10,000 / 1,000 contexts), few enough that
+# each profile takes about a minute at most under valgrind (~3,000 messages/s on this machine's
+# shared cores). heavy meets about a quarter of its 100,000 contexts: with more, one
+# flush alone takes over a minute under valgrind. idle sends nothing: its allocations
+# (start, a few idle seconds, shutdown) are subtracted from the others' per metric.
+ALLOC_MESSAGES = {"idle": 0, "low": 40_000, "medium": 60_000, "heavy": 30_000, "plain": 100_000}
+DHAT_DIR = os.path.join(ROOT, "bench", ".dhat")
+
+
+def wait_for(what, condition, timeout, period=1.0):
+    """Polls `condition()` until it returns a true value, which is returned."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(period)
+    raise RuntimeError(f"{what} did not happen within {timeout:g} s")
+
+
+def flushed_points(snap):
+    return metric_sum(snap, "adp_aggregate_flushed_series_points_total") + metric_sum(snap, "adp_aggregate_flushed_sketch_points_total")
+
+
+def wait_for_flush_after(api, datagrams):
+    """Waits until the agent has received `datagrams` datagrams, then for a flush of
+    windows that closed after that (flushed points grow) and its payloads sent.
+    Returns the telemetry snapshots taken when everything was received and after the flush."""
+
+    def received():
+        snap = scrape(api)
+        return snap if metric_sum(snap, "adp_dogstatsd_packets_total") >= datagrams else None
+
+    loaded = wait_for(f"the agent receiving all {datagrams} datagrams", received, 120)
+
+    def flushed():
+        snap = scrape(api)
+        grew = flushed_points(snap) > flushed_points(loaded)
+        sent = metric_sum(snap, "adp_forwarder_payloads_sent_total") > metric_sum(loaded, "adp_forwarder_payloads_sent_total")
+        return snap if grew and sent else None
+
+    # Windows are 10 s and flushed on a 10 s tick: at most 20 s, more under valgrind.
+    return loaded, wait_for("an aggregator flush after the last datagram", flushed, 60)
+
+
+def alloc_profile(args, work, intake, name, baseline):
+    """The agent under `valgrind --tool=dhat` with the profile's configuration: a bounded
+    number of messages over the Unix datagram socket (the sender retries while the socket
+    is full, so nothing is lost however slow the agent runs), one aggregator flush after
+    the last datagram, SIGTERM; DHAT writes its profile at exit."""
+    cfg = PROFILES.get(name, dict(limit=None, interner=None))  # plain: the defaults, as in the plain part
+    sock = os.path.join(work, f"dsd-alloc-{name}.sock")
+    os.makedirs(DHAT_DIR, exist_ok=True)
+    out = os.path.join(DHAT_DIR, f"{name}.json")
+    if os.path.exists(out):
+        os.remove(out)
+    # --fullpath-after= (empty) keeps absolute source paths, which tell our frames from std's.
+    runner = ["valgrind", "--tool=dhat", f"--dhat-out-file={out}", "--read-inline-info=yes", "--fullpath-after="]
+    t0 = time.monotonic()
+    agent, api = start_agent(args, work, intake, args.agent, runner, cfg, socket_path=sock, timeout=180)
+    try:
+        time.sleep(1.0)
+        lg = dict(messages=0, values=0, datagrams=0, would_block_retries=0)
+        if ALLOC_MESSAGES[name]:
+            max_datagram = args.plain_datagram if name == "plain" else None
+            lg = loadgen(args, f"unix://{sock}", name, 600, rate=0, max_messages=ALLOC_MESSAGES[name], max_datagram=max_datagram)
+            if lg["messages"] < ALLOC_MESSAGES[name]:
+                raise RuntimeError(f"adp-loadgen sent {lg['messages']} of {ALLOC_MESSAGES[name]} messages in 600 s: {lg}")
+            log(f"alloc {name}: sent {lg['messages']:,} messages in {lg['elapsed_secs']:.0f} s; waiting for a flush")
+            loaded, final = wait_for_flush_after(api, lg["datagrams"])
+        else:
+            time.sleep(5.0)
+            loaded = final = scrape(api)
+    finally:
+        # At most a minute: valgrind slows the final flush and the forwarder's drain.
+        agent.stop(grace=60)
+    if agent.p.returncode != 0 or not os.path.exists(out):
+        raise RuntimeError(f"the agent under valgrind exited {agent.p.returncode} with no profile {out}:\n{agent.log_text()[-2000:]}")
+    ingested = int(metric_sum(final, "adp_dogstatsd_metrics_total"))
+    d = dhat.summarize(out, ROOT)
+    # What the load cost: the run's allocations less those of starting, idling and stopping.
+    base = baseline or dict(total_blocks=0, total_bytes=0)
+
+    def per_metric(field):
+        return round((d[field] - base[field]) / ingested, 2) if ingested else None
+
+    res = dict(
+        profile=name,
+        sent_messages=lg["messages"],
+        sent_values=lg["values"],
+        uds_would_block_retries=lg["would_block_retries"],
+        ingested_metrics=ingested,
+        # Before the flush, which removes gauges, sets and sketches until samples for them arrive again.
+        aggregator_contexts=int(metric_sum(loaded, "adp_aggregate_contexts")),
+        agent_drops=agent_drops({}, final),
+        allocations_per_metric=per_metric("total_blocks"),
+        bytes_per_metric=per_metric("total_bytes"),
+        per_metric_net_of="idle" if baseline and ingested else None,
+        wall_secs=round(time.monotonic() - t0, 1),
+        dhat_file=os.path.relpath(out, ROOT),
+        **d,
+    )
+    log("alloc", json.dumps({k: v for k, v in res.items() if not k.startswith("top_")}))
+    return res
+
+
+def alloc(args, work, intake, names):
+    """DHAT heap profiles of the agent per profile (`--only alloc`), idle first as the baseline."""
+    if not shutil.which("valgrind"):
+        raise RuntimeError("valgrind not found: checks/setup-debian.sh (make setup) installs it")
+    version = subprocess.run(["valgrind", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    res = dict(valgrind=version, messages={n: ALLOC_MESSAGES[n] for n in names}, plain_datagram=args.plain_datagram, profiles=[])
+    baseline = None
+    for name in names:
+        row = {"profile": name, **run_part(f"alloc {name} (valgrind --tool=dhat)", lambda: alloc_profile(args, work, intake, name, baseline))}
+        if name == "idle" and "error" not in row:
+            baseline = row
+        res["profiles"].append(row)
+    return res
+
+
 # --- report ------------------------------------------------------------------
 
 
@@ -602,11 +731,101 @@ def la(v):
     return "/".join(f"{x:.1f}" for x in v)
 
 
+def error_cell(r, width=120):
+    """A part's error on one table row: whitespace collapsed, `|` escaped, cut at `width`."""
+    return " ".join(r["error"].split())[:width].replace("|", "\\|")
+
+
 def drops_detail(d):
     """`86 adp_forwarder_payloads_dropped_total{reason="evicted"}`-style cell text."""
     if not d:
         return "0"
     return ", ".join(f"{int(v):,} `{k}`" for k, v in d.items())
+
+
+def size(b):
+    return "–" if b is None else f"{b / MIB:,.2f} MiB" if b >= MIB else f"{b / 1024:,.1f} KiB" if b >= 1024 else f"{b:,} B"
+
+
+def render_alloc(al):
+    """The DHAT part: a summary row per profile, then per profile the sites holding the
+    heap at its peak and the sites allocating most often."""
+    L = ["### Where the memory goes (DHAT, `--only alloc`)", ""]
+    if "error" in al:
+        return L + [f"Not measured: {al['error']}", ""]
+    counts = ", ".join(f"{p} {fmt(n)}" for p, n in al["messages"].items())
+    L.append(
+        f"The release agent under `valgrind --tool=dhat` ({al['valgrind']}) with each profile's configuration above "
+        f"(plain: the defaults, as in the plain part, {al['plain_datagram']}-byte datagrams). `adp-loadgen` sends a fixed number of "
+        f"messages ({counts}) unpaced over the Unix datagram socket — it retries while the socket is full, so none "
+        "is lost however slowly the agent runs under valgrind — then the script waits for an aggregator flush of "
+        "windows that closed after the last datagram and for its payloads to reach the intake, and stops the agent "
+        "with SIGTERM (final flush, forwarder drain); DHAT writes its profile at exit."
+    )
+    L.append("")
+    L.append(
+        "- Allocations and bytes are what the program asked of `malloc` over the whole run, not RSS: glibc's free "
+        "lists and arenas, thread stacks and the binary are not in them. *Heap at peak* is what was live at DHAT's "
+        "global peak (t-gmax); *peak at* says when it came, as a share of the run (in instructions). "
+        "*Per metric* is (the profile's allocations − idle's) ÷ ingested metrics (`adp_dogstatsd_metrics_total`), "
+        "so starting and stopping are not counted; encoding allocates per context at every flush, not per metric, "
+        "so where contexts are many the figure depends on how many flushes the run saw. "
+        "*Contexts*: `adp_aggregate_contexts` once every datagram was received."
+    )
+    L.append(
+        "- A site is a function of this workspace (`crates/`, `bin/`) and the lines in it that allocate: the first "
+        "stack frame of ours, frames of the allocator, `std`, `alloc`, `core` and `hashbrown` skipped. Inlined frames valgrind cannot name (`UnknownInlinedFun`) "
+        "are named by the `fn` around their line in the source; a stack with no frame of ours is named by its "
+        "first dependency frame, `[crate] function`."
+    )
+    L.append(
+        "- Full profiles: `bench/.dhat/<profile>.json` (not committed); open them in "
+        "`/usr/libexec/valgrind/dh_view.html` for whole stacks, lifetimes and access counts."
+    )
+    L.append("")
+    L.append("| profile | messages sent | metrics ingested | contexts | allocations | allocated | per metric (allocations / bytes) | heap at peak (blocks) | peak at | heap at exit | wall |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in al["profiles"]:
+        if "error" in r:
+            L.append(f"| {r['profile']} | failed: {error_cell(r)} ||||||||||")
+            continue
+        per = f"{fmt(r['allocations_per_metric'], 2)} / {fmt(round(r['bytes_per_metric']))} B" if r["ingested_metrics"] else "–"
+        L.append(
+            f"| {r['profile']} | {fmt(r['sent_messages'])} | {fmt(r['ingested_metrics'])} | {fmt(r['aggregator_contexts'])} | {fmt(r['total_blocks'])} | {size(r['total_bytes'])} | {per} | "
+            f"**{size(r['peak_bytes'])}** ({fmt(r['peak_blocks'])}) | {r['peak_at_fraction']:.0%} | {size(r['exit_bytes'])} | {r['wall_secs']:.0f} s |"
+        )
+    L.append("")
+    lost = [f"{r['profile']}: {drops_detail(r['agent_drops'])}" for r in al["profiles"] if r.get("agent_drops")]
+    if lost:
+        evicted = any('reason="evicted"' in k for r in al["profiles"] for k in r.get("agent_drops", {}))
+        why = (
+            " Payloads the forwarder has not sent yet wait in its queue (one request in flight per destination; the "
+            "oldest are evicted when the queue is full) and are part of the heap at the peak; valgrind slows "
+            "sending as much as everything else, so more of them wait than in a native run."
+        )
+        L.append(f"Dropped under valgrind — {'; '.join(lost)}.{why if evicted else ''}")
+        L.append("")
+    for r in al["profiles"]:
+        if "error" in r or not r["ingested_metrics"]:
+            continue
+        L.append(f"#### {r['profile']}: the heap at its peak ({size(r['peak_bytes'])}), by site")
+        L.append("")
+        L.append("| site | where | live at peak | share | blocks |")
+        L.append("|---|---|---|---|---|")
+        for s in r["top_by_peak_bytes"]:
+            L.append(f"| `{s['site']}` | `{s['location']}` | {size(s['peak_bytes'])} | {s['peak_bytes'] / r['peak_bytes']:.0%} | {fmt(s['peak_blocks'])} |")
+        L.append("")
+        L.append(f"#### {r['profile']}: allocations ({fmt(r['total_blocks'])}), by site")
+        L.append("")
+        L.append("| site | where | allocations | per metric | share | bytes |")
+        L.append("|---|---|---|---|---|---|")
+        for s in r["top_by_blocks"]:
+            L.append(
+                f"| `{s['site']}` | `{s['location']}` | {fmt(s['blocks'])} | {fmt(s['blocks'] / r['ingested_metrics'], 2)} | "
+                f"{s['blocks'] / r['total_blocks']:.0%} | {size(s['bytes'])} |"
+            )
+        L.append("")
+    return L
 
 
 def render(results):
@@ -620,7 +839,9 @@ def render(results):
         f"Total wall time {results['wall_secs']:.0f} s. Raw numbers: `bench/results.json`."
     )
     for rr in results.get("partial_reruns", []):
-        L.append(f"Re-measured {rr['date']}: {', '.join(rr['only'])} for {', '.join(rr['profiles'])}.")
+        per_part = {"profiles": rr["profiles"], "armv7": rr["profiles"], "alloc": rr.get("alloc_profiles")}
+        parts = (f"{p} for {', '.join(per_part[p])}" if per_part.get(p) else p for p in rr["only"])
+        L.append(f"Re-measured {rr['date']}: {'; '.join(parts)}.")
     L.append("")
     L.append(
         "**Noise.** The machine's cores are shared with other work (compilations); the load average "
@@ -668,7 +889,7 @@ def render(results):
     L.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results["profiles"]:
         if "error" in r:
-            L.append(f"| {r['profile']} | failed: {r['error'][:80]} |||||||||")
+            L.append(f"| {r['profile']} | failed: {error_cell(r)} |||||||||")
             continue
         p = r["profile"]
         ratio = r["rss_steady_mib"] / ADP_OBSERVED[p] if r["rss_steady_mib"] else None
@@ -699,7 +920,7 @@ def render(results):
         L.append("|---|---|---|---|---|---|---|")
         for r in arm["profiles"]:
             if "error" in r:
-                L.append(f"| {r['profile']} | failed: {r['error'][:80]} ||||||")
+                L.append(f"| {r['profile']} | failed: {error_cell(r)} ||||||")
                 continue
             L.append(
                 f"| {r['profile']} | {mib(r['offered_bytes_per_sec'])} → {mib(r['achieved_bytes_per_sec'])} | {fmt(r['rss_steady_mib'])} MiB | "
@@ -723,7 +944,7 @@ def render(results):
         if not r:
             continue
         if "error" in r:
-            L.append(f"| {name} | failed: {r['error'][:80]} |||||||")
+            L.append(f"| {name} | failed: {error_cell(r)} |||||||")
             continue
         b, f = r["best"], r["first_failure"]
         if r.get("version"):
@@ -799,6 +1020,9 @@ def render(results):
             f"({fmt(ch['uds_would_block_retries'])} UDS would-block retries); load average {la(ch['loadavg_before'])}."
         )
         L.append("")
+    al = results.get("alloc")
+    if al:
+        L.extend(render_alloc(al))
     L.append("<!-- END bench.py -->")
     return "\n".join(L) + "\n"
 
@@ -832,6 +1056,25 @@ def chart(results, path, python):
     subprocess.run([python, os.path.join(ROOT, "bench", "chart.py"), path], input=json.dumps(spec), text=True, check=True)
 
 
+def merge_by_profile(previous, fresh):
+    """A partial re-run's rows: each previous row replaced by the fresh one of its profile,
+    then the profiles measured for the first time."""
+    new = {r["profile"]: r for r in fresh}
+    return [new.pop(r["profile"], r) for r in previous] + list(new.values())
+
+
+def run_part(name, fn):
+    """Runs one part (or one profile of a part). A failure is logged and returned as
+    `{"error": ...}` in place of the result, so the other parts still run and the
+    report says what failed."""
+    log(name)
+    try:
+        return fn()
+    except Exception as e:
+        log(f"{name} failed: {e}")
+        return dict(error=str(e))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agent", default=os.path.join(ROOT, "target/release/agent-data-plane"))
@@ -845,8 +1088,9 @@ def main():
     ap.add_argument("--step-secs", type=float, default=4.0, help="seconds per zero-drop search step")
     ap.add_argument("--plain-datagram", type=int, default=1432)
     ap.add_argument("--churn-duration", type=float, default=120.0, help="seconds of ever-new contexts (churn part)")
-    ap.add_argument("--only", default="profiles,armv7,plain,heavy_udp,churn", help="comma-separated parts to run")
+    ap.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts to run, of {', '.join(PARTS)}")
     ap.add_argument("--profiles", default=",".join(PROFILES))
+    ap.add_argument("--alloc-profiles", default=",".join(ALLOC_MESSAGES), help="profiles of the alloc part (DHAT); idle is the baseline")
     ap.add_argument("--json", default=os.path.join(ROOT, "bench/results.json"))
     ap.add_argument("--markdown", default=os.path.join(ROOT, "docs/benchmarks.md"))
     ap.add_argument("--png", default=os.path.join(ROOT, "docs/benchmarks-rss.png"))
@@ -864,6 +1108,10 @@ def main():
         return
     only = set(args.only.split(","))
     names = [p for p in args.profiles.split(",") if p]
+    alloc_names = [p for p in args.alloc_profiles.split(",") if p]
+    for what, given, known in (("--only", only, PARTS), ("--profiles", names, PROFILES), ("--alloc-profiles", alloc_names, ALLOC_MESSAGES)):
+        if set(given) - set(known):
+            ap.error(f"{what}: unknown {', '.join(sorted(set(given) - set(known)))}; expected some of {', '.join(known)}")
 
     started = time.monotonic()
     results = dict(
@@ -879,76 +1127,57 @@ def main():
     try:
         if "profiles" in only:
             for name in names:
-                log(f"profile {name} (host)")
-                try:
-                    results["profiles"].append(run_profile(args, work, intake, name, args.agent, [], args.duration))
-                except Exception as e:  # one failed profile must not lose the others
-                    log(f"profile {name} failed: {e}")
-                    results["profiles"].append(dict(profile=name, error=str(e)))
+                run = lambda: run_profile(args, work, intake, name, args.agent, [], args.duration)
+                results["profiles"].append({"profile": name, **run_part(f"profile {name} (host)", run)})
         if "armv7" in only and os.path.exists(args.agent_armv7):
             stripped = os.path.join(work, "agent-data-plane.armv7.stripped")
             subprocess.run(["arm-linux-gnueabihf-strip", "-o", stripped, args.agent_armv7], check=True)
             arm = dict(binary=args.agent_armv7, stripped_bytes=os.path.getsize(stripped), unstripped_bytes=os.path.getsize(args.agent_armv7), profiles=[])
             runner = ["qemu-arm", "-L", "/usr/arm-linux-gnueabihf"]
             for name in names:
-                log(f"profile {name} (armv7, qemu-arm)")
-                try:
-                    arm["profiles"].append(run_profile(args, work, intake, name, args.agent_armv7, runner, args.arm_duration, startup_timeout=180))
-                except Exception as e:
-                    log(f"armv7 profile {name} failed: {e}")
-                    arm["profiles"].append(dict(profile=name, error=str(e)))
+                run = lambda: run_profile(args, work, intake, name, args.agent_armv7, runner, args.arm_duration, startup_timeout=180)
+                arm["profiles"].append({"profile": name, **run_part(f"profile {name} (armv7, qemu-arm)", run)})
             results["armv7"] = arm
         if "plain" in only:
             results["plain"] = {}
-            for key, fn, rates in (
-                ("agent", lambda: plain_agent(args, work, intake, (1 * MIB, 256 * MIB)), None),
-                ("agent_rcvbuf", lambda: dict(plain_agent(args, work, intake, (4 * MIB, 256 * MIB), {"DD_DOGSTATSD_SO_RCVBUF": str(rcvbuf_bytes())}), so_rcvbuf=rcvbuf_bytes()), None),
-                ("etsy", lambda: plain_etsy(args, work, (16 * 1024, 256 * MIB)), None),
-                ("collectd", lambda: plain_collectd(args, work, (16 * 1024, 256 * MIB)), None),
+            for key, fn in (
+                ("agent", lambda: plain_agent(args, work, intake, (1 * MIB, 256 * MIB))),
+                ("agent_rcvbuf", lambda: dict(plain_agent(args, work, intake, (4 * MIB, 256 * MIB), {"DD_DOGSTATSD_SO_RCVBUF": str(rcvbuf_bytes())}), so_rcvbuf=rcvbuf_bytes())),
+                ("etsy", lambda: plain_etsy(args, work, (16 * 1024, 256 * MIB))),
+                ("collectd", lambda: plain_collectd(args, work, (16 * 1024, 256 * MIB))),
             ):
-                log(f"plain StatsD zero-drop search: {key}")
-                try:
-                    results["plain"][key] = fn()
-                except Exception as e:
-                    log(f"plain {key} failed: {e}")
-                    results["plain"][key] = dict(error=str(e))
+                results["plain"][key] = run_part(f"plain StatsD zero-drop search: {key}", fn)
         if "heavy_udp" in only:
-            log("heavy over UDP, one core")
-            try:
-                results["heavy_udp"] = heavy_udp_one_core(args, work, intake)
-            except Exception as e:
-                log(f"heavy over UDP failed: {e}")
-                results["heavy_udp"] = dict(error=str(e))
+            results["heavy_udp"] = run_part("heavy over UDP, one core", lambda: heavy_udp_one_core(args, work, intake))
         if "churn" in only:
-            log("churn: endless new contexts")
-            try:
-                results["churn"] = churn(args, work, intake)
-            except Exception as e:
-                log(f"churn failed: {e}")
-                results["churn"] = dict(error=str(e))
+            results["churn"] = run_part("churn: endless new contexts", lambda: churn(args, work, intake))
+        if "alloc" in only:
+            results["alloc"] = run_part("alloc: DHAT heap profiles", lambda: alloc(args, work, intake, alloc_names))
     finally:
         intake.proc.stop()
     results["wall_secs"] = time.monotonic() - started
     # A partial run (--only / --profiles) updates its parts of an existing results file.
-    if only != {"profiles", "armv7", "plain", "heavy_udp", "churn"} or names != list(PROFILES):
+    if only != set(PARTS) or names != list(PROFILES) or alloc_names != list(ALLOC_MESSAGES):
         try:
             previous = json.load(open(args.json))
         except (OSError, ValueError):
             previous = {}
-        for part in ("profiles",):
-            if part in only and part in previous:
-                fresh = {r["profile"]: r for r in results[part]}
-                results[part] = [fresh.get(r["profile"], r) for r in previous[part]] + [r for n, r in fresh.items() if n not in {x["profile"] for x in previous[part]}]
-            elif part in previous:
+        if "profiles" in only and "profiles" in previous:
+            results["profiles"] = merge_by_profile(previous["profiles"], results["profiles"])
+        elif "profiles" in previous:
+            results["profiles"] = previous["profiles"]
+        for part in ("armv7", "alloc"):
+            if part in only and "profiles" in results.get(part, {}) and "profiles" in previous.get(part, {}):
+                results[part]["profiles"] = merge_by_profile(previous[part]["profiles"], results[part]["profiles"])
+        for part in PARTS[1:]:
+            if part not in only and part in previous:
                 results[part] = previous[part]
-        if "armv7" in previous and "armv7" in only and "armv7" in results:
-            fresh = {r["profile"]: r for r in results["armv7"]["profiles"]}
-            results["armv7"]["profiles"] = [fresh.get(r["profile"], r) for r in previous["armv7"]["profiles"]]
-        for part, key in (("armv7", "armv7"), ("plain", "plain"), ("heavy_udp", "heavy_udp"), ("churn", "churn")):
-            if part not in only and key in previous:
-                results[key] = previous[key]
-        results["partial_reruns"] = previous.get("partial_reruns", []) + [dict(date=results["date"], only=sorted(only), profiles=names)]
+        rerun = dict(date=results["date"], only=sorted(only), profiles=names, wall_secs=round(results["wall_secs"]))
+        if "alloc" in only:
+            rerun["alloc_profiles"] = alloc_names
+        results["partial_reruns"] = previous.get("partial_reruns", []) + [rerun]
         results["date"] = previous.get("date", results["date"])
+        results["wall_secs"] = previous.get("wall_secs", results["wall_secs"])
     with open(args.json, "w") as f:
         json.dump(results, f, indent=1)
         f.write("\n")
@@ -958,7 +1187,7 @@ def main():
     except Exception as e:
         log(f"chart failed: {e}")
     shutil.rmtree(work, ignore_errors=True)
-    log(f"wrote {args.json}, {args.markdown}, {args.png} in {results['wall_secs']:.0f} s")
+    log(f"wrote {args.json}, {args.markdown}, {args.png} in {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 # the agent per ADP memory-gate profile (host, then the armv7 binary under qemu-arm),
 # the plain-StatsD zero-drop rate against Etsy statsd and collectd's statsd plugin,
 # the heavy DogStatsD shape over UDP on one core, and endless new contexts against the
-# default context limits (RSS over time, drops). Regenerates docs/benchmarks.md
-# (the generated section only), bench/results.json and docs/benchmarks-rss.png.
+# default context limits (RSS over time, drops), and DHAT heap profiles of the agent
+# per profile (allocations and the sites behind them; valgrind). Regenerates
+# docs/benchmarks.md (the generated section only), bench/results.json and
+# docs/benchmarks-rss.png.
 #
 #   checks/bench.sh [bench.py options...]     e.g. --only profiles --profiles idle,low
 #
@@ -20,7 +22,7 @@ run() { printf '+ %s\n' "$*"; "$@"; }
 for bin in agent-data-plane adp-test-intake adp-loadgen; do
     [ -x "target/release/$bin" ] || { echo "bench: target/release/$bin missing: run 'make adp' (make bench does)" >&2; exit 2; }
 done
-for tool in python3 node npm taskset qemu-arm arm-linux-gnueabihf-strip; do
+for tool in python3 node npm taskset qemu-arm arm-linux-gnueabihf-strip valgrind; do
     command -v "$tool" >/dev/null || { echo "bench: $tool not found (make setup)" >&2; exit 2; }
 done
 [ -x /usr/sbin/collectd ] && [ -f /usr/lib/collectd/statsd.so ] || { echo "bench: collectd-core missing (make setup)" >&2; exit 2; }

@@ -22,7 +22,7 @@ PACKAGES=(
     file binutils make git ca-certificates curl python3 python3-pip python3-venv
     faketime diffoscope-minimal skopeo umoci jq
     nix-bin
-    collectd-core
+    collectd-core valgrind
 )
 STD_DIR=/usr/lib/rustlib/armv7-unknown-linux-gnueabihf/lib
 STAMP=/usr/lib/rustlib/armv7-unknown-linux-gnueabihf/.adp-libstd-version
