@@ -36,7 +36,7 @@ use adp_aggregate::{AggregateConfig, Aggregator, Flushed, HistogramAggregate};
 use adp_config::Config;
 use adp_dogstatsd::{Batch, DogStatsDConfig, Event, RunningSource, ServiceCheck};
 use adp_forwarder::{Forwarder, ForwarderConfig, ForwarderHandle, ProxyConfig, ShutdownReport};
-use adp_payloads::{CompressionKind, EncodedPayload, Encoder, PayloadsConfig};
+use adp_payloads::{CompressionKind, EncodeError, EncodedPayload, Encoder, PayloadsConfig};
 use adp_telemetry::Registry;
 use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot};
@@ -473,6 +473,17 @@ impl AggregatorTask {
     }
 }
 
+/// The payloads of an all-at-once encoding, or its error, one by one.
+fn each(
+    payloads: Result<Vec<EncodedPayload>, EncodeError>,
+) -> impl Iterator<Item = Result<EncodedPayload, EncodeError>> {
+    let (ok, err) = match payloads {
+        Ok(payloads) => (payloads, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    ok.into_iter().map(Ok).chain(err.map(Err))
+}
+
 impl EncoderTask {
     async fn run(self, mut rx: mpsc::Receiver<Output>) {
         while let Some(Output {
@@ -484,38 +495,43 @@ impl EncoderTask {
             let now = unix_now();
             if !flushed.is_empty() {
                 let started = std::time::Instant::now();
-                let series = self.encoder.encode_series(&flushed.series);
-                let sketches = self.encoder.encode_sketches(&flushed.sketches);
+                // One payload compressed at a time, each handed over before the
+                // next is built: a flush never holds all its payloads at once.
+                self.send_each(self.encoder.series_payloads(&flushed.series), "series")
+                    .await;
+                self.send_each(self.encoder.sketch_payloads(&flushed.sketches), "sketches")
+                    .await;
                 tracing::debug!(
                     points = flushed.point_count(),
                     elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                    "Encoded the flushed series and sketches."
+                    "Encoded and handed over the flushed series and sketches."
                 );
-                drop(flushed);
-                self.send(series, "series").await;
-                self.send(sketches, "sketches").await;
             }
             if !events.is_empty() {
-                self.send(self.encoder.encode_events(&events, now), "events").await;
+                let payloads = self.encoder.encode_events(&events, now);
+                self.send_each(each(payloads), "events").await;
             }
             if !checks.is_empty() {
-                self.send(self.encoder.encode_service_checks(&checks, now), "service checks")
-                    .await;
+                let payloads = self.encoder.encode_service_checks(&checks, now);
+                self.send_each(each(payloads), "service checks").await;
             }
         }
     }
 
-    async fn send(&self, payloads: Result<Vec<EncodedPayload>, adp_payloads::EncodeError>, what: &str) {
-        match payloads {
-            Ok(payloads) => {
-                for payload in payloads {
+    async fn send_each(&self, payloads: impl Iterator<Item = Result<EncodedPayload, EncodeError>>, what: &str) {
+        for payload in payloads {
+            match payload {
+                Ok(payload) => {
                     if self.forwarder.send(payload).await.is_err() {
                         tracing::error!("The forwarder is gone; {what} payloads are lost.");
                         return;
                     }
                 }
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot encode {what}; they are dropped.");
+                    return;
+                }
             }
-            Err(e) => tracing::error!(error = %e, "Cannot encode {what}; they are dropped."),
         }
     }
 }

@@ -12,7 +12,7 @@ use tracing::warn;
 
 use crate::compression::CompressionKind;
 use crate::proto;
-use crate::split::{Framing, Limits, Pushed, Splitter};
+use crate::split::{Body, Framing, Limits, Pushed, Splitter};
 use crate::{EncodeError, EncodedPayload, Endpoint, PayloadsConfig};
 
 /// Origin metadata the Agent writes for DogStatsD series and sketches:
@@ -407,29 +407,47 @@ impl Encoder {
     /// Encodes one series per `(name, tags, type, interval, points)` with the
     /// configured hostname, `host:`/`device:` tag handling and origin metadata.
     pub fn encode_series_parts<'a, T: AsRef<str> + 'a>(
-        &self,
-        series: impl IntoIterator<Item = (&'a str, &'a [T], SeriesType, u64, &'a [(i64, f64)])>,
+        &'a self,
+        series: impl IntoIterator<Item = (&'a str, &'a [T], SeriesType, u64, &'a [(i64, f64)])> + 'a,
     ) -> Result<Vec<EncodedPayload>, EncodeError> {
+        self.series_parts_payloads(series).collect()
+    }
+
+    /// [`Self::encode_series_parts`], one payload at a time (see [`Payloads`]).
+    pub fn series_parts_payloads<'a, T: AsRef<str> + 'a>(
+        &'a self,
+        series: impl IntoIterator<Item = (&'a str, &'a [T], SeriesType, u64, &'a [(i64, f64)])> + 'a,
+    ) -> impl Iterator<Item = Result<EncodedPayload, EncodeError>> + 'a {
         let host = self.config.hostname.as_str();
-        self.encode_series_protos(
-            series
-                .into_iter()
-                .map(|(name, tags, kind, interval, points)| series_proto(host, name, tags, kind, interval, points)),
-        )
+        let protos = series
+            .into_iter()
+            .map(move |(name, tags, kind, interval, points)| series_proto(host, name, tags, kind, interval, points));
+        self.protobuf_payloads(Endpoint::Series, protos, 1, |s: &proto::MetricSeries| {
+            (s.metric.as_str(), u64::try_from(s.points.len()).unwrap_or(u64::MAX))
+        })
     }
 
     /// Encodes one sketch context per `(name, tags, dogsketches)` with the
     /// configured hostname and `host:` tag handling.
     pub fn encode_sketch_parts<'a, T: AsRef<str> + 'a>(
-        &self,
-        sketches: impl IntoIterator<Item = (&'a str, &'a [T], Vec<proto::Dogsketch>)>,
+        &'a self,
+        sketches: impl IntoIterator<Item = (&'a str, &'a [T], Vec<proto::Dogsketch>)> + 'a,
     ) -> Result<Vec<EncodedPayload>, EncodeError> {
+        self.sketch_parts_payloads(sketches).collect()
+    }
+
+    /// [`Self::encode_sketch_parts`], one payload at a time (see [`Payloads`]).
+    pub fn sketch_parts_payloads<'a, T: AsRef<str> + 'a>(
+        &'a self,
+        sketches: impl IntoIterator<Item = (&'a str, &'a [T], Vec<proto::Dogsketch>)> + 'a,
+    ) -> impl Iterator<Item = Result<EncodedPayload, EncodeError>> + 'a {
         let host = self.config.hostname.as_str();
-        self.encode_sketch_protos(
-            sketches
-                .into_iter()
-                .map(|(name, tags, d)| sketch_proto(host, name, tags, d)),
-        )
+        let protos = sketches
+            .into_iter()
+            .map(move |(name, tags, d)| sketch_proto(host, name, tags, d));
+        self.protobuf_payloads(Endpoint::Sketches, protos, 1, |s: &proto::Sketch| {
+            (s.metric.as_str(), 0)
+        })
     }
 
     fn encode_protobuf<M: Message>(
@@ -439,15 +457,30 @@ impl Encoder {
         field: u32,
         describe: impl Fn(&M) -> (&str, u64),
     ) -> Result<Vec<EncodedPayload>, EncodeError> {
-        let mut splitter = self.splitter(endpoint, Framing::PROTOBUF);
-        let mut buf = Vec::new();
-        for item in items {
-            buf.clear();
-            prost::encoding::message::encode(field, &item, &mut buf);
-            let (name, points) = describe(&item);
-            self.push(endpoint, &mut splitter, &buf, points, name)?;
+        self.protobuf_payloads(endpoint, items.into_iter(), field, describe)
+            .collect()
+    }
+
+    /// The payloads of `items`, each built when the previous one is taken:
+    /// a caller that sends every payload before asking for the next holds
+    /// one compressed payload at a time, not a whole flush's.
+    pub(crate) fn protobuf_payloads<M: Message, I: Iterator<Item = M>, F: Fn(&M) -> (&str, u64)>(
+        &self,
+        endpoint: Endpoint,
+        items: I,
+        field: u32,
+        describe: F,
+    ) -> Payloads<'_, I, F> {
+        Payloads {
+            encoder: self,
+            endpoint,
+            items,
+            field,
+            describe,
+            splitter: Some(self.splitter(endpoint, Framing::PROTOBUF)),
+            ready: std::collections::VecDeque::new(),
+            buf: Vec::new(),
         }
-        self.finish(endpoint, splitter)
     }
 
     /// Encodes service checks (`name, status 0..=3, timestamp, hostname,
@@ -526,25 +559,24 @@ impl Encoder {
         let bodies = splitter
             .finish()
             .map_err(|source| self.compression_error(endpoint, source))?;
+        Ok(bodies.into_iter().map(|b| self.payload(endpoint, b)).collect())
+    }
+
+    /// A finished body as a payload, counted in the telemetry.
+    fn payload(&self, endpoint: Endpoint, b: Body) -> EncodedPayload {
         let t = &self.telemetry[index(endpoint)];
-        let content_encoding = self.config.serializer_compressor_kind.content_encoding();
-        Ok(bodies
-            .into_iter()
-            .map(|b| {
-                t.payloads.inc();
-                t.items.add(b.items);
-                t.points.add(b.points);
-                t.bytes_uncompressed.add(b.uncompressed_len);
-                t.bytes_compressed.add(u64::try_from(b.bytes.len()).unwrap_or(u64::MAX));
-                EncodedPayload {
-                    endpoint,
-                    body: bytes::Bytes::from(b.bytes),
-                    content_type: endpoint.content_type(),
-                    content_encoding,
-                    items: b.items,
-                }
-            })
-            .collect())
+        t.payloads.inc();
+        t.items.add(b.items);
+        t.points.add(b.points);
+        t.bytes_uncompressed.add(b.uncompressed_len);
+        t.bytes_compressed.add(u64::try_from(b.bytes.len()).unwrap_or(u64::MAX));
+        EncodedPayload {
+            endpoint,
+            body: bytes::Bytes::from(b.bytes),
+            content_type: endpoint.content_type(),
+            content_encoding: self.config.serializer_compressor_kind.content_encoding(),
+            items: b.items,
+        }
     }
 
     fn compression_error(&self, endpoint: Endpoint, source: std::io::Error) -> EncodeError {
@@ -552,6 +584,51 @@ impl Encoder {
             endpoint,
             kind: self.config.serializer_compressor_kind,
             source,
+        }
+    }
+}
+
+/// Payloads built lazily from protobuf items: each is compressed when the
+/// previous one has been taken, so a caller that sends every payload before
+/// asking for the next holds one compressed payload at a time, not a whole
+/// flush's.
+pub struct Payloads<'e, I, F> {
+    encoder: &'e Encoder,
+    endpoint: Endpoint,
+    items: I,
+    field: u32,
+    describe: F,
+    /// `None` once every item was pushed and the last body closed.
+    splitter: Option<Splitter>,
+    ready: std::collections::VecDeque<Body>,
+    buf: Vec<u8>,
+}
+
+impl<M: Message, I: Iterator<Item = M>, F: Fn(&M) -> (&str, u64)> Iterator for Payloads<'_, I, F> {
+    type Item = Result<EncodedPayload, EncodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(body) = self.ready.pop_front() {
+                return Some(Ok(self.encoder.payload(self.endpoint, body)));
+            }
+            let splitter = self.splitter.as_mut()?;
+            let Some(item) = self.items.next() else {
+                let finished = self.splitter.take()?.finish();
+                match finished {
+                    Ok(bodies) => self.ready.extend(bodies),
+                    Err(source) => return Some(Err(self.encoder.compression_error(self.endpoint, source))),
+                }
+                continue;
+            };
+            self.buf.clear();
+            prost::encoding::message::encode(self.field, &item, &mut self.buf);
+            let (name, points) = (self.describe)(&item);
+            if let Err(e) = self.encoder.push(self.endpoint, splitter, &self.buf, points, name) {
+                self.splitter = None;
+                return Some(Err(e));
+            }
+            self.ready.extend(splitter.take_done());
         }
     }
 }
@@ -730,6 +807,26 @@ mod tests {
                 Some(i64::try_from(payloads.len()).unwrap())
             );
         }
+    }
+
+    /// The lazy path builds a payload only when asked: after the first is
+    /// taken, the rest of the items are still unencoded.
+    #[test]
+    fn payloads_are_built_one_at_a_time_and_match_the_collected_ones() {
+        let (enc, registry) = encoder(CompressionKind::Zstd);
+        let tags: Vec<Vec<String>> = (0..2_500).map(|i| vec![format!("shard:{i}")]).collect();
+        let points: Vec<(i64, f64)> = (0..7).map(|i| (1_700_000_000 + i * 10, 1.0)).collect();
+        let items = || (0..2_500).map(|i| ("m", tags[i].as_slice(), SeriesType::Gauge, 10, &points[..]));
+        let label = [("endpoint", "series")];
+        let mut lazy = enc.series_parts_payloads(items());
+        let first = lazy.next().unwrap().unwrap();
+        assert_eq!(registry.value("adp_payloads_encoded", &label), Some(1));
+        assert!(registry.value("adp_payloads_items", &label).unwrap() < 2_500);
+        let mut bodies = vec![first.body];
+        bodies.extend(lazy.map(|p| p.unwrap().body));
+        let collected = enc.encode_series_parts(items()).unwrap();
+        assert!(collected.len() >= 2);
+        assert_eq!(bodies, collected.into_iter().map(|p| p.body).collect::<Vec<_>>());
     }
 
     #[test]

@@ -38,7 +38,15 @@ fn dogsketch(ts: i64, sketch: &AgentSketch) -> proto::Dogsketch {
 impl Encoder {
     /// Encodes aggregated series into `/api/v2/series` payloads.
     pub fn encode_series(&self, series: &[Series]) -> Result<Vec<EncodedPayload>, EncodeError> {
-        self.encode_series_parts(series.iter().map(|s| {
+        self.series_payloads(series).collect()
+    }
+
+    /// [`Self::encode_series`], one payload at a time ([`crate::Payloads`]).
+    pub fn series_payloads<'a>(
+        &'a self,
+        series: &'a [Series],
+    ) -> impl Iterator<Item = Result<EncodedPayload, EncodeError>> + 'a {
+        self.series_parts_payloads(series.iter().map(|s| {
             (
                 s.name.as_str(),
                 s.context.tags(),
@@ -51,7 +59,15 @@ impl Encoder {
 
     /// Encodes distribution sketches into `/api/beta/sketches` payloads.
     pub fn encode_sketches(&self, sketches: &[SketchSeries]) -> Result<Vec<EncodedPayload>, EncodeError> {
-        self.encode_sketch_parts(sketches.iter().map(|s| {
+        self.sketch_payloads(sketches).collect()
+    }
+
+    /// [`Self::encode_sketches`], one payload at a time ([`crate::Payloads`]).
+    pub fn sketch_payloads<'a>(
+        &'a self,
+        sketches: &'a [SketchSeries],
+    ) -> impl Iterator<Item = Result<EncodedPayload, EncodeError>> + 'a {
+        self.sketch_parts_payloads(sketches.iter().map(|s| {
             let dogsketches = s.points.iter().map(|(ts, sketch)| dogsketch(*ts, sketch)).collect();
             (s.context.name().as_str(), s.context.tags(), dogsketches)
         }))

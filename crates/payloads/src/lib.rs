@@ -82,7 +82,7 @@ mod split;
 use std::fmt;
 
 pub use compression::{decompress, CompressionKind, DecompressError, UnknownCompressionKind};
-pub use encode::{dogsketch, CheckParts, Encoder, EventParts, SeriesType};
+pub use encode::{dogsketch, CheckParts, Encoder, EventParts, Payloads, SeriesType};
 pub use split::Limits;
 
 /// The intake endpoint a payload is for.

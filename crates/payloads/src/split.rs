@@ -222,6 +222,11 @@ impl Splitter {
         }
     }
 
+    /// The bodies completed so far (the open one stays open).
+    pub(crate) fn take_done(&mut self) -> Vec<Body> {
+        std::mem::take(&mut self.done)
+    }
+
     /// Closes the open payload, if any, and returns every body.
     pub(crate) fn finish(mut self) -> io::Result<Vec<Body>> {
         if let Some(open) = self.open.take() {
