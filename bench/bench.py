@@ -799,9 +799,10 @@ def render_alloc(al):
     if lost:
         evicted = any('reason="evicted"' in k for r in al["profiles"] for k in r.get("agent_drops", {}))
         why = (
-            " Payloads the forwarder has not sent yet wait in its queue (one request in flight per destination; the "
-            "oldest are evicted when the queue is full) and are part of the heap at the peak; valgrind slows "
-            "sending as much as everything else, so more of them wait than in a native run."
+            " Payloads the forwarder has not sent yet wait in its buffer and queue (one request in flight per "
+            "destination; the oldest are evicted only while the destination backs off after failures, e.g. "
+            "requests timing out) and are part of the heap at the peak; valgrind slows sending as much as "
+            "everything else, so more of them wait than in a native run."
         )
         L.append(f"Dropped under valgrind — {'; '.join(lost)}.{why if evicted else ''}")
         L.append("")
