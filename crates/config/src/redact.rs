@@ -1,10 +1,12 @@
 //! Secret redaction for anything that shows configuration to a person: the
 //! `config` command, the privileged `/config` endpoint and error messages.
 //!
-//! Rules, applied to the effective configuration rendered as JSON:
-//! - a key that names a secret (`api_key`, anything ending in `_key`, `token`,
-//!   `password` or `secret`) has its non-empty string values replaced by `********`;
-//! - `additional_endpoints` maps URLs to API keys: every key is replaced;
+//! Each key declares how it is shown ([`Redact`]); a key whose name says it is
+//! a secret (`api_key`, anything ending in `_key`, `token`, `password` or
+//! `secret`) is redacted even if its declaration forgot to say so:
+//! - a secret has its non-empty string values replaced by `********`;
+//! - a map of URL to secrets (`additional_endpoints`) keeps its URLs and loses
+//!   every secret;
 //! - any string that is a URL with credentials (`http://user:pass@proxy:3128`)
 //!   keeps its user name and loses its password (a URL with only a user part,
 //!   often a token, loses the user part).
@@ -12,6 +14,8 @@
 //! Empty values stay empty so that "unset" remains visible.
 
 use serde_json::Value;
+
+use crate::key::Redact;
 
 /// What a redacted secret is shown as.
 pub const REDACTED: &str = "********";
@@ -52,39 +56,40 @@ pub fn redact_url(s: &str) -> String {
     )
 }
 
-/// Redacts secrets in a JSON rendering of the configuration, in place.
-pub fn redact_json(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (key, v) in map.iter_mut() {
-                if is_secret_key(key) {
-                    redact_all_strings(v);
-                } else if key == "additional_endpoints" {
-                    // URL → API keys: keep the URLs (minus credentials), hide every key.
-                    if let Value::Object(endpoints) = v {
-                        let redacted = std::mem::take(endpoints)
-                            .into_iter()
-                            .map(|(url, mut keys)| {
-                                redact_all_strings(&mut keys);
-                                (redact_url(&url), keys)
-                            })
-                            .collect();
-                        *endpoints = redacted;
-                    } else {
-                        redact_all_strings(v);
-                    }
-                } else {
-                    redact_json(v);
-                }
+/// `value` as it may be shown for a key redacted as `mode`. URL credentials are
+/// hidden whatever the mode.
+pub fn redact_value(mut value: Value, mode: Redact) -> Value {
+    match mode {
+        Redact::No => redact_urls(&mut value),
+        Redact::Secret => redact_all_strings(&mut value),
+        Redact::MapValues => {
+            if let Value::Object(map) = &mut value {
+                let redacted = std::mem::take(map)
+                    .into_iter()
+                    .map(|(url, mut secrets)| {
+                        redact_all_strings(&mut secrets);
+                        (redact_url(&url), secrets)
+                    })
+                    .collect();
+                *map = redacted;
+            } else {
+                redact_all_strings(&mut value);
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(redact_json),
+    }
+    value
+}
+
+fn redact_urls(value: &mut Value) {
+    match value {
         Value::String(s) => {
             let redacted = redact_url(s);
             if redacted != *s {
                 *s = redacted;
             }
         }
+        Value::Array(items) => items.iter_mut().for_each(redact_urls),
+        Value::Object(map) => map.values_mut().for_each(redact_urls),
         _ => {}
     }
 }
@@ -137,30 +142,20 @@ mod tests {
     }
 
     #[test]
-    fn redaction_hides_keys_tokens_endpoint_keys_and_proxy_credentials() {
-        let mut v = json!({
-            "api_key": "0123456789abcdef",
-            "hostname": "board",
-            "empty_key": "",
-            "additional_endpoints": {"https://u:p@intake.example": ["k1", "k2"]},
-            "proxy": {"https": "http://bob:hunter2@proxy:3128", "no_proxy": ["localhost"]},
-            "auth_token_file_path": "/etc/datadog-agent/auth_token",
-        });
-        redact_json(&mut v);
+    fn redaction_hides_secrets_endpoint_keys_and_url_credentials() {
+        assert_eq!(redact_value(json!("0123456789abcdef"), Redact::Secret), json!(REDACTED));
         assert_eq!(
-            v,
-            json!({
-                "api_key": REDACTED,
-                "hostname": "board",
-                "empty_key": "",
-                "additional_endpoints": {"https://u:********@intake.example": [REDACTED, REDACTED]},
-                "proxy": {"https": "http://bob:********@proxy:3128", "no_proxy": ["localhost"]},
-                "auth_token_file_path": "/etc/datadog-agent/auth_token",
-            })
+            redact_value(json!(""), Redact::Secret),
+            json!(""),
+            "unset stays visible"
         );
-        let text = v.to_string();
-        for secret in ["0123456789abcdef", "hunter2", "k1", "k2"] {
-            assert!(!text.contains(secret), "{secret} leaked in {text}");
-        }
+        assert_eq!(
+            redact_value(json!({"https://u:p@intake.example": ["k1", "k2"]}), Redact::MapValues),
+            json!({"https://u:********@intake.example": [REDACTED, REDACTED]})
+        );
+        assert_eq!(
+            redact_value(json!(["http://bob:hunter2@proxy:3128", "localhost"]), Redact::No),
+            json!(["http://bob:********@proxy:3128", "localhost"])
+        );
     }
 }
