@@ -40,6 +40,18 @@ def error_cell(r, width=120):
     return " ".join(r["error"].split())[:width].replace("|", "\\|")
 
 
+def failed_row(name, r, columns):
+    """The row of a run that failed: its name, then its error, the row's other cells empty."""
+    return f"| {name} | failed: {error_cell(r)} |" + "|" * (columns - 2)
+
+
+def table(header, results, row):
+    """A Markdown table of per-profile results: `header` (its Markdown line), the rule, then
+    the line `row(r)` for each result, or the failed row of one that failed."""
+    columns = header.count("|") - 1
+    return [header, "|" + "---|" * columns] + [failed_row(r["profile"], r, columns) if "error" in r else row(r) for r in results]
+
+
 def drops_detail(d):
     """`86 adp_forwarder_payloads_dropped_total{reason="evicted"}`-style cell text."""
     if not d:
@@ -87,17 +99,16 @@ def render_alloc(al):
         "`/usr/libexec/valgrind/dh_view.html` for whole stacks, lifetimes and access counts."
     )
     L.append("")
-    L.append("| profile | messages sent | metrics ingested | contexts | allocations | allocated | per metric (allocations / bytes) | heap at peak (blocks) | peak at | heap at exit | wall |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in al["profiles"]:
-        if "error" in r:
-            L.append(f"| {r['profile']} | failed: {error_cell(r)} ||||||||||")
-            continue
+
+    def row(r):
         per = f"{fmt(r['allocations_per_metric'], 2)} / {fmt(round(r['bytes_per_metric']))} B" if r["ingested_metrics"] else "–"
-        L.append(
+        return (
             f"| {r['profile']} | {fmt(r['sent_messages'])} | {fmt(r['ingested_metrics'])} | {fmt(r['aggregator_contexts'])} | {fmt(r['total_blocks'])} | {size(r['total_bytes'])} | {per} | "
             f"**{size(r['peak_bytes'])}** ({fmt(r['peak_blocks'])}) | {r['peak_at_fraction']:.0%} | {size(r['exit_bytes'])} | {r['wall_secs']:.0f} s |"
         )
+
+    header = "| profile | messages sent | metrics ingested | contexts | allocations | allocated | per metric (allocations / bytes) | heap at peak (blocks) | peak at | heap at exit | wall |"
+    L.extend(table(header, al["profiles"], row))
     L.append("")
     lost = [f"{r['profile']}: {drops_detail(r['agent_drops'])}" for r in al["profiles"] if r.get("agent_drops")]
     if lost:
@@ -190,21 +201,20 @@ def render(results):
 
     L.append("### RSS per profile against ADP's gates")
     L.append("")
-    L.append("| profile | offered → achieved | steady RSS | peak RSS | goal | ADP observed | ours / ADP | CPU % (1 core) | ingested metrics/s | drops | load avg |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in results["profiles"]:
-        if "error" in r:
-            L.append(f"| {r['profile']} | failed: {error_cell(r)} |||||||||")
-            continue
+
+    def host_row(r):
         p = r["profile"]
         ratio = r["rss_steady_mib"] / ADP_OBSERVED[p] if r["rss_steady_mib"] else None
         goal_ok = "✓" if r["rss_steady_mib"] is not None and r["rss_steady_mib"] <= GOAL[p] else "✗"
         warn = " ⚠" if r["loadavg_before"][0] > m["nproc"] else ""
-        L.append(
+        return (
             f"| {p} | {mib(r['offered_bytes_per_sec'])} → {mib(r['achieved_bytes_per_sec'])} | **{fmt(r['rss_steady_mib'])} MiB** | "
             f"{fmt(r['rss_peak_mib'])} MiB | {GOAL[p]} MiB {goal_ok} | {ADP_OBSERVED[p]} MiB | {fmt(ratio, 2)}× | {fmt(r['cpu_percent'])} | "
             f"{fmt(r['ingested_metrics_per_sec'])} | {drops_detail(r['agent_drops'])}; {fmt(r['uds_would_block_retries'])} UDS retries | {la(r['loadavg_before'])}{warn} |"
         )
+
+    header = "| profile | offered → achieved | steady RSS | peak RSS | goal | ADP observed | ours / ADP | CPU % (1 core) | ingested metrics/s | drops | load avg |"
+    L.extend(table(header, results["profiles"], host_row))
     L.append("")
     L.append("![RSS per profile](benchmarks-rss.png)")
     L.append("")
@@ -221,16 +231,15 @@ def render(results):
             "actually achieved is shown."
         )
         L.append("")
-        L.append("| profile | offered → achieved (emulated) | steady RSS | peak RSS | ingested metrics/s | drops | load avg |")
-        L.append("|---|---|---|---|---|---|---|")
-        for r in arm["profiles"]:
-            if "error" in r:
-                L.append(f"| {r['profile']} | failed: {error_cell(r)} ||||||")
-                continue
-            L.append(
+
+        def arm_row(r):
+            return (
                 f"| {r['profile']} | {mib(r['offered_bytes_per_sec'])} → {mib(r['achieved_bytes_per_sec'])} | {fmt(r['rss_steady_mib'])} MiB | "
                 f"{fmt(r['rss_peak_mib'])} MiB | {fmt(r['ingested_metrics_per_sec'])} | {drops_detail(r['agent_drops'])} | {la(r['loadavg_before'])} |"
             )
+
+        header = "| profile | offered → achieved (emulated) | steady RSS | peak RSS | ingested metrics/s | drops | load avg |"
+        L.extend(table(header, arm["profiles"], arm_row))
         L.append("")
 
     L.append("### Plain StatsD, zero-drop rate over UDP (one core each)")
@@ -249,7 +258,7 @@ def render(results):
         if not r:
             continue
         if "error" in r:
-            L.append(f"| {name} | failed: {error_cell(r)} |||||||")
+            L.append(failed_row(name, r, 8))
             continue
         b, f = r["best"], r["first_failure"]
         if r.get("version"):
