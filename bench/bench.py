@@ -427,6 +427,21 @@ def heavy_udp_one_core(args, work, intake):
         agent.stop()
 
 
+def plain_peer(args, work, name, label, cmd, port, rates):
+    """Starts a peer receiver pinned as the agent is, waits until it has bound UDP `port`
+    and runs the plain zero-drop search against it (its log: `label`.log)."""
+    proc = Proc(pin(AGENT_CPU) + cmd, dict(os.environ), os.path.join(work, f"{label}.log"))
+    try:
+        deadline = time.monotonic() + 30
+        while udp_drops(port) is None:
+            if time.monotonic() > deadline or proc.p.poll() is not None:
+                raise RuntimeError(f"{name} did not bind its UDP port:\n" + proc.log_text())
+            time.sleep(0.1)
+        return zero_drop_search(args, label, port, args.step_secs, "plain", rates[0], rates[1], max_datagram=args.plain_datagram, pid=proc.p.pid)
+    finally:
+        proc.stop()
+
+
 def plain_etsy(args, work, rates):
     port, mgmt = free_udp_port(), free_tcp_port()
     cfg = os.path.join(work, "statsd-config.js")
@@ -436,19 +451,10 @@ def plain_etsy(args, work, rates):
             "  flushInterval: 10000, backends: [], deleteIdleStats: false\n}\n" % (port, mgmt)
         )
     stats_js = os.path.join(args.peers, "node_modules", "statsd", "stats.js")
-    proc = Proc(pin(AGENT_CPU) + ["node", stats_js, cfg], dict(os.environ), os.path.join(work, "statsd.log"))
-    deadline = time.monotonic() + 30
-    while udp_drops(port) is None:
-        if time.monotonic() > deadline or proc.p.poll() is not None:
-            raise RuntimeError("Etsy statsd did not bind its UDP port:\n" + proc.log_text())
-        time.sleep(0.1)
-    try:
-        r = zero_drop_search(args, "etsy-statsd", port, args.step_secs, "plain", rates[0], rates[1], max_datagram=args.plain_datagram, pid=proc.p.pid)
-        r["version"] = json.load(open(os.path.join(args.peers, "node_modules", "statsd", "package.json")))["version"]
-        r["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
-        return r
-    finally:
-        proc.stop()
+    r = plain_peer(args, work, "Etsy statsd", "etsy-statsd", ["node", stats_js, cfg], port, rates)
+    r["version"] = json.load(open(os.path.join(args.peers, "node_modules", "statsd", "package.json")))["version"]
+    r["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    return r
 
 
 def plain_collectd(args, work, rates):
@@ -463,18 +469,9 @@ def plain_collectd(args, work, rates):
             "LoadPlugin statsd\n"
             f'<Plugin statsd>\n  Host "127.0.0.1"\n  Port "{port}"\n</Plugin>\n'
         )
-    proc = Proc(pin(AGENT_CPU) + [args.collectd, "-f", "-C", cfg], dict(os.environ), os.path.join(work, "collectd.log"))
-    deadline = time.monotonic() + 30
-    while udp_drops(port) is None:
-        if time.monotonic() > deadline or proc.p.poll() is not None:
-            raise RuntimeError("collectd did not bind its UDP port:\n" + proc.log_text())
-        time.sleep(0.1)
-    try:
-        r = zero_drop_search(args, "collectd", port, args.step_secs, "plain", rates[0], rates[1], max_datagram=args.plain_datagram, pid=proc.p.pid)
-        r["version"] = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "collectd-core"], capture_output=True, text=True).stdout.strip() or None
-        return r
-    finally:
-        proc.stop()
+    r = plain_peer(args, work, "collectd", "collectd", [args.collectd, "-f", "-C", cfg], port, rates)
+    r["version"] = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "collectd-core"], capture_output=True, text=True).stdout.strip() or None
+    return r
 
 
 # --- endless new contexts ----------------------------------------------------
