@@ -33,6 +33,7 @@ import render
 from gates import ADP_BOUND, ADP_OBSERVED, GOAL, MIB, PROFILES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STANDALONE_ENV = os.path.join(ROOT, "checks", "lib", "standalone.env")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # The parts of a full run, in order; `--only` picks some.
@@ -227,36 +228,39 @@ class Intake:
         self.addr = self.proc.wait_for(r"listening on (\S+)", 30).group(1)
 
 
+def standalone_env(intake_url, work):
+    """checks/lib/standalone.env (the environment the e2e tests and the smoke checks
+    start from too), its placeholders filled."""
+    env = {}
+    with open(STANDALONE_ENV) as f:
+        for line in f.read().splitlines():
+            if not line or line.startswith("#"):
+                continue
+            key, value = line.split("=", 1)
+            if "{" in value.replace("{intake_url}", "").replace("{dir}", ""):
+                raise ValueError(f"{STANDALONE_ENV}: a placeholder other than {{intake_url}} and {{dir}} in {line!r}")
+            env[key] = value.replace("{intake_url}", intake_url).replace("{dir}", work)
+    return env
+
+
 def start_agent(args, work, intake, binary, runner, profile_cfg, udp_port=0, socket_path=None, timeout=120, extra_env=None):
-    api = free_tcp_port()
-    env = {
-        "PATH": os.environ["PATH"],
-        "DD_API_KEY": "bench0123456789abcdef0123456789ab",
-        "DD_HOSTNAME": "bench",
-        "DD_DD_URL": f"http://{intake.addr}",
-        "DD_DATA_PLANE_ENABLED": "true",
-        "DD_DATA_PLANE_STANDALONE_MODE": "true",
-        "DD_DATA_PLANE_REMOTE_AGENT_ENABLED": "false",
-        "DD_DATA_PLANE_USE_NEW_CONFIG_STREAM_ENDPOINT": "false",
-        "DD_DATA_PLANE_API_LISTEN_ADDRESS": f"tcp://127.0.0.1:{api}",
-        "DD_DATA_PLANE_SECURE_API_LISTEN_ADDRESS": "tcp://127.0.0.1:0",
-        "DD_AUTH_TOKEN_FILE_PATH": os.path.join(work, "auth_token"),
-        "DD_IPC_CERT_FILE_PATH": os.path.join(work, "ipc_cert.pem"),
-        "DD_DOGSTATSD_PORT": str(udp_port),
-        "DD_LOG_LEVEL": "info",
-    }
+    """The agent in the standalone environment with the profile's limits, DogStatsD on
+    `udp_port` and `socket_path` (none: UDP only); returns it once healthy, with the
+    address of its unprivileged API."""
+    env = dict(PATH=os.environ["PATH"], **standalone_env(f"http://{intake.addr}", work))
+    env["DD_DOGSTATSD_PORT"] = str(udp_port)
+    env["DD_DOGSTATSD_SOCKET"] = socket_path or ""
     env.update(dict(kv.split("=", 1) for kv in args.agent_env))
     env.update(extra_env or {})
-    if socket_path:
-        env["DD_DOGSTATSD_SOCKET"] = socket_path
     if profile_cfg.get("limit"):
         env["DD_AGGREGATE_CONTEXT_LIMIT"] = str(profile_cfg["limit"])
     if profile_cfg.get("interner"):
         env["DD_DOGSTATSD_STRING_INTERNER_SIZE"] = str(profile_cfg["interner"])
     cmd = pin(AGENT_CPU) + runner + [binary, "run"]
     proc = Proc(cmd, env, os.path.join(work, "agent.log"))
+    api = proc.wait_for(r"(?m)Serving unprivileged API on (\S+)\.$", timeout).group(1)
     proc.wait_for(r"Topology healthy", timeout)
-    return proc, f"127.0.0.1:{api}"
+    return proc, api
 
 
 # --- the profile runs --------------------------------------------------------
