@@ -354,34 +354,29 @@ def zero_drop_search(args, label, port, step_secs, profile, start_rate, max_rate
         return s
 
     good, bad = None, None
+
+    def probe(rate):
+        """One step, kept as the best zero-drop step or as the latest failing one."""
+        nonlocal good, bad
+        s = step(rate)
+        if s["zero_drops"]:
+            good = s
+        else:
+            bad = s
+        return s["zero_drops"]
+
     rate = start_rate
     try:
-        while rate <= max_rate:
-            s = step(rate)
-            if s["zero_drops"]:
-                good = s
-                rate *= 2
-            else:
-                bad = s
-                break
+        while rate <= max_rate and probe(rate):
+            rate *= 2
         # The first step already lost something: halve (at most four times) to find a floor.
         rate = start_rate / 2
-        while good is None and rate >= start_rate / 16:
-            s = step(rate)
-            if s["zero_drops"]:
-                good = s
-            else:
-                bad = s
-                rate /= 2
+        while good is None and rate >= start_rate / 16 and not probe(rate):
+            rate /= 2
         for _ in range(2):
             if good is None or bad is None:
                 break
-            mid = (good["offered_bytes_per_sec"] + bad["offered_bytes_per_sec"]) / 2
-            s = step(mid)
-            if s["zero_drops"]:
-                good = s
-            else:
-                bad = s
+            probe((good["offered_bytes_per_sec"] + bad["offered_bytes_per_sec"]) / 2)
     finally:
         if sampler:
             sampler.stop()

@@ -44,13 +44,19 @@ HOSTNAME_TAG=smoke-$$
 start_agent "${RUNNER[@]}" "$BIN" DD_HOSTNAME="$HOSTNAME_TAG" DD_DOGSTATSD_PORT="$DSD_PORT" \
     DD_AGGREGATE_WINDOW_DURATION_SECONDS=1 DD_AGGREGATE_FLUSH_INTERVAL=1 -- --pidfile "$work/adp.pid"
 
+# expect_log LINE...: each LINE is in the agent's log.
+expect_log() {
+    local line
+    for line in "$@"; do
+        grep -qF -- "$line" "$work/adp.log" || fail "missing log line \"$line\""
+        say "ok: log has \"$line\""
+    done
+}
+
 wait_for_log "Topology healthy. Waiting for interrupt..."
-for line in "Agent Data Plane starting..." "Serving unprivileged API on" "Serving privileged API on" \
+expect_log "Agent Data Plane starting..." "Serving unprivileged API on" "Serving privileged API on" \
     "DogStatsD listener started. listen_addr=udp://127.0.0.1:$DSD_PORT" \
-    "DogStatsD listener started. listen_addr=unixgram://$SOCKET" "Agent Data Plane running."; do
-    grep -qF -- "$line" "$work/adp.log" || fail "missing log line \"$line\""
-    say "ok: log has \"$line\""
-done
+    "DogStatsD listener started. listen_addr=unixgram://$SOCKET" "Agent Data Plane running."
 grep -q 'topology_ready_ms=' "$work/adp.log" || fail "no topology_ready_ms field"
 say "ok: $(grep -o 'topology_ready_ms=[0-9]*' "$work/adp.log")"
 # env and qemu-arm exec, so the agent's pid is the one this shell started.
@@ -101,10 +107,7 @@ wait "$ADP_PID" || rc=$?
 ADP_PID=
 [ "$rc" -eq 0 ] || fail "exit status $rc after SIGTERM"
 say "ok: exit status 0 after SIGTERM"
-for line in "Received SIGTERM, shutting down..." "Agent Data Plane stopped."; do
-    grep -qF -- "$line" "$work/adp.log" || fail "missing log line \"$line\""
-    say "ok: log has \"$line\""
-done
+expect_log "Received SIGTERM, shutting down..." "Agent Data Plane stopped."
 if grep -qiE 'panic|bus error|segmentation fault' "$work/adp.log" || grep -qF 'Failed to' "$work/adp.log"; then
     fail "the log reports a crash or a failure"
 fi
