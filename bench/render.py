@@ -52,6 +52,30 @@ def table(header, results, row):
     return [header, "|" + "---|" * columns] + [failed_row(r["profile"], r, columns) if "error" in r else row(r) for r in results]
 
 
+def offered_achieved(r):
+    return f"{mib(r['offered_bytes_per_sec'])} → {mib(r['achieved_bytes_per_sec'])}"
+
+
+def host_row(r, nproc):
+    """A profile's row in the host table: ⚠ where the load average exceeded the `nproc` cores."""
+    p = r["profile"]
+    ratio = r["rss_steady_mib"] / ADP_OBSERVED[p] if r["rss_steady_mib"] else None
+    goal_ok = "✓" if r["rss_steady_mib"] is not None and r["rss_steady_mib"] <= GOAL[p] else "✗"
+    warn = " ⚠" if r["loadavg_before"][0] > nproc else ""
+    return (
+        f"| {p} | {offered_achieved(r)} | **{fmt(r['rss_steady_mib'])} MiB** | {fmt(r['rss_peak_mib'])} MiB | {GOAL[p]} MiB {goal_ok} | {ADP_OBSERVED[p]} MiB | {fmt(ratio, 2)}× | {fmt(r['cpu_percent'])} | "
+        f"{fmt(r['ingested_metrics_per_sec'])} | {drops_detail(r['agent_drops'])}; {fmt(r['uds_would_block_retries'])} UDS retries | {la(r['loadavg_before'])}{warn} |"
+    )
+
+
+def arm_row(r):
+    """A profile's row in the armv7 table."""
+    return (
+        f"| {r['profile']} | {offered_achieved(r)} | {fmt(r['rss_steady_mib'])} MiB | {fmt(r['rss_peak_mib'])} MiB | "
+        f"{fmt(r['ingested_metrics_per_sec'])} | {drops_detail(r['agent_drops'])} | {la(r['loadavg_before'])} |"
+    )
+
+
 def drops_detail(d):
     """`86 adp_forwarder_payloads_dropped_total{reason="evicted"}`-style cell text."""
     if not d:
@@ -61,6 +85,15 @@ def drops_detail(d):
 
 def size(b):
     return "–" if b is None else f"{b / MIB:,.2f} MiB" if b >= MIB else f"{b / 1024:,.1f} KiB" if b >= 1024 else f"{b:,} B"
+
+
+def alloc_row(r):
+    """A profile's row in the DHAT summary table."""
+    per = f"{fmt(r['allocations_per_metric'], 2)} / {fmt(round(r['bytes_per_metric']))} B" if r["ingested_metrics"] else "–"
+    return (
+        f"| {r['profile']} | {fmt(r['sent_messages'])} | {fmt(r['ingested_metrics'])} | {fmt(r['aggregator_contexts'])} | {fmt(r['total_blocks'])} | {size(r['total_bytes'])} | {per} | "
+        f"**{size(r['peak_bytes'])}** ({fmt(r['peak_blocks'])}) | {r['peak_at_fraction']:.0%} | {size(r['exit_bytes'])} | {r['wall_secs']:.0f} s |"
+    )
 
 
 def render_alloc(al):
@@ -99,16 +132,7 @@ def render_alloc(al):
         "`/usr/libexec/valgrind/dh_view.html` for whole stacks, lifetimes and access counts."
     )
     L.append("")
-
-    def row(r):
-        per = f"{fmt(r['allocations_per_metric'], 2)} / {fmt(round(r['bytes_per_metric']))} B" if r["ingested_metrics"] else "–"
-        return (
-            f"| {r['profile']} | {fmt(r['sent_messages'])} | {fmt(r['ingested_metrics'])} | {fmt(r['aggregator_contexts'])} | {fmt(r['total_blocks'])} | {size(r['total_bytes'])} | {per} | "
-            f"**{size(r['peak_bytes'])}** ({fmt(r['peak_blocks'])}) | {r['peak_at_fraction']:.0%} | {size(r['exit_bytes'])} | {r['wall_secs']:.0f} s |"
-        )
-
-    header = "| profile | messages sent | metrics ingested | contexts | allocations | allocated | per metric (allocations / bytes) | heap at peak (blocks) | peak at | heap at exit | wall |"
-    L.extend(table(header, al["profiles"], row))
+    L.extend(table("| profile | messages sent | metrics ingested | contexts | allocations | allocated | per metric (allocations / bytes) | heap at peak (blocks) | peak at | heap at exit | wall |", al["profiles"], alloc_row))
     L.append("")
     lost = [f"{r['profile']}: {drops_detail(r['agent_drops'])}" for r in al["profiles"] if r.get("agent_drops")]
     if lost:
@@ -201,20 +225,7 @@ def render(results):
 
     L.append("### RSS per profile against ADP's gates")
     L.append("")
-
-    def host_row(r):
-        p = r["profile"]
-        ratio = r["rss_steady_mib"] / ADP_OBSERVED[p] if r["rss_steady_mib"] else None
-        goal_ok = "✓" if r["rss_steady_mib"] is not None and r["rss_steady_mib"] <= GOAL[p] else "✗"
-        warn = " ⚠" if r["loadavg_before"][0] > m["nproc"] else ""
-        return (
-            f"| {p} | {mib(r['offered_bytes_per_sec'])} → {mib(r['achieved_bytes_per_sec'])} | **{fmt(r['rss_steady_mib'])} MiB** | "
-            f"{fmt(r['rss_peak_mib'])} MiB | {GOAL[p]} MiB {goal_ok} | {ADP_OBSERVED[p]} MiB | {fmt(ratio, 2)}× | {fmt(r['cpu_percent'])} | "
-            f"{fmt(r['ingested_metrics_per_sec'])} | {drops_detail(r['agent_drops'])}; {fmt(r['uds_would_block_retries'])} UDS retries | {la(r['loadavg_before'])}{warn} |"
-        )
-
-    header = "| profile | offered → achieved | steady RSS | peak RSS | goal | ADP observed | ours / ADP | CPU % (1 core) | ingested metrics/s | drops | load avg |"
-    L.extend(table(header, results["profiles"], host_row))
+    L.extend(table("| profile | offered → achieved | steady RSS | peak RSS | goal | ADP observed | ours / ADP | CPU % (1 core) | ingested metrics/s | drops | load avg |", results["profiles"], lambda r: host_row(r, m["nproc"])))
     L.append("")
     L.append("![RSS per profile](benchmarks-rss.png)")
     L.append("")
@@ -232,14 +243,7 @@ def render(results):
         )
         L.append("")
 
-        def arm_row(r):
-            return (
-                f"| {r['profile']} | {mib(r['offered_bytes_per_sec'])} → {mib(r['achieved_bytes_per_sec'])} | {fmt(r['rss_steady_mib'])} MiB | "
-                f"{fmt(r['rss_peak_mib'])} MiB | {fmt(r['ingested_metrics_per_sec'])} | {drops_detail(r['agent_drops'])} | {la(r['loadavg_before'])} |"
-            )
-
-        header = "| profile | offered → achieved (emulated) | steady RSS | peak RSS | ingested metrics/s | drops | load avg |"
-        L.extend(table(header, arm["profiles"], arm_row))
+        L.extend(table("| profile | offered → achieved (emulated) | steady RSS | peak RSS | ingested metrics/s | drops | load avg |", arm["profiles"], arm_row))
         L.append("")
 
     L.append("### Plain StatsD, zero-drop rate over UDP (one core each)")
