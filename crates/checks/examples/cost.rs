@@ -54,9 +54,21 @@ fn main() {
     let per_round = (cpu_seconds() - cpu0) / f64::from(rounds);
     let rss_after = rss_kib();
     std::fs::remove_dir_all(&dir).ok();
-    println!("checks: {}", checks.iter().map(|c| c.id()).collect::<Vec<_>>().join(", "));
+    println!(
+        "checks: {}",
+        checks.iter().map(|c| c.id()).collect::<Vec<_>>().join(", ")
+    );
     println!("series per round: {}", series / (rounds as usize + 1));
-    println!("cpu per round: {:.3} ms (wall {:.3} ms)", per_round * 1e3, wall0.elapsed().as_secs_f64() * 1e3 / f64::from(rounds));
-    println!("share of one core at a 15 s interval: {:.4} %", per_round / 15.0 * 100.0);
-    println!("rss: {rss_before} KiB before, {rss_warm} KiB after the first round, {rss_after} KiB after {rounds} rounds");
+    println!(
+        "cpu per round: {:.3} ms (wall {:.3} ms)",
+        per_round * 1e3,
+        wall0.elapsed().as_secs_f64() * 1e3 / f64::from(rounds)
+    );
+    println!(
+        "share of one core at a 15 s interval: {:.4} %",
+        per_round / 15.0 * 100.0
+    );
+    println!(
+        "rss: {rss_before} KiB before, {rss_warm} KiB after the first round, {rss_after} KiB after {rounds} rounds"
+    );
 }
