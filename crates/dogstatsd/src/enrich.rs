@@ -283,7 +283,8 @@ impl<'a> EnrichedMetric<'a> {
         }
     }
 
-    /// Whether the name differs from the one received.
+    /// Whether the mapper or the namespace gave the sample its name (the
+    /// mapper may give back the same text).
     pub fn is_renamed(&self) -> bool {
         !matches!(self.name, Name::Received(_))
     }
