@@ -26,10 +26,13 @@
 pub mod codec;
 pub mod context;
 pub mod decoder;
+pub mod enrich;
 pub mod listener;
+pub mod mapper;
 pub mod source;
 pub mod telemetry;
 pub mod types;
+pub mod utf8;
 
 pub use decoder::{Batch, Decoder};
 pub use source::{DogStatsDConfig, DogStatsDSource, RunningSource};
