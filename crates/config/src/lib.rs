@@ -22,7 +22,7 @@
 //!
 //! `ENC[handle]` values, in the file and in `DD_*` variables, are resolved
 //! through `secret_backend_command` before any key is read (see
-//! [`secrets`](crate::secrets) for the Agent's protocol and checks); resolved
+//! [`secrets`] for the Agent's protocol and checks); resolved
 //! values are redacted wherever the configuration is shown, and the log lines
 //! of the resolution wait in [`Config::secrets`] for the binary to emit.
 //!
