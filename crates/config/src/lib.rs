@@ -18,6 +18,14 @@
 //! invalid value for `dogstatsd_port` (from DD_DOGSTATSD_PORT): "abc": expected an integer 0-65535
 //! ```
 //!
+//! # Secrets
+//!
+//! `ENC[handle]` values, in the file and in `DD_*` variables, are resolved
+//! through `secret_backend_command` before any key is read (see
+//! [`secrets`] for the Agent's protocol and checks); resolved
+//! values are redacted wherever the configuration is shown, and the log lines
+//! of the resolution wait in [`Config::secrets`] for the binary to emit.
+//!
 //! # Display
 //!
 //! [`Config::to_redacted_json`] renders the effective configuration keyed by the
@@ -25,13 +33,13 @@
 //!
 //! # Missing
 //!
-//! - Secrets backends (`ENC[...]` values) are not resolved.
 //! - `unix://` API listen addresses are rejected.
 //! - Remote-agent settings (`agent_ipc_endpoint`, config streaming) are not read:
 //!   that mode is not implemented by the binary.
 #![deny(missing_docs)]
 
 mod redact;
+pub mod secrets;
 mod source;
 
 use std::collections::BTreeMap;
@@ -43,6 +51,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 pub use redact::{is_secret_key, redact_json, redact_url, REDACTED};
+pub use secrets::{ResolvedReport, SecretBackend, SecretError};
 use source::Lookup;
 pub use source::{env_var_name, format_duration, Environment, InvalidValue, Origin};
 
@@ -85,6 +94,9 @@ pub enum ConfigError {
     /// One or more keys have invalid values.
     #[error("{}", InvalidValues(.0))]
     Invalid(Vec<InvalidValue>),
+    /// An `ENC[...]` value could not be resolved (the Agent's wording).
+    #[error("unable to decrypt secret from datadog.yaml: {0}")]
+    Secrets(SecretError),
 }
 
 struct InvalidValues<'a>(&'a [InvalidValue]);
@@ -138,6 +150,10 @@ pub struct Config {
     /// The file that was read, if any (not a key).
     #[serde(skip)]
     pub source_file: Option<PathBuf>,
+    /// What `ENC[...]` resolution did, its log lines to emit, and the values
+    /// to redact (not a key; its `Debug` shows no value).
+    #[serde(skip)]
+    pub secrets: ResolvedReport,
     /// `api_key`: the Datadog API key sent with every payload. Required to run the
     /// pipeline (checked by the binary, so that `config` works without it). Defaults to empty.
     pub api_key: String,
@@ -619,6 +635,14 @@ impl Config {
         env: &Environment,
     ) -> Result<Self, ConfigError> {
         use source::*;
+        let resolved = secrets::resolve_sources(file, env).map_err(|e| match e {
+            secrets::ResolveError::Invalid(errors) => ConfigError::Invalid(errors),
+            secrets::ResolveError::Secret(e) => ConfigError::Secrets(e),
+        })?;
+        let (file, env) = match &resolved.replaced {
+            Some((mapping, env)) => (file.zip(mapping.as_ref()).map(|((p, _), m)| (p, m)), env),
+            None => (file, env),
+        };
         let mut r = Reader::new(file, env);
 
         let api_key = r.get("api_key", NONE, String::new(), |raw| {
@@ -910,10 +934,17 @@ impl Config {
         }
 
         if !r.errors.is_empty() {
+            // A value that came from a secret is not repeated in an error.
+            for e in &mut r.errors {
+                if let std::borrow::Cow::Owned(v) = resolved.report.redact(&e.value) {
+                    e.value = v;
+                }
+            }
             return Err(ConfigError::Invalid(r.errors));
         }
         Ok(Self {
             source_file: None,
+            secrets: resolved.report,
             api_key,
             site,
             dd_url,
@@ -945,6 +976,8 @@ impl Config {
     /// The effective configuration keyed by the Agent's key names, secrets redacted.
     pub fn to_redacted_json(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}));
+        // Secrets first, so that a URL that is a secret as a whole is hidden whole.
+        self.secrets.redact_json(&mut value);
         redact_json(&mut value);
         value
     }

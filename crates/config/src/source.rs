@@ -57,6 +57,16 @@ impl Environment {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
+
+    /// Every variable, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Sets `name` (secret resolution substitutes values this way).
+    pub fn set(&mut self, name: &str, value: String) {
+        self.vars.insert(name.to_owned(), value);
+    }
 }
 
 /// The environment variable the Agent reads for `key`: `data_plane.enabled` → `DD_DATA_PLANE_ENABLED`.
