@@ -4,11 +4,11 @@
 //! Bodies are decompressed by their `Content-Encoding` (zstd, deflate,
 //! identity), then decoded as the endpoint's payload: prost for protobuf
 //! (with the same message structs the encoders use, whose field numbers are
-//! tested against hand-built bytes in `adp-payloads`), serde for JSON.
+//! tested against hand-built bytes in `adp-wire`), serde for JSON.
 
 use std::collections::BTreeMap;
 
-use adp_payloads::{proto, Endpoint};
+use adp_wire::{proto, Endpoint};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
@@ -318,7 +318,7 @@ fn event(e: proto::Event) -> ReceivedEvent {
 
 /// Decompresses and decodes one intake body.
 pub fn decode(endpoint: Endpoint, content_encoding: &str, body: &[u8]) -> Result<Decoded, String> {
-    let plain = adp_payloads::decompress(content_encoding, body, MAX_DECOMPRESSED_BYTES).map_err(|e| e.to_string())?;
+    let plain = adp_wire::decompress(content_encoding, body, MAX_DECOMPRESSED_BYTES).map_err(|e| e.to_string())?;
     let what = endpoint.as_str();
     let bad_protobuf = |e: prost::DecodeError| format!("{what}: body is not a valid protobuf payload: {e}");
     Ok(match endpoint {

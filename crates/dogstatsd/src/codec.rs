@@ -43,7 +43,7 @@
 
 use std::borrow::Cow;
 
-use crate::types::{EventAlertType, EventPriority, MetricKind, ServiceCheckStatus};
+use adp_model::{EventAlertType, EventPriority, MetricKind, ServiceCheckStatus};
 
 /// The smallest sample rate accepted; lower rates are clamped to it (the
 /// Datadog Agent's `dogstatsd_minimum_sample_rate`).

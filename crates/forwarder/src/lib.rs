@@ -4,7 +4,7 @@
 //!
 //! # Use
 //! ```no_run
-//! # async fn example(payload: adp_payloads::EncodedPayload) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn example(payload: adp_wire::EncodedPayload) -> Result<(), Box<dyn std::error::Error>> {
 //! use adp_forwarder::{Forwarder, ForwarderConfig};
 //! let config = ForwarderConfig { api_key: "<key>".into(), ..Default::default() };
 //! let forwarder = Forwarder::new(config, &adp_telemetry::Registry::new())?;
@@ -71,8 +71,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use adp_payloads::{EncodedPayload, Endpoint};
 use adp_telemetry::Registry;
+use adp_wire::{EncodedPayload, Endpoint};
 use http::{HeaderValue, Uri};
 use tokio::sync::{mpsc, watch};
 

@@ -10,10 +10,10 @@ use prost::Message;
 use serde::Serialize;
 use tracing::warn;
 
-use crate::compression::CompressionKind;
-use crate::proto;
+use adp_wire::{proto, CompressionKind, EncodedPayload, Endpoint};
+
 use crate::split::{Body, Framing, Limits, Pushed, Splitter};
-use crate::{EncodeError, EncodedPayload, Endpoint, PayloadsConfig};
+use crate::{EncodeError, PayloadsConfig};
 
 /// Origin metadata the Agent writes for DogStatsD series and sketches:
 /// product 10 (Agent), category 10 (DogStatsD), service 0.
@@ -637,8 +637,9 @@ impl<M: Message, I: Iterator<Item = M>, F: Fn(&M) -> (&str, u64)> Iterator for P
 mod tests {
     use prost::Message;
 
+    use adp_wire::decompress;
+
     use super::*;
-    use crate::compression::decompress;
 
     fn encoder(kind: CompressionKind) -> (Encoder, Registry) {
         let registry = Registry::new();
@@ -1062,21 +1063,5 @@ mod tests {
         };
         let err = Encoder::new(config, &registry).unwrap_err().to_string();
         assert!(err.contains("serializer_max_series_points_per_payload"), "{err}");
-    }
-
-    #[test]
-    fn endpoints_have_the_intake_paths() {
-        let paths: Vec<_> = Endpoint::ALL.iter().map(|e| (e.as_str(), e.path())).collect();
-        assert_eq!(
-            paths,
-            [
-                ("series", "/api/v2/series"),
-                ("sketches", "/api/beta/sketches"),
-                ("check_run", "/api/v1/check_run"),
-                ("events", "/api/v1/events_batch"),
-            ]
-        );
-        assert_eq!(Endpoint::from_path("/api/beta/sketches"), Some(Endpoint::Sketches));
-        assert_eq!(Endpoint::from_path("/intake/"), None);
     }
 }

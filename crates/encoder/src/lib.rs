@@ -11,15 +11,16 @@
 //! | service checks | `POST /api/v1/check_run` | JSON array | 2,621,440 / 4,194,304 / – |
 //! | events | `POST /api/v1/events_batch` | protobuf `EventsPayload` | 2,621,440 / 4,194,304 / 100 events |
 //!
-//! The protobuf messages are hand-written prost structs in [`proto`] (no
+//! The protobuf messages are hand-written prost structs in [`adp_wire::proto`] (no
 //! `protoc` at build time); the test intake decodes with the same structs.
 //! Bodies are compressed with `serializer_compressor_kind` (zstd at level 1 by
 //! default, as in the Agent; zlib or none selectable), and every
-//! [`EncodedPayload`] names its endpoint, `Content-Type` and
+//! [`EncodedPayload`](adp_wire::EncodedPayload) names its endpoint, `Content-Type` and
 //! `Content-Encoding`:
 //!
 //! ```
-//! use adp_payloads::{decompress, proto, Encoder, PayloadsConfig, SeriesType};
+//! use adp_encoder::{Encoder, PayloadsConfig, SeriesType};
+//! use adp_wire::{decompress, proto};
 //! use prost::Message;
 //!
 //! let config = PayloadsConfig { hostname: "board-1".into(), ..PayloadsConfig::default() };
@@ -63,7 +64,7 @@
 //! single item too large for an empty payload is dropped, logged and counted
 //! in `adp_payloads_items_dropped_total{reason="too_big"}`. The compressed
 //! size is bounded before it is known by the codec's worst-case bound (see
-//! [`compression`]), so no payload is ever re-encoded.
+//! [`adp_wire::compression`]), so no payload is ever re-encoded.
 //!
 //! # Missing
 //!
@@ -73,94 +74,14 @@
 //! - No v3 series/sketch payloads and no `/api/v1/series` JSON fallback.
 #![deny(missing_docs)]
 
-pub mod compression;
 mod encode;
 mod inputs;
-pub mod proto;
 mod split;
 
-use std::fmt;
+use adp_wire::{CompressionKind, Endpoint};
 
-pub use compression::{decompress, CompressionKind, DecompressError, UnknownCompressionKind};
 pub use encode::{dogsketch, CheckParts, Encoder, EventParts, Payloads, SeriesType};
 pub use split::Limits;
-
-/// The intake endpoint a payload is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    /// `POST /api/v2/series`.
-    Series,
-    /// `POST /api/beta/sketches`.
-    Sketches,
-    /// `POST /api/v1/check_run`.
-    CheckRun,
-    /// `POST /api/v1/events_batch`.
-    Events,
-}
-
-impl Endpoint {
-    /// Every endpoint, for registering per-endpoint telemetry.
-    pub const ALL: [Self; 4] = [Self::Series, Self::Sketches, Self::CheckRun, Self::Events];
-
-    /// The request path, relative to the site's base URL.
-    pub fn path(&self) -> &'static str {
-        match self {
-            Self::Series => "/api/v2/series",
-            Self::Sketches => "/api/beta/sketches",
-            Self::CheckRun => "/api/v1/check_run",
-            Self::Events => "/api/v1/events_batch",
-        }
-    }
-
-    /// A short name for logs and metric labels.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Series => "series",
-            Self::Sketches => "sketches",
-            Self::CheckRun => "check_run",
-            Self::Events => "events",
-        }
-    }
-
-    /// The endpoint a request path is for.
-    pub fn from_path(path: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|e| e.path() == path)
-    }
-
-    /// The `Content-Type` of this endpoint's bodies.
-    pub fn content_type(&self) -> &'static str {
-        match self {
-            Self::CheckRun => CONTENT_TYPE_JSON,
-            Self::Series | Self::Sketches | Self::Events => CONTENT_TYPE_PROTOBUF,
-        }
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// `Content-Type` of protobuf bodies.
-pub const CONTENT_TYPE_PROTOBUF: &str = "application/x-protobuf";
-/// `Content-Type` of JSON bodies.
-pub const CONTENT_TYPE_JSON: &str = "application/json";
-
-/// One request body, ready for the forwarder.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EncodedPayload {
-    /// Where it goes.
-    pub endpoint: Endpoint,
-    /// The (compressed) body.
-    pub body: bytes::Bytes,
-    /// The `Content-Type` header value.
-    pub content_type: &'static str,
-    /// The `Content-Encoding` header value: `zstd`, `deflate` or `identity`.
-    pub content_encoding: &'static str,
-    /// Series, sketch contexts, service checks or events in it.
-    pub items: u64,
-}
 
 /// Encoder configuration, with the Datadog Agent's key names.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,6 +1,5 @@
-//! The owned data model that leaves the DogStatsD source: metrics with resolved
-//! contexts, events and service checks. Downstream stages (aggregation, payload
-//! encoding) depend only on these types, never on the wire codec.
+//! The owned values that leave the DogStatsD source: metrics with resolved
+//! contexts, events and service checks.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -24,8 +23,8 @@ struct ContextInner {
 
 impl Context {
     /// Builds a context from a name and tags that are already sorted and
-    /// deduplicated, with `key` their order-independent hash (see
-    /// [`crate::context::ContextResolver`], which is the normal way to get one).
+    /// deduplicated, with `key` their [`context_key`](crate::context_key)
+    /// (DogStatsD's context resolver is the normal way to get one).
     pub fn from_parts(key: u64, name: MetaString, tags: Box<[MetaString]>) -> Self {
         debug_assert!(
             tags.windows(2).all(|w| w[0] < w[1]),
@@ -215,15 +214,4 @@ pub struct ServiceCheck {
     pub message: Option<String>,
     /// `|#` tags, sorted and deduplicated.
     pub tags: Vec<String>,
-}
-
-/// Origin credentials of a Unix-socket sender (`SCM_CREDENTIALS`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Credentials {
-    /// Sender process id.
-    pub pid: i32,
-    /// Sender user id.
-    pub uid: u32,
-    /// Sender group id.
-    pub gid: u32,
 }

@@ -1,15 +1,15 @@
-//! The pipeline's types as encoder inputs: aggregated [`Series`] and
-//! [`SketchSeries`] from `adp-aggregate`, [`ServiceCheck`] and [`Event`] from
-//! `adp-dogstatsd`. Each method borrows its items and hands their fields to
+//! The pipeline's types as encoder inputs: the aggregator's [`Series`] and
+//! [`SketchSeries`], DogStatsD's [`ServiceCheck`]s and [`Event`]s (all
+//! `adp-model`). Each method borrows its items and hands their fields to
 //! the generic `encode_*_parts` path, so conversion allocates only the
 //! strings of the one item being encoded.
 
-use adp_aggregate::{Series, SeriesKind, SketchSeries};
-use adp_dogstatsd::{Event, ServiceCheck};
+use adp_model::{Event, Series, SeriesKind, ServiceCheck, SketchSeries};
+use adp_wire::{proto, EncodedPayload};
 use ddsketch::AgentSketch;
 
 use crate::encode::{CheckParts, EventParts, SeriesType};
-use crate::{proto, EncodeError, EncodedPayload, Encoder};
+use crate::{EncodeError, Encoder};
 
 fn series_type(kind: SeriesKind) -> SeriesType {
     match kind {
@@ -111,13 +111,14 @@ impl Encoder {
 
 #[cfg(test)]
 mod tests {
-    use adp_dogstatsd::{Context, EventAlertType, EventPriority, ServiceCheckStatus};
+    use adp_model::{Context, EventAlertType, EventPriority, ServiceCheckStatus};
     use adp_telemetry::Registry;
+    use adp_wire::decompress;
     use prost::Message;
     use stringtheory::MetaString;
 
     use super::*;
-    use crate::{decompress, PayloadsConfig};
+    use crate::PayloadsConfig;
 
     fn context(name: &str, tags: &[&str]) -> Context {
         let mut tags: Vec<MetaString> = tags.iter().map(|t| MetaString::from(*t)).collect();
