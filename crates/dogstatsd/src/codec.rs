@@ -13,8 +13,8 @@
 //! The parsed packets ([`MetricPacket`], [`EventPacket`], [`ServiceCheckPacket`])
 //! borrow every string from the input; values and tags are iterated lazily, so
 //! a message whose context is already known costs no allocation here. Turning
-//! packets into owned [`crate::types`] values is the job of
-//! [`crate::source::Decoder`].
+//! packets into owned `adp-model` values is the job of the
+//! [`Decoder`](crate::decoder::Decoder).
 //!
 //! # Rules
 //!

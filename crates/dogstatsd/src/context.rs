@@ -19,7 +19,7 @@
 //! When either is exhausted a *new* context is refused with a
 //! [`ContextDrop`] reason (the caller counts it), while known contexts keep
 //! resolving from the cache. Contexts not seen for `context_expiry` are evicted
-//! by [`ContextResolver::expire_idle`], which gives their interned strings back
+//! by [`ContextResolver::tick`], which gives their interned strings back
 //! once downstream stages drop their clones too.
 
 use std::collections::HashMap;

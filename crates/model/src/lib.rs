@@ -25,12 +25,12 @@
 //!   credentials, but nothing resolves them (see `adp-dogstatsd`).
 #![deny(missing_docs)]
 
-mod key;
+mod context;
+mod event;
+mod metric;
 mod series;
-mod types;
 
-pub use key::context_key;
+pub use context::{context_key, Context};
+pub use event::{Event, EventAlertType, EventPriority, ServiceCheck, ServiceCheckStatus};
+pub use metric::{Metric, MetricKind, MetricValue};
 pub use series::{Flushed, Series, SeriesKind, SketchSeries};
-pub use types::{
-    Context, Event, EventAlertType, EventPriority, Metric, MetricKind, MetricValue, ServiceCheck, ServiceCheckStatus,
-};

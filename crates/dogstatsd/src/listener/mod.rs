@@ -3,13 +3,13 @@
 //! Each listener is one tokio task that receives payloads into a buffer of
 //! `dogstatsd_buffer_size` bytes, decodes them with its own
 //! [`Decoder`](crate::decoder::Decoder) and sends the resulting
-//! [`Batch`](crate::decoder::Batch) downstream. Sending waits when the channel
+//! [`Batch`] downstream. Sending waits when the channel
 //! is full, so a slow consumer stops the reads and the kernel's socket buffer
 //! (`dogstatsd_so_rcvbuf`) absorbs or drops the excess — back pressure never
 //! grows memory here.
 //!
 //! Datagram listeners decode the packets that are already waiting into one
-//! batch — at most [`PACKETS_PER_BATCH`] packets and about half a buffer of
+//! batch — at most `PACKETS_PER_BATCH` (32) packets and about half a buffer of
 //! bytes past the first, so a batch holds less than 1.5 buffers of packets.
 //!
 //! Payloads larger than the buffer are counted as truncated and dropped whole:

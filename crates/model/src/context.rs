@@ -1,4 +1,6 @@
-//! The context key: the 64-bit identity of a metric name and tag set.
+//! A metric's identity, [`Context`]: its name, its tags and their key.
+//!
+//! # The key
 //!
 //! Every tag is hashed on its own (XXH3-64). Duplicate tags are dropped by
 //! hash, the remaining tag hashes are *summed* (wrapping), and the sum is mixed
@@ -11,10 +13,77 @@
 //! keys: two different contexts colliding needs about 2^32 live contexts for
 //! an even chance, far above `aggregate_context_limit`.
 
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use stringtheory::MetaString;
 use xxhash_rust::xxh3::xxh3_64;
 
-#[cfg(doc)]
-use crate::Context;
+/// A metric's identity: its name and its tag set.
+///
+/// Tags are sorted and deduplicated when the context is resolved, so two
+/// packets with the same tags in a different order, or with a repeated tag,
+/// resolve to the same context. Cloning is an `Arc` clone.
+#[derive(Clone)]
+pub struct Context(Arc<ContextInner>);
+
+struct ContextInner {
+    key: u64,
+    name: MetaString,
+    tags: Box<[MetaString]>,
+}
+
+impl Context {
+    /// Builds a context from a name and tags that are already sorted and
+    /// deduplicated, with `key` their [`context_key`]
+    /// (DogStatsD's context resolver is the normal way to get one).
+    pub fn from_parts(key: u64, name: MetaString, tags: Box<[MetaString]>) -> Self {
+        debug_assert!(
+            tags.windows(2).all(|w| w[0] < w[1]),
+            "context tags must be sorted and unique"
+        );
+        Self(Arc::new(ContextInner { key, name, tags }))
+    }
+
+    /// The order-independent 64-bit key (not `usize`: identical on armv7 and x86_64).
+    pub fn key(&self) -> u64 {
+        self.0.key
+    }
+
+    /// The metric name.
+    pub fn name(&self) -> &MetaString {
+        &self.0.name
+    }
+
+    /// The tags, sorted and unique.
+    pub fn tags(&self) -> &[MetaString] {
+        &self.0.tags
+    }
+}
+
+impl PartialEq for Context {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.0.key == other.0.key && self.0.name == other.0.name && self.0.tags == other.0.tags)
+    }
+}
+impl Eq for Context {}
+
+impl Hash for Context {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.key);
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("name", &&*self.0.name)
+            .field("tags", &self.0.tags)
+            .finish()
+    }
+}
 
 /// The context key of `name` and `tags` (order-independent, duplicates ignored).
 ///
