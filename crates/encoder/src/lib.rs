@@ -2,6 +2,9 @@
 //! request bodies the Datadog intake accepts, split under the intake's size
 //! limits and compressed as the Datadog Agent does.
 //!
+//! `adp-model` values in, `adp-wire` [`EncodedPayload`]s out; this crate
+//! knows neither the DogStatsD listeners nor the aggregator.
+//!
 //! # Payloads
 //!
 //! | input | endpoint | body | limits (compressed / uncompressed / other) |
@@ -11,32 +14,47 @@
 //! | service checks | `POST /api/v1/check_run` | JSON array | 2,621,440 / 4,194,304 / – |
 //! | events | `POST /api/v1/events_batch` | protobuf `EventsPayload` | 2,621,440 / 4,194,304 / 100 events |
 //!
-//! The protobuf messages are hand-written prost structs in [`adp_wire::proto`] (no
-//! `protoc` at build time); the test intake decodes with the same structs.
-//! Bodies are compressed with `serializer_compressor_kind` (zstd at level 1 by
-//! default, as in the Agent; zlib or none selectable), and every
-//! [`EncodedPayload`](adp_wire::EncodedPayload) names its endpoint, `Content-Type` and
-//! `Content-Encoding`:
+//! The protobuf messages are the hand-written prost structs of
+//! [`adp_wire::proto`] (no `protoc` at build time); the test intake decodes
+//! with the same structs. Bodies are compressed with
+//! `serializer_compressor_kind` (zstd at level 1 by default, as in the Agent;
+//! zlib or none selectable), and every [`EncodedPayload`] names its endpoint,
+//! `Content-Type` and `Content-Encoding`.
+//!
+//! The agent calls four methods of the [`Encoder`]:
+//! [`series_payloads`](Encoder::series_payloads) and
+//! [`sketch_payloads`](Encoder::sketch_payloads), which build each payload
+//! when the previous one is taken (so a flush never holds all its compressed
+//! payloads at once), [`encode_service_checks`](Encoder::encode_service_checks)
+//! and [`encode_events`](Encoder::encode_events):
 //!
 //! ```
-//! use adp_encoder::{Encoder, PayloadsConfig, SeriesType};
+//! use adp_encoder::{Encoder, PayloadsConfig};
+//! use adp_model::{context_key, Context, Series, SeriesKind};
 //! use adp_wire::{decompress, proto};
 //! use prost::Message;
 //!
 //! let config = PayloadsConfig { hostname: "board-1".into(), ..PayloadsConfig::default() };
 //! let encoder = Encoder::new(config, &adp_telemetry::Registry::new()).unwrap();
-//! let payloads = encoder
-//!     .encode_series_parts([("temp", &["room:a"][..], SeriesType::Gauge, 10, &[(1_700_000_000, 21.5)][..])])
-//!     .unwrap();
-//! assert_eq!((payloads[0].endpoint.path(), payloads[0].content_encoding), ("/api/v2/series", "zstd"));
-//! let body = decompress(payloads[0].content_encoding, &payloads[0].body, 1 << 20).unwrap();
+//! let context = Context::from_parts(context_key("temp", ["room:a"]), "temp".into(), Box::new(["room:a".into()]));
+//! let series = [Series {
+//!     name: context.name().clone(),
+//!     context,
+//!     kind: SeriesKind::Gauge,
+//!     interval_secs: 10,
+//!     points: vec![(1_700_000_000, 21.5)],
+//! }];
+//! let payload = encoder.series_payloads(&series).next().unwrap().unwrap();
+//! assert_eq!((payload.endpoint.path(), payload.content_encoding), ("/api/v2/series", "zstd"));
+//! let body = decompress(payload.content_encoding, &payload.body, 1 << 20).unwrap();
 //! let series = &proto::MetricPayload::decode(body.as_slice()).unwrap().series[0];
 //! assert_eq!((series.metric.as_str(), series.resources[0].name.as_str()), ("temp", "board-1"));
 //! ```
 //!
-//! The pipeline's own types go through [`Encoder::encode_series`],
-//! [`Encoder::encode_sketches`], [`Encoder::encode_service_checks`] and
-//! [`Encoder::encode_events`].
+//! With the `test-support` feature, the encoder also takes items as borrowed
+//! parts (`encode_series_parts`, `encode_check_parts`, ...) or as ready-made
+//! protobuf messages (`encode_series_protos`, ...), for tests that need exact
+//! control over what is sent; see `src/test_support.rs`.
 //!
 //! **Events** use Saluki's (the Agent Data Plane's) format: protobuf
 //! `EventsPayload` to `/api/v1/events_batch`, at most 100 events per payload,
@@ -66,6 +84,13 @@
 //! size is bounded before it is known by the codec's worst-case bound (see
 //! [`adp_wire::compression`]), so no payload is ever re-encoded.
 //!
+//! # Layout
+//!
+//! `items.rs` builds one item's wire form; `encode.rs` assembles payloads
+//! (splitter, telemetry, the lazy [`Encoder::series_payloads`] iterator);
+//! `split.rs` decides where a payload ends; `inputs.rs` maps the `adp-model`
+//! types onto the item builders.
+//!
 //! # Missing
 //!
 //! - `CommonMetadata` (agent version, API key) is not written into sketch and
@@ -76,12 +101,18 @@
 
 mod encode;
 mod inputs;
+mod items;
 mod split;
+#[cfg(any(test, feature = "test-support"))]
+mod test_support;
 
+#[cfg(doc)]
+use adp_wire::EncodedPayload;
 use adp_wire::{CompressionKind, Endpoint};
 
-pub use encode::{dogsketch, CheckParts, Encoder, EventParts, Payloads, SeriesType};
-pub use split::Limits;
+pub use encode::Encoder;
+#[cfg(any(test, feature = "test-support"))]
+pub use items::{dogsketch, CheckParts, EventParts, SeriesType};
 
 /// Encoder configuration, with the Datadog Agent's key names.
 #[derive(Clone, Debug, PartialEq)]
@@ -113,7 +144,7 @@ pub struct PayloadsConfig {
 }
 
 /// The Agent's default zstd level.
-pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
+const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
 impl Default for PayloadsConfig {
     fn default() -> Self {

@@ -20,7 +20,7 @@ use adp_wire::{CompressionKind, StreamCompressor};
 
 /// The limits one payload must respect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Largest compressed body, in bytes.
     pub max_compressed: u64,
     /// Largest uncompressed body, in bytes.
