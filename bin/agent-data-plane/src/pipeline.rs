@@ -530,7 +530,9 @@ impl EncoderTask {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "Cannot encode {what}; they are dropped.");
+                    // `{:#}`: the error and its cause (the compressor's error).
+                    let error = anyhow::Error::new(e);
+                    tracing::error!(error = %format_args!("{error:#}"), "Cannot encode {what}; they are dropped.");
                     return;
                 }
             }

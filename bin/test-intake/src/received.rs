@@ -316,9 +316,22 @@ fn event(e: proto::Event) -> ReceivedEvent {
     }
 }
 
+/// `e` and each of its causes, `: `-separated (a library error names its
+/// cause once, as its `source`, not in its own message).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// Decompresses and decodes one intake body.
 pub fn decode(endpoint: Endpoint, content_encoding: &str, body: &[u8]) -> Result<Decoded, String> {
-    let plain = adp_wire::decompress(content_encoding, body, MAX_DECOMPRESSED_BYTES).map_err(|e| e.to_string())?;
+    let plain = adp_wire::decompress(content_encoding, body, MAX_DECOMPRESSED_BYTES).map_err(|e| with_causes(&e))?;
     let what = endpoint.as_str();
     let bad_protobuf = |e: prost::DecodeError| format!("{what}: body is not a valid protobuf payload: {e}");
     Ok(match endpoint {

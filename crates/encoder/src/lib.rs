@@ -183,7 +183,7 @@ pub enum EncodeError {
     },
     /// The compressor failed (it writes to memory, so this means zstd itself
     /// refused, e.g. out of memory).
-    #[error("compressing a {endpoint} payload with {kind} failed: {source}")]
+    #[error("cannot compress a {endpoint} payload with {kind}")]
     Compression {
         /// The payload being built.
         endpoint: Endpoint,
