@@ -531,8 +531,8 @@ impl EncoderTask {
                 }
                 Err(e) => {
                     // `{:#}`: the error and its cause (the compressor's error).
-                    let error = anyhow::Error::new(e);
-                    tracing::error!(error = %format_args!("{error:#}"), "Cannot encode {what}; they are dropped.");
+                    let error = format!("{:#}", anyhow::Error::new(e));
+                    tracing::error!(error = %error, "Cannot encode {what}; they are dropped.");
                     return;
                 }
             }
