@@ -67,16 +67,16 @@ pub enum ConfigError {
         /// The missing file.
         path: PathBuf,
     },
-    /// The file exists but could not be read.
-    #[error("failed to read configuration file {}: {source}", path.display())]
+    /// The file exists but could not be read; `source` says why.
+    #[error("cannot read configuration file {}", path.display())]
     ReadFile {
         /// The file.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is not valid YAML.
-    #[error("failed to parse configuration file {} as YAML: {source}", path.display())]
+    /// The file is not valid YAML; `source` says where.
+    #[error("cannot parse configuration file {} as YAML", path.display())]
     ParseFile {
         /// The file.
         path: PathBuf,

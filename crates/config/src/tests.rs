@@ -430,9 +430,13 @@ fn a_missing_default_file_means_environment_only_but_a_missing_explicit_file_is_
 fn malformed_files_are_rejected_with_their_path() {
     let err = from_yaml("dogstatsd_port: [\n", &[]).unwrap_err();
     assert!(matches!(err, ConfigError::ParseFile { .. }), "{err}");
-    assert!(err
-        .to_string()
-        .starts_with("failed to parse configuration file /etc/datadog-agent/datadog.yaml"));
+    // The parser's position is the error's source, said once by whoever prints the chain.
+    assert_eq!(
+        err.to_string(),
+        "cannot parse configuration file /etc/datadog-agent/datadog.yaml as YAML"
+    );
+    let cause = std::error::Error::source(&err).expect("the parser's error").to_string();
+    assert!(cause.contains("at line 2 column 1"), "{cause}");
     let err = from_yaml("- a\n- b\n", &[]).unwrap_err();
     assert_eq!(
         err.to_string(),

@@ -4,7 +4,7 @@
 //!
 //! # Use
 //! ```no_run
-//! # async fn example(payload: adp_payloads::EncodedPayload) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn example(payload: adp_wire::EncodedPayload) -> Result<(), Box<dyn std::error::Error>> {
 //! use adp_forwarder::{Forwarder, ForwarderConfig};
 //! let config = ForwarderConfig { api_key: "<key>".into(), ..Default::default() };
 //! let forwarder = Forwarder::new(config, &adp_telemetry::Registry::new())?;
@@ -44,12 +44,12 @@
 //!   400, 403 and 413, which are logged (status, endpoint, never the key) and
 //!   dropped. 404 is retried, as in the Agent.
 //! - Failures block the destination for an exponential, jittered backoff
-//!   ([`backoff`](crate::backoff) documents the exact formula).
+//!   ([`backoff`] documents the exact formula).
 //! - The in-memory queue per destination is bounded; while the destination
 //!   accepts, new copies wait in the input buffer until the queue has room (a
 //!   flush larger than the bound is delayed, not evicted); while it backs off,
 //!   the oldest copies are evicted first, to disk storage when
-//!   `forwarder_storage_max_size_in_bytes` is set ([`storage`](crate::storage)
+//!   `forwarder_storage_max_size_in_bytes` is set ([`storage`]
 //!   documents the file format).
 //! - Shutdown: when the `shutdown` future given to [`Forwarder::run`]
 //!   completes (or every handle is dropped), the forwarder stops accepting,
@@ -90,8 +90,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use adp_payloads::{EncodedPayload, Endpoint};
 use adp_telemetry::Registry;
+use adp_wire::{EncodedPayload, Endpoint};
 use http::{HeaderValue, Uri};
 use tokio::sync::{mpsc, watch};
 
@@ -123,8 +123,8 @@ pub enum ForwarderError {
     /// The proxy could not be set up.
     #[error("invalid proxy configuration (`proxy` / HTTPS_PROXY): {0}")]
     Proxy(String),
-    /// The storage directory could not be opened.
-    #[error("cannot open disk storage at {}: {source} (check `forwarder_storage_path`, or set `forwarder_storage_max_size_in_bytes: 0` to disable it)", path.display())]
+    /// The storage directory could not be opened; `source` says why.
+    #[error("cannot open disk storage at {} (check `forwarder_storage_path`, or set `forwarder_storage_max_size_in_bytes: 0` to disable it)", path.display())]
     Storage {
         /// The directory.
         path: PathBuf,

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use adp_payloads::{EncodedPayload, Endpoint};
 use adp_telemetry::Registry;
+use adp_wire::{EncodedPayload, Endpoint};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};

@@ -1,15 +1,19 @@
-//! Measures series encoding: time, payload count and compressed size for
+//! Measures series encoding on the agent's path (aggregated [`Series`] in,
+//! payloads out, one at a time): time, payload count and compressed size for
 //! 100,000 single-point series (DogStatsD-like names and tags) with each
 //! compression kind.
 //!
 //! ```text
-//! cargo run --release -p adp-payloads --example encode_throughput
+//! cargo run --release -p adp-encoder --example encode_throughput
 //! ```
 
 use std::time::Instant;
 
-use adp_payloads::{CompressionKind, Encoder, PayloadsConfig, SeriesType};
+use adp_encoder::{Encoder, PayloadsConfig};
+use adp_model::{context_key, Context, Series, SeriesKind};
 use adp_telemetry::Registry;
+use adp_wire::CompressionKind;
+use stringtheory::MetaString;
 
 fn main() {
     const SERIES: usize = 100_000;
@@ -26,8 +30,21 @@ fn main() {
             ]
         })
         .collect();
-    let points: Vec<[(i64, f64); 1]> = (0..SERIES)
-        .map(|i| [(1_700_000_000, f64::from(u32::try_from(i).unwrap()) * 0.1)])
+    let series: Vec<Series> = (0..SERIES)
+        .map(|i| {
+            let mut sorted: Vec<&str> = tags[i].iter().map(String::as_str).collect();
+            sorted.sort_unstable();
+            let key = context_key(&names[i], sorted.iter().copied());
+            let tags = sorted.into_iter().map(MetaString::from).collect();
+            let context = Context::from_parts(key, MetaString::from(names[i].as_str()), tags);
+            Series {
+                name: context.name().clone(),
+                context,
+                kind: SeriesKind::Gauge,
+                interval_secs: 10,
+                points: vec![(1_700_000_000, f64::from(u32::try_from(i).unwrap()) * 0.1)],
+            }
+        })
         .collect();
     for (kind, level) in [
         (CompressionKind::Zstd, 1),
@@ -44,19 +61,12 @@ fn main() {
         let registry = Registry::new();
         let encoder = Encoder::new(config, &registry).expect("valid config");
         let started = Instant::now();
-        let payloads = encoder
-            .encode_series_parts((0..SERIES).map(|i| {
-                (
-                    names[i].as_str(),
-                    tags[i].as_slice(),
-                    SeriesType::Gauge,
-                    10,
-                    &points[i][..],
-                )
-            }))
-            .expect("encode");
+        let (mut payloads, mut compressed) = (0, 0);
+        for payload in encoder.series_payloads(&series) {
+            payloads += 1;
+            compressed += payload.expect("encode").body.len();
+        }
         let elapsed = started.elapsed();
-        let compressed: usize = payloads.iter().map(|p| p.body.len()).sum();
         let uncompressed = registry
             .value("adp_payloads_uncompressed_bytes", &[("endpoint", "series")])
             .unwrap_or(0);
@@ -64,7 +74,7 @@ fn main() {
             "{kind:>4} level {level}: {SERIES} series in {:>7.1} ms ({:>9.0} series/s), {} payloads, {} -> {} bytes ({:.1}x)",
             elapsed.as_secs_f64() * 1e3,
             SERIES as f64 / elapsed.as_secs_f64(),
-            payloads.len(),
+            payloads,
             uncompressed,
             compressed,
             uncompressed as f64 / compressed as f64,

@@ -1,15 +1,15 @@
-//! The pipeline's types as encoder inputs: aggregated [`Series`] and
-//! [`SketchSeries`] from `adp-aggregate`, [`ServiceCheck`] and [`Event`] from
-//! `adp-dogstatsd`. Each method borrows its items and hands their fields to
-//! the generic `encode_*_parts` path, so conversion allocates only the
-//! strings of the one item being encoded.
+//! The agent's entry points: the aggregator's [`Series`] and
+//! [`SketchSeries`], DogStatsD's [`ServiceCheck`]s and [`Event`]s (all
+//! `adp-model`) in, payloads out. Each method borrows its items and hands
+//! their fields to the parts path of [`crate::encode`], so conversion
+//! allocates only the strings of the one item being encoded.
 
-use adp_aggregate::{Series, SeriesKind, SketchSeries};
-use adp_dogstatsd::{Event, ServiceCheck};
+use adp_model::{Event, Series, SeriesKind, ServiceCheck, SketchSeries};
+use adp_wire::{proto, EncodedPayload};
 use ddsketch::AgentSketch;
 
-use crate::encode::{CheckParts, EventParts, SeriesType};
-use crate::{proto, EncodeError, EncodedPayload, Encoder};
+use crate::items::{self, CheckParts, EventParts, SeriesType};
+use crate::{EncodeError, Encoder};
 
 fn series_type(kind: SeriesKind) -> SeriesType {
     match kind {
@@ -23,7 +23,7 @@ fn series_type(kind: SeriesKind) -> SeriesType {
 /// emits) has zero min, max and avg.
 fn dogsketch(ts: i64, sketch: &AgentSketch) -> proto::Dogsketch {
     let (k, n) = sketch.to_dogsketch_parts();
-    crate::dogsketch(
+    items::dogsketch(
         ts,
         sketch.count(),
         sketch.min().unwrap_or(0.0),
@@ -36,17 +36,15 @@ fn dogsketch(ts: i64, sketch: &AgentSketch) -> proto::Dogsketch {
 }
 
 impl Encoder {
-    /// Encodes aggregated series into `/api/v2/series` payloads.
-    pub fn encode_series(&self, series: &[Series]) -> Result<Vec<EncodedPayload>, EncodeError> {
-        self.series_payloads(series).collect()
-    }
-
-    /// [`Self::encode_series`], one payload at a time ([`crate::Payloads`]).
+    /// Encodes aggregated series into `/api/v2/series` payloads, each built
+    /// when the previous one is taken: a caller that sends every payload
+    /// before asking for the next holds one compressed payload at a time, not
+    /// a whole flush's.
     pub fn series_payloads<'a>(
         &'a self,
         series: &'a [Series],
     ) -> impl Iterator<Item = Result<EncodedPayload, EncodeError>> + 'a {
-        self.series_parts_payloads(series.iter().map(|s| {
+        self.series_from_parts(series.iter().map(|s| {
             (
                 s.name.as_str(),
                 s.context.tags(),
@@ -57,17 +55,13 @@ impl Encoder {
         }))
     }
 
-    /// Encodes distribution sketches into `/api/beta/sketches` payloads.
-    pub fn encode_sketches(&self, sketches: &[SketchSeries]) -> Result<Vec<EncodedPayload>, EncodeError> {
-        self.sketch_payloads(sketches).collect()
-    }
-
-    /// [`Self::encode_sketches`], one payload at a time ([`crate::Payloads`]).
+    /// Encodes distribution sketches into `/api/beta/sketches` payloads, each
+    /// built when the previous one is taken (as [`Self::series_payloads`]).
     pub fn sketch_payloads<'a>(
         &'a self,
         sketches: &'a [SketchSeries],
     ) -> impl Iterator<Item = Result<EncodedPayload, EncodeError>> + 'a {
-        self.sketch_parts_payloads(sketches.iter().map(|s| {
+        self.sketches_from_parts(sketches.iter().map(|s| {
             let dogsketches = s.points.iter().map(|(ts, sketch)| dogsketch(*ts, sketch)).collect();
             (s.context.name().as_str(), s.context.tags(), dogsketches)
         }))
@@ -76,7 +70,7 @@ impl Encoder {
     /// Encodes service checks into `/api/v1/check_run` JSON payloads; checks
     /// without a timestamp get `now` (Unix seconds).
     pub fn encode_service_checks(&self, checks: &[ServiceCheck], now: i64) -> Result<Vec<EncodedPayload>, EncodeError> {
-        self.encode_check_parts(
+        self.checks_from_parts(
             checks.iter().map(|c| CheckParts {
                 name: &c.name,
                 status: c.status as u8,
@@ -92,7 +86,7 @@ impl Encoder {
     /// Encodes events into `/api/v1/events_batch` protobuf payloads; events
     /// without a timestamp get `now` (Unix seconds).
     pub fn encode_events(&self, events: &[Event], now: i64) -> Result<Vec<EncodedPayload>, EncodeError> {
-        self.encode_event_parts(
+        self.events_from_parts(
             events.iter().map(|e| EventParts {
                 title: &e.title,
                 text: &e.text,
@@ -111,13 +105,14 @@ impl Encoder {
 
 #[cfg(test)]
 mod tests {
-    use adp_dogstatsd::{Context, EventAlertType, EventPriority, ServiceCheckStatus};
+    use adp_model::{Context, EventAlertType, EventPriority, ServiceCheckStatus};
     use adp_telemetry::Registry;
+    use adp_wire::decompress;
     use prost::Message;
     use stringtheory::MetaString;
 
     use super::*;
-    use crate::{decompress, PayloadsConfig};
+    use crate::PayloadsConfig;
 
     fn context(name: &str, tags: &[&str]) -> Context {
         let mut tags: Vec<MetaString> = tags.iter().map(|t| MetaString::from(*t)).collect();
@@ -163,7 +158,10 @@ mod tests {
                 points: vec![(1_700_000_000, 4.0)],
             },
         ];
-        let payloads = encoder().encode_series(&series).unwrap();
+        let payloads = encoder()
+            .series_payloads(&series)
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
         let decoded = proto::MetricPayload::decode(plain(&payloads[0]).as_slice())
             .unwrap()
             .series;
@@ -209,7 +207,7 @@ mod tests {
             interval_secs: 10,
             points: vec![(20, sketch.clone())],
         };
-        let payloads = encoder().encode_sketches(&[s]).unwrap();
+        let payloads = encoder().sketch_payloads(&[s]).collect::<Result<Vec<_>, _>>().unwrap();
         let decoded = proto::SketchPayload::decode(plain(&payloads[0]).as_slice()).unwrap();
         let d = &decoded.sketches[0].dogsketches[0];
         assert_eq!(

@@ -1,258 +1,22 @@
-//! The [`Encoder`]: turns pipeline items into [`EncodedPayload`]s.
+//! Payload assembly: the [`Encoder`] turns items into [`EncodedPayload`]s.
 //!
-//! Each `encode_*` method converts one item at a time into its wire form
-//! (a repeated-field entry of the payload message, or one JSON object),
-//! hands it to the splitter, and drops it: at most one item's encoding and
-//! one compressed body per payload under construction are held at once.
+//! Each path converts one item at a time into its wire form ([`crate::items`]:
+//! a repeated-field entry of the payload message, or one JSON object), hands
+//! it to the splitter, and drops it: at most one item's encoding and one
+//! compressed body per payload under construction are held at once. Items too
+//! big for any payload are dropped here, logged and counted.
 
 use adp_telemetry::{Counter, Registry};
+use adp_wire::{proto, CompressionKind, EncodedPayload, Endpoint};
 use prost::Message;
-use serde::Serialize;
 use tracing::warn;
 
-use crate::compression::CompressionKind;
-use crate::proto;
+use crate::items::{check_run, event_proto, series_proto, sketch_proto, CheckParts, EventParts, SeriesType};
 use crate::split::{Body, Framing, Limits, Pushed, Splitter};
-use crate::{EncodeError, EncodedPayload, Endpoint, PayloadsConfig};
-
-/// Origin metadata the Agent writes for DogStatsD series and sketches:
-/// product 10 (Agent), category 10 (DogStatsD), service 0.
-const ORIGIN_PRODUCT_AGENT: u32 = 10;
-const ORIGIN_CATEGORY_DOGSTATSD: u32 = 10;
-const ORIGIN_SERVICE_DOGSTATSD: u32 = 0;
+use crate::{EncodeError, PayloadsConfig};
 
 /// Saluki's cap on events per `events_batch` payload.
 const MAX_EVENTS_PER_PAYLOAD: u64 = 100;
-
-const HOST_TAG_PREFIX: &str = "host:";
-const DEVICE_TAG_PREFIX: &str = "device:";
-
-/// The v2 series metric type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SeriesType {
-    /// `COUNT`.
-    Count,
-    /// `RATE` (DogStatsD counts are sent as rates).
-    Rate,
-    /// `GAUGE`.
-    Gauge,
-}
-
-impl SeriesType {
-    fn proto(self) -> proto::MetricType {
-        match self {
-            Self::Count => proto::MetricType::Count,
-            Self::Rate => proto::MetricType::Rate,
-            Self::Gauge => proto::MetricType::Gauge,
-        }
-    }
-}
-
-/// Builds a `Dogsketch` from a sketch's summary and its sparse bins.
-#[allow(clippy::too_many_arguments)]
-pub fn dogsketch(
-    ts: i64,
-    count: u64,
-    min: f64,
-    max: f64,
-    sum: f64,
-    avg: f64,
-    k: Vec<i32>,
-    n: Vec<u32>,
-) -> proto::Dogsketch {
-    proto::Dogsketch {
-        ts,
-        cnt: i64::try_from(count).unwrap_or(i64::MAX),
-        min,
-        max,
-        avg,
-        sum,
-        k,
-        n,
-    }
-}
-
-fn origin_metadata() -> Option<proto::Metadata> {
-    Some(proto::Metadata {
-        origin: Some(proto::Origin {
-            origin_product: ORIGIN_PRODUCT_AGENT,
-            origin_category: ORIGIN_CATEGORY_DOGSTATSD,
-            origin_service: ORIGIN_SERVICE_DOGSTATSD,
-        }),
-    })
-}
-
-/// Tags with the Agent's special tags taken out.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct SplitTags {
-    pub tags: Vec<String>,
-    /// The value of the last `host:` tag, if any.
-    pub host: Option<String>,
-    /// The value of the last `device:` tag, if any (only when asked for).
-    pub device: Option<String>,
-}
-
-pub(crate) fn split_tags<T: AsRef<str>>(tags: &[T], extract_device: bool) -> SplitTags {
-    let mut out = SplitTags {
-        tags: Vec::with_capacity(tags.len()),
-        ..SplitTags::default()
-    };
-    for tag in tags {
-        let tag = tag.as_ref();
-        if let Some(host) = tag.strip_prefix(HOST_TAG_PREFIX) {
-            out.host = Some(host.to_owned());
-        } else if let Some(device) = tag.strip_prefix(DEVICE_TAG_PREFIX).filter(|_| extract_device) {
-            out.device = Some(device.to_owned());
-        } else {
-            out.tags.push(tag.to_owned());
-        }
-    }
-    out
-}
-
-fn clamp_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// One series's protobuf form.
-pub(crate) fn series_proto<T: AsRef<str>>(
-    hostname: &str,
-    name: &str,
-    tags: &[T],
-    kind: SeriesType,
-    interval_secs: u64,
-    points: &[(i64, f64)],
-) -> proto::MetricSeries {
-    let split = split_tags(tags, true);
-    let mut resources = vec![proto::Resource {
-        r#type: "host".to_owned(),
-        name: split.host.unwrap_or_else(|| hostname.to_owned()),
-    }];
-    if let Some(device) = split.device {
-        resources.push(proto::Resource {
-            r#type: "device".to_owned(),
-            name: device,
-        });
-    }
-    proto::MetricSeries {
-        resources,
-        metric: name.to_owned(),
-        tags: split.tags,
-        points: points
-            .iter()
-            .map(|&(timestamp, value)| proto::MetricPoint { value, timestamp })
-            .collect(),
-        r#type: kind.proto() as i32,
-        unit: String::new(),
-        source_type_name: String::new(),
-        interval: clamp_i64(interval_secs),
-        metadata: origin_metadata(),
-    }
-}
-
-/// One sketch context's protobuf form.
-pub(crate) fn sketch_proto<T: AsRef<str>>(
-    hostname: &str,
-    name: &str,
-    tags: &[T],
-    dogsketches: Vec<proto::Dogsketch>,
-) -> proto::Sketch {
-    let split = split_tags(tags, false);
-    proto::Sketch {
-        metric: name.to_owned(),
-        host: split.host.unwrap_or_else(|| hostname.to_owned()),
-        distributions: Vec::new(),
-        tags: split.tags,
-        dogsketches,
-        metadata: origin_metadata(),
-    }
-}
-
-/// A service check as `/api/v1/check_run` takes it.
-#[derive(Serialize)]
-pub(crate) struct CheckRun<'a> {
-    pub check: &'a str,
-    pub host_name: String,
-    pub timestamp: i64,
-    pub status: u8,
-    pub message: &'a str,
-    pub tags: Vec<String>,
-}
-
-/// The fields of a service check, borrowed from whatever type holds them.
-#[derive(Clone, Copy, Debug)]
-pub struct CheckParts<'a, T> {
-    /// Check name.
-    pub name: &'a str,
-    /// Status, 0 (ok) to 3 (unknown).
-    pub status: u8,
-    /// Unix seconds; `None` means the `now` given to the encoder.
-    pub timestamp: Option<i64>,
-    /// The check's own hostname (`|h:`), which wins over a `host:` tag.
-    pub hostname: Option<&'a str>,
-    /// Message; `None` is sent as `""`.
-    pub message: Option<&'a str>,
-    /// Tags.
-    pub tags: &'a [T],
-}
-
-pub(crate) fn check_run<'a, T: AsRef<str>>(hostname: &str, now: i64, c: &CheckParts<'a, T>) -> CheckRun<'a> {
-    let split = split_tags(c.tags, false);
-    CheckRun {
-        check: c.name,
-        host_name: c
-            .hostname
-            .map(str::to_owned)
-            .or(split.host)
-            .unwrap_or_else(|| hostname.to_owned()),
-        timestamp: c.timestamp.unwrap_or(now),
-        status: c.status,
-        message: c.message.unwrap_or(""),
-        tags: split.tags,
-    }
-}
-
-/// The fields of an event, borrowed from whatever type holds them.
-#[derive(Clone, Copy, Debug)]
-pub struct EventParts<'a, T> {
-    /// Title.
-    pub title: &'a str,
-    /// Text.
-    pub text: &'a str,
-    /// Unix seconds; `None` means the `now` given to the encoder.
-    pub timestamp: Option<i64>,
-    /// The event's own hostname (`|h:`), which wins over a `host:` tag.
-    pub hostname: Option<&'a str>,
-    /// Aggregation key.
-    pub aggregation_key: Option<&'a str>,
-    /// `normal` or `low`.
-    pub priority: &'a str,
-    /// Source type name.
-    pub source_type_name: Option<&'a str>,
-    /// `info`, `error`, `warning` or `success`.
-    pub alert_type: &'a str,
-    /// Tags.
-    pub tags: &'a [T],
-}
-
-pub(crate) fn event_proto<T: AsRef<str>>(hostname: &str, now: i64, e: &EventParts<'_, T>) -> proto::Event {
-    let split = split_tags(e.tags, false);
-    proto::Event {
-        title: e.title.to_owned(),
-        text: e.text.to_owned(),
-        ts: e.timestamp.unwrap_or(now),
-        priority: e.priority.to_owned(),
-        host: e
-            .hostname
-            .map(str::to_owned)
-            .or(split.host)
-            .unwrap_or_else(|| hostname.to_owned()),
-        tags: split.tags,
-        alert_type: e.alert_type.to_owned(),
-        aggregation_key: e.aggregation_key.unwrap_or_default().to_owned(),
-        source_type_name: e.source_type_name.unwrap_or_default().to_owned(),
-    }
-}
 
 /// Per-endpoint counters.
 #[derive(Clone, Debug)]
@@ -349,13 +113,8 @@ impl Encoder {
         Ok(Self { config, telemetry })
     }
 
-    /// The configuration in use.
-    pub fn config(&self) -> &PayloadsConfig {
-        &self.config
-    }
-
     /// The limits payloads for `endpoint` respect.
-    pub fn limits(&self, endpoint: Endpoint) -> Limits {
+    pub(crate) fn limits(&self, endpoint: Endpoint) -> Limits {
         let c = &self.config;
         match endpoint {
             Endpoint::Series => Limits {
@@ -377,44 +136,9 @@ impl Encoder {
         }
     }
 
-    /// Encodes ready-made `MetricSeries` messages into `/api/v2/series`
-    /// payloads, as they are (no host or tag processing).
-    pub fn encode_series_protos(
-        &self,
-        series: impl IntoIterator<Item = proto::MetricSeries>,
-    ) -> Result<Vec<EncodedPayload>, EncodeError> {
-        self.encode_protobuf(Endpoint::Series, series, 1, |s| {
-            (&s.metric, u64::try_from(s.points.len()).unwrap_or(u64::MAX))
-        })
-    }
-
-    /// Encodes ready-made `Sketch` messages into `/api/beta/sketches` payloads.
-    pub fn encode_sketch_protos(
-        &self,
-        sketches: impl IntoIterator<Item = proto::Sketch>,
-    ) -> Result<Vec<EncodedPayload>, EncodeError> {
-        self.encode_protobuf(Endpoint::Sketches, sketches, 1, |s| (&s.metric, 0))
-    }
-
-    /// Encodes ready-made `Event` messages into `/api/v1/events_batch` payloads.
-    pub fn encode_event_protos(
-        &self,
-        events: impl IntoIterator<Item = proto::Event>,
-    ) -> Result<Vec<EncodedPayload>, EncodeError> {
-        self.encode_protobuf(Endpoint::Events, events, 1, |e| (&e.title, 0))
-    }
-
-    /// Encodes one series per `(name, tags, type, interval, points)` with the
-    /// configured hostname, `host:`/`device:` tag handling and origin metadata.
-    pub fn encode_series_parts<'a, T: AsRef<str> + 'a>(
-        &'a self,
-        series: impl IntoIterator<Item = (&'a str, &'a [T], SeriesType, u64, &'a [(i64, f64)])> + 'a,
-    ) -> Result<Vec<EncodedPayload>, EncodeError> {
-        self.series_parts_payloads(series).collect()
-    }
-
-    /// [`Self::encode_series_parts`], one payload at a time (see [`Payloads`]).
-    pub fn series_parts_payloads<'a, T: AsRef<str> + 'a>(
+    /// The payloads of one series per `(name, tags, type, interval, points)`,
+    /// each built when the previous one is taken (see [`Payloads`]).
+    pub(crate) fn series_from_parts<'a, T: AsRef<str> + 'a>(
         &'a self,
         series: impl IntoIterator<Item = (&'a str, &'a [T], SeriesType, u64, &'a [(i64, f64)])> + 'a,
     ) -> impl Iterator<Item = Result<EncodedPayload, EncodeError>> + 'a {
@@ -427,17 +151,9 @@ impl Encoder {
         })
     }
 
-    /// Encodes one sketch context per `(name, tags, dogsketches)` with the
-    /// configured hostname and `host:` tag handling.
-    pub fn encode_sketch_parts<'a, T: AsRef<str> + 'a>(
-        &'a self,
-        sketches: impl IntoIterator<Item = (&'a str, &'a [T], Vec<proto::Dogsketch>)> + 'a,
-    ) -> Result<Vec<EncodedPayload>, EncodeError> {
-        self.sketch_parts_payloads(sketches).collect()
-    }
-
-    /// [`Self::encode_sketch_parts`], one payload at a time (see [`Payloads`]).
-    pub fn sketch_parts_payloads<'a, T: AsRef<str> + 'a>(
+    /// The payloads of one sketch context per `(name, tags, dogsketches)`,
+    /// each built when the previous one is taken.
+    pub(crate) fn sketches_from_parts<'a, T: AsRef<str> + 'a>(
         &'a self,
         sketches: impl IntoIterator<Item = (&'a str, &'a [T], Vec<proto::Dogsketch>)> + 'a,
     ) -> impl Iterator<Item = Result<EncodedPayload, EncodeError>> + 'a {
@@ -448,17 +164,6 @@ impl Encoder {
         self.protobuf_payloads(Endpoint::Sketches, protos, 1, |s: &proto::Sketch| {
             (s.metric.as_str(), 0)
         })
-    }
-
-    fn encode_protobuf<M: Message>(
-        &self,
-        endpoint: Endpoint,
-        items: impl IntoIterator<Item = M>,
-        field: u32,
-        describe: impl Fn(&M) -> (&str, u64),
-    ) -> Result<Vec<EncodedPayload>, EncodeError> {
-        self.protobuf_payloads(endpoint, items.into_iter(), field, describe)
-            .collect()
     }
 
     /// The payloads of `items`, each built when the previous one is taken:
@@ -483,10 +188,9 @@ impl Encoder {
         }
     }
 
-    /// Encodes service checks (`name, status 0..=3, timestamp, hostname,
-    /// message, tags`) into `/api/v1/check_run` JSON; a missing timestamp is
-    /// `now` (Unix seconds).
-    pub fn encode_check_parts<'a, T: AsRef<str> + 'a>(
+    /// Encodes service checks into `/api/v1/check_run` JSON; a missing
+    /// timestamp is `now` (Unix seconds).
+    pub(crate) fn checks_from_parts<'a, T: AsRef<str> + 'a>(
         &self,
         checks: impl IntoIterator<Item = CheckParts<'a, T>>,
         now: i64,
@@ -506,13 +210,15 @@ impl Encoder {
 
     /// Encodes events into `/api/v1/events_batch` protobuf payloads; a
     /// missing timestamp is `now` (Unix seconds).
-    pub fn encode_event_parts<'a, T: AsRef<str> + 'a>(
+    pub(crate) fn events_from_parts<'a, T: AsRef<str> + 'a>(
         &self,
         events: impl IntoIterator<Item = EventParts<'a, T>>,
         now: i64,
     ) -> Result<Vec<EncodedPayload>, EncodeError> {
         let host = self.config.hostname.as_str();
-        self.encode_event_protos(events.into_iter().map(|e| event_proto(host, now, &e)))
+        let protos = events.into_iter().map(|e| event_proto(host, now, &e));
+        self.protobuf_payloads(Endpoint::Events, protos, 1, |e: &proto::Event| (e.title.as_str(), 0))
+            .collect()
     }
 
     fn splitter(&self, endpoint: Endpoint, framing: Framing) -> Splitter {
@@ -592,7 +298,7 @@ impl Encoder {
 /// previous one has been taken, so a caller that sends every payload before
 /// asking for the next holds one compressed payload at a time, not a whole
 /// flush's.
-pub struct Payloads<'e, I, F> {
+pub(crate) struct Payloads<'e, I, F> {
     encoder: &'e Encoder,
     endpoint: Endpoint,
     items: I,
@@ -635,10 +341,11 @@ impl<M: Message, I: Iterator<Item = M>, F: Fn(&M) -> (&str, u64)> Iterator for P
 
 #[cfg(test)]
 mod tests {
+    use adp_wire::decompress;
     use prost::Message;
 
     use super::*;
-    use crate::compression::decompress;
+    use crate::items::dogsketch;
 
     fn encoder(kind: CompressionKind) -> (Encoder, Registry) {
         let registry = Registry::new();
@@ -1062,21 +769,5 @@ mod tests {
         };
         let err = Encoder::new(config, &registry).unwrap_err().to_string();
         assert!(err.contains("serializer_max_series_points_per_payload"), "{err}");
-    }
-
-    #[test]
-    fn endpoints_have_the_intake_paths() {
-        let paths: Vec<_> = Endpoint::ALL.iter().map(|e| (e.as_str(), e.path())).collect();
-        assert_eq!(
-            paths,
-            [
-                ("series", "/api/v2/series"),
-                ("sketches", "/api/beta/sketches"),
-                ("check_run", "/api/v1/check_run"),
-                ("events", "/api/v1/events_batch"),
-            ]
-        );
-        assert_eq!(Endpoint::from_path("/api/beta/sketches"), Some(Endpoint::Sketches));
-        assert_eq!(Endpoint::from_path("/intake/"), None);
     }
 }

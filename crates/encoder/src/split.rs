@@ -16,11 +16,11 @@
 
 use std::io;
 
-use crate::compression::{CompressionKind, StreamCompressor};
+use adp_wire::{CompressionKind, StreamCompressor};
 
 /// The limits one payload must respect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Largest compressed body, in bytes.
     pub max_compressed: u64,
     /// Largest uncompressed body, in bytes.
@@ -242,8 +242,9 @@ impl Splitter {
 mod tests {
     use proptest::prelude::*;
 
+    use adp_wire::decompress;
+
     use super::*;
-    use crate::compression::decompress;
 
     fn limits(max_compressed: u64, max_uncompressed: u64, max_points: u64) -> Limits {
         Limits {

@@ -1,9 +1,10 @@
-//! What a flush produces: [`Series`] for the v2 series endpoint and
-//! [`SketchSeries`] for the sketches endpoint.
+//! What an aggregator flush produces: [`Series`] for the v2 series endpoint
+//! and [`SketchSeries`] for the sketches endpoint.
 
-use adp_dogstatsd::Context;
 use ddsketch::AgentSketch;
 use stringtheory::MetaString;
+
+use crate::Context;
 
 /// The intake's metric type of a series (`MetricType` in the v2 protobuf).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,7 +47,8 @@ pub struct SketchSeries {
     pub points: Vec<(i64, AgentSketch)>,
 }
 
-/// Everything one [`Aggregator::flush`](crate::Aggregator::flush) releases.
+/// Everything one flush of the aggregator (`adp_aggregate::Aggregator::flush`)
+/// releases.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Flushed {
     /// Counts, gauges, sets, histogram/timer aggregates and timestamped

@@ -2,6 +2,9 @@
 //! request bodies the Datadog intake accepts, split under the intake's size
 //! limits and compressed as the Datadog Agent does.
 //!
+//! `adp-model` values in, `adp-wire` [`EncodedPayload`]s out; this crate
+//! knows neither the DogStatsD listeners nor the aggregator.
+//!
 //! # Payloads
 //!
 //! | input | endpoint | body | limits (compressed / uncompressed / other) |
@@ -11,31 +14,47 @@
 //! | service checks | `POST /api/v1/check_run` | JSON array | 2,621,440 / 4,194,304 / – |
 //! | events | `POST /api/v1/events_batch` | protobuf `EventsPayload` | 2,621,440 / 4,194,304 / 100 events |
 //!
-//! The protobuf messages are hand-written prost structs in [`proto`] (no
-//! `protoc` at build time); the test intake decodes with the same structs.
-//! Bodies are compressed with `serializer_compressor_kind` (zstd at level 1 by
-//! default, as in the Agent; zlib or none selectable), and every
-//! [`EncodedPayload`] names its endpoint, `Content-Type` and
-//! `Content-Encoding`:
+//! The protobuf messages are the hand-written prost structs of
+//! [`adp_wire::proto`] (no `protoc` at build time); the test intake decodes
+//! with the same structs. Bodies are compressed with
+//! `serializer_compressor_kind` (zstd at level 1 by default, as in the Agent;
+//! zlib or none selectable), and every [`EncodedPayload`] names its endpoint,
+//! `Content-Type` and `Content-Encoding`.
+//!
+//! The agent calls four methods of the [`Encoder`]:
+//! [`series_payloads`](Encoder::series_payloads) and
+//! [`sketch_payloads`](Encoder::sketch_payloads), which build each payload
+//! when the previous one is taken (so a flush never holds all its compressed
+//! payloads at once), [`encode_service_checks`](Encoder::encode_service_checks)
+//! and [`encode_events`](Encoder::encode_events):
 //!
 //! ```
-//! use adp_payloads::{decompress, proto, Encoder, PayloadsConfig, SeriesType};
+//! use adp_encoder::{Encoder, PayloadsConfig};
+//! use adp_model::{context_key, Context, Series, SeriesKind};
+//! use adp_wire::{decompress, proto};
 //! use prost::Message;
 //!
 //! let config = PayloadsConfig { hostname: "board-1".into(), ..PayloadsConfig::default() };
 //! let encoder = Encoder::new(config, &adp_telemetry::Registry::new()).unwrap();
-//! let payloads = encoder
-//!     .encode_series_parts([("temp", &["room:a"][..], SeriesType::Gauge, 10, &[(1_700_000_000, 21.5)][..])])
-//!     .unwrap();
-//! assert_eq!((payloads[0].endpoint.path(), payloads[0].content_encoding), ("/api/v2/series", "zstd"));
-//! let body = decompress(payloads[0].content_encoding, &payloads[0].body, 1 << 20).unwrap();
+//! let context = Context::from_parts(context_key("temp", ["room:a"]), "temp".into(), Box::new(["room:a".into()]));
+//! let series = [Series {
+//!     name: context.name().clone(),
+//!     context,
+//!     kind: SeriesKind::Gauge,
+//!     interval_secs: 10,
+//!     points: vec![(1_700_000_000, 21.5)],
+//! }];
+//! let payload = encoder.series_payloads(&series).next().unwrap().unwrap();
+//! assert_eq!((payload.endpoint.path(), payload.content_encoding), ("/api/v2/series", "zstd"));
+//! let body = decompress(payload.content_encoding, &payload.body, 1 << 20).unwrap();
 //! let series = &proto::MetricPayload::decode(body.as_slice()).unwrap().series[0];
 //! assert_eq!((series.metric.as_str(), series.resources[0].name.as_str()), ("temp", "board-1"));
 //! ```
 //!
-//! The pipeline's own types go through [`Encoder::encode_series`],
-//! [`Encoder::encode_sketches`], [`Encoder::encode_service_checks`] and
-//! [`Encoder::encode_events`].
+//! With the `test-support` feature, the encoder also takes items as borrowed
+//! parts (`encode_series_parts`, `encode_check_parts`, ...) or as ready-made
+//! protobuf messages (`encode_series_protos`, ...), for tests that need exact
+//! control over what is sent; see `src/test_support.rs`.
 //!
 //! **Events** use Saluki's (the Agent Data Plane's) format: protobuf
 //! `EventsPayload` to `/api/v1/events_batch`, at most 100 events per payload,
@@ -63,7 +82,14 @@
 //! single item too large for an empty payload is dropped, logged and counted
 //! in `adp_payloads_items_dropped_total{reason="too_big"}`. The compressed
 //! size is bounded before it is known by the codec's worst-case bound (see
-//! [`compression`]), so no payload is ever re-encoded.
+//! [`adp_wire::compression`]), so no payload is ever re-encoded.
+//!
+//! # Layout
+//!
+//! `items.rs` builds one item's wire form; `encode.rs` assembles payloads
+//! (splitter, telemetry, the lazy [`Encoder::series_payloads`] iterator);
+//! `split.rs` decides where a payload ends; `inputs.rs` maps the `adp-model`
+//! types onto the item builders.
 //!
 //! # Missing
 //!
@@ -73,94 +99,20 @@
 //! - No v3 series/sketch payloads and no `/api/v1/series` JSON fallback.
 #![deny(missing_docs)]
 
-pub mod compression;
 mod encode;
 mod inputs;
-pub mod proto;
+mod items;
 mod split;
+#[cfg(any(test, feature = "test-support"))]
+mod test_support;
 
-use std::fmt;
+#[cfg(doc)]
+use adp_wire::EncodedPayload;
+use adp_wire::{CompressionKind, Endpoint};
 
-pub use compression::{decompress, CompressionKind, DecompressError, UnknownCompressionKind};
-pub use encode::{dogsketch, CheckParts, Encoder, EventParts, Payloads, SeriesType};
-pub use split::Limits;
-
-/// The intake endpoint a payload is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    /// `POST /api/v2/series`.
-    Series,
-    /// `POST /api/beta/sketches`.
-    Sketches,
-    /// `POST /api/v1/check_run`.
-    CheckRun,
-    /// `POST /api/v1/events_batch`.
-    Events,
-}
-
-impl Endpoint {
-    /// Every endpoint, for registering per-endpoint telemetry.
-    pub const ALL: [Self; 4] = [Self::Series, Self::Sketches, Self::CheckRun, Self::Events];
-
-    /// The request path, relative to the site's base URL.
-    pub fn path(&self) -> &'static str {
-        match self {
-            Self::Series => "/api/v2/series",
-            Self::Sketches => "/api/beta/sketches",
-            Self::CheckRun => "/api/v1/check_run",
-            Self::Events => "/api/v1/events_batch",
-        }
-    }
-
-    /// A short name for logs and metric labels.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Series => "series",
-            Self::Sketches => "sketches",
-            Self::CheckRun => "check_run",
-            Self::Events => "events",
-        }
-    }
-
-    /// The endpoint a request path is for.
-    pub fn from_path(path: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|e| e.path() == path)
-    }
-
-    /// The `Content-Type` of this endpoint's bodies.
-    pub fn content_type(&self) -> &'static str {
-        match self {
-            Self::CheckRun => CONTENT_TYPE_JSON,
-            Self::Series | Self::Sketches | Self::Events => CONTENT_TYPE_PROTOBUF,
-        }
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// `Content-Type` of protobuf bodies.
-pub const CONTENT_TYPE_PROTOBUF: &str = "application/x-protobuf";
-/// `Content-Type` of JSON bodies.
-pub const CONTENT_TYPE_JSON: &str = "application/json";
-
-/// One request body, ready for the forwarder.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EncodedPayload {
-    /// Where it goes.
-    pub endpoint: Endpoint,
-    /// The (compressed) body.
-    pub body: bytes::Bytes,
-    /// The `Content-Type` header value.
-    pub content_type: &'static str,
-    /// The `Content-Encoding` header value: `zstd`, `deflate` or `identity`.
-    pub content_encoding: &'static str,
-    /// Series, sketch contexts, service checks or events in it.
-    pub items: u64,
-}
+pub use encode::Encoder;
+#[cfg(any(test, feature = "test-support"))]
+pub use items::{dogsketch, CheckParts, EventParts, SeriesType};
 
 /// Encoder configuration, with the Datadog Agent's key names.
 #[derive(Clone, Debug, PartialEq)]
@@ -192,7 +144,7 @@ pub struct PayloadsConfig {
 }
 
 /// The Agent's default zstd level.
-pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
+const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
 impl Default for PayloadsConfig {
     fn default() -> Self {
@@ -231,7 +183,7 @@ pub enum EncodeError {
     },
     /// The compressor failed (it writes to memory, so this means zstd itself
     /// refused, e.g. out of memory).
-    #[error("compressing a {endpoint} payload with {kind} failed: {source}")]
+    #[error("cannot compress a {endpoint} payload with {kind}")]
     Compression {
         /// The payload being built.
         endpoint: Endpoint,
