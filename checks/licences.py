@@ -70,19 +70,19 @@ def satisfiable(expression, allowed):
             take()  # the exception only adds permissions
         return tok.rstrip("+") in allowed
 
-    def conjunction():
-        value = atom()
-        while peek() == "AND":
+    def chain(op, operand, combine):
+        """`operand (op operand)*`, folded left to right with `combine`."""
+        value = operand()
+        while peek() == op:
             take()
-            value = atom() and value
+            value = combine(operand(), value)
         return value
 
+    def conjunction():
+        return chain("AND", atom, lambda a, b: a and b)
+
     def disjunction():
-        value = conjunction()
-        while peek() == "OR":
-            take()
-            value = conjunction() or value
-        return value
+        return chain("OR", conjunction, lambda a, b: a or b)
 
     value = disjunction()
     if pos != len(toks):

@@ -20,11 +20,17 @@ done
 ADP_LOG_TAIL=40
 # shellcheck source=lib/agent-run.sh
 . "$ROOT/checks/lib/agent-run.sh"
-metrics() { python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "http://$API/metrics"; }
+# The agent's telemetry; fails unless the API answers 200.
+metrics() {
+    local out
+    out=$(http_get "http://$API/metrics")
+    [ "$(head -1 <<<"$out")" = 200 ] || return 1
+    tail -n +2 <<<"$out"
+}
 
 start_intake "$DIR/adp-test-intake" --blackhole
-SOCKET=$work/dsd.socket
-start_agent "$DIR/agent-data-plane" DD_HOSTNAME=loadgen-smoke DD_DOGSTATSD_PORT=0 DD_DOGSTATSD_SOCKET="$SOCKET"
+SOCKET=$work/dsd.socket # standalone.env's
+start_agent "$DIR/agent-data-plane"
 wait_for_log "Topology healthy. Waiting for interrupt..."
 API=$(api_address)
 
@@ -32,7 +38,7 @@ API=$(api_address)
 summary=$("$DIR/adp-loadgen" --target "unix://$SOCKET" --profile low --contexts 1000 --rate-bytes 0 \
     --max-messages "$MESSAGES" --duration "$TIMEOUT" --seed 42) || fail "adp-loadgen failed"
 say "sent: $summary"
-read -r sent_messages sent_values errors <<<"$(python3 -c 'import json, sys; s = json.loads(sys.argv[1]); print(s["messages"], s["values"], s["send_errors"])' "$summary")"
+read -r sent_messages sent_values errors <<<"$(smoke_py fields "$summary" messages values send_errors)"
 [ "$sent_messages" -eq "$MESSAGES" ] || fail "sent $sent_messages messages, expected $MESSAGES (the duration bound hit first?)"
 [ "$errors" -eq 0 ] || fail "$errors send errors"
 [ "$sent_values" -gt "$sent_messages" ] || fail "no multi-value messages in $sent_messages messages"

@@ -38,19 +38,25 @@ start_intake "$INTAKE"
 say "test intake on http://$INTAKE_ADDR ($INTAKE)"
 
 # --- the agent ---------------------------------------------------------------
-DSD_PORT=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-SOCKET=$work/dsd.socket
+DSD_PORT=$(smoke_py free-udp-port)
+SOCKET=$work/dsd.socket # standalone.env's
 HOSTNAME_TAG=smoke-$$
-start_agent "${RUNNER[@]}" "$BIN" DD_HOSTNAME="$HOSTNAME_TAG" DD_DOGSTATSD_PORT="$DSD_PORT" DD_DOGSTATSD_SOCKET="$SOCKET" \
+start_agent "${RUNNER[@]}" "$BIN" DD_HOSTNAME="$HOSTNAME_TAG" DD_DOGSTATSD_PORT="$DSD_PORT" \
     DD_AGGREGATE_WINDOW_DURATION_SECONDS=1 DD_AGGREGATE_FLUSH_INTERVAL=1 -- --pidfile "$work/adp.pid"
 
+# expect_log LINE...: each LINE is in the agent's log.
+expect_log() {
+    local line
+    for line in "$@"; do
+        grep -qF -- "$line" "$work/adp.log" || fail "missing log line \"$line\""
+        say "ok: log has \"$line\""
+    done
+}
+
 wait_for_log "Topology healthy. Waiting for interrupt..."
-for line in "Agent Data Plane starting..." "Serving unprivileged API on" "Serving privileged API on" \
+expect_log "Agent Data Plane starting..." "Serving unprivileged API on" "Serving privileged API on" \
     "DogStatsD listener started. listen_addr=udp://127.0.0.1:$DSD_PORT" \
-    "DogStatsD listener started. listen_addr=unixgram://$SOCKET" "Agent Data Plane running."; do
-    grep -qF -- "$line" "$work/adp.log" || fail "missing log line \"$line\""
-    say "ok: log has \"$line\""
-done
+    "DogStatsD listener started. listen_addr=unixgram://$SOCKET" "Agent Data Plane running."
 grep -q 'topology_ready_ms=' "$work/adp.log" || fail "no topology_ready_ms field"
 say "ok: $(grep -o 'topology_ready_ms=[0-9]*' "$work/adp.log")"
 # env and qemu-arm exec, so the agent's pid is the one this shell started.
@@ -66,45 +72,13 @@ done
 say "ok: GET /health/ready -> 200 $(http_get "http://$API/health/ready" | tail -n +2)"
 
 # --- DogStatsD over UDP and the Unix socket ----------------------------------
-python3 - "$DSD_PORT" "$SOCKET" <<'EOF'
-import socket, sys
-port, path = int(sys.argv[1]), sys.argv[2]
-try:
-    from datadog.dogstatsd import DogStatsd
-    DogStatsd(host="127.0.0.1", port=port, disable_telemetry=True).increment("smoke.udp.count", 3, tags=["transport:udp"])
-    DogStatsd(socket_path=path, disable_telemetry=True).gauge("smoke.uds.gauge", 42, tags=["transport:uds"])
-    how = "the datadog Python client"
-except ImportError:
-    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"smoke.udp.count:3|c|#transport:udp", ("127.0.0.1", port))
-    socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"smoke.uds.gauge:42|g|#transport:uds", path)
-    how = "raw sockets (datadog client not installed)"
-print(f"smoke: sent smoke.udp.count:3|c over UDP and smoke.uds.gauge:42|g over {path} with {how}")
-EOF
+smoke_py send "$DSD_PORT" "$SOCKET"
 
 # Polls the intake until every expectation holds; prints what it found.
 check_intake() {
     local deadline=$((SECONDS + TIMEOUT)) out
     while :; do
-        if out=$(python3 - "http://$INTAKE_ADDR/_intake/received" "$HOSTNAME_TAG" "$@" 2>&1 <<'EOF'
-import json, sys, urllib.request
-received = json.load(urllib.request.urlopen(sys.argv[1], timeout=10))
-host = sys.argv[2]
-for spec in sys.argv[3:]:
-    name, kind, tag, total = spec.split(",")
-    series = [s for s in received["series"] if s["metric"] == name]
-    if not series:
-        sys.exit(f"{name}: not received yet")
-    got = sum(p[1] for s in series for p in s["points"])
-    for s in series:
-        assert s["type"] == kind, f"{name}: type {s['type']}, expected {kind}"
-        assert s["host"] == host, f"{name}: host {s['host']!r}, expected {host!r}"
-        assert (tag in s["tags"]) if tag else True, f"{name}: tags {s['tags']}, expected {tag}"
-    if abs(got - float(total)) > 1e-9:
-        sys.exit(f"{name}: values sum to {got} so far, expecting {total}")
-    print(f"smoke: ok: intake decoded {name} type={kind} host={host} tags={series[0]['tags']} sum={got}")
-assert not received["errors"], received["errors"]
-EOF
-        ); then
+        if out=$(smoke_py expect-series "http://$INTAKE_ADDR/_intake/received" "$HOSTNAME_TAG" "$@" 2>&1); then
             echo "$out"
             return 0
         fi
@@ -121,7 +95,7 @@ grep -q 'adp_dogstatsd_packets_total{listener="unix_datagram"} 1' <<<"$metrics" 
 say "ok: GET /metrics counts 1 UDP and 1 Unix datagram packet"
 
 # --- SIGTERM: the open window is flushed, then a clean exit --------------------
-python3 -c 'import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"smoke.final:7|g", ("127.0.0.1", int(sys.argv[1])))' "$DSD_PORT"
+smoke_py udp "$DSD_PORT" "smoke.final:7|g"
 kill -TERM "$ADP_PID"
 deadline=$((SECONDS + TIMEOUT))
 while kill -0 "$ADP_PID" 2>/dev/null; do
@@ -133,10 +107,7 @@ wait "$ADP_PID" || rc=$?
 ADP_PID=
 [ "$rc" -eq 0 ] || fail "exit status $rc after SIGTERM"
 say "ok: exit status 0 after SIGTERM"
-for line in "Received SIGTERM, shutting down..." "Agent Data Plane stopped."; do
-    grep -qF -- "$line" "$work/adp.log" || fail "missing log line \"$line\""
-    say "ok: log has \"$line\""
-done
+expect_log "Received SIGTERM, shutting down..." "Agent Data Plane stopped."
 if grep -qiE 'panic|bus error|segmentation fault' "$work/adp.log" || grep -qF 'Failed to' "$work/adp.log"; then
     fail "the log reports a crash or a failure"
 fi

@@ -8,7 +8,8 @@ in
 {
   # The Cargo workspace with every crate's and binary's files, test fixtures
   # included (crane's cleanCargoSource would drop the data files that tests
-  # read with include_bytes!).
+  # read with include_bytes!), and the standalone environment the e2e tests
+  # share with the smoke checks (include_str!).
   cargo = toSource {
     root = ../.;
     fileset = unions [
@@ -17,6 +18,7 @@ in
       ../rustfmt.toml
       ../crates
       ../bin
+      ../checks/lib/standalone.env
     ];
   };
 

@@ -1,7 +1,11 @@
+# shellcheck shell=bash
 # Sourced by checks/smoke.sh and checks/loadgen-smoke.sh: a scratch dir cleaned
 # up on exit, the test intake, and a standalone agent configured only by DD_*
-# variables in an otherwise empty environment. The caller sets `say` (its log
-# prefix) and TIMEOUT (seconds for every bounded wait) before sourcing.
+# variables (standalone.env, beside this file) in an otherwise empty
+# environment. The caller sets `say` (its log prefix) and TIMEOUT (seconds for
+# every bounded wait) before sourcing.
+
+ADP_RUN_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 work=$(mktemp -d)
 INTAKE_PID=
@@ -38,23 +42,27 @@ start_intake() {
 }
 
 # start_agent [RUNNER...] BIN [DD_KEY=value...] -- [run ARGS...]: runs
-# `BIN run` standalone against the intake, loopback APIs on ephemeral ports,
-# files under $work; its output goes to $work/adp.log. Sets ADP_PID (env and
-# qemu-arm exec, so it is the agent's own pid).
+# `BIN run` in the standalone environment of standalone.env (against the
+# intake, loopback APIs on ephemeral ports, files and the DogStatsD socket
+# $work/dsd.socket under $work) with the caller's DD_KEY=value on top, in an
+# otherwise empty environment; its output goes to $work/adp.log. Sets ADP_PID
+# (env and qemu-arm exec, so it is the agent's own pid).
 start_agent() {
-    local cmd=() vars=()
+    local cmd=() vars=() base=() line rest
     while [ $# -gt 0 ] && [[ $1 != *=* ]] && [ "$1" != -- ]; do cmd+=("$1"); shift; done
     while [ $# -gt 0 ] && [ "$1" != -- ]; do vars+=("$1"); shift; done
     [ "${1:-}" != -- ] || shift
+    while IFS= read -r line; do
+        case $line in '' | '#'*) continue ;; esac
+        rest=${line//'{intake_url}'/}
+        rest=${rest//'{dir}'/}
+        case $rest in *'{'*) fail "standalone.env: a placeholder other than {intake_url} and {dir} in \"$line\"" ;; esac
+        line=${line//'{intake_url}'/"http://$INTAKE_ADDR"}
+        base+=("${line//'{dir}'/"$work"}")
+    done <"$ADP_RUN_LIB/standalone.env"
     printf '+ %s\n' "${cmd[*]} run $*"
-    env -i PATH="$PATH" \
-        DD_API_KEY=smoke0123456789abcdef0123456789ab \
-        DD_DD_URL="http://$INTAKE_ADDR" \
-        DD_DATA_PLANE_ENABLED=true DD_DATA_PLANE_STANDALONE_MODE=true \
-        DD_DATA_PLANE_REMOTE_AGENT_ENABLED=false DD_DATA_PLANE_USE_NEW_CONFIG_STREAM_ENDPOINT=false \
-        DD_DATA_PLANE_API_LISTEN_ADDRESS=tcp://127.0.0.1:0 DD_DATA_PLANE_SECURE_API_LISTEN_ADDRESS=tcp://127.0.0.1:0 \
-        DD_AUTH_TOKEN_FILE_PATH="$work/auth_token" DD_IPC_CERT_FILE_PATH="$work/ipc_cert.pem" \
-        "${vars[@]}" "${cmd[@]}" run "$@" >"$work/adp.log" 2>&1 &
+    # env applies its assignments in order: the caller's replace the file's.
+    env -i PATH="$PATH" "${base[@]}" "${vars[@]}" "${cmd[@]}" run "$@" >"$work/adp.log" 2>&1 &
     ADP_PID=$!
 }
 
@@ -76,20 +84,12 @@ api_address() {
     echo "$api"
 }
 
+# The Python helpers of the smoke checks (smoke.py, beside this file).
+smoke_py() { python3 "$ADP_RUN_LIB/smoke.py" "$@"; }
+
 # A tiny HTTP client: prints the status code, then the body (status 0 when the
 # connection failed).
-http_get() {
-    python3 - "$1" <<'PY'
-import sys, urllib.request, urllib.error
-try:
-    with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
-        print(r.status); print(r.read().decode())
-except urllib.error.HTTPError as e:
-    print(e.code); print(e.read().decode())
-except OSError as e:
-    print(0); print(e)
-PY
-}
+http_get() { smoke_py get "$1"; }
 
 # counter NAME METRICS_TEXT: the sum of one counter over all its label sets (0 when absent).
 counter() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%d\n", s }' <<<"$2"; }

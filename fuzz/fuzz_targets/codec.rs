@@ -11,7 +11,8 @@ use adp_dogstatsd::codec::{parse_message, split_messages, CodecConfig, Message};
 use adp_dogstatsd::context::{ContextBudget, ContextResolver};
 use adp_dogstatsd::listener::framing::StreamFramer;
 use adp_dogstatsd::telemetry::DecoderTelemetry;
-use adp_dogstatsd::{Batch, Decoder, MetricValue};
+use adp_dogstatsd::{Batch, Decoder};
+use adp_model::MetricValue;
 use libfuzzer_sys::fuzz_target;
 
 fn budget() -> ContextBudget {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! listeners ──Batch──▶ [bounded queue: dogstatsd_queue_size] ──▶ aggregator task ──Output──▶ encoder task ──EncodedPayload──▶ forwarder
-//!  (adp-dogstatsd)                                                (adp-aggregate)   [2]     (adp-payloads)                 (adp-forwarder)
+//!  (adp-dogstatsd)                                                (adp-aggregate)   [2]     (adp-encoder)                  (adp-forwarder)
 //! ```
 //!
 //! The aggregator task owns the [`Aggregator`]. It inserts every metric as it
@@ -32,12 +32,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use adp_aggregate::{AggregateConfig, Aggregator, Flushed, HistogramAggregate};
+use adp_aggregate::{AggregateConfig, Aggregator, HistogramAggregate};
 use adp_config::Config;
-use adp_dogstatsd::{Batch, DogStatsDConfig, Event, RunningSource, ServiceCheck};
+use adp_dogstatsd::{Batch, DogStatsDConfig, RunningSource};
+use adp_encoder::{EncodeError, Encoder, PayloadsConfig};
 use adp_forwarder::{Forwarder, ForwarderConfig, ForwarderHandle, ProxyConfig, ShutdownReport};
-use adp_payloads::{CompressionKind, EncodeError, EncodedPayload, Encoder, PayloadsConfig};
+use adp_model::{Event, Flushed, ServiceCheck};
 use adp_telemetry::Registry;
+use adp_wire::{CompressionKind, EncodedPayload};
 use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -528,7 +530,9 @@ impl EncoderTask {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "Cannot encode {what}; they are dropped.");
+                    // `{:#}`: the error and its cause (the compressor's error).
+                    let error = format!("{:#}", anyhow::Error::new(e));
+                    tracing::error!(error = %error, "Cannot encode {what}; they are dropped.");
                     return;
                 }
             }

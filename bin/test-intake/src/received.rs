@@ -4,11 +4,11 @@
 //! Bodies are decompressed by their `Content-Encoding` (zstd, deflate,
 //! identity), then decoded as the endpoint's payload: prost for protobuf
 //! (with the same message structs the encoders use, whose field numbers are
-//! tested against hand-built bytes in `adp-payloads`), serde for JSON.
+//! tested against hand-built bytes in `adp-wire`), serde for JSON.
 
 use std::collections::BTreeMap;
 
-use adp_payloads::{proto, Endpoint};
+use adp_wire::{proto, Endpoint};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
@@ -316,9 +316,22 @@ fn event(e: proto::Event) -> ReceivedEvent {
     }
 }
 
+/// `e` and each of its causes, `: `-separated (a library error names its
+/// cause once, as its `source`, not in its own message).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// Decompresses and decodes one intake body.
 pub fn decode(endpoint: Endpoint, content_encoding: &str, body: &[u8]) -> Result<Decoded, String> {
-    let plain = adp_payloads::decompress(content_encoding, body, MAX_DECOMPRESSED_BYTES).map_err(|e| e.to_string())?;
+    let plain = adp_wire::decompress(content_encoding, body, MAX_DECOMPRESSED_BYTES).map_err(|e| with_causes(&e))?;
     let what = endpoint.as_str();
     let bad_protobuf = |e: prost::DecodeError| format!("{what}: body is not a valid protobuf payload: {e}");
     Ok(match endpoint {

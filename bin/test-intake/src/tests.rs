@@ -3,10 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use adp_payloads::{
-    dogsketch, proto, CheckParts, CompressionKind, EncodedPayload, Encoder, Endpoint, PayloadsConfig, SeriesType,
-};
+use adp_encoder::{dogsketch, CheckParts, Encoder, PayloadsConfig, SeriesType};
 use adp_telemetry::Registry;
+use adp_wire::{proto, CompressionKind, EncodedPayload, Endpoint};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};

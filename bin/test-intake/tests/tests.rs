@@ -9,7 +9,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use adp_payloads::{CompressionKind, Encoder, PayloadsConfig, SeriesType};
+use adp_encoder::{Encoder, PayloadsConfig, SeriesType};
+use adp_wire::CompressionKind;
 
 fn spawn(args: &[&str]) -> Child {
     let exe = env!("CARGO_BIN_EXE_adp-test-intake");

@@ -27,13 +27,12 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use adp_dogstatsd::{Context, Metric, MetricKind, MetricValue};
+use adp_model::{Context, Flushed, Metric, MetricKind, MetricValue, Series, SeriesKind, SketchSeries};
 use adp_telemetry::{Counter, Gauge, Registry};
 use ddsketch::AgentSketch;
 use stringtheory::MetaString;
 
 use crate::config::{AggregateConfig, ConfigError, HistogramAggregate};
-use crate::output::{Flushed, Series, SeriesKind, SketchSeries};
 
 /// A `Hasher` for keys that already are good 64-bit hashes.
 #[derive(Default)]
@@ -237,8 +236,8 @@ impl Telemetry {
 /// Agent's semantics (see the [crate documentation](crate)).
 ///
 /// ```
-/// use adp_aggregate::{AggregateConfig, Aggregator, SeriesKind};
-/// use adp_dogstatsd::{context::context_key, Context, Metric, MetricKind, MetricValue};
+/// use adp_aggregate::{AggregateConfig, Aggregator};
+/// use adp_model::{context_key, Context, Metric, MetricKind, MetricValue, SeriesKind};
 ///
 /// let mut agg = Aggregator::new(AggregateConfig::default(), &adp_telemetry::Registry::new()).unwrap();
 /// let context = Context::from_parts(context_key("requests", []), "requests".into(), Box::new([]));
@@ -630,7 +629,7 @@ fn unix_now() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use adp_dogstatsd::context::context_key;
+    use adp_model::context_key;
     use proptest::prelude::*;
 
     use super::*;

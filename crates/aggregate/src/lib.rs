@@ -1,5 +1,7 @@
 //! Time-window aggregation of DogStatsD metrics with the Datadog Agent's
-//! semantics, producing the series and sketches the intake expects.
+//! semantics, producing the series and sketches the intake expects (both
+//! in, [`Metric`](adp_model::Metric), and out, [`Flushed`](adp_model::Flushed),
+//! are `adp-model` types).
 //!
 //! # Semantics
 //!
@@ -16,7 +18,7 @@
 //! | gauge `g` | GAUGE, the last value |
 //! | set `s` | GAUGE, the number of distinct members |
 //! | histogram `h`, timer `ms` | one series per `histogram_aggregates` entry (`<name>.max`, `.median`, `.avg`, `.count` as RATE, `.min`, `.sum`) and per `histogram_percentiles` entry (`<name>.95percentile`) |
-//! | distribution `d` | one [`ddsketch::AgentSketch`] (a [`SketchSeries`] point) |
+//! | distribution `d` | one [`ddsketch::AgentSketch`] (a [`SketchSeries`](adp_model::SketchSeries) point) |
 //!
 //! Sample rates weight as in the Agent: counts by `1 / rate`; histograms by
 //! `trunc(1 / rate)` in their count and rank statistics but `1 / rate` in
@@ -45,8 +47,6 @@
 
 mod aggregator;
 pub mod config;
-mod output;
 
 pub use aggregator::Aggregator;
 pub use config::{AggregateConfig, ConfigError, HistogramAggregate};
-pub use output::{Flushed, Series, SeriesKind, SketchSeries};

@@ -50,6 +50,14 @@
 //! in the file or the environment that no component read (the binary warns
 //! about them at start: a key nobody reads must not vanish in silence).
 //!
+//! # Secrets
+//!
+//! `ENC[handle]` values, in the file and in `DD_*` variables, are resolved
+//! through `secret_backend_command` before any key is read (see [`secrets`]
+//! for the Agent's protocol and checks); resolved values are redacted wherever
+//! the configuration is shown, and the log lines of the resolution wait in
+//! [`Effective::secrets`] for the binary to emit.
+//!
 //! # Missing
 //!
 //! - `unix://` API listen addresses are rejected by the binary's parser.
@@ -61,6 +69,7 @@ mod key;
 pub mod parse;
 mod reader;
 mod redact;
+pub mod secrets;
 mod source;
 mod value;
 
@@ -71,6 +80,7 @@ pub use key::{Key, Redact};
 pub use parse::format_duration;
 pub use reader::{Effective, KeyRecord, Reader};
 pub use redact::{is_secret_key, redact_url, redact_value, REDACTED};
+pub use secrets::{ResolvedReport, SecretBackend, SecretError};
 pub use source::{env_var_name, Environment, InvalidValue, Origin, Raw};
 pub use value::ConfigValue;
 
@@ -86,16 +96,16 @@ pub enum ConfigError {
         /// The missing file.
         path: PathBuf,
     },
-    /// The file exists but could not be read.
-    #[error("failed to read configuration file {}", path.display())]
+    /// The file exists but could not be read; `source` says why.
+    #[error("cannot read configuration file {}", path.display())]
     ReadFile {
         /// The file.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is not valid YAML.
-    #[error("failed to parse configuration file {} as YAML", path.display())]
+    /// The file is not valid YAML; `source` says where.
+    #[error("cannot parse configuration file {} as YAML", path.display())]
     ParseFile {
         /// The file.
         path: PathBuf,
@@ -110,6 +120,9 @@ pub enum ConfigError {
         /// What was found instead.
         found: &'static str,
     },
+    /// An `ENC[...]` value could not be resolved (the Agent's wording).
+    #[error("unable to decrypt secret from datadog.yaml: {0}")]
+    Secrets(SecretError),
     /// One or more keys have invalid values.
     #[error("{}", InvalidValues(.0))]
     Invalid(Vec<InvalidValue>),

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::key::{Key, Redact};
 use crate::redact::{redact_value, REDACTED};
+use crate::secrets::{ResolvedReport, SecretBackend};
 use crate::source::{yaml_get, Environment, InvalidValue, Origin, Raw};
 use crate::value::ConfigValue;
 use crate::{ConfigError, ConfigFile};
@@ -22,6 +23,7 @@ pub struct Reader {
     env: Environment,
     errors: Vec<InvalidValue>,
     records: Vec<KeyRecord>,
+    secrets: ResolvedReport,
 }
 
 /// What a component read for one key, redacted as the key declares.
@@ -44,12 +46,20 @@ pub struct Effective {
     source_file: Option<PathBuf>,
     records: Vec<KeyRecord>,
     unread: Vec<String>,
+    secrets: ResolvedReport,
 }
 
 impl Reader {
     /// Reads `file` (a missing default file means "environment only"; a missing
-    /// file given explicitly is an error) for lookups together with `env`.
+    /// file given explicitly is an error) for lookups together with `env`, and
+    /// resolves its `ENC[...]` secrets (see [`Reader::resolve_secrets`]).
     pub fn open(file: &ConfigFile, env: Environment) -> Result<Self, ConfigError> {
+        let mut reader = Self::open_unresolved(file, env)?;
+        reader.resolve_secrets()?;
+        Ok(reader)
+    }
+
+    fn open_unresolved(file: &ConfigFile, env: Environment) -> Result<Self, ConfigError> {
         let config_dir = file
             .path
             .parent()
@@ -111,7 +121,31 @@ impl Reader {
             env,
             errors: Vec::new(),
             records: Vec::new(),
+            secrets: ResolvedReport::default(),
         }
+    }
+
+    /// Replaces every `ENC[handle]` value of the file and the environment by
+    /// what `secret_backend_command` returns for it (one call for all handles),
+    /// before any other key is read. The backend's own keys are read first
+    /// (and recorded as this crate's). Resolved values are redacted wherever
+    /// a value is shown. [`Reader::open`] does this; the other constructors
+    /// leave it to the caller.
+    pub fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        let (backend, kind) = SecretBackend::read(self);
+        if !self.errors.is_empty() {
+            return Err(ConfigError::Invalid(std::mem::take(&mut self.errors)));
+        }
+        let file = self.file.as_ref().map(|(_, m)| m);
+        let resolved = crate::secrets::resolve_sources(backend, kind, file, &self.env).map_err(ConfigError::Secrets)?;
+        if let Some((mapping, env)) = resolved.replaced {
+            if let (Some((_, file)), Some(mapping)) = (self.file.as_mut(), mapping) {
+                *file = mapping;
+            }
+            self.env = env;
+        }
+        self.secrets = resolved.report;
+        Ok(())
     }
 
     /// The directory of the configuration file (default paths such as
@@ -152,7 +186,7 @@ impl Reader {
     /// reading goes on and every mistake is found in one run.
     pub fn get<T: ConfigValue>(&mut self, key: Key, default: T, parse: impl FnOnce(Raw<'_>) -> Result<T, String>) -> T {
         let redact = key.effective_redact();
-        let shown_default = redact_value(default.show(), redact);
+        let shown_default = self.shown(default.show(), redact);
         let found = self.find(&key).map(|(raw, origin)| (parse(raw), raw.show(), origin));
         let (value, origin) = match found {
             None => (default, None),
@@ -164,10 +198,18 @@ impl Reader {
         };
         self.records.push(KeyRecord {
             key,
-            value: redact_value(value.show(), redact),
+            value: self.shown(value.show(), redact),
             default: shown_default,
             origin,
         });
+        value
+    }
+
+    /// A value as it may be shown: redacted per the key, and with every
+    /// resolved secret hidden wherever it appears.
+    fn shown(&self, value: Value, redact: Redact) -> Value {
+        let mut value = redact_value(value, redact);
+        self.secrets.redact_json(&mut value);
         value
     }
 
@@ -183,7 +225,7 @@ impl Reader {
     fn push_error(&mut self, key: &Key, shown: String, origin: Origin, expected: String) {
         // A mistyped secret is still a secret: never echo it.
         let value = if key.effective_redact() == Redact::No {
-            shown
+            self.secrets.redact(&shown).into_owned()
         } else {
             format!("{REDACTED:?}")
         };
@@ -206,6 +248,7 @@ impl Reader {
             source_file: self.file.map(|(p, _)| p),
             records: self.records,
             unread,
+            secrets: self.secrets,
         })
     }
 
@@ -265,6 +308,17 @@ impl Effective {
     /// Every key read, in reading order.
     pub fn records(&self) -> &[KeyRecord] {
         &self.records
+    }
+
+    /// What secret resolution did, with its log lines for the binary to emit
+    /// once logging runs.
+    pub fn secrets(&self) -> &ResolvedReport {
+        &self.secrets
+    }
+
+    /// Hides every resolved secret in `text` (for messages that quote values).
+    pub fn redact_secrets<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        self.secrets.redact(text)
     }
 
     /// Keys and `DD_*` variables that were set but that no component reads.
@@ -528,7 +582,7 @@ mod file_tests {
         assert!(matches!(err, ConfigError::ParseFile { .. }), "{err}");
         assert_eq!(
             err.to_string(),
-            "failed to parse configuration file /etc/datadog-agent/datadog.yaml as YAML"
+            "cannot parse configuration file /etc/datadog-agent/datadog.yaml as YAML"
         );
         let cause = std::error::Error::source(&err).unwrap().to_string();
         assert!(cause.contains("line 2"), "the cause has the position: {cause}");

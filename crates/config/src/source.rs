@@ -58,6 +58,11 @@ impl Environment {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
+
+    /// Sets `name` (secret resolution substitutes values this way).
+    pub fn set(&mut self, name: &str, value: String) {
+        self.vars.insert(name.to_owned(), value);
+    }
 }
 
 /// The environment variable the Agent reads for `key`: `data_plane.enabled` → `DD_DATA_PLANE_ENABLED`.

@@ -2,18 +2,19 @@
 //! message of a packet, resolves metric contexts and fills a [`Batch`].
 //!
 //! A multi-value metric becomes one [`Metric`] per value, all sharing one
-//! [`crate::types::Context`]. A message whose values include one that is not a
+//! [`Context`](adp_model::Context). A message whose values include one that is not a
 //! number is rejected whole; non-finite values are dropped one by one. Every
 //! rejection and drop is counted in [`DecoderTelemetry`].
 
 use std::time::Instant;
 
+use adp_model::{Event, Metric, MetricValue, ServiceCheck};
 use stringtheory::MetaString;
 
 use crate::codec::{parse_message, split_messages, CodecConfig, DecodeError, Message, ValueRef};
 use crate::context::ContextResolver;
+use crate::listener::credentials::Credentials;
 use crate::telemetry::DecoderTelemetry;
-use crate::types::{Credentials, Event, Metric, MetricValue, ServiceCheck};
 
 /// What one packet (or a run of packets) decoded to.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -159,7 +160,7 @@ mod tests {
 
     use super::*;
     use crate::context::{ContextBudget, ContextDrop};
-    use crate::types::{EventAlertType, EventPriority, MetricKind, ServiceCheckStatus};
+    use adp_model::{EventAlertType, EventPriority, MetricKind, ServiceCheckStatus};
 
     fn decoder_with(bytes: usize, limit: usize) -> Decoder {
         let budget = ContextBudget::new(NonZeroUsize::new(bytes).unwrap(), limit);

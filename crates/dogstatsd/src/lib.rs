@@ -8,11 +8,13 @@
 //!    or a Unix stream connection with its framing);
 //! 2. the [`decoder::Decoder`] splits it into messages and parses each with the
 //!    borrowing [`codec`];
-//! 3. metric names and tags become a shared [`types::Context`] through the
-//!    [`context::ContextResolver`], interned in `stringtheory`'s fixed-budget
-//!    interner;
-//! 4. the owned [`types`] values go downstream in a [`decoder::Batch`] over a
-//!    bounded channel, counted in [`telemetry`].
+//! 3. metric names and tags become a shared [`Context`](adp_model::Context)
+//!    through the [`context::ContextResolver`], interned in `stringtheory`'s
+//!    fixed-budget interner;
+//! 4. the owned `adp-model` values ([`Metric`](adp_model::Metric),
+//!    [`Event`](adp_model::Event), [`ServiceCheck`](adp_model::ServiceCheck))
+//!    go downstream in a [`decoder::Batch`] over a bounded channel, counted in
+//!    [`telemetry`].
 //!
 //! [`source::DogStatsDConfig`] (Agent key names) builds the whole thing.
 //!
@@ -26,14 +28,13 @@
 pub mod codec;
 pub mod context;
 pub mod decoder;
+pub mod enrich;
 pub mod listener;
+pub mod mapper;
 pub mod source;
 pub mod telemetry;
-pub mod types;
+pub mod utf8;
 
 pub use decoder::{Batch, Decoder};
+pub use listener::credentials::Credentials;
 pub use source::{DogStatsDConfig, DogStatsDSource, RunningSource};
-pub use types::{
-    Context, Credentials, Event, EventAlertType, EventPriority, Metric, MetricKind, MetricValue, ServiceCheck,
-    ServiceCheckStatus,
-};

@@ -381,7 +381,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::types::MetricValue;
+    use adp_model::MetricValue;
 
     const WAIT: Duration = Duration::from_secs(10);
 

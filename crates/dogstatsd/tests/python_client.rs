@@ -11,9 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use adp_dogstatsd::source::DogStatsDConfig;
-use adp_dogstatsd::{
-    Batch, Event, EventAlertType, EventPriority, MetricKind, MetricValue, ServiceCheck, ServiceCheckStatus,
-};
+use adp_dogstatsd::Batch;
+use adp_model::{Event, EventAlertType, EventPriority, MetricKind, MetricValue, ServiceCheck, ServiceCheckStatus};
 use adp_telemetry::Registry;
 use tokio::sync::mpsc;
 

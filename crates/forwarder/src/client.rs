@@ -31,7 +31,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
@@ -72,12 +72,19 @@ pub(crate) struct HttpClient {
 }
 
 impl HttpClient {
-    /// Builds the client; fails only when a proxy URL cannot be parsed.
-    pub(crate) fn new(proxy: &ProxyConfig, timeout: Duration) -> Result<Self, String> {
-        Self::with_tls(proxy, timeout, tls_config())
+    /// Builds the client, keeping up to `idle_per_host` idle connections per
+    /// host (one per worker, so that concurrent requests reuse their TLS
+    /// sessions); fails only when a proxy URL cannot be parsed.
+    pub(crate) fn new(proxy: &ProxyConfig, timeout: Duration, idle_per_host: usize) -> Result<Self, String> {
+        Self::with_tls(proxy, timeout, idle_per_host, tls_config())
     }
 
-    fn with_tls(proxy: &ProxyConfig, timeout: Duration, tls: rustls::ClientConfig) -> Result<Self, String> {
+    fn with_tls(
+        proxy: &ProxyConfig,
+        timeout: Duration,
+        idle_per_host: usize,
+        tls: rustls::ClientConfig,
+    ) -> Result<Self, String> {
         let routes = ProxyRoutes {
             https: proxy.https.as_deref().map(ProxyTarget::parse).transpose()?,
             http: proxy.http.as_deref().map(ProxyTarget::parse).transpose()?,
@@ -89,14 +96,38 @@ impl HttpClient {
         };
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(45))
-            .pool_max_idle_per_host(4)
+            .pool_max_idle_per_host(idle_per_host.max(4))
             .build(connector);
         Ok(Self { inner, timeout })
     }
 
-    /// POSTs `body`; returns the status once the response body has been read.
+    /// POSTs `body` within `forwarder_timeout`; returns the status once the
+    /// response body has been read.
     pub(crate) async fn post(&self, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<StatusCode, RequestError> {
-        let mut request = Request::post(uri)
+        self.send(Method::POST, uri, headers, body, self.timeout).await
+    }
+
+    /// GETs `uri` within `timeout` (API key validation has its own).
+    pub(crate) async fn get(
+        &self,
+        uri: Uri,
+        headers: HeaderMap,
+        timeout: Duration,
+    ) -> Result<StatusCode, RequestError> {
+        self.send(Method::GET, uri, headers, Bytes::new(), timeout).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<StatusCode, RequestError> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
             .body(Full::new(body))
             .map_err(|e| RequestError::Transport(e.to_string()))?;
         *request.headers_mut() = headers;
@@ -111,7 +142,7 @@ impl HttpClient {
             let _ = response.into_body().collect().await;
             Ok(status)
         };
-        match tokio::time::timeout(self.timeout, exchange).await {
+        match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(RequestError::Timeout),
         }
@@ -644,7 +675,7 @@ mod tests {
             ),
             1
         );
-        HttpClient::with_tls(proxy, Duration::from_secs(10), tls_config_with_roots(roots)).unwrap()
+        HttpClient::with_tls(proxy, Duration::from_secs(10), 4, tls_config_with_roots(roots)).unwrap()
     }
 
     fn headers() -> HeaderMap {
@@ -666,7 +697,7 @@ mod tests {
             .unwrap();
         assert_eq!(status, StatusCode::ACCEPTED);
         // Without the test CA the handshake fails (and is reported as such).
-        let untrusted = HttpClient::new(&ProxyConfig::default(), Duration::from_secs(10)).unwrap();
+        let untrusted = HttpClient::new(&ProxyConfig::default(), Duration::from_secs(10), 4).unwrap();
         let err = untrusted
             .post(uri, headers(), Bytes::from_static(b"tls-body"))
             .await

@@ -8,10 +8,11 @@
 //! # Endpoints
 //! The main endpoint is `dd_url` when set, otherwise `https://app.<site>`; it
 //! receives every payload once with `api_key`. Each URL in
-//! `additional_endpoints` receives one more copy per API key listed for it. The
-//! Agent additionally rewrites `app.<site>` to a version-prefixed host
-//! (`7-60-0-app.agent.<site>`) for routing; the intake accepts both, and this
-//! forwarder keeps the plain form documented for the intake.
+//! `additional_endpoints` receives one more copy per API key listed for it.
+//! As in the Agent, a destination whose host is a Datadog `app.` host
+//! (`app.<site>`, `app.mrf.<site>`) is sent to under its version-prefixed name,
+//! `<maj>-<min>-<patch>-app.agent.<site>` from `agent_version`; other hosts
+//! are used as configured (see `domain.rs`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -128,6 +129,15 @@ pub struct ForwarderConfig {
     /// pipeline and the forwarder; [`crate::ForwarderHandle::send`] waits when
     /// it is full. Defaults to 100.
     pub forwarder_high_prio_buffer_size: usize,
+    /// `forwarder_num_workers`: requests in flight at once per destination
+    /// (the Agent's workers per domain; it also caps the Agent's connections
+    /// per host). At least 1. Defaults to 1.
+    pub forwarder_num_workers: usize,
+    /// `forwarder_apikey_validation_interval` (minutes in `datadog.yaml`): how
+    /// often the API keys are checked against `/api/v1/validate` after the
+    /// check at start. Zero is replaced by the default with the Agent's
+    /// warning. Defaults to 60 min.
+    pub forwarder_apikey_validation_interval: Duration,
     /// `proxy`: see [`ProxyConfig`].
     pub proxy: ProxyConfig,
     /// The version sent as `DD-Agent-Version` and in `User-Agent:
@@ -141,6 +151,9 @@ pub struct ForwarderConfig {
 
 /// `forwarder_retry_queue_payloads_max_size`'s default: 15 MiB.
 pub const DEFAULT_RETRY_QUEUE_MAX_SIZE: u64 = 15 * 1024 * 1024;
+
+/// `forwarder_apikey_validation_interval`'s default: 60 minutes.
+pub const DEFAULT_APIKEY_VALIDATION_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
 impl Default for ForwarderConfig {
     fn default() -> Self {
@@ -161,6 +174,8 @@ impl Default for ForwarderConfig {
             forwarder_recovery_reset: false,
             forwarder_stop_timeout: Duration::from_secs(2),
             forwarder_high_prio_buffer_size: 100,
+            forwarder_num_workers: 1,
+            forwarder_apikey_validation_interval: DEFAULT_APIKEY_VALIDATION_INTERVAL,
             proxy: ProxyConfig::default(),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             agent_payload_version: "v5.0.141".to_owned(),
@@ -266,6 +281,12 @@ impl ForwarderConfig {
             return Err(ConfigError::OutOfRange {
                 key: "forwarder_high_prio_buffer_size",
                 reason: "must be greater than zero",
+            });
+        }
+        if self.forwarder_num_workers == 0 {
+            return Err(ConfigError::OutOfRange {
+                key: "forwarder_num_workers",
+                reason: "must be at least 1 (requests in flight per destination)",
             });
         }
         if self.forwarder_storage_max_size_in_bytes > 0 && self.forwarder_storage_path.as_os_str().is_empty() {
@@ -389,6 +410,8 @@ mod tests {
         assert_eq!(c.forwarder_backoff_base, Duration::from_secs(2));
         assert_eq!(c.forwarder_backoff_max, Duration::from_secs(64));
         assert_eq!(c.forwarder_recovery_interval, 2);
+        assert_eq!(c.forwarder_num_workers, 1);
+        assert_eq!(c.forwarder_apikey_validation_interval, Duration::from_secs(3600));
     }
 
     #[test]
@@ -416,6 +439,13 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(err.to_string().contains("`forwarder_backoff_factor`"), "{err}");
+        let err = ForwarderConfig {
+            forwarder_num_workers: 0,
+            ..valid()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.to_string().contains("`forwarder_num_workers`"), "{err}");
         let mut c = valid();
         c.additional_endpoints
             .insert("https://app.datadoghq.eu".into(), vec![" ".into()]);

@@ -4,7 +4,7 @@
 //!
 //! # Use
 //! ```no_run
-//! # async fn example(payload: adp_payloads::EncodedPayload) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn example(payload: adp_wire::EncodedPayload) -> Result<(), Box<dyn std::error::Error>> {
 //! use adp_forwarder::{Forwarder, ForwarderConfig};
 //! let config = ForwarderConfig { api_key: "<key>".into(), ..Default::default() };
 //! let forwarder = Forwarder::new(config, &adp_telemetry::Registry::new())?;
@@ -21,6 +21,22 @@
 //! # Behaviour (the Datadog Agent's forwarder, see `reference/intake.md`)
 //! - Every payload goes to the main endpoint and once more per API key of each
 //!   `additional_endpoints` URL; each copy is retried on its own.
+//! - A destination on a Datadog `app.` host is reached under the Agent's
+//!   version-prefixed name, `<maj>-<min>-<patch>-app.agent.<site>` (from
+//!   `agent_version`), for every payload kind; custom URLs are used as given.
+//!   Disk storage stays keyed by the configured URL, so stored payloads are
+//!   replayed after an upgrade (the Agent keys its folders by the prefixed
+//!   name).
+//! - Up to `forwarder_num_workers` requests are in flight per destination.
+//!   The Agent keeps no order either: its workers take transactions from one
+//!   queue and finish in any order, and it re-sends failed ones newest first
+//!   on a 5 s tick. Here requests *start* in queue order (oldest first, a
+//!   failed copy back at the front) and may finish in any order; with one
+//!   worker (the default) delivery follows submission order per destination.
+//! - API keys are checked at start and every
+//!   `forwarder_apikey_validation_interval` against `/api/v1/validate`
+//!   ([`validate`] has the Agent's rules and log lines); the
+//!   verdict is [`Forwarder::api_key_status`]. Payloads are sent regardless.
 //! - Requests carry `DD-Api-Key`, `DD-Agent-Version`, `User-Agent:
 //!   datadog-agent/<version>`, the payload's `Content-Type` and
 //!   `Content-Encoding`, and `DD-Agent-Payload` for protobuf bodies.
@@ -28,12 +44,12 @@
 //!   400, 403 and 413, which are logged (status, endpoint, never the key) and
 //!   dropped. 404 is retried, as in the Agent.
 //! - Failures block the destination for an exponential, jittered backoff
-//!   ([`backoff`](crate::backoff) documents the exact formula).
+//!   ([`backoff`] documents the exact formula).
 //! - The in-memory queue per destination is bounded; while the destination
 //!   accepts, new copies wait in the input buffer until the queue has room (a
 //!   flush larger than the bound is delayed, not evicted); while it backs off,
 //!   the oldest copies are evicted first, to disk storage when
-//!   `forwarder_storage_max_size_in_bytes` is set ([`storage`](crate::storage)
+//!   `forwarder_storage_max_size_in_bytes` is set ([`storage`]
 //!   documents the file format).
 //! - Shutdown: when the `shutdown` future given to [`Forwarder::run`]
 //!   completes (or every handle is dropped), the forwarder stops accepting,
@@ -48,11 +64,12 @@
 //! `retry_queue_bytes` and `disk_bytes`.
 //!
 //! # Missing
-//! - One request in flight per destination (`forwarder_num_workers` > 1 is not
-//!   implemented); HTTP/2 is not used.
-//! - No `GET /api/v1/validate` API key check at startup.
-//! - The Agent's version-prefixed intake host (`7-x-y-app.agent.<site>`) is
-//!   not used; `https://app.<site>` is.
+//! - HTTP/2 is not used, so `forwarder_max_concurrent_requests` (requests per
+//!   worker, over HTTP/2) does not apply: as the Agent over HTTP/1.1 (its
+//!   connections per host are capped at `forwarder_num_workers`), one request
+//!   per worker is in flight.
+//! - An invalid API key does not trigger a secrets refresh (secrets are
+//!   resolved once, at start).
 //! - `forwarder_storage_max_disk_ratio` and the Agent's transaction priorities
 //!   are not implemented.
 #![deny(missing_docs)]
@@ -60,9 +77,11 @@
 pub mod backoff;
 mod client;
 mod config;
+mod domain;
 mod metrics;
 pub mod storage;
 mod transaction;
+pub mod validate;
 mod worker;
 
 use std::fmt;
@@ -71,18 +90,22 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use adp_payloads::{EncodedPayload, Endpoint};
 use adp_telemetry::Registry;
+use adp_wire::{EncodedPayload, Endpoint};
 use http::{HeaderValue, Uri};
 use tokio::sync::{mpsc, watch};
 
-pub use config::{ConfigError, ForwarderConfig, ProxyConfig, DEFAULT_RETRY_QUEUE_MAX_SIZE};
+pub use config::{
+    ConfigError, ForwarderConfig, ProxyConfig, DEFAULT_APIKEY_VALIDATION_INTERVAL, DEFAULT_RETRY_QUEUE_MAX_SIZE,
+};
+pub use validate::ApiKeyStatus;
 
 use crate::backoff::Backoff;
 use crate::client::HttpClient;
 use crate::metrics::Metrics;
 use crate::storage::DiskStorage;
 use crate::transaction::{endpoint_index, Transaction};
+use crate::validate::Validator;
 use crate::worker::{DomainWorker, Shared};
 
 /// Why the forwarder could not be built.
@@ -100,8 +123,8 @@ pub enum ForwarderError {
     /// The proxy could not be set up.
     #[error("invalid proxy configuration (`proxy` / HTTPS_PROXY): {0}")]
     Proxy(String),
-    /// The storage directory could not be opened.
-    #[error("cannot open disk storage at {}: {source} (check `forwarder_storage_path`, or set `forwarder_storage_max_size_in_bytes: 0` to disable it)", path.display())]
+    /// The storage directory could not be opened; `source` says why.
+    #[error("cannot open disk storage at {} (check `forwarder_storage_path`, or set `forwarder_storage_max_size_in_bytes: 0` to disable it)", path.display())]
     Storage {
         /// The directory.
         path: PathBuf,
@@ -185,7 +208,8 @@ impl ForwarderHandle {
 }
 
 struct Destination {
-    base: String,
+    /// The URL requests go to (version-prefixed for Datadog `app.` hosts).
+    url: String,
     uris: Vec<Uri>,
     keys: Vec<HeaderValue>,
 }
@@ -197,6 +221,7 @@ pub struct Forwarder {
     destinations: Vec<Destination>,
     shared: Arc<Shared>,
     buffer: usize,
+    validator: Validator,
 }
 
 impl Forwarder {
@@ -210,10 +235,11 @@ impl Forwarder {
         let domains = config.domains();
         let mut destinations = Vec::with_capacity(domains.len());
         for d in &domains {
+            let url = domain::versioned_base(&d.base, &config.agent_version);
             let uris = Endpoint::ALL
                 .iter()
                 .map(|e| {
-                    format!("{}{}", d.base, e.path())
+                    format!("{url}{}", e.path())
                         .parse::<Uri>()
                         .map_err(|err| ConfigError::InvalidUrl {
                             key: "dd_url",
@@ -233,14 +259,11 @@ impl Forwarder {
                     Ok(v)
                 })
                 .collect::<Result<Vec<_>, ForwarderError>>()?;
-            destinations.push(Destination {
-                base: d.base.clone(),
-                uris,
-                keys,
-            });
+            destinations.push(Destination { url, uris, keys });
         }
         let proxy = config.proxy.clone().with_env(|name| std::env::var(name).ok());
-        let client = HttpClient::new(&proxy, config.forwarder_timeout).map_err(ForwarderError::Proxy)?;
+        let client = HttpClient::new(&proxy, config.forwarder_timeout, config.forwarder_num_workers)
+            .map_err(ForwarderError::Proxy)?;
 
         let storage = if config.forwarder_storage_max_size_in_bytes > 0 {
             let bases: Vec<String> = domains.iter().map(|d| d.base.clone()).collect();
@@ -272,6 +295,22 @@ impl Forwarder {
         let header = |key: &'static str, value: String| {
             HeaderValue::from_str(&value).map_err(|_| ForwarderError::InvalidHeader { key })
         };
+        let mut interval = config.forwarder_apikey_validation_interval;
+        if interval.is_zero() {
+            tracing::warn!(
+                "'forwarder_apikey_validation_interval' set to invalid value (0), defaulting to {} minute(s)",
+                DEFAULT_APIKEY_VALIDATION_INTERVAL.as_secs() / 60
+            );
+            interval = DEFAULT_APIKEY_VALIDATION_INTERVAL;
+        }
+        let keys_by_base: Vec<(String, Vec<String>)> =
+            domains.iter().map(|d| (d.base.clone(), d.keys.clone())).collect();
+        let validator = Validator::new(
+            client.clone(),
+            &keys_by_base,
+            interval,
+            header("agent_version", format!("datadog-agent/{}", config.agent_version))?,
+        );
         let shared = Arc::new(Shared {
             client,
             metrics,
@@ -282,6 +321,7 @@ impl Forwarder {
             agent_version: header("agent_version", config.agent_version.clone())?,
             user_agent: header("agent_version", format!("datadog-agent/{}", config.agent_version))?,
             payload_version: header("agent_payload_version", config.agent_payload_version.clone())?,
+            workers: config.forwarder_num_workers,
             stopping: watch::channel(false).0,
         });
         let (tx, rx) = mpsc::channel(config.forwarder_high_prio_buffer_size);
@@ -291,7 +331,15 @@ impl Forwarder {
             destinations,
             shared,
             buffer: config.forwarder_high_prio_buffer_size,
+            validator,
         })
+    }
+
+    /// The API key check's verdict, updated after each round (see
+    /// [`validate`]); [`ApiKeyStatus::Invalid`] is what the
+    /// Agent reports as an unhealthy forwarder. Take it before [`Self::run`].
+    pub fn api_key_status(&self) -> watch::Receiver<ApiKeyStatus> {
+        self.validator.subscribe()
     }
 
     /// A handle for submitting payloads; take it before calling [`Self::run`].
@@ -299,9 +347,10 @@ impl Forwarder {
         ForwarderHandle { tx: self.tx.clone() }
     }
 
-    /// The destinations' base URLs, main endpoint first (for logs).
+    /// The destinations' URLs as requests go to them (version-prefixed for
+    /// Datadog `app.` hosts), main endpoint first (for logs).
     pub fn endpoints(&self) -> Vec<String> {
-        self.destinations.iter().map(|d| d.base.clone()).collect()
+        self.destinations.iter().map(|d| d.url.clone()).collect()
     }
 
     /// Sends payloads until `shutdown` completes or every handle is dropped,
@@ -313,15 +362,17 @@ impl Forwarder {
             destinations,
             shared,
             buffer,
+            validator,
         } = self;
         drop(tx);
+        let validation = tokio::spawn(validator.run());
         let mut workers = Vec::with_capacity(destinations.len());
         let mut tasks = Vec::with_capacity(destinations.len());
         for (index, d) in destinations.into_iter().enumerate() {
             let (wtx, wrx) = mpsc::channel(buffer);
             let keys = u16::try_from(d.keys.len()).unwrap_or(u16::MAX);
-            tracing::info!(endpoint = %d.base, api_keys = keys, "Forwarding to endpoint.");
-            let worker = DomainWorker::new(index, d.base, d.uris, d.keys, Arc::clone(&shared), wrx);
+            tracing::info!(endpoint = %d.url, api_keys = keys, workers = shared.workers, "Forwarding to endpoint.");
+            let worker = DomainWorker::new(index, d.url, d.uris, d.keys, Arc::clone(&shared), wrx);
             tasks.push(tokio::spawn(worker.run()));
             workers.push((wtx, keys));
         }
@@ -356,6 +407,7 @@ impl Forwarder {
             dispatch(p).await;
         }
         drop(workers);
+        validation.abort();
         tracing::info!("Forwarder stopping; sending queued payloads (forwarder_stop_timeout).");
         let mut report = ShutdownReport::default();
         for task in tasks {

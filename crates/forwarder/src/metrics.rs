@@ -1,7 +1,7 @@
 //! The forwarder's internal telemetry (`adp_forwarder_*`).
 
-use adp_payloads::Endpoint;
 use adp_telemetry::{Counter, Gauge, Registry};
+use adp_wire::Endpoint;
 
 use crate::transaction::endpoint_index;
 

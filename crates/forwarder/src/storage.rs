@@ -41,7 +41,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use adp_payloads::Endpoint;
+use adp_wire::Endpoint;
 use bytes::Bytes;
 use http::HeaderValue;
 

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use adp_payloads::{EncodedPayload, Endpoint};
 use adp_telemetry::Registry;
+use adp_wire::{EncodedPayload, Endpoint};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -27,6 +27,8 @@ enum Reply {
     Status(u16),
     /// Answer 200 after this delay, without recording (the client gave up).
     Hang(Duration),
+    /// Record, then answer 200 after this delay (a slow but working intake).
+    Slow(Duration),
 }
 
 #[derive(Clone, Debug)]
@@ -38,12 +40,18 @@ struct Received {
 
 type Script = Box<dyn Fn(u64, &Received) -> Reply + Send + Sync>;
 
-/// A loopback HTTP intake recording what it accepted.
+/// A loopback HTTP intake recording what it accepted. API key checks
+/// (`GET /api/v1/validate`) are answered and recorded apart, so that they
+/// count neither as attempts nor as received payloads.
 struct Intake {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     attempts: Arc<AtomicU64>,
     script: Arc<Mutex<Script>>,
+    validations: Arc<Mutex<Vec<Received>>>,
+    validate_reply: Arc<Mutex<Reply>>,
+    /// Payload requests being answered now, and the most at once.
+    inflight: Arc<(AtomicU64, AtomicU64)>,
 }
 
 impl Intake {
@@ -53,17 +61,31 @@ impl Intake {
         let received = Arc::new(Mutex::new(Vec::new()));
         let attempts = Arc::new(AtomicU64::new(0));
         let script: Arc<Mutex<Script>> = Arc::new(Mutex::new(Box::new(script)));
+        let validations = Arc::new(Mutex::new(Vec::new()));
+        let validate_reply = Arc::new(Mutex::new(Reply::Status(200)));
         let (r, a, s) = (Arc::clone(&received), Arc::clone(&attempts), Arc::clone(&script));
+        let (vr, vs) = (Arc::clone(&validations), Arc::clone(&validate_reply));
+        let inflight = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let gauge = Arc::clone(&inflight);
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 let (r, a, s) = (Arc::clone(&r), Arc::clone(&a), Arc::clone(&s));
+                let (vr, vs) = (Arc::clone(&vr), Arc::clone(&vs));
+                let gauge = Arc::clone(&gauge);
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (r, a, s) = (Arc::clone(&r), Arc::clone(&a), Arc::clone(&s));
+                        let (vr, vs) = (Arc::clone(&vr), Arc::clone(&vs));
+                        let gauge = Arc::clone(&gauge);
                         async move {
+                            let validation = req.uri().path() == "/api/v1/validate";
+                            if !validation {
+                                let now = gauge.0.fetch_add(1, Ordering::SeqCst) + 1;
+                                gauge.1.fetch_max(now, Ordering::SeqCst);
+                            }
                             let uri = req.uri().to_string();
                             let headers = req.headers().clone();
                             let body = req
@@ -73,17 +95,25 @@ impl Intake {
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
                             let got = Received { uri, headers, body };
-                            let n = a.fetch_add(1, Ordering::SeqCst);
-                            let reply = (s.lock().unwrap())(n, &got);
+                            let reply = if validation {
+                                vr.lock().unwrap().push(got.clone());
+                                *vs.lock().unwrap()
+                            } else {
+                                let n = a.fetch_add(1, Ordering::SeqCst);
+                                (s.lock().unwrap())(n, &got)
+                            };
+                            if !validation && matches!(reply, Reply::Status(200..=299) | Reply::Slow(_)) {
+                                r.lock().unwrap().push(got);
+                            }
                             let status = match reply {
                                 Reply::Status(code) => code,
-                                Reply::Hang(d) => {
+                                Reply::Hang(d) | Reply::Slow(d) => {
                                     tokio::time::sleep(d).await;
                                     200
                                 }
                             };
-                            if matches!(reply, Reply::Status(200..=299)) {
-                                r.lock().unwrap().push(got);
+                            if !validation {
+                                gauge.0.fetch_sub(1, Ordering::SeqCst);
                             }
                             let response = Response::builder()
                                 .status(StatusCode::from_u16(status).unwrap())
@@ -103,7 +133,25 @@ impl Intake {
             received,
             attempts,
             script,
+            validations,
+            validate_reply,
+            inflight,
         }
+    }
+
+    /// The most payload requests the intake was answering at once.
+    fn max_inflight(&self) -> u64 {
+        self.inflight.1.load(Ordering::SeqCst)
+    }
+
+    /// How `GET /api/v1/validate` is answered from now on (200 by default).
+    fn set_validate_reply(&self, reply: Reply) {
+        *self.validate_reply.lock().unwrap() = reply;
+    }
+
+    /// The API key checks received so far.
+    fn validations(&self) -> Vec<Received> {
+        self.validations.lock().unwrap().clone()
     }
 
     fn url(&self) -> String {
@@ -735,4 +783,394 @@ fn forwarder_new_rejects_bad_configuration_with_the_key() {
     };
     let err = Forwarder::new(c, &Registry::new()).err().unwrap();
     assert!(err.to_string().contains("forwarder_storage_path"), "{err}");
+}
+
+/// Log output captured from the current thread (tests using it run on a
+/// current-thread runtime, so every task logs here).
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+impl Logs {
+    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .finish();
+        (logs.clone(), tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The lines at `level` containing `message`.
+    fn count(&self, level: &str, message: &str) -> usize {
+        self.text()
+            .lines()
+            .filter(|l| l.contains(level) && l.contains(message))
+            .count()
+    }
+}
+
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+async fn wait_status(rx: &mut watch::Receiver<ApiKeyStatus>, want: ApiKeyStatus) {
+    let waited = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| *s == want))
+        .await
+        .map(|r| r.is_ok());
+    assert_eq!(waited, Ok(true), "no {want:?} within 10 s (now {:?})", *rx.borrow());
+}
+
+/// Starts a forwarder and returns it with its API key status.
+fn start_validating(c: ForwarderConfig) -> (Running, watch::Receiver<ApiKeyStatus>) {
+    let forwarder = Forwarder::new(c, &Registry::new()).unwrap();
+    let status = forwarder.api_key_status();
+    let handle = forwarder.handle();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(forwarder.run(async {
+        let _ = stopped.await;
+    }));
+    (Running { handle, stop, task }, status)
+}
+
+#[tokio::test]
+async fn the_api_key_is_validated_at_start_as_the_agent_sends_it() {
+    let (logs, _guard) = Logs::capture();
+    let intake = Intake::start(|_, _| Reply::Status(202)).await;
+    let (f, mut status) = start_validating(ForwarderConfig {
+        api_key: KEY.into(),
+        ..config(&intake)
+    });
+    wait_status(&mut status, ApiKeyStatus::Valid).await;
+    f.send(payload(Endpoint::Series, "s")).await;
+    wait_for("the payload", || intake.received().len() == 1).await;
+    f.stop().await;
+    let checks = intake.validations();
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].uri, format!("/api/v1/validate?api_key={KEY}"));
+    assert!(
+        !checks[0].headers.contains_key("dd-api-key"),
+        "the key goes in the query only"
+    );
+    assert_eq!(checks[0].headers["user-agent"], "datadog-agent/7.99.0");
+    let domain = intake.url();
+    assert_eq!(
+        logs.count(
+            "DEBUG",
+            &format!("api_key '{}cdef' for domain {domain} is valid", "*".repeat(28))
+        ),
+        1,
+        "{}",
+        logs.text()
+    );
+    assert_eq!(logs.count("ERROR", "No valid api key found"), 0);
+    assert!(!logs.text().contains(KEY), "the key was logged:\n{}", logs.text());
+}
+
+#[tokio::test]
+async fn a_refused_key_is_reported_as_the_agent_reports_it_and_payloads_still_flow() {
+    let (logs, _guard) = Logs::capture();
+    let intake = Intake::start(|_, _| Reply::Status(202)).await;
+    intake.set_validate_reply(Reply::Status(403));
+    let (f, mut status) = start_validating(ForwarderConfig {
+        api_key: KEY.into(),
+        forwarder_apikey_validation_interval: Duration::from_millis(200),
+        ..config(&intake)
+    });
+    wait_status(&mut status, ApiKeyStatus::Invalid).await;
+    f.send(payload(Endpoint::Series, "still sent")).await;
+    wait_for("the payload", || intake.received().len() == 1).await;
+    // Re-checked every interval: a key that becomes valid makes it healthy again.
+    intake.set_validate_reply(Reply::Status(200));
+    wait_status(&mut status, ApiKeyStatus::Valid).await;
+    f.stop().await;
+    let text = logs.text();
+    let shown = format!("{}cdef", "*".repeat(28));
+    assert!(
+        logs.count(
+            "WARN",
+            &format!("api_key '{shown}' for domain {} is invalid", intake.url())
+        ) >= 1,
+        "{text}"
+    );
+    assert!(
+        logs.count("ERROR", "No valid api key found, reporting the forwarder as unhealthy.") >= 1,
+        "{text}"
+    );
+    assert!(intake.validations().len() >= 2, "checked again after the interval");
+    assert!(!text.contains(KEY), "the key was logged:\n{text}");
+}
+
+#[tokio::test]
+async fn a_check_that_cannot_tell_assumes_a_valid_key() {
+    let (logs, _guard) = Logs::capture();
+    // The validation endpoint answers 500.
+    let intake = Intake::start(|_, _| Reply::Status(202)).await;
+    intake.set_validate_reply(Reply::Status(500));
+    let (f, mut status) = start_validating(ForwarderConfig {
+        api_key: KEY.into(),
+        ..config(&intake)
+    });
+    wait_status(&mut status, ApiKeyStatus::Valid).await;
+    f.stop().await;
+    assert_eq!(
+        logs.count(
+            "DEBUG",
+            "could not be validated: unexpected response code from the apikey validation endpoint: 500"
+        ),
+        1,
+        "{}",
+        logs.text()
+    );
+    // Nothing listens: the endpoint is unreachable.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (f, mut status) = start_validating(ForwarderConfig {
+        api_key: KEY.into(),
+        dd_url: Some(format!("http://127.0.0.1:{port}")),
+        ..Default::default()
+    });
+    wait_status(&mut status, ApiKeyStatus::Valid).await;
+    let _ = f.stop.send(());
+    f.task.abort();
+    let text = logs.text();
+    assert!(
+        text.lines().any(|l| l.contains("DEBUG")
+            && l.contains(&format!("for domain http://127.0.0.1:{port} could not be validated: "))
+            && l.contains("Connection refused")),
+        "{text}"
+    );
+    assert_eq!(logs.count("ERROR", "No valid api key found"), 0, "{text}");
+    assert!(!text.contains(KEY), "the key was logged:\n{text}");
+}
+
+#[tokio::test]
+async fn the_agents_fake_key_and_an_invalid_interval_are_handled_as_the_agent_does() {
+    let (logs, _guard) = Logs::capture();
+    let intake = Intake::start(|_, _| Reply::Status(202)).await;
+    let (f, mut status) = start_validating(ForwarderConfig {
+        api_key: "00000000000000000000000000000000".into(),
+        forwarder_apikey_validation_interval: Duration::ZERO,
+        ..config(&intake)
+    });
+    wait_status(&mut status, ApiKeyStatus::Valid).await;
+    f.stop().await;
+    assert!(intake.validations().is_empty(), "the fake key is never sent");
+    assert_eq!(
+        logs.count(
+            "WARN",
+            "'forwarder_apikey_validation_interval' set to invalid value (0), defaulting to 60 minute(s)"
+        ),
+        1,
+        "{}",
+        logs.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datadog_app_hosts_get_the_version_prefix_and_keys_are_checked_at_the_api_host() {
+    // A plain-HTTP proxy (the recording intake) sees the absolute request URL;
+    // an HTTPS proxy records the CONNECT target of the validation and refuses it.
+    let proxy = Intake::start(|_, _| Reply::Status(202)).await;
+    let connect = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let connect_addr = connect.local_addr().unwrap();
+    let (seen_tx, seen_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut s, _) = connect.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).await.unwrap();
+            head.push(b[0]);
+        }
+        let _ = seen_tx.send(String::from_utf8(head).unwrap());
+        let _ = s.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+    });
+    let mut c = ForwarderConfig {
+        api_key: KEY.into(),
+        dd_url: Some("http://app.datadoghq.com".into()),
+        agent_version: "7.99.1".into(),
+        ..Default::default()
+    };
+    c.proxy.http = Some(proxy.url());
+    c.proxy.https = Some(format!("http://{connect_addr}"));
+    c.additional_endpoints
+        .insert("http://custom.example:8080".into(), vec!["other-key".into()]);
+    let forwarder = Forwarder::new(c, &Registry::new()).unwrap();
+    assert_eq!(
+        forwarder.endpoints(),
+        ["http://7-99-1-app.agent.datadoghq.com", "http://custom.example:8080"]
+    );
+    let mut status = forwarder.api_key_status();
+    let handle = forwarder.handle();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(forwarder.run(async {
+        let _ = stopped.await;
+    }));
+    let f = Running { handle, stop, task };
+    for endpoint in [
+        Endpoint::Series,
+        Endpoint::Sketches,
+        Endpoint::CheckRun,
+        Endpoint::Events,
+    ] {
+        f.send(payload(endpoint, "p")).await;
+    }
+    wait_for("8 proxied requests", || proxy.received().len() == 8).await;
+    wait_status(&mut status, ApiKeyStatus::Valid).await;
+    f.stop().await;
+    let mut uris: Vec<String> = proxy.received().iter().map(|r| r.uri.clone()).collect();
+    uris.sort();
+    assert_eq!(
+        uris,
+        [
+            "http://7-99-1-app.agent.datadoghq.com/api/beta/sketches",
+            "http://7-99-1-app.agent.datadoghq.com/api/v1/check_run",
+            "http://7-99-1-app.agent.datadoghq.com/api/v1/events_batch",
+            "http://7-99-1-app.agent.datadoghq.com/api/v2/series",
+            "http://custom.example:8080/api/beta/sketches",
+            "http://custom.example:8080/api/v1/check_run",
+            "http://custom.example:8080/api/v1/events_batch",
+            "http://custom.example:8080/api/v2/series",
+        ]
+    );
+    // The Datadog destination's key is checked at https://api.<site> (through
+    // the HTTPS proxy, which saw only the host), the custom one where it is.
+    let head = tokio::time::timeout(Duration::from_secs(10), seen_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(head.starts_with("CONNECT api.datadoghq.com:443 HTTP/1.1\r\n"), "{head}");
+    assert!(!head.contains(KEY));
+    let checks: Vec<String> = proxy.validations().iter().map(|r| r.uri.clone()).collect();
+    assert_eq!(checks, ["http://custom.example:8080/api/v1/validate?api_key=other-key"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_workers_send_concurrently_and_deliver_every_payload_exactly_once() {
+    let intake = Intake::start(|_, _| Reply::Slow(Duration::from_millis(300))).await;
+    let registry = Registry::new();
+    let f = Running::start(
+        ForwarderConfig {
+            forwarder_num_workers: 4,
+            ..config(&intake)
+        },
+        &registry,
+    );
+    let started = tokio::time::Instant::now();
+    for i in 0..40 {
+        f.send(payload(Endpoint::Series, &format!("p{i:02}"))).await;
+    }
+    wait_for("40 payloads", || intake.received().len() >= 40).await;
+    let elapsed = started.elapsed();
+    assert_eq!(f.stop().await, ShutdownReport::default());
+    assert_eq!(intake.max_inflight(), 4, "four requests at once, never more");
+    let mut bodies = intake.bodies();
+    bodies.sort();
+    assert_eq!(bodies, (0..40).map(|i| format!("p{i:02}")).collect::<Vec<_>>());
+    // One at a time this takes at least 40 × 300 ms = 12 s; four at once, 3 s.
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert_eq!(
+        value(&registry, "adp_forwarder_payloads_sent", &[("endpoint", "series")]),
+        40
+    );
+
+    // One worker (the default): one request at a time, in submission order.
+    let intake = Intake::start(|_, _| Reply::Slow(Duration::from_millis(20))).await;
+    let f = Running::start(config(&intake), &Registry::new());
+    for i in 0..10 {
+        f.send(payload(Endpoint::Series, &format!("q{i}"))).await;
+    }
+    wait_for("10 payloads", || intake.received().len() >= 10).await;
+    f.stop().await;
+    assert_eq!(intake.max_inflight(), 1);
+    assert_eq!(intake.bodies(), (0..10).map(|i| format!("q{i}")).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_with_several_workers_ends_with_every_payload_delivered_exactly_once() {
+    let intake = Intake::start(|n, _| {
+        if n < 25 {
+            Reply::Status(503)
+        } else {
+            Reply::Slow(Duration::from_millis(10))
+        }
+    })
+    .await;
+    let registry = Registry::new();
+    let f = Running::start(
+        ForwarderConfig {
+            forwarder_num_workers: 4,
+            ..config(&intake)
+        },
+        &registry,
+    );
+    for i in 0..40 {
+        f.send(payload(Endpoint::Sketches, &format!("p{i}"))).await;
+    }
+    wait_for("40 payloads", || intake.received().len() >= 40).await;
+    assert_eq!(f.stop().await, ShutdownReport::default());
+    let mut bodies = intake.bodies();
+    bodies.sort();
+    let mut expected: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
+    expected.sort();
+    assert_eq!(bodies, expected, "each payload exactly once");
+    assert_eq!(intake.attempts(), 65);
+    assert_eq!(
+        value(&registry, "adp_forwarder_retries", &[("endpoint", "sketches")]),
+        25
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_at_the_shutdown_deadline_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let intake = Intake::start(|_, _| Reply::Hang(Duration::from_secs(30))).await;
+    let registry = Registry::new();
+    let f = Running::start(
+        ForwarderConfig {
+            forwarder_num_workers: 3,
+            forwarder_stop_timeout: Duration::from_millis(200),
+            forwarder_storage_max_size_in_bytes: 1 << 20,
+            forwarder_storage_path: dir.path().to_owned(),
+            ..config(&intake)
+        },
+        &registry,
+    );
+    for i in 0..5 {
+        f.send(payload(Endpoint::Series, &format!("p{i}"))).await;
+    }
+    wait_for("3 requests in flight", || intake.attempts() == 3).await;
+    let report = f.stop().await;
+    assert_eq!(
+        report,
+        ShutdownReport {
+            persisted: 5,
+            dropped: 0
+        }
+    );
+    assert_eq!(retry_files(dir.path()).len(), 5);
 }

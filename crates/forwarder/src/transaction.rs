@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use adp_payloads::{EncodedPayload, Endpoint};
+use adp_wire::{EncodedPayload, Endpoint};
 use bytes::Bytes;
 use http::HeaderValue;
 

@@ -1,6 +1,13 @@
 //! One worker per destination (base URL): its queue, its circuit breaker, and
-//! one request in flight at a time (the Agent's default of one worker per
-//! domain).
+//! up to `forwarder_num_workers` requests in flight (the Agent's workers per
+//! domain; default 1).
+//!
+//! Requests start in queue order and may finish in any order. A failure
+//! blocks the destination (no new request starts until the backoff ends)
+//! while those already in flight finish; each failed copy goes back to the
+//! front of the queue. At the shutdown deadline, copies still in flight are
+//! kept (stored or counted as dropped) in their queue order: whether the
+//! intake got them is unknown, and a duplicate is preferred to a loss.
 //!
 //! The queue is FIFO and holds every copy waiting to be sent, new or failed,
 //! bounded by `forwarder_retry_queue_payloads_max_size` body bytes. While the
@@ -19,6 +26,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
@@ -47,6 +55,8 @@ pub(crate) struct Shared {
     pub agent_version: HeaderValue,
     pub user_agent: HeaderValue,
     pub payload_version: HeaderValue,
+    /// `forwarder_num_workers`: requests in flight at once per destination.
+    pub workers: usize,
     /// Set when the forwarder stops accepting: workers then take all their input.
     pub stopping: watch::Sender<bool>,
 }
@@ -107,7 +117,9 @@ impl DomainWorker {
     /// `forwarder_stop_timeout` after the input closed; then persists or drops
     /// what is left.
     pub(crate) async fn run(mut self) -> WorkerReport {
-        let mut inflight: Option<(Transaction, InFlight)> = None;
+        let workers = self.shared.workers.max(1);
+        // In start order, so that leftovers go back to the queue in order.
+        let mut inflight: Vec<(Transaction, InFlight)> = Vec::with_capacity(workers);
         let mut input_open = true;
         let mut deadline: Option<Instant> = None;
         let mut stop = self.shared.stopping.subscribe();
@@ -115,23 +127,24 @@ impl DomainWorker {
         loop {
             let now = Instant::now();
             let blocked = self.breaker.blocked_until(now);
-            if inflight.is_none() && blocked.is_none() {
-                if self.queue.is_empty() && input_open {
-                    self.replay_one();
-                }
-                if let Some(t) = self.pop_front() {
+            if blocked.is_none() {
+                while inflight.len() < workers {
+                    if self.queue.is_empty() && input_open {
+                        self.replay_one();
+                    }
+                    let Some(t) = self.pop_front() else { break };
                     let request = self.request(&t);
-                    inflight = Some((t, request));
+                    inflight.push((t, request));
                 }
             }
-            if !input_open && inflight.is_none() && self.queue.is_empty() {
+            if !input_open && inflight.is_empty() && self.queue.is_empty() {
                 break;
             }
-            // Wake at the end of the backoff when something waits: queued
-            // payloads, or stored ones to replay (without this a payload moved
-            // back to disk after a failure waited for the next input).
-            let wake =
-                blocked.filter(|_| inflight.is_none() && (!self.queue.is_empty() || (input_open && self.has_stored())));
+            // Wake at the end of the backoff when a request could start:
+            // queued payloads, or stored ones to replay (without this a payload
+            // moved back to disk after a failure waited for the next input).
+            let wake = blocked
+                .filter(|_| inflight.len() < workers && (!self.queue.is_empty() || (input_open && self.has_stored())));
             let take_input =
                 input_open && (stopping || blocked.is_some() || self.queue_bytes < self.shared.max_queue_bytes);
             tokio::select! {
@@ -145,8 +158,8 @@ impl DomainWorker {
                         deadline = Some(Instant::now() + self.shared.stop_timeout);
                     }
                 },
-                outcome = async { inflight.as_mut().expect("guarded by the precondition").1.as_mut().await }, if inflight.is_some() => {
-                    let (t, _) = inflight.take().expect("the branch ran because it was set");
+                (index, outcome) = first_done(&mut inflight), if !inflight.is_empty() => {
+                    let (t, _) = inflight.remove(index);
                     self.settle(t, outcome);
                 }
                 () = sleep_until(wake) => {}
@@ -154,7 +167,7 @@ impl DomainWorker {
         }
         // A request cut off by the deadline may or may not have reached the
         // intake; keeping it risks a duplicate, dropping it risks a loss. Keep it.
-        if let Some((t, _)) = inflight.take() {
+        for (t, _) in inflight.into_iter().rev() {
             self.push_front(t);
         }
         self.finish()
@@ -380,6 +393,20 @@ impl DomainWorker {
 
 fn gauge_delta(bytes: u64) -> i64 {
     i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+/// Polls every request in flight; resolves with the index and outcome of the
+/// first that has finished.
+async fn first_done(inflight: &mut [(Transaction, InFlight)]) -> (usize, Outcome) {
+    std::future::poll_fn(|cx| {
+        for (index, (_, request)) in inflight.iter_mut().enumerate() {
+            if let Poll::Ready(outcome) = request.as_mut().poll(cx) {
+                return Poll::Ready((index, outcome));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 async fn sleep_until(at: Option<Instant>) {

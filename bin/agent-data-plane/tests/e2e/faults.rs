@@ -34,8 +34,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use adp_payloads::Endpoint;
 use adp_test_intake::{Behaviour, Decoded, Received, ReceivedEvent, ReceivedSeries, TestIntake};
+use adp_wire::Endpoint;
 
 use crate::harness::*;
 

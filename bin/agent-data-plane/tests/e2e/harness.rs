@@ -50,10 +50,13 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-/// The environment of a standalone `run` against `intake_url`: loopback APIs
-/// on ephemeral ports, files under `dir`, DogStatsD on an ephemeral UDP port
-/// and `dir/dsd.socket`, a 1 s aggregation window flushed every 250 ms and a
-/// fast forwarder backoff. Tests override what they exercise with [`Env::set`].
+/// The environment of a standalone `run` against `intake_url`: the one the
+/// smoke checks and the benchmarks use too (`checks/lib/standalone.env`:
+/// loopback APIs on ephemeral ports, files under `dir`, DogStatsD on an
+/// ephemeral UDP port and `dir/dsd.socket`), then the tests' own: their API key
+/// and host name, a 20 s shutdown drain, a 1 s aggregation window flushed every
+/// 250 ms and a fast forwarder backoff. Tests override what they exercise with
+/// [`Env::set`].
 pub struct Env {
     vars: Vec<(&'static str, String)>,
 }
@@ -61,33 +64,35 @@ pub struct Env {
 /// The API key every e2e test configures (and scans logs and endpoints for).
 pub const API_KEY: &str = "e2e-api-key-0123456789";
 
+/// `KEY=VALUE` lines with `{intake_url}` and `{dir}` placeholders; its header
+/// says the format.
+const STANDALONE_ENV: &str = include_str!("../../../../checks/lib/standalone.env");
+
 impl Env {
     pub fn standalone(intake_url: &str, dir: &Path) -> Self {
-        let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
-        let vars = vec![
-            ("DD_API_KEY", API_KEY.to_owned()),
-            ("DD_HOSTNAME", "e2e-host".to_owned()),
-            ("DD_DD_URL", intake_url.to_owned()),
-            ("DD_DATA_PLANE_ENABLED", "true".to_owned()),
-            ("DD_DATA_PLANE_STANDALONE_MODE", "true".to_owned()),
-            ("DD_DATA_PLANE_REMOTE_AGENT_ENABLED", "false".to_owned()),
-            ("DD_DATA_PLANE_USE_NEW_CONFIG_STREAM_ENDPOINT", "false".to_owned()),
-            ("DD_DATA_PLANE_API_LISTEN_ADDRESS", "tcp://127.0.0.1:0".to_owned()),
-            (
-                "DD_DATA_PLANE_SECURE_API_LISTEN_ADDRESS",
-                "tcp://127.0.0.1:0".to_owned(),
-            ),
-            ("DD_DATA_PLANE_SHUTDOWN_DRAIN_TIMEOUT", "20".to_owned()),
-            ("DD_AUTH_TOKEN_FILE_PATH", path("auth_token")),
-            ("DD_IPC_CERT_FILE_PATH", path("ipc_cert.pem")),
-            ("DD_DOGSTATSD_PORT", "0".to_owned()),
-            ("DD_DOGSTATSD_SOCKET", path("dsd.socket")),
-            ("DD_AGGREGATE_WINDOW_DURATION_SECONDS", "1".to_owned()),
-            ("DD_AGGREGATE_FLUSH_INTERVAL", "250ms".to_owned()),
-            ("DD_FORWARDER_BACKOFF_BASE", "100ms".to_owned()),
-            ("DD_FORWARDER_BACKOFF_MAX", "200ms".to_owned()),
-        ];
+        let dir = dir.to_string_lossy();
+        let vars = STANDALONE_ENV
+            .lines()
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(|line| {
+                let (key, value) = line
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("checks/lib/standalone.env: {line:?} is not KEY=VALUE"));
+                assert!(
+                    !value.replace("{intake_url}", "").replace("{dir}", "").contains('{'),
+                    "checks/lib/standalone.env: {line:?} has a placeholder other than {{intake_url}} and {{dir}}"
+                );
+                (key, value.replace("{intake_url}", intake_url).replace("{dir}", &dir))
+            })
+            .collect();
         Self { vars }
+            .set("DD_API_KEY", API_KEY)
+            .set("DD_HOSTNAME", "e2e-host")
+            .set("DD_DATA_PLANE_SHUTDOWN_DRAIN_TIMEOUT", "20")
+            .set("DD_AGGREGATE_WINDOW_DURATION_SECONDS", "1")
+            .set("DD_AGGREGATE_FLUSH_INTERVAL", "250ms")
+            .set("DD_FORWARDER_BACKOFF_BASE", "100ms")
+            .set("DD_FORWARDER_BACKOFF_MAX", "200ms")
     }
 
     /// Sets (or replaces) one variable.

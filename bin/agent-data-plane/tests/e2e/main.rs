@@ -3,6 +3,7 @@
 //! when set) with a clean environment. One test binary, one module per concern:
 //!
 //! - `cli`: version output, configuration errors, the `config` command;
+//! - `bind`: taken UDP ports and socket paths, stale socket files;
 //! - `modes`: disabled and remote-agent modes;
 //! - `pipeline`: a standalone run delivering DogStatsD over UDP and a Unix
 //!   socket to an in-process test intake, the APIs, and a clean SIGTERM;
@@ -14,6 +15,7 @@
 
 mod harness;
 
+mod bind;
 mod cli;
 mod faults;
 mod input;

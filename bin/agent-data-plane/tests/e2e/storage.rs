@@ -12,8 +12,8 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use adp_payloads::Endpoint;
 use adp_test_intake::{Behaviour, Decoded, Received, TestIntake};
+use adp_wire::Endpoint;
 use tempfile::TempDir;
 
 use crate::harness::*;

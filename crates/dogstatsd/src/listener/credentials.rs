@@ -16,7 +16,17 @@ use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::RawFd;
 
-use crate::types::Credentials;
+/// Origin credentials of a Unix-socket sender (`SCM_CREDENTIALS`, or
+/// `SO_PEERCRED` for a stream connection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    /// Sender process id.
+    pub pid: i32,
+    /// Sender user id.
+    pub uid: u32,
+    /// Sender group id.
+    pub gid: u32,
+}
 
 /// `CMSG_SPACE(sizeof(struct ucred))` for this target.
 // The cast is of `size_of::<ucred>()` (12 bytes) to `c_uint` and back: lossless.

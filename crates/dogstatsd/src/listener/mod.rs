@@ -3,13 +3,13 @@
 //! Each listener is one tokio task that receives payloads into a buffer of
 //! `dogstatsd_buffer_size` bytes, decodes them with its own
 //! [`Decoder`](crate::decoder::Decoder) and sends the resulting
-//! [`Batch`](crate::decoder::Batch) downstream. Sending waits when the channel
+//! [`Batch`] downstream. Sending waits when the channel
 //! is full, so a slow consumer stops the reads and the kernel's socket buffer
 //! (`dogstatsd_so_rcvbuf`) absorbs or drops the excess — back pressure never
 //! grows memory here.
 //!
 //! Datagram listeners decode the packets that are already waiting into one
-//! batch — at most [`PACKETS_PER_BATCH`] packets and about half a buffer of
+//! batch — at most `PACKETS_PER_BATCH` (32) packets and about half a buffer of
 //! bytes past the first, so a batch holds less than 1.5 buffers of packets.
 //!
 //! Payloads larger than the buffer are counted as truncated and dropped whole:
@@ -69,8 +69,8 @@ impl fmt::Display for ListenAddr {
 /// A listener could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenerError {
-    /// Binding (or configuring) the socket failed.
-    #[error("Failed to bind DogStatsD listener on {addr}: {source} (check `{key}`)")]
+    /// Binding (or configuring) the socket failed; `source` says why.
+    #[error("cannot bind the DogStatsD listener to {addr} (check `{key}`)")]
     Bind {
         /// The address.
         addr: String,
@@ -81,7 +81,7 @@ pub enum ListenerError {
         source: io::Error,
     },
     /// Another live process listens on the socket path.
-    #[error("Unix socket {} is in use by a running process; stop it or set `{key}` to another path", path.display())]
+    #[error("cannot bind the DogStatsD listener to {}: another process is listening on it (stop that process, or set `{key}` to another path)", path.display())]
     SocketInUse {
         /// The path.
         path: PathBuf,
@@ -89,7 +89,7 @@ pub enum ListenerError {
         key: &'static str,
     },
     /// The path exists and is not a socket.
-    #[error("{} exists and is not a Unix socket; remove it or set `{key}` to another path", path.display())]
+    #[error("cannot bind the DogStatsD listener to {}: the file exists and is not a socket (remove it, or set `{key}` to another path)", path.display())]
     NotASocket {
         /// The path.
         path: PathBuf,
@@ -171,6 +171,22 @@ mod tests {
     use std::os::unix::net::{UnixDatagram, UnixListener};
 
     use super::*;
+
+    #[test]
+    fn a_taken_udp_port_names_address_and_key_and_leaves_the_cause_to_the_source() {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = udp::bind(addr, 0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("cannot bind the DogStatsD listener to udp://{addr} (check `dogstatsd_port`)")
+        );
+        let cause = std::error::Error::source(&err).expect("the OS error");
+        assert_eq!(
+            cause.downcast_ref::<io::Error>().map(io::Error::kind),
+            Some(io::ErrorKind::AddrInUse)
+        );
+    }
 
     #[test]
     fn a_missing_path_is_free() {

@@ -21,7 +21,7 @@ use super::framing::{Frame, StreamFramer};
 use super::{prepare_socket_path, set_socket_mode, ListenerError, Pipe, UnixKind};
 use crate::codec::DecodeError;
 use crate::decoder::{Batch, Decoder};
-use crate::types::Credentials;
+use crate::listener::credentials::Credentials;
 
 const DATAGRAM_KEY: &str = "dogstatsd_socket";
 const STREAM_KEY: &str = "dogstatsd_stream_socket";
