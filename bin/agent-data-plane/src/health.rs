@@ -53,6 +53,11 @@ impl ComponentHealth {
         self.set(State::Ready);
     }
 
+    /// The component runs but cannot do its job for now (not ready, still live).
+    pub fn not_ready(&self) {
+        self.set(State::Starting);
+    }
+
     /// The component stopped working (not live, not ready).
     pub fn failed(&self) {
         self.set(State::Failed);

@@ -7,11 +7,72 @@
 
 use std::sync::{Arc, Mutex};
 
-use adp_config::LogLevel;
+use adp_config::ConfigValue;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{fmt, reload, Registry};
+
+/// `log_level`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Everything.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something is off but handled.
+    Warn,
+    /// Something failed.
+    Error,
+    /// No logs.
+    Off,
+}
+
+impl LogLevel {
+    /// The accepted spellings (the Agent's names included).
+    pub const CHOICES: &'static [(&'static str, LogLevel)] = &[
+        ("trace", LogLevel::Trace),
+        ("debug", LogLevel::Debug),
+        ("info", LogLevel::Info),
+        ("warn", LogLevel::Warn),
+        ("warning", LogLevel::Warn),
+        ("error", LogLevel::Error),
+        ("critical", LogLevel::Error),
+        ("off", LogLevel::Off),
+    ];
+
+    /// The lower-case name, as a `tracing` filter directive understands it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+            Self::Off => "off",
+        }
+    }
+
+    /// Parses a level name (case-insensitive; `warning`/`critical` accepted).
+    pub fn parse(name: &str) -> Option<Self> {
+        let name = name.trim().to_ascii_lowercase();
+        Self::CHOICES.iter().find(|(n, _)| *n == name).map(|(_, l)| *l)
+    }
+}
+
+impl std::fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ConfigValue for LogLevel {
+    fn show(&self) -> serde_json::Value {
+        serde_json::Value::from(self.as_str())
+    }
+}
 
 /// Changes and reports the log level of the running process. Cloning shares it.
 #[derive(Clone)]

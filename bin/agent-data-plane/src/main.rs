@@ -19,6 +19,8 @@ mod logging;
 mod memory;
 mod pipeline;
 mod run;
+mod settings;
+mod supervisor;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,8 +67,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Prints the effective configuration (file + environment + defaults) as
-    /// YAML, with secrets redacted.
+    /// Prints every configuration key the agent reads, its effective value
+    /// (secrets redacted) and where the value came from (an environment
+    /// variable, the file, or the default), then the keys set that it ignores.
     Config,
 }
 
@@ -87,9 +90,9 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Config => match run::load_config(cli.config.as_deref()) {
-            Ok(config) => {
-                print!("{}", config.to_redacted_yaml());
+        Command::Config => match run::load_settings(cli.config.as_deref()) {
+            Ok(settings) => {
+                print!("{}", settings.effective.to_annotated_yaml());
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -2,7 +2,7 @@
 //!
 //! # Bounds
 //!
-//! Each component declares [`ComponentBounds`]: a *minimum* (what it holds as
+//! Each component declares [`MemoryBounds`] on its settings: a *minimum* (what it holds as
 //! soon as it starts: receive buffers, the interner's arena) and a *firm* bound
 //! (the most it can hold once every configured limit is reached: full queues,
 //! `aggregate_context_limit` contexts, a full retry queue). The sums are logged at
@@ -33,29 +33,89 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use adp_config::{MemoryConfig, MemoryMode};
+use adp_config::{key, parse, ConfigValue, MemoryBounds, Reader};
 use adp_telemetry::{Counter, Gauge, Registry};
 use tokio::sync::watch;
 
 use crate::api::stopped;
 
+/// The global memory limiter's keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryConfig {
+    /// `memory_limit`: the process's memory budget (RSS) in bytes (units such as
+    /// `256MiB` accepted); 0 turns the limiter off. Defaults to 0.
+    pub memory_limit: u64,
+    /// `memory_slop_factor`: the fraction of `memory_limit` held back for memory
+    /// that no component accounts for (allocator overhead, stacks, code). The
+    /// components' firm bounds must fit in the rest. 0 to 0.9. Defaults to 0.25.
+    pub memory_slop_factor: f64,
+    /// `memory_mode`: `disabled` (no checks, no limiter), `permissive` (bounds
+    /// logged, limiter applies back pressure near the limit) or `strict` (as
+    /// permissive, and refuse to start when the firm bounds exceed the limit).
+    /// Defaults to `permissive`.
+    pub memory_mode: MemoryMode,
+}
+
+impl MemoryConfig {
+    /// The bytes left for components once the slop is held back (`None` when no limit is set).
+    pub fn effective_limit(&self) -> Option<u64> {
+        if self.memory_limit == 0 || self.memory_mode == MemoryMode::Disabled {
+            return None;
+        }
+        // Integer math in per-mille so that 32-bit targets and huge limits are exact enough.
+        let keep_per_mille = 1000 - (self.memory_slop_factor * 1000.0).round().clamp(0.0, 1000.0) as u64;
+        Some(self.memory_limit / 1000 * keep_per_mille + self.memory_limit % 1000 * keep_per_mille / 1000)
+    }
+}
+
+/// `memory_mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryMode {
+    /// No bounds checks and no limiter.
+    Disabled,
+    /// Bounds logged; the limiter applies back pressure near the limit.
+    Permissive,
+    /// As permissive, and starting fails when the firm bounds exceed the limit.
+    Strict,
+}
+
+impl MemoryConfig {
+    /// Reads the limiter's keys (this binary owns them).
+    pub fn read(r: &mut Reader) -> Self {
+        Self {
+            memory_limit: r.get(key!("memory_limit"), 0, parse::byte_size),
+            memory_slop_factor: r.get(
+                key!("memory_slop_factor"),
+                0.25,
+                parse::float("a fraction between 0 and 0.9", |v| (0.0..=0.9).contains(&v)),
+            ),
+            memory_mode: r.get(
+                key!("memory_mode"),
+                MemoryMode::Permissive,
+                parse::choice(&[
+                    ("disabled", MemoryMode::Disabled),
+                    ("permissive", MemoryMode::Permissive),
+                    ("strict", MemoryMode::Strict),
+                ]),
+            ),
+        }
+    }
+}
+
+impl ConfigValue for MemoryMode {
+    fn show(&self) -> serde_json::Value {
+        serde_json::Value::from(match self {
+            Self::Disabled => "disabled",
+            Self::Permissive => "permissive",
+            Self::Strict => "strict",
+        })
+    }
+}
+
 /// How often RSS is read.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 const MIN_DELAY_US: u64 = 1_000;
 const MAX_DELAY_US: u64 = 25_000;
-
-/// One component's declared memory use.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ComponentBounds {
-    /// The component (`dogstatsd`, `aggregator`, ...).
-    pub name: &'static str,
-    /// Bytes held from the start.
-    pub minimum: u64,
-    /// The most bytes it can hold within its configured limits (>= `minimum`).
-    pub firm: u64,
-    /// The configuration key that lowers `firm` most.
-    pub key: &'static str,
-}
 
 /// The sums of every component's bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +127,7 @@ pub struct BoundsSummary {
 }
 
 /// Sums and logs the bounds; in strict mode, fails when the firm sum does not fit.
-pub fn verify_bounds(config: &MemoryConfig, bounds: &[ComponentBounds]) -> anyhow::Result<BoundsSummary> {
+pub fn verify_bounds(config: &MemoryConfig, bounds: &[MemoryBounds]) -> anyhow::Result<BoundsSummary> {
     let summary = BoundsSummary {
         minimum: bounds.iter().fold(0u64, |acc, b| acc.saturating_add(b.minimum)),
         firm: bounds.iter().fold(0u64, |acc, b| acc.saturating_add(b.firm)),
@@ -77,7 +137,7 @@ pub fn verify_bounds(config: &MemoryConfig, bounds: &[ComponentBounds]) -> anyho
     }
     for b in bounds {
         tracing::debug!(
-            component = b.name,
+            component = b.component,
             minimum_bytes = b.minimum,
             firm_bytes = b.firm,
             "Component memory bounds."
@@ -93,9 +153,9 @@ pub fn verify_bounds(config: &MemoryConfig, bounds: &[ComponentBounds]) -> anyho
     );
     if let Some(limit) = limit.filter(|l| summary.firm > *l) {
         let largest = bounds.iter().max_by_key(|b| b.firm);
-        let detail: Vec<String> = bounds.iter().map(|b| format!("{} {}", b.name, b.firm)).collect();
+        let detail: Vec<String> = bounds.iter().map(|b| format!("{} {}", b.component, b.firm)).collect();
         let hint = largest
-            .map(|b| format!("lower `{}` ({} is the largest), ", b.key, b.name))
+            .map(|b| format!("lower `{}` ({} is the largest), ", b.key, b.component))
             .unwrap_or_default();
         let message = format!(
             "the components' firm memory bounds ({} bytes: {}) exceed the usable memory limit ({limit} bytes = \
@@ -232,10 +292,10 @@ fn page_size() -> u64 {
 mod tests {
     use super::*;
 
-    fn bounds(firm: &[(&'static str, u64)]) -> Vec<ComponentBounds> {
+    fn bounds(firm: &[(&'static str, u64)]) -> Vec<MemoryBounds> {
         firm.iter()
-            .map(|(name, firm)| ComponentBounds {
-                name,
+            .map(|(name, firm)| MemoryBounds {
+                component: name,
                 minimum: firm / 2,
                 firm: *firm,
                 key: "some_key",

@@ -28,87 +28,31 @@
 //! network to the encoder, and through the bounded channels, to the aggregator
 //! and the listeners.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use adp_aggregate::{AggregateConfig, Aggregator, HistogramAggregate};
-use adp_config::Config;
-use adp_dogstatsd::{Batch, DogStatsDConfig, RunningSource};
-use adp_encoder::{EncodeError, Encoder, PayloadsConfig};
-use adp_forwarder::{Forwarder, ForwarderConfig, ForwarderHandle, ProxyConfig, ShutdownReport};
+use adp_aggregate::Aggregator;
+use adp_dogstatsd::{Batch, RunningSource};
+use adp_encoder::{EncodeError, Encoder, EncoderConfig};
+use adp_forwarder::{ApiKeyStatus, Forwarder, ForwarderHandle, ShutdownReport};
 use adp_model::{Event, Flushed, ServiceCheck};
 use adp_telemetry::Registry;
-use adp_wire::{CompressionKind, EncodedPayload};
+use adp_wire::EncodedPayload;
 use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::health::Health;
-use crate::memory::{ComponentBounds, MemoryLimiter};
-
-/// Bytes one aggregation context holds, for the memory bounds: the shared
-/// context (name and tags; interned text is counted in the interner), the
-/// resolver's and the aggregator's map entries and one window of state.
-/// Measured, not derived: `make bench` (churn) reached the default limit of
-/// 1,000,000 short-named counters at 475 MiB RSS, ~500 bytes each. A
-/// histogram window holds its samples and can exceed this.
-const BYTES_PER_CONTEXT: u64 = 500;
+use crate::memory::MemoryLimiter;
+use crate::settings::Settings;
+use crate::supervisor::Supervisor;
 
 /// Events and service checks are sent at least this often.
 const EVENTS_TICK: Duration = Duration::from_secs(1);
 
-/// The declared memory bounds of every component, from the configuration.
-pub fn memory_bounds(config: &Config) -> Vec<ComponentBounds> {
-    let d = &config.dogstatsd;
-    let listeners = u64::from(d.port != 0) + u64::from(d.socket.is_some()) + u64::from(d.stream_socket.is_some());
-    let receive_buffers = listeners.saturating_mul(d.buffer_size);
-    let dogstatsd_min = receive_buffers.saturating_add(d.string_interner_size);
-    // A queued batch is the decoded form of less than 1.5 buffers of packets
-    // (the listeners group waiting packets), decoded about twice their wire size.
-    let dogstatsd_firm = dogstatsd_min.saturating_add(d.queue_size.saturating_mul(d.buffer_size).saturating_mul(3));
-    let s = &config.serializer;
-    let encoder = s
-        .max_series_uncompressed_payload_size
-        .saturating_add(s.max_uncompressed_payload_size);
-    let destinations = 1 + u64::try_from(config.additional_endpoints.len()).unwrap_or(u64::MAX);
-    let forwarder = config
-        .forwarder
-        .retry_queue_payloads_max_size
-        .saturating_mul(destinations)
-        .saturating_add(u64::from(config.forwarder.high_prio_buffer_size).saturating_mul(s.max_payload_size));
-    vec![
-        ComponentBounds {
-            name: "dogstatsd",
-            minimum: dogstatsd_min,
-            firm: dogstatsd_firm,
-            key: "dogstatsd_queue_size",
-        },
-        ComponentBounds {
-            name: "aggregator",
-            minimum: 0,
-            firm: config.aggregate.context_limit.saturating_mul(BYTES_PER_CONTEXT),
-            key: "aggregate_context_limit",
-        },
-        ComponentBounds {
-            name: "encoder",
-            minimum: 0,
-            firm: encoder,
-            key: "serializer_max_uncompressed_payload_size",
-        },
-        ComponentBounds {
-            name: "forwarder",
-            minimum: 0,
-            firm: forwarder,
-            key: "forwarder_retry_queue_payloads_max_size",
-        },
-    ]
-}
-
 /// The host name series are attributed to: `hostname`, else the kernel's.
-pub fn resolve_hostname(config: &Config) -> String {
-    if !config.hostname.is_empty() {
-        return config.hostname.clone();
+pub fn resolve_hostname(configured: &str) -> String {
+    if !configured.is_empty() {
+        return configured.to_owned();
     }
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
@@ -121,91 +65,6 @@ pub fn resolve_hostname(config: &Config) -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-fn dogstatsd_config(config: &Config) -> DogStatsDConfig {
-    let d = &config.dogstatsd;
-    let path =
-        |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-    DogStatsDConfig {
-        dogstatsd_port: d.port,
-        bind_host: d.bind_host.to_string(),
-        dogstatsd_non_local_traffic: d.non_local_traffic,
-        dogstatsd_socket: path(&d.socket),
-        dogstatsd_stream_socket: path(&d.stream_socket),
-        // Both are range-checked by adp-config (at most 64 MiB / i32::MAX), which fits any usize.
-        dogstatsd_buffer_size: usize::try_from(d.buffer_size).unwrap_or(usize::MAX),
-        dogstatsd_so_rcvbuf: usize::try_from(d.so_rcvbuf).unwrap_or(usize::MAX),
-        dogstatsd_string_interner_size: d.string_interner_size,
-        aggregate_context_limit: usize::try_from(config.aggregate.context_limit).unwrap_or(usize::MAX),
-        dogstatsd_permissive_decoding: d.permissive_decoding,
-        dogstatsd_minimum_sample_rate: d.minimum_sample_rate,
-        dogstatsd_context_expiry_seconds: d.context_expiry_seconds,
-    }
-}
-
-fn aggregate_config(config: &Config) -> anyhow::Result<AggregateConfig> {
-    let a = &config.aggregate;
-    Ok(AggregateConfig {
-        aggregate_window_duration_seconds: a.window_duration_seconds,
-        aggregate_flush_interval: a.flush_interval,
-        aggregate_context_limit: a.context_limit,
-        counter_expiry_seconds: a.counter_expiry_seconds,
-        histogram_aggregates: a
-            .histogram_aggregates
-            .iter()
-            .map(|s| s.parse::<HistogramAggregate>())
-            .collect::<Result<_, _>>()
-            .context("invalid `histogram_aggregates`")?,
-        histogram_percentiles: a.histogram_percentiles.clone(),
-    })
-}
-
-fn payloads_config(config: &Config, hostname: String) -> PayloadsConfig {
-    let s = &config.serializer;
-    PayloadsConfig {
-        hostname,
-        serializer_compressor_kind: match s.compressor_kind {
-            adp_config::Compression::Zstd => CompressionKind::Zstd,
-            adp_config::Compression::Zlib => CompressionKind::Zlib,
-            adp_config::Compression::None => CompressionKind::None,
-        },
-        serializer_zstd_compressor_level: s.zstd_compressor_level,
-        serializer_max_series_payload_size: s.max_series_payload_size,
-        serializer_max_series_uncompressed_payload_size: s.max_series_uncompressed_payload_size,
-        serializer_max_series_points_per_payload: s.max_series_points_per_payload,
-        serializer_max_payload_size: s.max_payload_size,
-        serializer_max_uncompressed_payload_size: s.max_uncompressed_payload_size,
-    }
-}
-
-fn forwarder_config(config: &Config) -> ForwarderConfig {
-    let f = &config.forwarder;
-    ForwarderConfig {
-        api_key: config.api_key.clone(),
-        site: config.site.clone(),
-        dd_url: config.dd_url.clone(),
-        additional_endpoints: config.additional_endpoints.clone(),
-        forwarder_timeout: f.timeout,
-        forwarder_retry_queue_payloads_max_size: f.retry_queue_payloads_max_size,
-        forwarder_storage_max_size_in_bytes: f.storage_max_size_in_bytes,
-        forwarder_storage_path: f.storage_path.clone(),
-        forwarder_outdated_file_in_days: f.outdated_file_in_days,
-        forwarder_backoff_base: f.backoff_base,
-        forwarder_backoff_factor: f.backoff_factor,
-        forwarder_backoff_max: f.backoff_max,
-        forwarder_recovery_interval: f.recovery_interval,
-        forwarder_recovery_reset: f.recovery_reset,
-        forwarder_stop_timeout: config.data_plane.shutdown_drain_timeout,
-        forwarder_high_prio_buffer_size: usize::try_from(f.high_prio_buffer_size).unwrap_or(usize::MAX),
-        proxy: ProxyConfig {
-            https: config.proxy.https.clone(),
-            http: config.proxy.http.clone(),
-            no_proxy: config.proxy.no_proxy.clone(),
-        },
-        agent_version: crate::VERSION.to_owned(),
-        ..ForwarderConfig::default()
-    }
-}
-
 /// The running pipeline.
 pub struct Running {
     source: RunningSource,
@@ -213,59 +72,71 @@ pub struct Running {
     encoder: JoinHandle<()>,
     forwarder: JoinHandle<ShutdownReport>,
     forwarder_stop: oneshot::Sender<()>,
-    stopping: Arc<AtomicBool>,
-    failures: mpsc::Receiver<String>,
 }
 
 /// Builds and starts forwarder, aggregator and listeners (in that order, so
-/// nothing received waits for a consumer that does not exist yet).
+/// nothing received waits for a consumer that does not exist yet), each task
+/// under `supervisor`.
 pub async fn start(
-    config: &Config,
+    settings: &Settings,
     registry: &Registry,
     health: &Health,
+    supervisor: &Supervisor,
     limiter: MemoryLimiter,
 ) -> anyhow::Result<Running> {
-    if config.api_key.is_empty() {
+    if settings.forwarder.api_key.is_empty() {
         anyhow::bail!("no API key configured: set `api_key` in datadog.yaml or DD_API_KEY");
     }
-    let stopping = Arc::new(AtomicBool::new(false));
-    let (failure_tx, failures) = mpsc::channel(4);
 
     let forwarder_health = health.register("forwarder");
-    let forwarder = Forwarder::new(forwarder_config(config), registry).context("invalid forwarder configuration")?;
+    let forwarder = Forwarder::new(settings.forwarder.clone(), registry).context("invalid forwarder configuration")?;
     let handle = forwarder.handle();
-    let (forwarder_stop, stop_rx) = oneshot::channel::<()>();
-    let forwarder = tokio::spawn({
-        let stopping = stopping.clone();
-        let failure_tx = failure_tx.clone();
+    // An API key the intake refuses makes the forwarder unready, as the Agent
+    // reports it unhealthy; payloads are still sent.
+    let mut key_status = forwarder.api_key_status();
+    supervisor.spawn("forwarder api key check", None, {
         let forwarder_health = forwarder_health.clone();
         async move {
-            let report = forwarder
-                .run(async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-            if !stopping.load(Ordering::Relaxed) {
-                forwarder_health.failed();
-                let _ = failure_tx.try_send("the forwarder stopped".to_owned());
+            loop {
+                match *key_status.borrow_and_update() {
+                    ApiKeyStatus::Invalid => forwarder_health.not_ready(),
+                    ApiKeyStatus::Valid | ApiKeyStatus::Unchecked => forwarder_health.ready(),
+                }
+                if key_status.changed().await.is_err() {
+                    // The forwarder is gone; its own task reports that.
+                    std::future::pending::<()>().await;
+                }
             }
-            report
         }
     });
-    forwarder_health.ready();
+    let (forwarder_stop, stop_rx) = oneshot::channel::<()>();
+    let forwarder = supervisor.spawn("forwarder", Some(forwarder_health), async move {
+        forwarder
+            .run(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
 
-    let hostname = resolve_hostname(config);
+    let hostname = resolve_hostname(&settings.agent.hostname);
     if hostname.is_empty() {
         tracing::warn!("No host name: set `hostname` (DD_HOSTNAME); series will carry an empty host.");
     }
-    let encoder =
-        Encoder::new(payloads_config(config, hostname), registry).context("invalid serializer configuration")?;
+    let encoder = Encoder::new(
+        EncoderConfig {
+            hostname,
+            ..settings.encoder.clone()
+        },
+        registry,
+    )
+    .context("invalid serializer configuration")?;
     let aggregator =
-        Aggregator::new(aggregate_config(config)?, registry).context("invalid aggregation configuration")?;
-    let queue = usize::try_from(config.dogstatsd.queue_size).unwrap_or(usize::MAX);
-    let (tx, rx) = mpsc::channel::<Batch>(queue);
+        Aggregator::new(settings.aggregate.clone(), registry).context("invalid aggregation configuration")?;
+    let (tx, rx) = mpsc::channel::<Batch>(settings.dogstatsd.dogstatsd_queue_size);
     let (output, outputs) = mpsc::channel::<Output>(OUTPUT_QUEUE);
-    let encoder = tokio::spawn(
+    let encoder = supervisor.spawn(
+        "encoder",
+        None,
         EncoderTask {
             encoder,
             forwarder: handle,
@@ -273,45 +144,34 @@ pub async fn start(
         .run(outputs),
     );
     let aggregator_health = health.register("aggregator");
-    let aggregator = tokio::spawn(
+    let aggregator = supervisor.spawn(
+        "aggregator",
+        Some(aggregator_health.clone()),
         AggregatorTask {
             aggregator,
             output,
             limiter,
-            flush_interval: config.aggregate.flush_interval,
+            flush_interval: settings.aggregate.aggregate_flush_interval,
             events: Vec::new(),
             checks: Vec::new(),
         }
         .run(rx),
     );
-
     aggregator_health.ready();
 
     let dogstatsd_health = health.register("dogstatsd");
-    let source = dogstatsd_config(config)
-        .build(registry)
+    let source = settings
+        .dogstatsd
+        .build(registry, settings.aggregate.aggregate_context_limit)
         .context("invalid DogStatsD configuration")?;
     let source = source.start(tx).await.context("cannot start the DogStatsD listeners")?;
-    dogstatsd_health.ready();
-    // A listener task ends only on a fatal socket error; report it.
-    let readiness = source.readiness();
-    tokio::spawn({
-        let stopping = stopping.clone();
-        async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(500));
-            loop {
-                tick.tick().await;
-                if stopping.load(Ordering::Relaxed) {
-                    return;
-                }
-                if !readiness.load(Ordering::Relaxed) {
-                    dogstatsd_health.failed();
-                    let _ = failure_tx.try_send("a DogStatsD listener stopped".to_owned());
-                    return;
-                }
-            }
-        }
+    // A listener ends before shutdown only on a fatal socket error, which it
+    // logs itself; the supervisor reports the component.
+    let stopped = source.listener_stopped();
+    supervisor.spawn("dogstatsd", Some(dogstatsd_health.clone()), async move {
+        stopped.await;
     });
+    dogstatsd_health.ready();
 
     Ok(Running {
         source,
@@ -319,20 +179,10 @@ pub async fn start(
         encoder,
         forwarder,
         forwarder_stop,
-        stopping,
-        failures,
     })
 }
 
 impl Running {
-    /// Completes when a component stops on its own, with what stopped.
-    pub async fn failed(&mut self) -> String {
-        self.failures
-            .recv()
-            .await
-            .unwrap_or_else(|| "the pipeline stopped".to_owned())
-    }
-
     /// Stops the listeners, flushes everything, and lets the forwarder send for
     /// at most `drain` before it stores or drops the rest.
     pub async fn shutdown(self, drain: Duration) -> anyhow::Result<()> {
@@ -342,10 +192,7 @@ impl Running {
             encoder,
             forwarder,
             forwarder_stop,
-            stopping,
-            failures: _,
         } = self;
-        stopping.store(true, Ordering::Relaxed);
         source.shutdown().await;
         tracing::debug!("DogStatsD listeners stopped.");
         // The aggregator ends once the queue is empty and closed, after its
@@ -542,64 +389,12 @@ impl EncoderTask {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use adp_config::Environment;
-
     use super::*;
-
-    fn config(pairs: &[(&str, &str)]) -> Config {
-        Config::from_env(Path::new("/tmp"), &Environment::from_pairs(pairs.iter().copied())).unwrap()
-    }
-
-    #[test]
-    fn component_configs_carry_the_agent_keys_through() {
-        let c = config(&[
-            ("DD_API_KEY", "k"),
-            ("DD_DD_URL", "http://127.0.0.1:9"),
-            ("DD_DOGSTATSD_PORT", "0"),
-            ("DD_DOGSTATSD_SOCKET", "/tmp/x.sock"),
-            ("DD_AGGREGATE_FLUSH_INTERVAL", "2"),
-            ("DD_HISTOGRAM_AGGREGATES", "max sum"),
-            ("DD_SERIALIZER_COMPRESSOR_KIND", "zlib"),
-            ("DD_DATA_PLANE_SHUTDOWN_DRAIN_TIMEOUT", "3"),
-        ]);
-        let d = dogstatsd_config(&c);
-        assert_eq!((d.dogstatsd_port, d.dogstatsd_socket.as_str()), (0, "/tmp/x.sock"));
-        assert_eq!(d.dogstatsd_string_interner_size, 2 << 20);
-        let a = aggregate_config(&c).unwrap();
-        assert_eq!(a.aggregate_flush_interval, Duration::from_secs(2));
-        assert_eq!(
-            a.histogram_aggregates,
-            [HistogramAggregate::Max, HistogramAggregate::Sum]
-        );
-        a.validate().unwrap();
-        let p = payloads_config(&c, "h".to_owned());
-        assert_eq!(p.serializer_compressor_kind, CompressionKind::Zlib);
-        let f = forwarder_config(&c);
-        assert_eq!(f.dd_url.as_deref(), Some("http://127.0.0.1:9"));
-        assert_eq!(f.forwarder_stop_timeout, Duration::from_secs(3));
-        f.validate().unwrap();
-    }
-
-    #[test]
-    fn memory_bounds_follow_the_limits_in_u64() {
-        let c = config(&[
-            ("DD_AGGREGATE_CONTEXT_LIMIT", "4000000000"),
-            ("DD_DOGSTATSD_SOCKET", "/tmp/s"),
-        ]);
-        let bounds = memory_bounds(&c);
-        let aggregator = bounds.iter().find(|b| b.name == "aggregator").unwrap();
-        assert_eq!(aggregator.firm, 4_000_000_000 * BYTES_PER_CONTEXT, "above 4 GiB, exact");
-        let dogstatsd = bounds.iter().find(|b| b.name == "dogstatsd").unwrap();
-        assert_eq!(dogstatsd.minimum, 2 * 8192 + (2 << 20));
-        assert!(bounds.iter().all(|b| b.firm >= b.minimum));
-    }
 
     #[test]
     fn the_hostname_is_the_configured_one_or_the_kernels() {
-        assert_eq!(resolve_hostname(&config(&[("DD_HOSTNAME", "board-1")])), "board-1");
+        assert_eq!(resolve_hostname("board-1"), "board-1");
         let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-        assert_eq!(resolve_hostname(&config(&[])), kernel.trim());
+        assert_eq!(resolve_hostname(""), kernel.trim());
     }
 }

@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adp_config::{Config, ConfigFile, Environment};
+use adp_config::Environment;
 use adp_telemetry::Registry;
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
@@ -37,26 +37,25 @@ use crate::health::Health;
 use crate::logging::{self, LogControl};
 use crate::memory::{self, MemoryLimiter};
 use crate::pipeline;
+use crate::settings::Settings;
+use crate::supervisor::Supervisor;
 
-/// Loads the configuration from `--config` (or the default file) and the process environment.
-pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
-    let file = match path {
-        Some(p) => ConfigFile::explicit(p),
-        None => ConfigFile::default_path(),
-    };
-    Ok(Config::load(&file, &Environment::from_process())?)
+/// Loads the settings from `--config` (or the default file) and the process environment.
+pub fn load_settings(path: Option<&Path>) -> anyhow::Result<Settings> {
+    Ok(Settings::load(path, Environment::from_process())?)
 }
 
 /// Runs the data plane; the exit code follows the mode and the outcome.
 pub fn run(config_path: Option<&Path>, pidfile: Option<&Path>) -> ExitCode {
-    let config = match load_config(config_path) {
-        Ok(c) => c,
+    let settings = match load_settings(config_path) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("agent-data-plane: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    let logging = match logging::init(config.log_level, config.log_format_json) {
+    let agent = &settings.agent;
+    let logging = match logging::init(agent.log_level, agent.log_format_json) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("agent-data-plane: {e:#}");
@@ -71,12 +70,29 @@ pub fn run(config_path: Option<&Path>, pidfile: Option<&Path>) -> ExitCode {
         pid = std::process::id(),
         "Agent Data Plane starting..."
     );
-    if let Some(file) = &config.source_file {
+    if let Some(file) = settings.effective.source_file() {
         tracing::info!(path = %file.display(), "Loaded configuration file.");
     }
+    for line in &settings.effective.secrets().log {
+        match line.level {
+            adp_config::secrets::LogLevel::Debug => tracing::debug!("{}", line.message),
+            adp_config::secrets::LogLevel::Info => tracing::info!("{}", line.message),
+            adp_config::secrets::LogLevel::Warn => tracing::warn!("{}", line.message),
+        }
+    }
+    let unread = settings.effective.unread();
+    if !unread.is_empty() {
+        // One line for all of them: a full Agent datadog.yaml has many keys this agent has no use for.
+        tracing::warn!(
+            "Ignoring configuration keys that Agent Data Plane does not use: {}. \
+             Run `agent-data-plane config` to see every key it reads.",
+            unread.join(", ")
+        );
+    }
 
-    if !config.data_plane.standalone_mode {
-        if !config.data_plane.enabled {
+    let data_plane = &agent.data_plane;
+    if !data_plane.standalone_mode {
+        if !data_plane.enabled {
             tracing::info!("Agent Data Plane is not enabled. Exiting.");
             return ExitCode::SUCCESS;
         }
@@ -86,7 +102,7 @@ pub fn run(config_path: Option<&Path>, pidfile: Option<&Path>) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    if !config.data_plane.dogstatsd.enabled {
+    if !data_plane.dogstatsd_enabled {
         tracing::error!("No data pipelines are enabled. Exiting.");
         return ExitCode::SUCCESS;
     }
@@ -111,7 +127,7 @@ pub fn run(config_path: Option<&Path>, pidfile: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = runtime.block_on(run_standalone(Arc::new(config), logging));
+    let outcome = runtime.block_on(run_standalone(Arc::new(settings), logging));
     drop(pidfile);
     // Connections still open on the APIs are cut here; nothing else is left running.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -135,22 +151,22 @@ fn worker_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4)
 }
 
-async fn run_standalone(config: Arc<Config>, logging: LogControl) -> anyhow::Result<ExitCode> {
+async fn run_standalone(settings: Arc<Settings>, logging: LogControl) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let registry = Registry::new();
     let health = Health::default();
+    let mut supervisor = Supervisor::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     // Signal handlers first, so a signal during start-up is not the default (kill).
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
 
-    let bounds = pipeline::memory_bounds(&config);
-    memory::verify_bounds(&config.memory, &bounds)?;
-    let limiter = MemoryLimiter::new(config.memory.effective_limit(), &registry);
-    tokio::spawn(limiter.clone().poll(stop_rx.clone()));
+    memory::verify_bounds(&settings.memory, &settings.memory_bounds())?;
+    let limiter = MemoryLimiter::new(settings.memory.effective_limit(), &registry);
+    supervisor.spawn("memory limiter", None, limiter.clone().poll(stop_rx.clone()));
 
     let listener = api::bind(
-        config.data_plane.api_listen_address,
+        settings.agent.data_plane.api_listen_address,
         "unprivileged",
         "data_plane.api_listen_address",
     )
@@ -161,64 +177,70 @@ async fn run_standalone(config: Arc<Config>, logging: LogControl) -> anyhow::Res
     };
     tracing::info!("Serving unprivileged API on {}.", listener.local_addr()?);
     let api_tasks = vec![
-        tokio::spawn(api::serve(
-            listener,
+        supervisor.spawn(
+            "unprivileged API",
             None,
-            move |req| unprivileged.clone().handle(req),
-            stop_rx.clone(),
-        )),
+            api::serve(
+                listener,
+                None,
+                move |req| unprivileged.clone().handle(req),
+                stop_rx.clone(),
+            ),
+        ),
         {
-            let token = api::load_or_create_auth_token(&config.auth_token_file_path)?;
-            let tls = api::load_or_generate_tls(&config.ipc_cert_file_path)?;
+            let token = api::load_or_create_auth_token(&settings.agent.auth_token_file_path)?;
+            let tls = api::load_or_generate_tls(&settings.agent.ipc_cert_file_path)?;
             let listener = api::bind(
-                config.data_plane.secure_api_listen_address,
+                settings.agent.data_plane.secure_api_listen_address,
                 "privileged",
                 "data_plane.secure_api_listen_address",
             )
             .await?;
             let privileged = Privileged {
                 token: token.into(),
-                config: config.clone(),
+                settings: settings.clone(),
                 logging,
                 registry: registry.clone(),
             };
             tracing::info!("Serving privileged API on {}.", listener.local_addr()?);
-            tokio::spawn(api::serve(
-                listener,
-                Some(tls),
-                move |req| privileged.clone().handle(req),
-                stop_rx.clone(),
-            ))
+            supervisor.spawn(
+                "privileged API",
+                None,
+                api::serve(
+                    listener,
+                    Some(tls),
+                    move |req| privileged.clone().handle(req),
+                    stop_rx.clone(),
+                ),
+            )
         },
     ];
 
-    let mut running = pipeline::start(&config, &registry, &health, limiter).await?;
+    let running = pipeline::start(&settings, &registry, &health, &supervisor, limiter).await?;
     tracing::info!("Agent Data Plane running.");
 
+    let ended = async {
+        if health.wait_ready().await {
+            let topology_ready_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            tracing::info!(topology_ready_ms, "Topology healthy. Waiting for interrupt...");
+        }
+        // Not ready only because a component failed, which the supervisor reports.
+        supervisor.ended().await
+    };
     let signal_name = tokio::select! {
-        ready = health.wait_ready() => {
-            if ready {
-                let topology_ready_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                tracing::info!(topology_ready_ms, "Topology healthy. Waiting for interrupt...");
-                tokio::select! {
-                    _ = sigint.recv() => "SIGINT",
-                    _ = sigterm.recv() => "SIGTERM",
-                    failed = running.failed() => {
-                        let _ = stop_tx.send(true);
-                        anyhow::bail!("the pipeline stopped unexpectedly: {failed}");
-                    }
-                }
-            } else {
-                let _ = stop_tx.send(true);
-                anyhow::bail!("a pipeline component failed during start-up: {}", health.report());
-            }
+        name = ended => {
+            let _ = stop_tx.send(true);
+            anyhow::bail!(
+                "Task `{name}` stopped unexpectedly; exiting so that the service manager restarts the agent."
+            );
         }
         _ = sigint.recv() => "SIGINT",
         _ = sigterm.recv() => "SIGTERM",
     };
     tracing::info!("Received {signal_name}, shutting down...");
+    supervisor.stopping();
 
-    let shutdown = running.shutdown(config.data_plane.shutdown_drain_timeout);
+    let shutdown = running.shutdown(settings.forwarder.forwarder_stop_timeout);
     let outcome = tokio::select! {
         report = shutdown => report,
         _ = sigint.recv() => {

@@ -184,6 +184,12 @@ impl Received {
         self.sketches.iter().filter(|s| s.metric == metric).collect()
     }
 
+    /// The request log without the API key checks (`GET /api/v1/validate`,
+    /// which the agent sends at start and hourly): the payload requests.
+    pub fn payload_requests(&self) -> impl Iterator<Item = &RequestInfo> {
+        self.request_log.iter().filter(|q| q.endpoint != "validate")
+    }
+
     /// Requests seen for an endpoint, whatever their outcome.
     pub fn requests_to(&self, endpoint: Endpoint) -> u64 {
         self.requests.get(endpoint.as_str()).copied().unwrap_or(0)

@@ -160,6 +160,14 @@ async fn read_body(body: Incoming) -> Result<Bytes, String> {
         .map_err(|e| format!("reading the request body failed (limit {MAX_BODY_BYTES} bytes): {e}"))
 }
 
+/// Whether `query` carries a non-empty `api_key` (never logged: only the path is).
+fn query_has_api_key(query: Option<&str>) -> bool {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .any(|pair| pair.strip_prefix("api_key=").is_some_and(|v| !v.is_empty()))
+}
+
 async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_owned();
     if let Some(control) = path.strip_prefix("/_intake/") {
@@ -177,7 +185,9 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, req: Request<Incoming
         endpoint: name.to_owned(),
         method: method.to_string(),
         path: path.clone(),
-        api_key_present: headers.get("dd-api-key").is_some_and(|v| !v.is_empty()),
+        // The Agent's key check sends the key as `?api_key=`, payloads as a header.
+        api_key_present: headers.get("dd-api-key").is_some_and(|v| !v.is_empty())
+            || (name == "validate" && query_has_api_key(req.uri().query())),
         content_encoding: header_string(&headers, "content-encoding"),
         content_type: header_string(&headers, "content-type"),
         user_agent: header_string(&headers, "user-agent"),
@@ -200,7 +210,7 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, req: Request<Incoming
                     &state,
                     info,
                     StatusCode::FORBIDDEN,
-                    Some("validate: missing DD-Api-Key".to_owned()),
+                    Some("validate: missing api_key".to_owned()),
                     None,
                 )
             };

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use adp_encoder::{dogsketch, CheckParts, Encoder, PayloadsConfig, SeriesType};
+use adp_encoder::{dogsketch, CheckParts, Encoder, EncoderConfig, SeriesType};
 use adp_telemetry::Registry;
 use adp_wire::{proto, CompressionKind, EncodedPayload, Endpoint};
 use bytes::Bytes;
@@ -23,10 +23,10 @@ async fn intake() -> TestIntake {
 }
 
 fn encoder(kind: CompressionKind) -> Encoder {
-    let config = PayloadsConfig {
+    let config = EncoderConfig {
         hostname: "board-1".to_owned(),
         serializer_compressor_kind: kind,
-        ..PayloadsConfig::default()
+        ..EncoderConfig::default()
     };
     Encoder::new(config, &Registry::new()).unwrap()
 }

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use adp_encoder::{Encoder, PayloadsConfig, SeriesType};
+use adp_encoder::{Encoder, EncoderConfig, SeriesType};
 use adp_wire::CompressionKind;
 
 fn spawn(args: &[&str]) -> Child {
@@ -70,7 +70,7 @@ fn the_binary_prints_its_address_then_each_decoded_payload() {
         .unwrap();
     assert_ne!(addr.port(), 0);
 
-    let config = PayloadsConfig {
+    let config = EncoderConfig {
         hostname: "board-1".into(),
         serializer_compressor_kind: CompressionKind::Zstd,
         ..Default::default()

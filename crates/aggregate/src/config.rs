@@ -5,6 +5,16 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use adp_config::{key, parse, ConfigValue, MemoryBounds, Raw, Reader};
+
+/// Bytes one aggregation context holds, for the memory bounds: the shared
+/// context (name and tags; interned text is counted by the DogStatsD source),
+/// the resolver's and the aggregator's map entries and one window of state.
+/// Measured, not derived: `make bench` (churn) reached the default limit of
+/// 1,000,000 short-named counters at 475 MiB RSS, ~500 bytes each. A
+/// histogram window holds its samples and can exceed this.
+pub const BYTES_PER_CONTEXT: u64 = 500;
+
 /// A summary statistic sent for every histogram and timer context
 /// (`histogram_aggregates`), as series `<name>.<aggregate>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,6 +55,12 @@ impl HistogramAggregate {
 impl fmt::Display for HistogramAggregate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl ConfigValue for HistogramAggregate {
+    fn show(&self) -> serde_json::Value {
+        serde_json::Value::from(self.as_str())
     }
 }
 
@@ -133,6 +149,45 @@ impl Default for AggregateConfig {
 }
 
 impl AggregateConfig {
+    /// Reads the aggregator's keys; out-of-range values are reported by `r`.
+    pub fn read(r: &mut Reader) -> Self {
+        let d = Self::default();
+        Self {
+            aggregate_window_duration_seconds: r.get(
+                key!("aggregate_window_duration_seconds"),
+                d.aggregate_window_duration_seconds,
+                parse::integer(1, 3600),
+            ),
+            aggregate_flush_interval: r.get(
+                key!("aggregate_flush_interval"),
+                d.aggregate_flush_interval,
+                parse::duration(Duration::from_millis(10)),
+            ),
+            aggregate_context_limit: r.get(
+                key!("aggregate_context_limit"),
+                d.aggregate_context_limit,
+                parse::integer(1, u64::from(u32::MAX)),
+            ),
+            counter_expiry_seconds: r.get(
+                key!("counter_expiry_seconds").aliases(&["dogstatsd_expiry_seconds"]),
+                d.counter_expiry_seconds,
+                parse::integer(0, 86_400),
+            ),
+            histogram_aggregates: r.get(key!("histogram_aggregates"), d.histogram_aggregates, aggregates),
+            histogram_percentiles: r.get(key!("histogram_percentiles"), d.histogram_percentiles, percentiles),
+        }
+    }
+
+    /// At most `aggregate_context_limit` contexts of [`BYTES_PER_CONTEXT`].
+    pub fn memory_bounds(&self) -> MemoryBounds {
+        MemoryBounds {
+            component: "aggregator",
+            minimum: 0,
+            firm: self.aggregate_context_limit.saturating_mul(BYTES_PER_CONTEXT),
+            key: "aggregate_context_limit",
+        }
+    }
+
     /// Checks every field, naming the key to fix on error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.aggregate_window_duration_seconds == 0 {
@@ -177,9 +232,118 @@ impl AggregateConfig {
     }
 }
 
+/// `histogram_aggregates`: any of the six, case-insensitive, duplicates dropped.
+fn aggregates(raw: Raw<'_>) -> Result<Vec<HistogramAggregate>, String> {
+    let expected = || {
+        format!(
+            "a list of: {}",
+            HistogramAggregate::ALL.map(HistogramAggregate::as_str).join(", ")
+        )
+    };
+    let mut out = Vec::new();
+    for item in parse::list(raw).map_err(|_| expected())? {
+        let a: HistogramAggregate = item.parse().map_err(|_| expected())?;
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// `histogram_percentiles`: numbers in (0, 1), as YAML numbers or strings
+/// ("0.95"), rounded to two decimals like the Agent, duplicates dropped.
+fn percentiles(raw: Raw<'_>) -> Result<Vec<f64>, String> {
+    const EXPECTED: &str = "a list of percentiles between 0 and 1 exclusive, e.g. [\"0.95\", \"0.99\"]";
+    let mut out = Vec::new();
+    for item in parse::list(raw).map_err(|_| EXPECTED.to_owned())? {
+        let p: f64 = item.trim().parse().map_err(|_| EXPECTED.to_owned())?;
+        let p = (p * 100.0).round() / 100.0;
+        if !(p > 0.0 && p < 1.0) {
+            return Err(EXPECTED.to_owned());
+        }
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use adp_config::{ConfigError as ReadError, Environment};
+
     use super::*;
+
+    fn read(yaml: &str, env: &[(&str, &str)]) -> Result<AggregateConfig, ReadError> {
+        let mut r = Reader::from_yaml(
+            yaml,
+            Path::new("/etc/datadog-agent/datadog.yaml"),
+            Environment::from_pairs(env.iter().copied()),
+        )?;
+        let c = AggregateConfig::read(&mut r);
+        r.finish().map(|_| c)
+    }
+
+    #[test]
+    fn keys_are_read_with_agent_names_aliases_and_lists() {
+        assert_eq!(read("", &[]).unwrap(), AggregateConfig::default());
+        let c = read(
+            "dogstatsd_expiry_seconds: 30\nhistogram_percentiles: ['0.5', 0.95, '0.95', 0.991]\n",
+            &[
+                ("DD_HISTOGRAM_AGGREGATES", "max  MIN sum max"),
+                ("DD_AGGREGATE_FLUSH_INTERVAL", "250ms"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.counter_expiry_seconds, 30, "the Agent's older name is read too");
+        assert_eq!(
+            c.histogram_aggregates,
+            [
+                HistogramAggregate::Max,
+                HistogramAggregate::Min,
+                HistogramAggregate::Sum
+            ]
+        );
+        assert_eq!(
+            c.histogram_percentiles,
+            [0.5, 0.95, 0.99],
+            "rounded to two decimals, deduplicated"
+        );
+        assert_eq!(c.aggregate_flush_interval, Duration::from_millis(250));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn percentiles_outside_zero_to_one_and_unknown_aggregates_are_rejected_once_each() {
+        let Err(ReadError::Invalid(errors)) = read(
+            "",
+            &[
+                ("DD_HISTOGRAM_PERCENTILES", "0.95 0.999"),
+                ("DD_HISTOGRAM_AGGREGATES", "max p50"),
+            ],
+        ) else {
+            panic!("invalid")
+        };
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0].key, "histogram_aggregates");
+        assert_eq!(errors[0].expected, "a list of: max, min, median, avg, sum, count");
+        assert_eq!(errors[1].key, "histogram_percentiles");
+    }
+
+    #[test]
+    fn memory_bounds_follow_the_context_limit_in_u64() {
+        let c = AggregateConfig {
+            aggregate_context_limit: 4_000_000_000,
+            ..AggregateConfig::default()
+        };
+        assert_eq!(
+            c.memory_bounds().firm,
+            4_000_000_000 * BYTES_PER_CONTEXT,
+            "above 4 GiB, exact"
+        );
+    }
 
     #[test]
     fn defaults_are_the_agents() {

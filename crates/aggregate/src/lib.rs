@@ -49,4 +49,4 @@ mod aggregator;
 pub mod config;
 
 pub use aggregator::Aggregator;
-pub use config::{AggregateConfig, ConfigError, HistogramAggregate};
+pub use config::{AggregateConfig, ConfigError, HistogramAggregate, BYTES_PER_CONTEXT};

@@ -185,8 +185,20 @@ impl Reader {
     /// error (reported by [`Reader::finish`]) and `default` is returned so that
     /// reading goes on and every mistake is found in one run.
     pub fn get<T: ConfigValue>(&mut self, key: Key, default: T, parse: impl FnOnce(Raw<'_>) -> Result<T, String>) -> T {
+        self.get_with(key, default, parse, T::show)
+    }
+
+    /// [`Reader::get`] for a type that is not a [`ConfigValue`] (one of
+    /// another crate): `show` renders it for `config`.
+    pub fn get_with<T>(
+        &mut self,
+        key: Key,
+        default: T,
+        parse: impl FnOnce(Raw<'_>) -> Result<T, String>,
+        show: impl Fn(&T) -> Value,
+    ) -> T {
         let redact = key.effective_redact();
-        let shown_default = self.shown(default.show(), redact);
+        let shown_default = self.shown(show(&default), redact);
         let found = self.find(&key).map(|(raw, origin)| (parse(raw), raw.show(), origin));
         let (value, origin) = match found {
             None => (default, None),
@@ -198,7 +210,7 @@ impl Reader {
         };
         self.records.push(KeyRecord {
             key,
-            value: self.shown(value.show(), redact),
+            value: self.shown(show(&value), redact),
             default: shown_default,
             origin,
         });

@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod codec;
+pub mod config;
 pub mod context;
 pub mod decoder;
 pub mod enrich;

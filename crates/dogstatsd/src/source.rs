@@ -1,7 +1,7 @@
 //! The DogStatsD source: configuration, listeners and lifecycle.
 //!
-//! [`DogStatsDConfig`] uses the Datadog Agent's key names.
-//! [`DogStatsDConfig::build`] validates it into a [`DogStatsDSource`], and
+//! [`DogStatsDConfig`] (see [`crate::config`]) uses the Datadog Agent's key
+//! names. [`DogStatsDConfig::build`] validates it into a [`DogStatsDSource`], and
 //! [`DogStatsDSource::start`] binds every configured listener (failing fast on
 //! the first that cannot bind), spawns one task per listener and returns a
 //! [`RunningSource`]. Decoded [`Batch`]es go to the `mpsc::Sender` given to
@@ -14,9 +14,9 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use adp_dogstatsd::source::DogStatsDConfig;
+//! use adp_dogstatsd::DogStatsDConfig;
 //! let registry = adp_telemetry::Registry::new();
-//! let source = DogStatsDConfig::default().build(&registry)?;
+//! let source = DogStatsDConfig::default().build(&registry, 1_000_000)?;
 //! let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
 //! let running = source.start(tx).await?;
 //! while let Some(batch) = rx.recv().await {
@@ -27,142 +27,22 @@
 //! # Ok(()) }
 //! ```
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use adp_telemetry::Registry;
-use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::codec::{CodecConfig, MINIMUM_SAMPLE_RATE};
+use crate::codec::CodecConfig;
+pub use crate::config::{ConfigError, DogStatsDConfig};
 use crate::context::{ContextBudget, ContextResolver};
 use crate::decoder::{Batch, Decoder};
 use crate::listener::{udp, unix, ListenAddr, ListenerError, Pipe};
 use crate::telemetry::{DecoderTelemetry, ListenerKind, ListenerTelemetry};
-
-const fn default_port() -> u16 {
-    8125
-}
-fn default_bind_host() -> String {
-    "127.0.0.1".to_owned()
-}
-const fn default_buffer_size() -> usize {
-    8192
-}
-const fn default_interner_size() -> u64 {
-    2 * 1024 * 1024
-}
-const fn default_context_limit() -> usize {
-    1_000_000
-}
-const fn default_true() -> bool {
-    true
-}
-const fn default_min_sample_rate() -> f64 {
-    MINIMUM_SAMPLE_RATE
-}
-const fn default_context_expiry() -> u64 {
-    20
-}
-
-/// DogStatsD source configuration (Datadog Agent key names).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct DogStatsDConfig {
-    /// UDP port to listen on; `0` disables the UDP listener. Defaults to 8125.
-    #[serde(default = "default_port")]
-    pub dogstatsd_port: u16,
-    /// Host or address the UDP listener binds when non-local traffic is off.
-    /// Defaults to `127.0.0.1`.
-    #[serde(default = "default_bind_host")]
-    pub bind_host: String,
-    /// Listen on all interfaces (`0.0.0.0`) instead of `bind_host`. Defaults to false.
-    pub dogstatsd_non_local_traffic: bool,
-    /// Path of a Unix datagram socket to listen on; empty disables it.
-    /// Defaults to empty.
-    pub dogstatsd_socket: String,
-    /// Path of a Unix stream socket to listen on; empty disables it.
-    /// Defaults to empty.
-    pub dogstatsd_stream_socket: String,
-    /// Largest payload accepted, in bytes; larger datagrams (and stream frames)
-    /// are counted as truncated and dropped. Defaults to 8192.
-    #[serde(default = "default_buffer_size")]
-    pub dogstatsd_buffer_size: usize,
-    /// Kernel receive buffer per socket (`SO_RCVBUF`), in bytes; `0` keeps the
-    /// OS default. Defaults to 0.
-    pub dogstatsd_so_rcvbuf: usize,
-    /// Byte budget of the string interner holding context names and tags.
-    /// When it is full, new contexts are dropped. Defaults to 2 MiB (the
-    /// Agent's 4096 entries × 512 B).
-    #[serde(default = "default_interner_size")]
-    pub dogstatsd_string_interner_size: u64,
-    /// Most contexts tracked at once; new ones beyond it are dropped.
-    /// Defaults to 1,000,000.
-    #[serde(default = "default_context_limit")]
-    pub aggregate_context_limit: usize,
-    /// Accept any printable ASCII in metric names (except `:` and `|`); when
-    /// false only letters, digits, ` `, `_`, `-` and `.`. Defaults to true.
-    #[serde(default = "default_true")]
-    pub dogstatsd_permissive_decoding: bool,
-    /// Sample rates below this are clamped to it. Defaults to 0.000000003845.
-    #[serde(default = "default_min_sample_rate")]
-    pub dogstatsd_minimum_sample_rate: f64,
-    /// Seconds after which an unused context leaves the resolver's cache.
-    /// Defaults to 20.
-    #[serde(default = "default_context_expiry")]
-    pub dogstatsd_context_expiry_seconds: u64,
-}
-
-impl Default for DogStatsDConfig {
-    fn default() -> Self {
-        Self {
-            dogstatsd_port: default_port(),
-            bind_host: default_bind_host(),
-            dogstatsd_non_local_traffic: false,
-            dogstatsd_socket: String::new(),
-            dogstatsd_stream_socket: String::new(),
-            dogstatsd_buffer_size: default_buffer_size(),
-            dogstatsd_so_rcvbuf: 0,
-            dogstatsd_string_interner_size: default_interner_size(),
-            aggregate_context_limit: default_context_limit(),
-            dogstatsd_permissive_decoding: true,
-            dogstatsd_minimum_sample_rate: default_min_sample_rate(),
-            dogstatsd_context_expiry_seconds: default_context_expiry(),
-        }
-    }
-}
-
-/// The configuration is unusable.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// Nothing to listen on.
-    #[error(
-        "No listeners configured: set `dogstatsd_port` (non-zero), `dogstatsd_socket` or `dogstatsd_stream_socket`"
-    )]
-    NoListeners,
-    /// `dogstatsd_buffer_size` is zero.
-    #[error("`dogstatsd_buffer_size` must be at least 1 byte (got 0)")]
-    BufferSize,
-    /// The interner size is zero or does not fit this platform's address space.
-    #[error("`dogstatsd_string_interner_size` must be between 1 byte and the address space (got {0})")]
-    InternerSize(u64),
-    /// `dogstatsd_minimum_sample_rate` is not in (0, 1].
-    #[error("`dogstatsd_minimum_sample_rate` must be in (0, 1] (got {0})")]
-    MinimumSampleRate(f64),
-    /// `bind_host` does not resolve to an address.
-    #[error("`bind_host` {host:?} does not resolve to an address: {reason}")]
-    BindHost {
-        /// The configured host.
-        host: String,
-        /// Why.
-        reason: String,
-    },
-}
 
 /// Errors of [`DogStatsDSource::start`].
 pub type StartError = ListenerError;
@@ -183,60 +63,39 @@ pub struct DogStatsDSource {
 }
 
 impl DogStatsDConfig {
-    /// Validates the configuration and registers the source's counters in `registry`.
-    pub fn build(&self, registry: &Registry) -> Result<DogStatsDSource, ConfigError> {
-        let non_empty = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
-        let unix_datagram = non_empty(&self.dogstatsd_socket);
-        let unix_stream = non_empty(&self.dogstatsd_stream_socket);
-        if self.dogstatsd_port == 0 && unix_datagram.is_none() && unix_stream.is_none() {
-            return Err(ConfigError::NoListeners);
-        }
-        if self.dogstatsd_buffer_size == 0 {
-            return Err(ConfigError::BufferSize);
-        }
+    /// Validates the configuration and registers the source's counters in
+    /// `registry`. `context_limit` is the aggregator's `aggregate_context_limit`:
+    /// the resolver holds no more contexts than the aggregator may.
+    pub fn build(&self, registry: &Registry, context_limit: u64) -> Result<DogStatsDSource, ConfigError> {
+        self.validate()?;
         let interner_bytes = usize::try_from(self.dogstatsd_string_interner_size)
             .ok()
             .and_then(NonZeroUsize::new)
             .ok_or(ConfigError::InternerSize(self.dogstatsd_string_interner_size))?;
-        let rate = self.dogstatsd_minimum_sample_rate;
-        if !(rate > 0.0 && rate <= 1.0) {
-            return Err(ConfigError::MinimumSampleRate(rate));
-        }
-        let udp = if self.dogstatsd_port == 0 {
-            None
-        } else if self.dogstatsd_non_local_traffic {
-            Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.dogstatsd_port))
-        } else {
-            Some(resolve_host(&self.bind_host, self.dogstatsd_port)?)
-        };
+        let udp = (self.dogstatsd_port != 0).then(|| {
+            let ip = if self.dogstatsd_non_local_traffic {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            } else {
+                self.bind_host
+            };
+            SocketAddr::new(ip, self.dogstatsd_port)
+        });
         Ok(DogStatsDSource {
             udp,
-            unix_datagram,
-            unix_stream,
+            unix_datagram: self.dogstatsd_socket.clone(),
+            unix_stream: self.dogstatsd_stream_socket.clone(),
             buffer_size: self.dogstatsd_buffer_size,
             so_rcvbuf: self.dogstatsd_so_rcvbuf,
             codec: CodecConfig {
                 permissive: self.dogstatsd_permissive_decoding,
-                minimum_sample_rate: rate,
+                minimum_sample_rate: self.dogstatsd_minimum_sample_rate,
             },
-            budget: ContextBudget::new(interner_bytes, self.aggregate_context_limit),
+            budget: ContextBudget::new(interner_bytes, usize::try_from(context_limit).unwrap_or(usize::MAX)),
             expiry: Duration::from_secs(self.dogstatsd_context_expiry_seconds),
             registry: registry.clone(),
             decoder_telemetry: DecoderTelemetry::new(registry),
         })
     }
-}
-
-fn resolve_host(host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    let err = |reason: String| ConfigError::BindHost {
-        host: host.to_owned(),
-        reason,
-    };
-    let mut addrs = (host, port).to_socket_addrs().map_err(|e| err(e.to_string()))?;
-    addrs.next().ok_or_else(|| err("no addresses".to_owned()))
 }
 
 impl DogStatsDSource {
@@ -274,14 +133,15 @@ impl DogStatsDSource {
             None => None,
         };
 
-        let ready = Arc::new(AtomicBool::new(true));
+        let (stopped_tx, stopped) = watch::channel(None);
+        let stopped_tx = Arc::new(stopped_tx);
         let mut tasks = JoinSet::new();
-        let mut spawn = |task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
-            // A listener that stops on its own (its receiver gone) makes the source unready.
-            let ready = Arc::clone(&ready);
+        let mut spawn = |addr: ListenAddr, task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+            // Whatever ends a listener (its receiver gone, shutdown), it says which.
+            let stopped_tx = Arc::clone(&stopped_tx);
             tasks.spawn(async move {
                 task.await;
-                ready.store(false, Ordering::Relaxed);
+                stopped_tx.send_replace(Some(addr));
             });
         };
         let mut addrs = Vec::new();
@@ -291,26 +151,37 @@ impl DogStatsDSource {
                 key: "dogstatsd_port",
                 source,
             })?);
-            spawn(Box::pin(udp::run(socket, self.decoder(), pipe(ListenerKind::Udp))));
+            spawn(
+                addr.clone(),
+                Box::pin(udp::run(socket, self.decoder(), pipe(ListenerKind::Udp))),
+            );
             addrs.push(addr);
         }
         if let Some((socket, path)) = dgram {
-            spawn(Box::pin(unix::run_datagram(
-                socket,
-                path.clone(),
-                self.decoder(),
-                pipe(ListenerKind::UnixDatagram),
-            )));
-            addrs.push(ListenAddr::UnixDatagram(path));
+            let addr = ListenAddr::UnixDatagram(path.clone());
+            spawn(
+                addr.clone(),
+                Box::pin(unix::run_datagram(
+                    socket,
+                    path,
+                    self.decoder(),
+                    pipe(ListenerKind::UnixDatagram),
+                )),
+            );
+            addrs.push(addr);
         }
         if let Some((listener, path)) = stream {
-            spawn(Box::pin(unix::run_stream(
-                listener,
-                path.clone(),
-                self.decoder(),
-                pipe(ListenerKind::UnixStream),
-            )));
-            addrs.push(ListenAddr::UnixStream(path));
+            let addr = ListenAddr::UnixStream(path.clone());
+            spawn(
+                addr.clone(),
+                Box::pin(unix::run_stream(
+                    listener,
+                    path,
+                    self.decoder(),
+                    pipe(ListenerKind::UnixStream),
+                )),
+            );
+            addrs.push(addr);
         }
         for addr in &addrs {
             tracing::info!(listen_addr = %addr, "DogStatsD listener started.");
@@ -319,7 +190,7 @@ impl DogStatsDSource {
             addrs,
             shutdown: shutdown_tx,
             tasks,
-            ready,
+            stopped,
         })
     }
 }
@@ -331,7 +202,7 @@ pub struct RunningSource {
     addrs: Vec<ListenAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
-    ready: Arc<AtomicBool>,
+    stopped: watch::Receiver<Option<ListenAddr>>,
 }
 
 impl RunningSource {
@@ -349,22 +220,28 @@ impl RunningSource {
         })
     }
 
-    /// Whether every listener is running (false once shutdown starts or any
-    /// listener stopped).
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
-    }
-
-    /// A readiness flag that can be polled from elsewhere (health endpoint).
-    pub fn readiness(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.ready)
+    /// Completes when a listener stops (on its own: a fatal socket error or
+    /// the batch receiver gone; or at shutdown), with its address. Clones
+    /// may wait from other tasks.
+    pub fn listener_stopped(&self) -> impl std::future::Future<Output = ListenAddr> + Send + 'static {
+        let mut stopped = self.stopped.clone();
+        async move {
+            let addr = match stopped.wait_for(Option::is_some).await {
+                Ok(addr) => addr.clone(),
+                Err(_) => None,
+            };
+            match addr {
+                Some(addr) => addr,
+                // The source was dropped: every listener stopped with it.
+                None => std::future::pending().await,
+            }
+        }
     }
 
     /// Stops the listeners, lets them drain what they already received, and
     /// waits for them; the batch channel closes when the caller's own sender
     /// clones are gone too.
     pub async fn shutdown(mut self) {
-        self.ready.store(false, Ordering::Relaxed);
         let _ = self.shutdown.send(true);
         while let Some(r) = self.tasks.join_next().await {
             if let Err(e) = r {
@@ -384,6 +261,7 @@ mod tests {
     use adp_model::MetricValue;
 
     const WAIT: Duration = Duration::from_secs(10);
+    const LIMIT: u64 = 1_000_000;
 
     fn config() -> DogStatsDConfig {
         DogStatsDConfig {
@@ -425,7 +303,7 @@ mod tests {
 
     #[test]
     fn no_listener_is_a_config_error_naming_the_keys() {
-        let err = config().build(&Registry::new()).unwrap_err();
+        let err = config().build(&Registry::new(), LIMIT).unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("No listeners configured"), "{msg}");
         for key in ["`dogstatsd_port`", "`dogstatsd_socket`", "`dogstatsd_stream_socket`"] {
@@ -442,7 +320,7 @@ mod tests {
                 dogstatsd_buffer_size: 0,
                 ..base.clone()
             }
-            .build(&r),
+            .build(&r, LIMIT),
             Err(ConfigError::BufferSize)
         ));
         assert!(matches!(
@@ -450,7 +328,7 @@ mod tests {
                 dogstatsd_string_interner_size: 0,
                 ..base.clone()
             }
-            .build(&r),
+            .build(&r, LIMIT),
             Err(ConfigError::InternerSize(0))
         ));
         assert!(matches!(
@@ -458,7 +336,7 @@ mod tests {
                 dogstatsd_minimum_sample_rate: 0.0,
                 ..base
             }
-            .build(&r),
+            .build(&r, LIMIT),
             Err(ConfigError::MinimumSampleRate(_))
         ));
     }
@@ -466,29 +344,15 @@ mod tests {
     #[test]
     fn non_local_traffic_binds_every_interface() {
         let r = Registry::new();
-        let local = DogStatsDConfig::default().build(&r).unwrap();
+        let local = DogStatsDConfig::default().build(&r, LIMIT).unwrap();
         assert_eq!(local.udp, Some("127.0.0.1:8125".parse().unwrap()));
         let any = DogStatsDConfig {
             dogstatsd_non_local_traffic: true,
             ..DogStatsDConfig::default()
         }
-        .build(&r)
+        .build(&r, LIMIT)
         .unwrap();
         assert_eq!(any.udp, Some("0.0.0.0:8125".parse().unwrap()));
-    }
-
-    #[test]
-    fn config_deserializes_from_agent_keys_with_defaults() {
-        let c: DogStatsDConfig = serde_json::from_str(
-            r#"{"dogstatsd_port": 0, "dogstatsd_socket": "/tmp/dsd.sock", "dogstatsd_buffer_size": 65536}"#,
-        )
-        .unwrap();
-        assert_eq!(c.dogstatsd_port, 0);
-        assert_eq!(c.dogstatsd_socket, "/tmp/dsd.sock");
-        assert_eq!(c.dogstatsd_buffer_size, 65536);
-        assert_eq!(c.aggregate_context_limit, 1_000_000);
-        assert_eq!(c.dogstatsd_string_interner_size, 2 * 1024 * 1024);
-        assert_eq!(c.bind_host, "127.0.0.1");
     }
 
     #[tokio::test]
@@ -500,11 +364,11 @@ mod tests {
             dogstatsd_buffer_size: 64,
             ..config()
         }
-        .build(&registry)
+        .build(&registry, LIMIT)
         .unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let running = source.start(tx).await.unwrap();
-        assert!(running.is_ready());
+        let stopped = running.listener_stopped();
         let addr = running.udp_addr().unwrap();
         assert_eq!(addr.port(), port);
 
@@ -525,6 +389,10 @@ mod tests {
             rest.push(b);
         }
         assert_eq!(names(&rest), ["last"]);
+        assert_eq!(
+            tokio::time::timeout(WAIT, stopped).await.unwrap(),
+            ListenAddr::Udp(addr)
+        );
 
         let v = |name: &str, labels: &[(&str, &str)]| registry.value(name, labels).unwrap();
         assert_eq!(v("adp_dogstatsd_packets", &[("listener", "udp")]), 4);
@@ -532,6 +400,28 @@ mod tests {
         assert_eq!(v("adp_dogstatsd_decode_errors", &[("reason", "truncated")]), 1);
         assert_eq!(v("adp_dogstatsd_metrics", &[]), 5);
         assert_eq!(v("adp_dogstatsd_bytes", &[("listener", "udp")]), 18 + 65 + 5 + 8);
+    }
+
+    #[tokio::test]
+    async fn a_listener_whose_receiver_is_gone_stops_and_says_which() {
+        let source = DogStatsDConfig {
+            dogstatsd_port: free_udp_port(),
+            ..config()
+        }
+        .build(&Registry::new(), LIMIT)
+        .unwrap();
+        let (tx, rx) = mpsc::channel(1);
+        let running = source.start(tx).await.unwrap();
+        let addr = running.udp_addr().unwrap();
+        let stopped = running.listener_stopped();
+        drop(rx);
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.send_to(b"a:1|c", addr).unwrap();
+        assert_eq!(
+            tokio::time::timeout(WAIT, stopped).await.unwrap(),
+            ListenAddr::Udp(addr)
+        );
+        running.shutdown().await;
     }
 
     /// Packets already waiting are decoded into one batch: at most
@@ -545,7 +435,7 @@ mod tests {
                 dogstatsd_buffer_size: buffer_size,
                 ..config()
             }
-            .build(&Registry::new())
+            .build(&Registry::new(), LIMIT)
             .unwrap();
             let (tx, mut rx) = mpsc::channel(64);
             let running = source.start(tx).await.unwrap();
@@ -571,10 +461,10 @@ mod tests {
         let path = dir.path().join("dsd.sock");
         let registry = Registry::new();
         let source = DogStatsDConfig {
-            dogstatsd_socket: path.to_str().unwrap().into(),
+            dogstatsd_socket: Some(path.clone()),
             ..config()
         }
-        .build(&registry)
+        .build(&registry, LIMIT)
         .unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let running = source.start(tx).await.unwrap();
@@ -597,10 +487,10 @@ mod tests {
 
         // A second source may not steal the live socket.
         let again = DogStatsDConfig {
-            dogstatsd_socket: path.to_str().unwrap().into(),
+            dogstatsd_socket: Some(path.clone()),
             ..config()
         }
-        .build(&registry)
+        .build(&registry, LIMIT)
         .unwrap();
         let (tx2, _rx2) = mpsc::channel(1);
         let err = again.start(tx2).await.unwrap_err();
@@ -616,10 +506,10 @@ mod tests {
         let path = dir.path().join("dsd-stream.sock");
         let registry = Registry::new();
         let source = DogStatsDConfig {
-            dogstatsd_stream_socket: path.to_str().unwrap().into(),
+            dogstatsd_stream_socket: Some(path.clone()),
             ..config()
         }
-        .build(&registry)
+        .build(&registry, LIMIT)
         .unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let running = source.start(tx).await.unwrap();
@@ -656,10 +546,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bp.sock");
         let source = DogStatsDConfig {
-            dogstatsd_stream_socket: path.to_str().unwrap().into(),
+            dogstatsd_stream_socket: Some(path.clone()),
             ..config()
         }
-        .build(&Registry::new())
+        .build(&Registry::new(), LIMIT)
         .unwrap();
         let (tx, mut rx) = mpsc::channel(1);
         let running = source.start(tx).await.unwrap();

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use adp_dogstatsd::source::DogStatsDConfig;
 use adp_dogstatsd::Batch;
+use adp_dogstatsd::DogStatsDConfig;
 use adp_model::{Event, EventAlertType, EventPriority, MetricKind, MetricValue, ServiceCheck, ServiceCheckStatus};
 use adp_telemetry::Registry;
 use tokio::sync::mpsc;
@@ -266,11 +266,11 @@ async fn the_python_client_is_decoded_exactly_over_udp_and_unix_sockets() {
     let registry = Registry::new();
     let source = DogStatsDConfig {
         dogstatsd_port: port,
-        dogstatsd_socket: socket.to_str().unwrap().to_owned(),
-        dogstatsd_stream_socket: stream_socket.to_str().unwrap().to_owned(),
+        dogstatsd_socket: Some(socket.clone()),
+        dogstatsd_stream_socket: Some(stream_socket.clone()),
         ..DogStatsDConfig::default()
     }
-    .build(&registry)
+    .build(&registry, 1_000_000)
     .unwrap();
     let (tx, mut rx) = mpsc::channel(64);
     let running = source.start(tx).await.unwrap();

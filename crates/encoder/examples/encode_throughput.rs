@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use adp_encoder::{Encoder, PayloadsConfig};
+use adp_encoder::{Encoder, EncoderConfig};
 use adp_model::{context_key, Context, Series, SeriesKind};
 use adp_telemetry::Registry;
 use adp_wire::CompressionKind;
@@ -52,11 +52,11 @@ fn main() {
         (CompressionKind::Zlib, 6),
         (CompressionKind::None, 0),
     ] {
-        let config = PayloadsConfig {
+        let config = EncoderConfig {
             hostname: "board-1".into(),
             serializer_compressor_kind: kind,
             serializer_zstd_compressor_level: if kind == CompressionKind::Zstd { level } else { 1 },
-            ..PayloadsConfig::default()
+            ..EncoderConfig::default()
         };
         let registry = Registry::new();
         let encoder = Encoder::new(config, &registry).expect("valid config");

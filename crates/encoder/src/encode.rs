@@ -13,7 +13,7 @@ use tracing::warn;
 
 use crate::items::{check_run, event_proto, series_proto, sketch_proto, CheckParts, EventParts, SeriesType};
 use crate::split::{Body, Framing, Limits, Pushed, Splitter};
-use crate::{EncodeError, PayloadsConfig};
+use crate::{EncodeError, EncoderConfig};
 
 /// Saluki's cap on events per `events_batch` payload.
 const MAX_EVENTS_PER_PAYLOAD: u64 = 100;
@@ -59,7 +59,7 @@ impl EndpointTelemetry {
 /// takes `&self`, so one encoder can serve every flush.
 #[derive(Clone, Debug)]
 pub struct Encoder {
-    config: PayloadsConfig,
+    config: EncoderConfig,
     telemetry: [EndpointTelemetry; 4],
 }
 
@@ -74,7 +74,7 @@ fn index(endpoint: Endpoint) -> usize {
 
 impl Encoder {
     /// Validates `config` and registers the `adp_payloads_*` counters.
-    pub fn new(config: PayloadsConfig, registry: &Registry) -> Result<Self, EncodeError> {
+    pub fn new(config: EncoderConfig, registry: &Registry) -> Result<Self, EncodeError> {
         if config.serializer_compressor_kind == CompressionKind::Zstd {
             let range = zstd::compression_level_range();
             let level = config.serializer_zstd_compressor_level;
@@ -349,10 +349,10 @@ mod tests {
 
     fn encoder(kind: CompressionKind) -> (Encoder, Registry) {
         let registry = Registry::new();
-        let config = PayloadsConfig {
+        let config = EncoderConfig {
             hostname: "web-1".to_owned(),
             serializer_compressor_kind: kind,
-            ..PayloadsConfig::default()
+            ..EncoderConfig::default()
         };
         (Encoder::new(config, &registry).unwrap(), registry)
     }
@@ -754,18 +754,18 @@ mod tests {
     #[test]
     fn bad_configuration_names_the_key() {
         let registry = Registry::new();
-        let config = PayloadsConfig {
+        let config = EncoderConfig {
             serializer_zstd_compressor_level: 99,
-            ..PayloadsConfig::default()
+            ..EncoderConfig::default()
         };
         let err = Encoder::new(config, &registry).unwrap_err().to_string();
         assert!(
             err.contains("serializer_zstd_compressor_level") && err.contains("99"),
             "{err}"
         );
-        let config = PayloadsConfig {
+        let config = EncoderConfig {
             serializer_max_series_points_per_payload: 0,
-            ..PayloadsConfig::default()
+            ..EncoderConfig::default()
         };
         let err = Encoder::new(config, &registry).unwrap_err().to_string();
         assert!(err.contains("serializer_max_series_points_per_payload"), "{err}");

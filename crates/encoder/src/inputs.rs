@@ -112,7 +112,7 @@ mod tests {
     use stringtheory::MetaString;
 
     use super::*;
-    use crate::PayloadsConfig;
+    use crate::EncoderConfig;
 
     fn context(name: &str, tags: &[&str]) -> Context {
         let mut tags: Vec<MetaString> = tags.iter().map(|t| MetaString::from(*t)).collect();
@@ -121,9 +121,9 @@ mod tests {
     }
 
     fn encoder() -> Encoder {
-        let config = PayloadsConfig {
+        let config = EncoderConfig {
             hostname: "board".into(),
-            ..PayloadsConfig::default()
+            ..EncoderConfig::default()
         };
         Encoder::new(config, &Registry::new()).unwrap()
     }

@@ -29,12 +29,12 @@
 //! and [`encode_events`](Encoder::encode_events):
 //!
 //! ```
-//! use adp_encoder::{Encoder, PayloadsConfig};
+//! use adp_encoder::{Encoder, EncoderConfig};
 //! use adp_model::{context_key, Context, Series, SeriesKind};
 //! use adp_wire::{decompress, proto};
 //! use prost::Message;
 //!
-//! let config = PayloadsConfig { hostname: "board-1".into(), ..PayloadsConfig::default() };
+//! let config = EncoderConfig { hostname: "board-1".into(), ..EncoderConfig::default() };
 //! let encoder = Encoder::new(config, &adp_telemetry::Registry::new()).unwrap();
 //! let context = Context::from_parts(context_key("temp", ["room:a"]), "temp".into(), Box::new(["room:a".into()]));
 //! let series = [Series {
@@ -106,6 +106,7 @@ mod split;
 #[cfg(any(test, feature = "test-support"))]
 mod test_support;
 
+use adp_config::{key, parse, MemoryBounds, Reader};
 #[cfg(doc)]
 use adp_wire::EncodedPayload;
 use adp_wire::{CompressionKind, Endpoint};
@@ -116,9 +117,10 @@ pub use items::{dogsketch, CheckParts, EventParts, SeriesType};
 
 /// Encoder configuration, with the Datadog Agent's key names.
 #[derive(Clone, Debug, PartialEq)]
-pub struct PayloadsConfig {
-    /// `hostname`: the host every item is attributed to unless it names its
-    /// own. Empty means no host. Defaults to empty (the binary resolves it).
+pub struct EncoderConfig {
+    /// The host every item is attributed to unless it names its own; empty
+    /// means no host. Not a key this crate reads: the binary sets the host
+    /// name it resolved. Defaults to empty.
     pub hostname: String,
     /// `serializer_compressor_kind`: `zstd`, `zlib` (`deflate`) or `none`.
     /// Defaults to zstd.
@@ -146,7 +148,7 @@ pub struct PayloadsConfig {
 /// The Agent's default zstd level.
 const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
-impl Default for PayloadsConfig {
+impl Default for EncoderConfig {
     fn default() -> Self {
         Self {
             hostname: String::new(),
@@ -157,6 +159,71 @@ impl Default for PayloadsConfig {
             serializer_max_series_points_per_payload: 10_000,
             serializer_max_payload_size: 2_621_440,
             serializer_max_uncompressed_payload_size: 4_194_304,
+        }
+    }
+}
+
+impl EncoderConfig {
+    /// Reads the `serializer_*` keys (their one owner); out-of-range values are
+    /// reported by `r`. `hostname` is left empty for the caller to set.
+    pub fn read(r: &mut Reader) -> Self {
+        let d = Self::default();
+        Self {
+            hostname: d.hostname,
+            serializer_compressor_kind: r.get_with(
+                key!("serializer_compressor_kind"),
+                d.serializer_compressor_kind,
+                parse::choice(&[
+                    ("zstd", CompressionKind::Zstd),
+                    ("zlib", CompressionKind::Zlib),
+                    ("deflate", CompressionKind::Zlib),
+                    ("none", CompressionKind::None),
+                ]),
+                |k| serde_json::Value::from(k.as_str()),
+            ),
+            serializer_zstd_compressor_level: r.get(
+                key!("serializer_zstd_compressor_level"),
+                d.serializer_zstd_compressor_level,
+                parse::integer(1, 22),
+            ),
+            serializer_max_series_payload_size: r.get(
+                key!("serializer_max_series_payload_size"),
+                d.serializer_max_series_payload_size,
+                parse::positive_size,
+            ),
+            serializer_max_series_uncompressed_payload_size: r.get(
+                key!("serializer_max_series_uncompressed_payload_size"),
+                d.serializer_max_series_uncompressed_payload_size,
+                parse::positive_size,
+            ),
+            serializer_max_series_points_per_payload: r.get(
+                key!("serializer_max_series_points_per_payload"),
+                d.serializer_max_series_points_per_payload,
+                parse::integer(1, u64::from(u32::MAX)),
+            ),
+            serializer_max_payload_size: r.get(
+                key!("serializer_max_payload_size"),
+                d.serializer_max_payload_size,
+                parse::positive_size,
+            ),
+            serializer_max_uncompressed_payload_size: r.get(
+                key!("serializer_max_uncompressed_payload_size"),
+                d.serializer_max_uncompressed_payload_size,
+                parse::positive_size,
+            ),
+        }
+    }
+
+    /// At most one uncompressed series payload and one other payload being
+    /// built at a time.
+    pub fn memory_bounds(&self) -> MemoryBounds {
+        MemoryBounds {
+            component: "encoder",
+            minimum: 0,
+            firm: self
+                .serializer_max_series_uncompressed_payload_size
+                .saturating_add(self.serializer_max_uncompressed_payload_size),
+            key: "serializer_max_uncompressed_payload_size",
         }
     }
 }
@@ -192,4 +259,60 @@ pub enum EncodeError {
         /// The compressor's error.
         source: std::io::Error,
     },
+}
+
+#[cfg(test)]
+mod config_tests {
+    use std::path::Path;
+
+    use adp_config::{ConfigError as ReadError, Environment};
+
+    use super::*;
+
+    fn read(yaml: &str, env: &[(&str, &str)]) -> Result<EncoderConfig, ReadError> {
+        let mut r = Reader::from_yaml(
+            yaml,
+            Path::new("/etc/datadog-agent/datadog.yaml"),
+            Environment::from_pairs(env.iter().copied()),
+        )?;
+        let c = EncoderConfig::read(&mut r);
+        r.finish().map(|_| c)
+    }
+
+    #[test]
+    fn serializer_keys_are_read_with_the_agents_defaults_and_spellings() {
+        assert_eq!(read("", &[]).unwrap(), EncoderConfig::default());
+        let c = read(
+            "serializer_compressor_kind: deflate\n",
+            &[("DD_SERIALIZER_MAX_PAYLOAD_SIZE", "1MiB")],
+        )
+        .unwrap();
+        assert_eq!(c.serializer_compressor_kind, CompressionKind::Zlib);
+        assert_eq!(c.serializer_max_payload_size, 1 << 20);
+        let Err(ReadError::Invalid(errors)) = read(
+            "serializer_compressor_kind: lz4\n",
+            &[
+                ("DD_SERIALIZER_ZSTD_COMPRESSOR_LEVEL", "30"),
+                ("DD_SERIALIZER_MAX_SERIES_PAYLOAD_SIZE", "0"),
+            ],
+        ) else {
+            panic!("invalid")
+        };
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "serializer_compressor_kind",
+                "serializer_zstd_compressor_level",
+                "serializer_max_series_payload_size"
+            ]
+        );
+        assert_eq!(errors[0].expected, "one of zstd, zlib, deflate, none");
+    }
+
+    #[test]
+    fn memory_bounds_are_one_payload_of_each_kind_being_built() {
+        let b = EncoderConfig::default().memory_bounds();
+        assert_eq!(b.firm, 5_242_880 + 4_194_304);
+    }
 }

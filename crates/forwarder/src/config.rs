@@ -1,9 +1,10 @@
 //! Forwarder configuration, named after the Datadog Agent's keys.
 //!
-//! [`ForwarderConfig`] is plain data: `adp-config` fills it from `datadog.yaml`
-//! and `DD_*` variables, tests fill it directly (durations are [`Duration`]s so
-//! tests can use milliseconds). [`ForwarderConfig::validate`] rejects values the
-//! forwarder cannot work with, naming the key to fix.
+//! [`ForwarderConfig`] is plain data. [`ForwarderConfig::read`] declares and
+//! reads its keys through the shared `adp-config` reader (this crate owns
+//! them); tests fill it directly (durations are [`Duration`]s so tests can use
+//! milliseconds). [`ForwarderConfig::validate`] rejects values the forwarder
+//! cannot work with, naming the key to fix.
 //!
 //! # Endpoints
 //! The main endpoint is `dd_url` when set, otherwise `https://app.<site>`; it
@@ -18,60 +19,32 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use adp_config::{key, parse, MemoryBounds, Raw, Reader};
 use http::Uri;
 
 /// Proxy settings (the Agent's `proxy` section).
 ///
-/// Values left unset are taken from the standard environment variables when
-/// the forwarder starts (see [`ProxyConfig::with_env`]). Loopback destinations
-/// (`localhost`, `127.0.0.0/8`, `::1`) never go through a proxy.
+/// Read by [`ForwarderConfig::read`]: `DD_PROXY_HTTPS` first, then the standard
+/// variables (`HTTPS_PROXY`, `https_proxy`, ...), then the file, as the Agent's
+/// `loadProxyFromEnv` does. Loopback
+/// destinations (`localhost`, `127.0.0.0/8`, `::1`) never go through a proxy.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProxyConfig {
     /// `proxy.https`: `http://[user:pass@]host:port` of the proxy used for
-    /// `https://` endpoints, reached with an HTTP `CONNECT` tunnel. Defaults to
-    /// unset (direct connections), or `HTTPS_PROXY`/`https_proxy`.
+    /// `https://` endpoints, reached with an HTTP `CONNECT` tunnel. Also read
+    /// from `HTTPS_PROXY`/`https_proxy`. Defaults to unset (direct connections).
     pub https: Option<String>,
     /// `proxy.http`: proxy used for plain `http://` endpoints, which receive
-    /// requests in absolute form. Defaults to unset, or `HTTP_PROXY`/`http_proxy`.
+    /// requests in absolute form. Also read from `HTTP_PROXY`/`http_proxy`.
+    /// Defaults to unset.
     pub http: Option<String>,
     /// `proxy.no_proxy`: hosts reached directly. An entry matches the host
     /// itself and its subdomains (`example.com` matches `intake.example.com`;
     /// a leading dot, `.example.com`, matches only subdomains), an IP address
     /// matches exactly, `host:port` only on that port, and `*` disables the
     /// proxy. This is the Agent's `no_proxy_nonexact_match: true` behaviour.
-    /// Defaults to empty, or `NO_PROXY`/`no_proxy` (comma-separated).
+    /// Also read from `NO_PROXY`/`no_proxy` (comma-separated). Defaults to empty.
     pub no_proxy: Vec<String>,
-}
-
-impl ProxyConfig {
-    /// Fills unset fields from environment variables read through `lookup`
-    /// (`std::env::var(..).ok()` in production): `HTTPS_PROXY` then
-    /// `https_proxy`, `HTTP_PROXY` then `http_proxy`, `NO_PROXY` then
-    /// `no_proxy`. Configured values win over the environment.
-    pub fn with_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let first = |names: [&str; 2]| {
-            names
-                .into_iter()
-                .find_map(|n| lookup(n).filter(|v| !v.trim().is_empty()))
-        };
-        if self.https.is_none() {
-            self.https = first(["HTTPS_PROXY", "https_proxy"]);
-        }
-        if self.http.is_none() {
-            self.http = first(["HTTP_PROXY", "http_proxy"]);
-        }
-        if self.no_proxy.is_empty() {
-            if let Some(list) = first(["NO_PROXY", "no_proxy"]) {
-                self.no_proxy = list
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-            }
-        }
-        self
-    }
 }
 
 /// Everything the forwarder needs, with the Datadog Agent's key names.
@@ -121,9 +94,11 @@ pub struct ForwarderConfig {
     pub forwarder_recovery_interval: u32,
     /// `forwarder_recovery_reset`: one success clears all errors. Defaults to false.
     pub forwarder_recovery_reset: bool,
-    /// `forwarder_stop_timeout`: at shutdown, how long queued payloads may
-    /// still be sent before the rest is persisted (disk storage) or dropped.
-    /// Defaults to 2 s.
+    /// `data_plane.shutdown_drain_timeout` (also the Agent's
+    /// `forwarder_stop_timeout`): on SIGINT/SIGTERM, after the listeners stop
+    /// and every open window is flushed, how long queued payloads may
+    /// still be sent before the rest is persisted (disk storage) or dropped;
+    /// 0 drops at once. Defaults to 10 s.
     pub forwarder_stop_timeout: Duration,
     /// `forwarder_high_prio_buffer_size`: payloads buffered between the
     /// pipeline and the forwarder; [`crate::ForwarderHandle::send`] waits when
@@ -172,7 +147,7 @@ impl Default for ForwarderConfig {
             forwarder_backoff_max: Duration::from_secs(64),
             forwarder_recovery_interval: 2,
             forwarder_recovery_reset: false,
-            forwarder_stop_timeout: Duration::from_secs(2),
+            forwarder_stop_timeout: Duration::from_secs(10),
             forwarder_high_prio_buffer_size: 100,
             forwarder_num_workers: 1,
             forwarder_apikey_validation_interval: DEFAULT_APIKEY_VALIDATION_INTERVAL,
@@ -381,12 +356,229 @@ fn check_proxy_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The URL with any `user:password@` replaced, for logs and errors.
+/// The URL with its password (or a bare user part, often a token) hidden, for
+/// logs and errors: the one redaction rule of `adp-config`.
 pub(crate) fn redact_userinfo(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
+    adp_config::redact_url(url)
+}
+
+impl ForwarderConfig {
+    /// Reads the forwarder's keys (their one owner): the intake (`api_key`,
+    /// `site`, `dd_url`, `additional_endpoints`), `forwarder_*`, `proxy.*` with
+    /// the standard proxy variables, `run_path` (where disk storage defaults
+    /// to) and the shutdown drain. `agent_version` and `agent_payload_version`
+    /// are left at their defaults for the caller to set. Out-of-range values
+    /// are reported by `r`, as is a `forwarder_backoff_max` below the base.
+    pub fn read(r: &mut Reader) -> Self {
+        let d = Self::default();
+        let api_key = r.get(key!("api_key").secret(), d.api_key, |raw| {
+            parse::string(raw).map(|s| s.trim().to_owned())
+        });
+        let site = r.get(key!("site"), d.site, |raw| match parse::string(raw) {
+            Ok(s) if !s.trim().is_empty() && !s.contains('/') => Ok(s.trim().to_owned()),
+            _ => Err("a Datadog site domain such as datadoghq.com or datadoghq.eu".to_owned()),
+        });
+        let dd_url = r.get(
+            key!("dd_url").extra_env(&["DD_URL"]),
+            d.dd_url,
+            |raw| match parse::optional_string(raw)? {
+                None => Ok(None),
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                    Ok(Some(u.trim().trim_end_matches('/').to_owned()))
+                }
+                Some(_) => Err("an http:// or https:// URL".to_owned()),
+            },
+        );
+        let additional_endpoints = r.get(
+            key!("additional_endpoints").secret_map_values(),
+            d.additional_endpoints,
+            endpoint_map,
+        );
+        let run_path = r.get(key!("run_path"), PathBuf::from(DEFAULT_RUN_PATH), parse::path);
+        let retry_queue = |raw: Raw<'_>| {
+            parse::byte_size(raw).and_then(|n| {
+                if n == 0 {
+                    Err("a size in bytes > 0".to_owned())
+                } else {
+                    Ok(n)
+                }
+            })
+        };
+        let config = Self {
+            api_key,
+            site,
+            dd_url,
+            additional_endpoints,
+            forwarder_timeout: r.get(
+                key!("forwarder_timeout"),
+                d.forwarder_timeout,
+                parse::duration(Duration::from_millis(1)),
+            ),
+            forwarder_retry_queue_payloads_max_size: r.get(
+                key!("forwarder_retry_queue_payloads_max_size"),
+                d.forwarder_retry_queue_payloads_max_size,
+                retry_queue,
+            ),
+            forwarder_storage_max_size_in_bytes: r.get(
+                key!("forwarder_storage_max_size_in_bytes"),
+                d.forwarder_storage_max_size_in_bytes,
+                parse::byte_size,
+            ),
+            forwarder_storage_path: r.get(
+                key!("forwarder_storage_path"),
+                run_path.join("transactions_to_retry"),
+                parse::path,
+            ),
+            forwarder_outdated_file_in_days: r.get(
+                key!("forwarder_outdated_file_in_days"),
+                d.forwarder_outdated_file_in_days,
+                parse::integer(1, 3650),
+            ),
+            forwarder_backoff_base: r.get(
+                key!("forwarder_backoff_base"),
+                d.forwarder_backoff_base,
+                parse::duration(Duration::from_millis(1)),
+            ),
+            forwarder_backoff_factor: r.get(
+                key!("forwarder_backoff_factor"),
+                d.forwarder_backoff_factor,
+                parse::float("a number >= 2", |v| v >= 2.0),
+            ),
+            forwarder_backoff_max: r.get(
+                key!("forwarder_backoff_max"),
+                d.forwarder_backoff_max,
+                parse::duration(Duration::from_millis(1)),
+            ),
+            forwarder_recovery_interval: r.get(
+                key!("forwarder_recovery_interval"),
+                d.forwarder_recovery_interval,
+                parse::integer(1, 1000),
+            ),
+            forwarder_recovery_reset: r.get(
+                key!("forwarder_recovery_reset"),
+                d.forwarder_recovery_reset,
+                parse::boolean,
+            ),
+            // The agent's drain on SIGTERM; the Agent's own name is read too.
+            forwarder_stop_timeout: r.get(
+                key!("data_plane.shutdown_drain_timeout").aliases(&["forwarder_stop_timeout"]),
+                Duration::from_secs(10),
+                parse::duration(Duration::ZERO),
+            ),
+            forwarder_high_prio_buffer_size: r.get(
+                key!("forwarder_high_prio_buffer_size"),
+                d.forwarder_high_prio_buffer_size,
+                parse::integer(1, 1 << 20),
+            ),
+            forwarder_num_workers: r.get(
+                key!("forwarder_num_workers"),
+                d.forwarder_num_workers,
+                parse::integer(1, 64),
+            ),
+            // Minutes, as the Agent reads it; 0 is replaced by the default with the Agent's warning.
+            forwarder_apikey_validation_interval: r.get_with(
+                key!("forwarder_apikey_validation_interval"),
+                d.forwarder_apikey_validation_interval,
+                |raw| parse::integer::<u64>(0, 525_600)(raw).map(|m| Duration::from_secs(m * 60)),
+                |d| serde_json::Value::from(d.as_secs() / 60),
+            ),
+            proxy: ProxyConfig {
+                https: r.get(
+                    key!("proxy.https").extra_env(&["HTTPS_PROXY", "https_proxy"]),
+                    None,
+                    parse::optional_string,
+                ),
+                http: r.get(
+                    key!("proxy.http").extra_env(&["HTTP_PROXY", "http_proxy"]),
+                    None,
+                    parse::optional_string,
+                ),
+                no_proxy: r.get(
+                    key!("proxy.no_proxy").extra_env(&["NO_PROXY", "no_proxy"]),
+                    Vec::new(),
+                    |raw| {
+                        // NO_PROXY is comma-separated by convention; the Agent's list is space-separated.
+                        parse::list(raw).map(|items| {
+                            items
+                                .iter()
+                                .flat_map(|i| i.split(','))
+                                .map(str::trim)
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                    },
+                ),
+            },
+            ..d
+        };
+        if config.forwarder_backoff_max < config.forwarder_backoff_base {
+            r.reject(
+                key!("forwarder_backoff_max"),
+                format!(
+                    "a duration >= forwarder_backoff_base ({})",
+                    adp_config::format_duration(config.forwarder_backoff_base)
+                ),
+            );
+        }
+        config
     }
+
+    /// The retry queue of every destination, full, and a full input buffer of
+    /// the largest payloads.
+    pub fn memory_bounds(&self, max_payload_size: u64) -> MemoryBounds {
+        let destinations = 1 + u64::try_from(self.additional_endpoints.len()).unwrap_or(u64::MAX);
+        let buffer = u64::try_from(self.forwarder_high_prio_buffer_size).unwrap_or(u64::MAX);
+        MemoryBounds {
+            component: "forwarder",
+            minimum: 0,
+            firm: self
+                .forwarder_retry_queue_payloads_max_size
+                .saturating_mul(destinations)
+                .saturating_add(buffer.saturating_mul(max_payload_size)),
+            key: "forwarder_retry_queue_payloads_max_size",
+        }
+    }
+}
+
+/// The Agent's `run_path` default.
+pub const DEFAULT_RUN_PATH: &str = "/opt/datadog-agent/run";
+
+/// A map of endpoint URL to API keys (`additional_endpoints`): a YAML mapping,
+/// or a JSON object in the environment, as the Agent reads it.
+fn endpoint_map(raw: Raw<'_>) -> Result<BTreeMap<String, Vec<String>>, String> {
+    const EXPECTED: &str =
+        "a map of intake URL to a list of API keys, e.g. {\"https://app.datadoghq.eu\": [\"<api key>\"]}";
+    let text_map;
+    let map = match raw {
+        Raw::Yaml(serde_yaml::Value::Mapping(m)) => m,
+        _ => {
+            let s = raw.text().ok_or_else(|| EXPECTED.to_owned())?;
+            let json: serde_json::Value = serde_json::from_str(s).map_err(|_| EXPECTED.to_owned())?;
+            text_map = match serde_yaml::to_value(json) {
+                Ok(serde_yaml::Value::Mapping(m)) => m,
+                _ => return Err(EXPECTED.to_owned()),
+            };
+            &text_map
+        }
+    };
+    let mut out = BTreeMap::new();
+    for (url, keys) in map {
+        let url = url
+            .as_str()
+            .filter(|u| u.contains("://"))
+            .ok_or_else(|| EXPECTED.to_owned())?;
+        let keys = match keys {
+            serde_yaml::Value::String(k) => vec![k.clone()],
+            serde_yaml::Value::Sequence(ks) => ks
+                .iter()
+                .map(|k| k.as_str().map(str::to_owned).ok_or_else(|| EXPECTED.to_owned()))
+                .collect::<Result<_, _>>()?,
+            _ => return Err(EXPECTED.to_owned()),
+        };
+        out.insert(url.trim_end_matches('/').to_owned(), keys);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -487,29 +679,111 @@ mod tests {
         assert_eq!(c.domains()[0].base, "http://localhost:8080");
     }
 
+    fn read(yaml: &str, env: &[(&str, &str)]) -> Result<ForwarderConfig, adp_config::ConfigError> {
+        let mut r = Reader::from_yaml(
+            yaml,
+            std::path::Path::new("/etc/datadog-agent/datadog.yaml"),
+            adp_config::Environment::from_pairs(env.iter().copied()),
+        )?;
+        let c = ForwarderConfig::read(&mut r);
+        r.finish().map(|_| c)
+    }
+
     #[test]
-    fn proxy_env_fills_only_unset_values() {
-        let env = |name: &str| match name {
-            "HTTPS_PROXY" => Some("http://env:3128".to_owned()),
-            "http_proxy" => Some("http://lower:3128".to_owned()),
-            "NO_PROXY" => Some("a.example, .b.example ,,".to_owned()),
-            _ => None,
-        };
-        let p = ProxyConfig::default().with_env(env);
+    fn the_standard_proxy_variables_are_read_after_the_dd_ones() {
+        let env = [
+            ("HTTPS_PROXY", "http://env:3128"),
+            ("http_proxy", "http://lower:3128"),
+            ("NO_PROXY", "a.example, .b.example ,,"),
+        ];
+        let p = read("", &env).unwrap().proxy;
         assert_eq!(p.https.as_deref(), Some("http://env:3128"));
         assert_eq!(p.http.as_deref(), Some("http://lower:3128"));
         assert_eq!(p.no_proxy, vec!["a.example".to_owned(), ".b.example".to_owned()]);
-        let p = ProxyConfig {
-            https: Some("http://conf:1".into()),
-            ..Default::default()
-        }
-        .with_env(env);
+        // As the Agent's loadProxyFromEnv: a proxy variable overrides the file.
+        let p = read("proxy:\n  https: http://conf:1\n", &env).unwrap().proxy;
+        assert_eq!(p.https.as_deref(), Some("http://env:3128"));
+        let p = read("proxy:\n  https: http://conf:1\n", &[]).unwrap().proxy;
         assert_eq!(p.https.as_deref(), Some("http://conf:1"));
+        let p = read(
+            "",
+            &[("DD_PROXY_HTTPS", "http://dd:1"), ("HTTPS_PROXY", "http://env:3128")],
+        )
+        .unwrap()
+        .proxy;
+        assert_eq!(
+            p.https.as_deref(),
+            Some("http://dd:1"),
+            "DD_ wins over the standard variable"
+        );
+    }
+
+    #[test]
+    fn keys_are_read_with_the_agents_names_defaults_and_aliases() {
+        let c = read("", &[]).unwrap();
+        assert_eq!(c, ForwarderConfig::default());
+        let c = read(
+            "run_path: /var/run/adp\nforwarder_stop_timeout: 4\nforwarder_apikey_validation_interval: 5\n",
+            &[
+                ("DD_URL", "http://127.0.0.1:9/"),
+                ("DD_ADDITIONAL_ENDPOINTS", r#"{"https://x.example/": "k2"}"#),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.forwarder_storage_path,
+            PathBuf::from("/var/run/adp/transactions_to_retry")
+        );
+        assert_eq!(
+            c.forwarder_stop_timeout,
+            Duration::from_secs(4),
+            "the Agent's name for the drain"
+        );
+        assert_eq!(
+            c.forwarder_apikey_validation_interval,
+            Duration::from_secs(300),
+            "minutes"
+        );
+        assert_eq!(c.dd_url.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(c.additional_endpoints["https://x.example"], ["k2"]);
+        let c = read(
+            "forwarder_stop_timeout: 4\n",
+            &[("DD_DATA_PLANE_SHUTDOWN_DRAIN_TIMEOUT", "250ms")],
+        )
+        .unwrap();
+        assert_eq!(c.forwarder_stop_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_backoff_max_below_the_base_is_rejected_naming_both() {
+        let Err(adp_config::ConfigError::Invalid(errors)) = read(
+            "",
+            &[("DD_FORWARDER_BACKOFF_BASE", "10"), ("DD_FORWARDER_BACKOFF_MAX", "5s")],
+        ) else {
+            panic!("invalid")
+        };
+        assert_eq!(
+            errors[0].to_string(),
+            "invalid value for `forwarder_backoff_max` (from DD_FORWARDER_BACKOFF_MAX): \"5s\": expected a duration \
+             >= forwarder_backoff_base (10s)"
+        );
+    }
+
+    #[test]
+    fn memory_bounds_count_each_destination_and_the_input_buffer() {
+        let c = ForwarderConfig {
+            additional_endpoints: [("https://x".to_owned(), vec!["k".to_owned()])].into(),
+            ..ForwarderConfig::default()
+        };
+        assert_eq!(
+            c.memory_bounds(2_621_440).firm,
+            2 * DEFAULT_RETRY_QUEUE_MAX_SIZE + 100 * 2_621_440
+        );
     }
 
     #[test]
     fn userinfo_is_redacted() {
-        assert_eq!(redact_userinfo("http://u:p@proxy:3128"), "http://***@proxy:3128");
+        assert_eq!(redact_userinfo("http://u:p@proxy:3128"), "http://u:********@proxy:3128");
         assert_eq!(redact_userinfo("http://proxy:3128"), "http://proxy:3128");
     }
 }

@@ -261,7 +261,7 @@ impl Forwarder {
                 .collect::<Result<Vec<_>, ForwarderError>>()?;
             destinations.push(Destination { url, uris, keys });
         }
-        let proxy = config.proxy.clone().with_env(|name| std::env::var(name).ok());
+        let proxy = config.proxy.clone();
         let client = HttpClient::new(&proxy, config.forwarder_timeout, config.forwarder_num_workers)
             .map_err(ForwarderError::Proxy)?;
 

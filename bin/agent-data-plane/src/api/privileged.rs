@@ -23,7 +23,8 @@
 
 use std::sync::Arc;
 
-use adp_config::{Config, LogLevel};
+use crate::logging::LogLevel;
+use crate::settings::Settings;
 use adp_telemetry::Registry;
 use http::{header, Method, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
@@ -44,7 +45,7 @@ pub struct Privileged {
     /// The expected bearer token.
     pub token: Arc<str>,
     /// The effective configuration.
-    pub config: Arc<Config>,
+    pub settings: Arc<Settings>,
     /// The log level control.
     pub logging: LogControl,
     /// The pipeline's telemetry.
@@ -72,7 +73,7 @@ impl Privileged {
         }
         match (req.method().clone(), req.uri().path()) {
             (Method::GET, "/config") => {
-                let mut config = self.config.to_redacted_json();
+                let mut config = self.settings.effective.to_json();
                 config["log_level"] = Value::from(self.logging.level().as_str());
                 json(StatusCode::OK, &config)
             }

@@ -75,16 +75,38 @@ fn the_config_command_shows_file_and_environment_with_secrets_redacted() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("api_key: '********'"), "{stdout}");
-    assert!(stdout.contains("hostname: from-file"), "{stdout}");
-    assert!(stdout.contains("dogstatsd_port: 4321"), "environment wins: {stdout}");
-    assert!(stdout.contains("https: http://u:********@proxy:3128"), "{stdout}");
+    let line = |key: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{key}: ")))
+            .unwrap_or_else(|| panic!("no line for {key}:\n{stdout}"))
+            .to_owned()
+    };
+    let file_origin = format!("# {}", file.display());
+    assert!(line("api_key").starts_with("api_key: \"********\""), "{stdout}");
+    assert!(line("api_key").ends_with(&file_origin), "{stdout}");
+    assert!(line("hostname").starts_with("hostname: \"from-file\""), "{stdout}");
+    assert!(
+        line("dogstatsd_port").starts_with("dogstatsd_port: 4321 "),
+        "environment wins: {stdout}"
+    );
+    assert!(line("dogstatsd_port").ends_with("# DD_DOGSTATSD_PORT"), "{stdout}");
+    assert!(
+        line("proxy.https").contains("\"http://u:********@proxy:3128\""),
+        "{stdout}"
+    );
+    assert!(line("aggregate_context_limit").ends_with("# default"), "{stdout}");
+    assert!(stdout.contains("\n# adp-dogstatsd\n"), "grouped by owner: {stdout}");
     assert!(
         !stdout.contains("file-key-0123456789") && !stdout.contains("hunter2"),
         "{stdout}"
     );
-    assert!(
-        !stdout.contains("logs_enabled"),
-        "keys of other components are not shown: {stdout}"
+    let (_, ignored) = stdout
+        .split_once("# Set but not used by agent-data-plane (ignored):")
+        .expect("the unread keys are listed");
+    assert_eq!(
+        ignored.trim(),
+        "#   logs_enabled",
+        "keys of other components are listed as ignored"
     );
 }

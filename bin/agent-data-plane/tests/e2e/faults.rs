@@ -307,15 +307,14 @@ async fn a_60_second_503_outage_then_recovery_delivers_exact_totals_without_dupl
     agent.stop().await;
 
     let r = intake.received();
-    let refusals = r.request_log.iter().filter(|q| q.status == 503).count();
+    let refusals = r.payload_requests().filter(|q| q.status == 503).count();
     assert_eq!(refusals, r.refused.len(), "every refused payload was decoded");
     assert!(
         refusals >= 2 && retries >= 1.0,
         "the outage was seen: {refusals} refusals, {retries} retries"
     );
     assert_eq!(
-        r.request_log
-            .iter()
+        r.payload_requests()
             .filter(|q| q.status != 503 && q.status != 202)
             .count(),
         0,
@@ -357,7 +356,7 @@ async fn answers_slower_than_the_forwarder_timeout_are_retried_and_arrive_at_lea
     intake.set_behaviour(Behaviour::delay(SLOW).for_next(ATTEMPTS));
     let r = intake
         .wait_for(TIMEOUT + SLOW, |r| {
-            r.request_log.iter().filter(|q| q.status == 0).count() as u64 == ATTEMPTS && accepted(r) > base
+            r.payload_requests().filter(|q| q.status == 0).count() as u64 == ATTEMPTS && accepted(r) > base
         })
         .await
         .unwrap();
@@ -438,7 +437,7 @@ async fn a_refusal_is_dropped_not_retried(status: u16, prefix: &'static str) -> 
     let log = agent.stop().await;
 
     let r = intake.received();
-    let refusals = r.request_log.iter().filter(|q| q.status == status).count() as u64;
+    let refusals = r.payload_requests().filter(|q| q.status == status).count() as u64;
     assert_eq!(refusals, REFUSED, "not retried: {:?}", r.request_log);
     let lines: Vec<&str> = log
         .lines()
@@ -517,7 +516,7 @@ async fn connection_refused_until_the_intake_comes_up_then_exact_totals() {
     let sent = load.stop();
     agent.stop().await;
     let r = intake.received();
-    assert!(r.request_log.iter().all(|q| q.status == 202), "{:?}", r.request_log);
+    assert!(r.payload_requests().all(|q| q.status == 202), "{:?}", r.request_log);
     Totals::received(&r, "refused").assert_exact(sent);
     eprintln!("connection refused: sent {sent:?} [{:.1?}]", started.elapsed());
 }
@@ -537,7 +536,7 @@ async fn connections_closed_or_reset_without_an_answer_are_retried_with_exact_to
         .await
         .unwrap();
     for fault in [Behaviour::close(), Behaviour::reset()] {
-        let unanswered = |r: &Received| r.request_log.iter().filter(|q| q.status == 0).count() as u64;
+        let unanswered = |r: &Received| r.payload_requests().filter(|q| q.status == 0).count() as u64;
         let before = unanswered(&intake.received());
         intake.set_behaviour(fault.for_next(EACH));
         let r = intake
@@ -621,7 +620,7 @@ async fn sigterm_under_load_delivers_exact_totals() {
     let sent = load.stop();
     agent.stop().await;
     let r = intake.received();
-    assert!(r.request_log.iter().all(|q| q.status == 202), "{:?}", r.request_log);
+    assert!(r.payload_requests().all(|q| q.status == 202), "{:?}", r.request_log);
     Totals::received(&r, "sigterm").assert_exact(sent);
     eprintln!("SIGTERM under load: sent {sent:?} [{:.1?}]", started.elapsed());
 }

@@ -118,7 +118,13 @@ pub struct Running {
 
 impl Running {
     pub fn start(env: &[(&str, String)], pidfile: &Path) -> Self {
+        Self::start_with_args(env, &[], pidfile)
+    }
+
+    /// [`Running::start`] with global arguments before `run` (`-c FILE`).
+    pub fn start_with_args(env: &[(&str, String)], args: &[&str], pidfile: &Path) -> Self {
         let mut child = command()
+            .args(args)
             .args(["run", "--pidfile", pidfile.to_str().unwrap()])
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())

@@ -42,3 +42,49 @@ fn json_logs_are_one_object_per_line() {
         "Agent Data Plane is not enabled. Exiting."
     );
 }
+
+/// A key nobody reads is named at start, once, in one line: `tags` (what
+/// nixpkgs' `services.datadog-agent.tags` writes) until host tags are read.
+#[tokio::test]
+async fn keys_set_that_no_component_reads_are_named_in_one_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("datadog.yaml");
+    std::fs::write(&file, "apm_config:\n  enabled: true\nlogs_enabled: true\n").unwrap();
+    let env = Env::standalone("http://127.0.0.1:9", dir.path())
+        .set("DD_PROCESS_CONFIG_ENABLED", "true")
+        .set("DD_DOGSTATSD_PORT", "0");
+    let mut adp = Running::start_with_args(env.vars(), &["-c", file.to_str().unwrap()], &dir.path().join("adp.pid"));
+    let line = adp.wait_for_line("Ignoring configuration keys").await;
+    assert!(
+        line.ends_with(
+            "WARN Ignoring configuration keys that Agent Data Plane does not use: apm_config, logs_enabled, \
+             DD_PROCESS_CONFIG_ENABLED. Run `agent-data-plane config` to see every key it reads."
+        ),
+        "{line}"
+    );
+    adp.wait_for_line("Topology healthy").await;
+    let log = adp.stop().await;
+    assert_eq!(log.matches("Ignoring configuration keys").count(), 1, "{log}");
+}
+
+/// One supervision mechanism: a pipeline task that ends before shutdown is
+/// logged with its name and the agent exits 1 (debug builds honour
+/// `ADP_TEST_PANIC_TASK`, see src/supervisor.rs).
+#[tokio::test]
+async fn a_pipeline_task_that_ends_early_stops_the_agent_with_its_name_and_exit_1() {
+    for task in ["aggregator", "encoder", "forwarder", "dogstatsd"] {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Env::standalone("http://127.0.0.1:9", dir.path())
+            .set("DD_DOGSTATSD_PORT", "0")
+            .set("ADP_TEST_PANIC_TASK", task);
+        let mut adp = Running::start(env.vars(), &dir.path().join("adp.pid"));
+        let status = adp.wait_exit().await;
+        let log = adp.log();
+        assert_eq!(status.code(), Some(1), "{task}:\n{log}");
+        let expected = format!(
+            "ERROR Task `{task}` stopped unexpectedly; exiting so that the service manager restarts the agent."
+        );
+        assert!(log.lines().any(|l| l.ends_with(&expected)), "{task}:\n{log}");
+        assert!(!log.contains("Agent Data Plane stopped."), "{task}:\n{log}");
+    }
+}
