@@ -68,6 +68,11 @@ licences: ## Dependency licences and sources against deny.toml (offline)
 adp: ## Native release build of the agent (and its test tools)
 	cargo build --release --locked -p agent-data-plane -p adp-test-intake -p adp-package -p adp-loadgen
 
+.PHONY: agent-data-plane
+agent-data-plane: ## The native release binary alone and its version line (nix run .#agent-data-plane -- version)
+	cargo build --release --locked -p agent-data-plane
+	target/release/agent-data-plane version
+
 .PHONY: agent-data-plane-armv7
 agent-data-plane-armv7: ## The armv7 release binary alone (Rust 1.85, cross)
 	checks/cargo-armv7.sh build --release --locked -p agent-data-plane
