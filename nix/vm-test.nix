@@ -80,7 +80,7 @@ pkgs.testers.runNixOSTest {
         print(json.dumps(json.loads(machine.succeed("curl -sf http://127.0.0.1:8080/_intake/received")), indent=2)[:4000])
 
     with subtest("the API key is not in the configuration or the unit"):
-        machine.fail("grep -r 0123456789abcdef0123456789abcdef /etc/datadog-agent /etc/systemd/system/agent-data-plane.service")
+        machine.fail("grep -R 0123456789abcdef0123456789abcdef /etc/datadog-agent /etc/systemd/system/agent-data-plane.service")
         machine.succeed("systemctl show agent-data-plane.service -p DynamicUser | grep -q yes")
   '';
 }
