@@ -24,7 +24,7 @@ PACKAGES=(
     # The builder sandbox (checks/lib/builder-sandbox.sh): namespaces and
     # setpriv (util-linux), loopback (iproute2), and the Debian twins of
     # nixpkgs stdenv's tools (gawk is its awk; procps has kill).
-    util-linux iproute2 gawk procps patch bzip2 xz-utils
+    util-linux iproute2 gawk procps patch bzip2 xz-utils xxd
     nix-bin
     collectd-core valgrind
 )

@@ -2,8 +2,9 @@
 # Runs a check under the Nix builder's conditions, so that what the sandbox of
 # its flake twin (checks.adp-CHECK) would reject fails `make check` too:
 #   - an unprivileged user: nobody, uid/gid 65534 (Nix: a nixbld user);
-#   - read-only inputs: copies with the store's modes (0444/0555, owned by
-#     root, mtime 1), so a `cp -r` of one is read-only as well;
+#   - read-only inputs: copies with the store's canonical modes (0444, or
+#     0555 for directories and executables; owned by root, mtime 1), so a
+#     `cp -r` of one is read-only as well;
 #   - HOME=/homeless-shelter, which does not exist;
 #   - no network: its own network namespace with loopback only, and its own
 #     PID namespace, so nothing it starts outlives it;
@@ -256,7 +257,9 @@ run_check() {
     mkdir "$dir/store"
     chmod 0755 "$dir/store"
 
-    # Like a store path: copied, then owned by root, read-only, mtime 1.
+    # Like a store path: copied, then owned by root, with the store's
+    # canonical modes (directories 0555, files 0555 if the owner could
+    # execute them, else 0444: readable by all, writable by none), mtime 1.
     add_store_path() {
         local name=$1 dest=$dir/store/$1
         shift
@@ -272,7 +275,8 @@ run_check() {
             done
         fi
         chown -R -h 0:0 "$dest"
-        chmod -R a-w "$dest"
+        find "$dest" -type d -exec chmod 0555 {} + -o -type f -perm -u+x -exec chmod 0555 {} + \
+            -o -type f -exec chmod 0444 {} +
         find "$dest" -exec touch -h -d @1 {} +
     }
 
