@@ -3,6 +3,11 @@
 # Target names mirror the flake's outputs (packages.adp-armv7, checks.adp-test-armv7, ...);
 # both call the same checks/ scripts and the same packaging tool (bin/adp-package).
 # Every recipe prints the commands it runs.
+#
+# Each script a flake check runs, make runs under that check's builder conditions
+# (checks/lib/builder-sandbox.sh: unprivileged user, read-only inputs, no HOME, no
+# network, fresh TMPDIR, PATH = the tools checks/tools.json declares for it; the
+# flake reads the same file), so what the Nix sandbox would reject fails here too.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -13,6 +18,9 @@ ARMV7_BIN     := target/$(ARMV7_TARGET)/release/agent-data-plane
 HOST_BIN      := target/release/agent-data-plane
 ARMV7_RUNNER  := qemu-arm -L /usr/arm-linux-gnueabihf
 RESULT        := result-adp-armv7
+SANDBOX       := checks/lib/builder-sandbox.sh
+# The shipped binary, as the flake's checks take it: out of the release tarball.
+SHIPPED       := tar -xzf "$$release"/agent-data-plane-*-linux-armv7.tar.gz usr/bin/agent-data-plane
 
 .PHONY: help
 help: ## Show this help
@@ -42,15 +50,28 @@ test-armv7: ## The whole workspace test suite for armv7 (Rust 1.85) under qemu-a
 
 # Offline: reads the crates' manifests from cargo's cache, which any build of
 # the workspace fills (in `make check` it runs after `make test`).
+# As crane runs checks.adp-licences: a writable copy of the sources, the crates
+# vendored read-only (checks/lib/vendor-crates.sh) as cargo's only source.
 .PHONY: licences
 licences: ## Dependency licences and sources against deny.toml (offline)
-	checks/licences.sh
+	checks/lib/vendor-crates.sh target/builder-sandbox/vendor
+	$(SANDBOX) run licences --input vendor=target/builder-sandbox/vendor \
+		--input src=Cargo.toml:Cargo.lock:crates:bin:deny.toml:checks -- \
+		'cp -r --no-preserve=mode "$$src" source && cd source && mkdir "$$TMPDIR/cargo-home" && \
+		printf "[source.crates-io]\nreplace-with = \"vendored\"\n[source.vendored]\ndirectory = \"%s\"\n" "$$vendor" \
+			>"$$TMPDIR/cargo-home/config.toml" && \
+		CARGO_HOME=$$TMPDIR/cargo-home bash checks/licences.sh'
 
 # --- binaries ----------------------------------------------------------------
 
 .PHONY: adp
 adp: ## Native release build of the agent (and its test tools)
 	cargo build --release --locked -p agent-data-plane -p adp-test-intake -p adp-package -p adp-loadgen
+
+.PHONY: agent-data-plane
+agent-data-plane: ## The native release binary alone and its version line (nix run .#agent-data-plane -- version)
+	cargo build --release --locked -p agent-data-plane
+	target/release/agent-data-plane version
 
 .PHONY: agent-data-plane-armv7
 agent-data-plane-armv7: ## The armv7 release binary alone (Rust 1.85, cross)
@@ -67,22 +88,22 @@ PACKAGED_BIN  := target/adp-armv7-package/agent-data-plane
 
 # The artifact checks read what `make adp-armv7` wrote; run that first.
 .PHONY: elf
-elf: ## ELF checks on the packaged binary: glibc <= 2.36, EABI5 hard-float, interpreter, no rpath, NEEDED
-	checks/elf.sh $(PACKAGED_BIN)
+elf: ## ELF checks on the shipped binary: glibc <= 2.36, EABI5 hard-float, interpreter, no rpath, NEEDED
+	$(SANDBOX) run elf --input release=$(RESULT) -- '$(SHIPPED) && checks/elf.sh usr/bin/agent-data-plane'
 
 .PHONY: size
 size: ## Size gate on the stripped armv7 binary
-	checks/size.sh $(PACKAGED_BIN)
+	$(SANDBOX) run size --input release=$(RESULT) -- '$(SHIPPED) && checks/size.sh usr/bin/agent-data-plane'
 
 .PHONY: oci
 oci: ## OCI layout validity (skopeo, umoci, platform fields, non-root user) and artifact file modes
-	checks/oci.sh $(RESULT)
-	checks/modes.sh $(RESULT)
+	$(SANDBOX) run oci --input release=$(RESULT) -- 'checks/oci.sh "$$release" && checks/modes.sh "$$release"'
 
 .PHONY: image-smoke
 image-smoke: ## Smoke-test the image's own rootfs (its glibc) under qemu-arm
 	cargo build --locked -p adp-test-intake
-	checks/image-smoke.sh $(RESULT)
+	$(SANDBOX) run image-smoke --input release=$(RESULT) --input intake=target/debug/adp-test-intake -- \
+		'export ADP_TEST_INTAKE=$$intake && checks/image-smoke.sh "$$release"'
 
 .PHONY: reproducibility
 reproducibility: ## Build adp-armv7 twice from two clean copies and compare digests
@@ -96,18 +117,22 @@ reproducibility: ## Build adp-armv7 twice from two clean copies and compare dige
 .PHONY: smoke
 smoke: ## Run the host agent against the test intake
 	cargo build --locked -p agent-data-plane -p adp-test-intake
-	checks/smoke.sh target/debug/agent-data-plane
+	$(SANDBOX) run smoke --input adp=target/debug/agent-data-plane:target/debug/adp-test-intake -- \
+		'export ADP_TEST_INTAKE=$$adp/adp-test-intake && checks/smoke.sh "$$adp"/agent-data-plane'
 
 .PHONY: loadgen-smoke
 loadgen-smoke: ## Load generator against the agent (debug build): exact counts, zero decode errors
 	cargo build --locked -p agent-data-plane -p adp-test-intake -p adp-loadgen
-	checks/loadgen-smoke.sh target/debug
+	$(SANDBOX) run loadgen-smoke \
+		--input adp=target/debug/agent-data-plane:target/debug/adp-test-intake:target/debug/adp-loadgen -- \
+		'checks/loadgen-smoke.sh "$$adp"'
 
 .PHONY: smoke-armv7
 smoke-armv7: ## Run the shipped armv7 agent (make adp-armv7's) under qemu-arm against the test intake
 	test -x $(PACKAGED_BIN) || checks/build-adp-armv7.sh
 	cargo build --locked -p adp-test-intake
-	checks/smoke.sh $(PACKAGED_BIN) $(ARMV7_RUNNER)
+	$(SANDBOX) run smoke-armv7 --input agent=$(PACKAGED_BIN) --input intake=target/debug/adp-test-intake -- \
+		'export ADP_TEST_INTAKE=$$intake && checks/smoke.sh "$$agent" $(ARMV7_RUNNER)'
 
 # --- nix (offline) -----------------------------------------------------------
 

@@ -34,6 +34,14 @@
             value = f system;
           }) systems
         );
+      # The agent built by and for a nixpkgs package set (store interpreter,
+      # that set's glibc): the overlay's, the module's and the native packages.
+      mkAgent = import ./nix/agent.nix {
+        inherit self;
+        inherit (nixpkgs) lib;
+      };
+      nixosModule = import ./nix/module.nix { mkPackage = mkAgent; };
+
       perSystem = forEachSystem (
         system:
         import ./nix {
@@ -44,6 +52,8 @@
             nixpkgs-2211
             crane
             fenix
+            mkAgent
+            nixosModule
             ;
         }
       );
@@ -55,6 +65,13 @@
       apps = output "apps";
       devShells = output "devShells";
       formatter = output "formatter";
+
+      # `agent-data-plane` for any nixpkgs (Rust >= 1.85): native, or
+      # pkgsCross.armv7l-hf-multiplatform.agent-data-plane for NixOS boards.
+      overlays.default = final: _prev: { agent-data-plane = mkAgent final; };
+
+      # services.agent-data-plane (nix/module.nix).
+      nixosModules.default = nixosModule;
 
       # Hydra builds every package and check for every build system
       # (`default` is the same derivation as adp-armv7).

@@ -171,13 +171,10 @@ else
     say "interpreter $INTERP, no RPATH/RUNPATH: no patching needed"
 fi
 
-# 3. Split the debug info, strip, and link the two (the debuglink holds the
-#    debug file's name and CRC32; the GNU build-id note is kept in both).
-#    objcopy/strip write no timestamps; their output is a function of the input.
+# 3. Split the debug info, strip, and link the two (the flake does the same
+#    with the same script).
 DEBUG=$WORK/$STEM.debug
-run arm-linux-gnueabihf-objcopy --only-keep-debug --compress-debug-sections=zlib "$BIN" "$DEBUG"
-run arm-linux-gnueabihf-strip --strip-all -o "$WORK/agent-data-plane" "$BIN"
-(cd "$WORK" && run arm-linux-gnueabihf-objcopy --add-gnu-debuglink="$STEM.debug" agent-data-plane)
+"$ROOT/checks/split-debug.sh" "$BIN" "$WORK/agent-data-plane" "$DEBUG"
 
 # 4. The crates built into the binary, for the SBOM.
 (cd "$ROOT" && PATH=/usr/bin:$PATH RUSTC=/usr/bin/rustc run cargo tree --locked --offline \

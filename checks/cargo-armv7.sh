@@ -30,7 +30,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export PATH=/usr/bin:$PATH
 export RUSTC=$DEB_RUSTC
 export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc
-export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER="qemu-arm -L /usr/arm-linux-gnueabihf"
+# ADP_SANDBOX_RUNNER (checks/test-armv7.sh) runs each one under builder conditions.
+export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER="${ADP_SANDBOX_RUNNER:+$ADP_SANDBOX_RUNNER }qemu-arm -L /usr/arm-linux-gnueabihf"
 export CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc
 export CXX_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-g++
 export AR_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-ar

@@ -25,7 +25,9 @@ done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 tag=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"])' "$LAYOUT/index.json")
-cp -r "$LAYOUT" "$work/layout"
+# A writable copy: umoci locks the layout, and the trap's rm must be able to
+# remove the copy of a read-only input (a store path) as an unprivileged user.
+cp -r --no-preserve=mode "$LAYOUT" "$work/layout"
 printf '+ umoci unpack --rootless --image %s %s\n' "$work/layout:$tag" "$work/bundle"
 umoci unpack --rootless --image "$work/layout:$tag" "$work/bundle" >/dev/null
 ROOTFS=$work/bundle/rootfs

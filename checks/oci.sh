@@ -39,8 +39,10 @@ if [ -n "$RESULT" ]; then
     done
 fi
 
-# umoci needs a writable layout (it takes a lock): unpack from a copy.
-cp -r "$LAYOUT" "$work/layout"
+# umoci needs a writable layout (it takes a lock): unpack from a copy, made
+# writable (a copy of a read-only input, such as a store path, would be
+# read-only too, and the trap's rm would then fail for an unprivileged user).
+cp -r --no-preserve=mode "$LAYOUT" "$work/layout"
 run umoci unpack --rootless --image "$work/layout:$tag" "$work/bundle" >/dev/null
 [ -x "$work/bundle/rootfs/usr/bin/agent-data-plane" ] || { echo "oci: unpacked rootfs has no executable /usr/bin/agent-data-plane" >&2; exit 1; }
 say "ok    umoci unpacked $(find "$work/bundle/rootfs" | wc -l) paths"

@@ -4,7 +4,8 @@
 # two build paths cannot drift apart silently.
 #
 # Naming rule: packages.<system>.NAME is `make NAME`; checks.<system>.adp-NAME
-# is `make NAME`. The flake's output names are read by evaluating flake.nix
+# is `make NAME`; overlays and nixosModules have no twin. docs/nix.md must
+# list every output. The flake's output names are read by evaluating flake.nix
 # itself (offline: the inputs are stand-ins that throw if touched, and only
 # attribute names are forced). The make side is read from the Makefile.
 # Targets that have no twin on purpose are listed below with the reason.
@@ -15,6 +16,8 @@ export NIX_CONFIG='build-users-group ='
 # Flake outputs without a make twin (name: reason).
 flake_only=(
     "default: alias of adp-armv7"
+    "agent-data-plane-armv7l: for NixOS boards: nixos-26.05's armv7 glibc and store interpreter; make builds only the FHS binary (agent-data-plane-armv7)"
+    "adp-nixos-module: a NixOS VM test of nixosModules.default; runs only where KVM and the cache are available"
 )
 # Make targets without a flake twin (name: reason).
 make_only=(
@@ -42,6 +45,8 @@ flake_names=$(nix-instantiate --eval --strict --json -E '
     names = set: builtins.concatMap builtins.attrNames (builtins.attrValues set);
   in
     map (n: "package ${n}") (names outputs.packages) ++ map (n: "check ${n}") (names outputs.checks)
+    ++ map (n: "overlay ${n}") (builtins.attrNames outputs.overlays)
+    ++ map (n: "module ${n}") (builtins.attrNames outputs.nixosModules)
 ' | jq -r '.[]' | sort -u)
 
 make_targets=$(awk -F: '/^[a-zA-Z0-9][a-zA-Z0-9_-]*:([^=]|$)/ { print $1 }' Makefile | sort -u)
@@ -62,6 +67,18 @@ problems=()
 pairs=()
 while read -r kind name; do
     [ -n "$name" ] || continue
+    # Every output is in docs/nix.md's table, with its twin or why it has none.
+    case $kind in
+        package) attr=packages.$name ;;
+        check) attr=checks.$name ;;
+        overlay) attr=overlays.$name ;;
+        module) attr=nixosModules.$name ;;
+    esac
+    grep -qF "\`$attr\`" docs/nix.md || problems+=("docs/nix.md does not list \`$attr\` (give its make twin or why it has none)")
+    if [ "$kind" = overlay ] || [ "$kind" = module ]; then
+        pairs+=("$kind $name -> (none: for Nix users, no artifact of its own)")
+        continue
+    fi
     if reason=$(reason_for "$name" "${flake_only[@]}"); then
         pairs+=("$kind $name -> (none: $reason)")
         continue

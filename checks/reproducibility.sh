@@ -20,8 +20,8 @@
 # The copies are made from `git ls-files` (tracked + untracked, not ignored)
 # of the work tree, so uncommitted changes are checked too.
 #
-# Compared: the shipped (stripped) binary, the tarball, index.json and the
-# manifest, then every file listed in SHA256SUMS. On a mismatch, a
+# Compared by checks/compare-builds.sh (the flake's comparison too): the
+# shipped binary, then every file listed in SHA256SUMS. On a mismatch, a
 # `diffoscope --text -` report of each differing file is printed.
 # Two fat-LTO release builds: expect several minutes each on 2 cores.
 set -euo pipefail
@@ -94,45 +94,10 @@ else
 fi
 build B "$B" env -u LC_ALL TZ=Pacific/Chatham LANG=fr_FR.UTF-8 faketime -f +3d bash -c 'umask 077 && exec "$@"' umask-077
 
-stem=$(sed -n 's/^[0-9a-f]*  \(agent-data-plane-.*\)\.tar\.gz$/\1/p' "$RA/SHA256SUMS")
-[ -n "$stem" ] || die "no tarball listed in $RA/SHA256SUMS"
-manifest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"].split(":")[1])' "$RA/oci/index.json")
-
-declare -a differing=()
-compare() {
-    local what=$1 fa=$2 fb=$3 sa sb
-    sa=$(sha256sum "$fa" | cut -d' ' -f1)
-    sb=$(sha256sum "$fb" 2>/dev/null | cut -d' ' -f1 || true)
-    if [ "$sa" = "$sb" ]; then
-        printf 'reproducibility: same      %s  %s\n' "$sa" "$what"
-    else
-        printf 'reproducibility: DIFFERENT %s  %s (B: %s)\n' "$sa" "$what" "${sb:-missing}"
-        differing+=("$fa" "$fb")
-    fi
-}
-compare "binary (stripped)" "$A/target/adp-armv7-package/agent-data-plane" "$B/target/adp-armv7-package/agent-data-plane"
-compare "$stem.tar.gz" "$RA/$stem.tar.gz" "$B/result/$stem.tar.gz"
-compare "oci/index.json" "$RA/oci/index.json" "$B/result/oci/index.json"
-compare "manifest sha256:$manifest" "$RA/oci/blobs/sha256/$manifest" "$B/result/oci/blobs/sha256/$manifest"
-if cmp -s "$RA/SHA256SUMS" "$B/result/SHA256SUMS"; then
-    say "same      SHA256SUMS: all $(wc -l <"$RA/SHA256SUMS") artifacts are identical"
-else
-    say "DIFFERENT SHA256SUMS:"
-    diff "$RA/SHA256SUMS" "$B/result/SHA256SUMS" || true
-    while read -r _ name; do
-        case $name in oci/*) ;; *) cmp -s "$RA/$name" "$B/result/$name" || differing+=("$RA/$name" "$B/result/$name") ;; esac
-    done <"$RA/SHA256SUMS"
-fi
-
-if [ ${#differing[@]} -gt 0 ]; then
-    if command -v diffoscope >/dev/null; then
-        for ((i = 0; i < ${#differing[@]}; i += 2)); do
-            say "diffoscope ${differing[i]} ${differing[i + 1]} (first 200 lines):"
-            timeout 900 diffoscope --text - "${differing[i]}" "${differing[i + 1]}" 2>&1 | head -n 200 || true
-        done
-    else
-        say "diffoscope not installed (make setup installs diffoscope-minimal); no report"
-    fi
+# The comparison is the flake's own (checks.adp-reproducibility), run under
+# the same builder conditions.
+if ! "$ROOT/checks/lib/builder-sandbox.sh" run reproducibility --input a="$RA" --input b="$B/result" -- \
+    'checks/compare-builds.sh "$a" "$b"'; then
     die "the two builds differ; both trees are kept in $WORK"
 fi
 rm -rf "$WORK"

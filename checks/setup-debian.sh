@@ -21,6 +21,10 @@ PACKAGES=(
     qemu-user
     file binutils make git ca-certificates curl python3 python3-pip python3-venv
     faketime diffoscope-minimal skopeo umoci jq
+    # The builder sandbox (checks/lib/builder-sandbox.sh): namespaces and
+    # setpriv (util-linux), loopback (iproute2), and the Debian twins of
+    # nixpkgs stdenv's tools (gawk is its awk; procps has kill).
+    util-linux iproute2 gawk procps patch bzip2 xz-utils xxd
     nix-bin
     collectd-core valgrind
 )

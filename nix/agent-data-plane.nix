@@ -49,6 +49,12 @@ craneLib.buildPackage (
     postInstall = ''
       patchelf --set-interpreter /lib/ld-linux-armhf.so.3 --remove-rpath \
         $out/bin/agent-data-plane
+      # The remap in commonArgs.preBuild must have hit: no build directory
+      # path in the binary or its debug info.
+      if grep -q -a -F "$NIX_BUILD_TOP/source/" $out/bin/agent-data-plane; then
+        echo "agent-data-plane: the binary holds $NIX_BUILD_TOP/source/ paths: --remap-path-prefix missed the workspace" >&2
+        exit 1
+      fi
     '';
 
     passthru = { inherit cargoArtifacts; };

@@ -32,15 +32,54 @@ let
   hostArtifacts = craneLib.buildDepsOnly hostArgs;
   armv7Artifacts = craneLib.buildDepsOnly armv7Args;
 
-  # Runs the workspace's tests and holds the log to checks/test-summary.sh,
-  # which fails a suite that ran no test at all.
+  # The tools each check may call, from checks/tools.json: make's builder
+  # sandbox (checks/lib/builder-sandbox.sh) gives its twin exactly these, so a
+  # command a script needs but its check does not declare fails there too.
+  toolSpec = lib.importJSON ../checks/tools.json;
+  # Derivations of this flake that tools.json names ("flake": NAME).
+  flakeTools = {
+    # The scripts call binutils by Debian's cross names; these are 22.11's
+    # armv7 binutils under those names.
+    armv7Binutils = pkgs.runCommand "arm-linux-gnueabihf-binutils" { } ''
+      mkdir -p $out/bin
+      for tool in objcopy objdump readelf strip; do
+        ln -s ${armv7Cc.bintools}/bin/${armv7Cc.targetPrefix}$tool $out/bin/arm-linux-gnueabihf-$tool
+      done
+    '';
+  };
+  toolPackage =
+    name:
+    let
+      spec =
+        toolSpec.tools.${name} or (throw "checks/tools.json: a check declares tool ${name}, which is not defined");
+      package = lib.getAttrFromPath (lib.splitString "." spec.nixpkgs) pkgs;
+    in
+    if spec ? flake then
+      flakeTools.${spec.flake}
+    else if spec ? pythonPackages then
+      package.withPackages (ps: map (p: ps.${p}) spec.pythonPackages)
+    else if spec ? nixpkgs then
+      package
+    else
+      throw "checks/tools.json: tool ${name} is ${spec.implicit or "undefined"}; a check cannot declare it";
+  toolsFor = check: map toolPackage toolSpec.checks.${check}.tools;
+  # What must hold of the declared tools beyond their presence (the
+  # datadog client's version), checked before the check runs, as make does.
+  probesFor =
+    check:
+    lib.concatMapStringsSep "\n" (name: toolSpec.tools.${name}.probe or "") toolSpec.checks.${check}.tools;
+
+  # Runs the workspace's tests (with the tools of `check`) and holds the log to
+  # checks/test-summary.sh, which fails a suite that ran no test at all.
   workspaceTests =
-    args: label:
+    check: args: label:
     craneLib.cargoTest (
       args
       // {
+        nativeBuildInputs = (args.nativeBuildInputs or [ ]) ++ toolsFor check;
         checkPhase = ''
           runHook preCheck
+          ${probesFor check}
           set -o pipefail
           cargoWithProfile test --locked --workspace 2>&1 | tee cargo-test.log
           bash ${sources.checks}/checks/test-summary.sh ${lib.escapeShellArg label} cargo-test.log
@@ -49,47 +88,30 @@ let
       }
     );
 
-  # Runs a checks/*.sh script from a writable copy of checks/ (the scripts
-  # may keep scratch files beside themselves), with `tools` on PATH.
+  # A checks/*.sh script run as `make NAME` runs it: the same tools, the same
+  # prelude (a writable copy of checks/), `env` as environment variables, and
+  # mostly the very command text of the Makefile's recipe.
   script =
-    name: tools: command:
-    pkgs.runCommand "adp-${name}" { nativeBuildInputs = tools; } ''
-      cp -r --no-preserve=mode ${sources.checks}/checks checks
-      chmod +x checks/*.sh
-      patchShebangs --build checks >/dev/null
-      ${command}
-      touch $out
-    '';
+    name: env: command:
+    pkgs.runCommand "adp-${name}"
+      (
+        {
+          nativeBuildInputs = toolsFor name;
+          checksSource = sources.checks;
+        }
+        // env
+      )
+      ''
+        ${toolSpec.prelude}
+        patchShebangs --build checks >/dev/null
+        ${probesFor name}
+        ${command}
+        touch $out
+      '';
 
   # The binary as shipped (stripped, debuglink), taken out of the tarball.
-  shipped = "tar -xzf ${release}/agent-data-plane-*-linux-armv7.tar.gz usr/bin/agent-data-plane";
-
-  # The scripts call binutils by Debian's cross names; these are 22.11's
-  # armv7 binutils under those names.
-  debianCrossNames = pkgs.runCommand "arm-linux-gnueabihf-binutils" { } ''
-    mkdir -p $out/bin
-    for tool in objcopy objdump readelf strip; do
-      ln -s ${armv7Cc.bintools}/bin/${armv7Cc.targetPrefix}$tool $out/bin/arm-linux-gnueabihf-$tool
-    done
-  '';
-
-  # With the datadog client, which checks/smoke.sh sends DogStatsD with
-  # (it falls back to raw sockets without it).
-  python = pkgs.python3.withPackages (ps: [ ps.datadog ]);
-
-  elfTools = [ debianCrossNames ];
-  ociTools = [
-    python
-    pkgs.skopeo
-    pkgs.umoci
-  ];
-  # The smoke test sends to the workspace's test intake, named by
-  # ADP_TEST_INTAKE.
-  smokeTools = [
-    python
-    pkgs.qemu-user
-  ];
-  intake = "export ADP_TEST_INTAKE=${adp}/bin/adp-test-intake";
+  shipped = ''tar -xzf "$release"/agent-data-plane-*-linux-armv7.tar.gz usr/bin/agent-data-plane'';
+  adpBin = "${adp}/bin";
 in
 {
   adp-fmt = craneLib.cargoFmt {
@@ -105,9 +127,9 @@ in
     }
   );
 
-  adp-test = workspaceTests (hostArgs // { cargoArtifacts = hostArtifacts; }) "host tests";
+  adp-test = workspaceTests "test" (hostArgs // { cargoArtifacts = hostArtifacts; }) "host tests";
 
-  adp-test-armv7 = workspaceTests (
+  adp-test-armv7 = workspaceTests "test-armv7" (
     armv7Args // { cargoArtifacts = armv7Artifacts; }
   ) "armv7 tests (qemu-arm)";
 
@@ -121,61 +143,41 @@ in
       pnameSuffix = "-licences";
       cargoArtifacts = null;
       doInstallCargoArtifacts = false;
-      nativeBuildInputs = [ pkgs.python3 ];
+      nativeBuildInputs = toolsFor "licences";
       buildPhaseCargoCommand = "bash checks/licences.sh";
     }
   );
 
-  adp-elf = script "elf" elfTools ''
-    ${shipped}
-    checks/elf.sh usr/bin/agent-data-plane
-  '';
+  adp-elf = script "elf" { inherit release; } "${shipped} && checks/elf.sh usr/bin/agent-data-plane";
 
-  adp-size = script "size" elfTools ''
-    ${shipped}
-    checks/size.sh usr/bin/agent-data-plane
-  '';
+  adp-size = script "size" { inherit release; } "${shipped} && checks/size.sh usr/bin/agent-data-plane";
 
-  adp-oci = script "oci" ociTools ''
-    checks/oci.sh ${release}
-    checks/modes.sh ${release}
-  '';
+  adp-oci = script "oci" { inherit release; } ''checks/oci.sh "$release" && checks/modes.sh "$release"'';
 
-  adp-smoke = script "smoke" smokeTools ''
-    ${intake}
-    checks/smoke.sh ${adp}/bin/agent-data-plane
-  '';
+  adp-smoke = script "smoke" {
+    adp = adpBin;
+  } ''export ADP_TEST_INTAKE=$adp/adp-test-intake && checks/smoke.sh "$adp"/agent-data-plane'';
 
   # A seeded burst of the load generator: exact counts, zero decode errors.
-  adp-loadgen-smoke = script "loadgen-smoke" smokeTools "checks/loadgen-smoke.sh ${adp}/bin";
+  adp-loadgen-smoke = script "loadgen-smoke" { adp = adpBin; } ''checks/loadgen-smoke.sh "$adp"'';
 
-  # The shipped binary with the image's runtime as its root.
-  adp-smoke-armv7 = script "smoke-armv7" smokeTools ''
-    ${intake}
-    checks/smoke.sh ${binary}/bin/agent-data-plane qemu-arm -L ${rootfs}
-  '';
+  # The shipped binary with the image's runtime as its root (make: the
+  # Debian sysroot).
+  adp-smoke-armv7 = script "smoke-armv7" {
+    agent = "${binary}/bin/agent-data-plane";
+    intake = "${adpBin}/adp-test-intake";
+  } ''export ADP_TEST_INTAKE=$intake && checks/smoke.sh "$agent" qemu-arm -L ${rootfs}'';
 
-  adp-image-smoke = script "image-smoke" (smokeTools ++ ociTools) ''
-    ${intake}
-    checks/image-smoke.sh ${release}
-  '';
+  adp-image-smoke = script "image-smoke" {
+    inherit release;
+    intake = "${adpBin}/adp-test-intake";
+  } ''export ADP_TEST_INTAKE=$intake && checks/image-smoke.sh "$release"'';
 
   # checks/reproducibility.sh makes its two builds with the Debian toolchain;
   # here Nix makes them (release and releaseRebuilt: no shared artifacts, a
-  # different cargo schedule) and this compares them the same way: every
-  # artifact in SHA256SUMS, and a diffoscope report of what differs.
-  adp-reproducibility = script "reproducibility" [ pkgs.diffoscopeMinimal ] ''
-    a=${release} b=${releaseRebuilt}
-    (cd $a && sha256sum --check --quiet SHA256SUMS) && (cd $b && sha256sum --check --quiet SHA256SUMS)
-    if cmp -s $a/SHA256SUMS $b/SHA256SUMS; then
-      echo "reproducibility: ok: all $(wc -l <$a/SHA256SUMS) artifacts of two independent builds are identical"
-    else
-      diff $a/SHA256SUMS $b/SHA256SUMS || true
-      while read -r _ name; do
-        cmp -s "$a/$name" "$b/$name" || diffoscope --text - "$a/$name" "$b/$name" | head -n 200 || true
-      done <$a/SHA256SUMS
-      echo "reproducibility: FAIL: two builds of the same inputs differ" >&2
-      exit 1
-    fi
-  '';
+  # different cargo schedule), and the same script compares them.
+  adp-reproducibility = script "reproducibility" {
+    a = release;
+    b = releaseRebuilt;
+  } ''checks/compare-builds.sh "$a" "$b"'';
 }

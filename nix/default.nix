@@ -7,6 +7,8 @@
   nixpkgs-2211,
   crane,
   fenix,
+  mkAgent,
+  nixosModule,
 }:
 
 let
@@ -26,16 +28,23 @@ let
   version = (lib.importTOML ../Cargo.toml).workspace.package.version;
 
   # Identical in every derivation, so the dependency builds are shared. The
-  # remaps give the binaries the make path's file names: the workspace (the
-  # sandbox unpacks it to /build/source) becomes /build, the vendored crates'
-  # store path /cargo, so no store path reaches a binary.
+  # remaps give the binaries the make path's file names: the workspace
+  # becomes /build, the vendored crates' store path /cargo, so neither the
+  # build directory nor a store path reaches a binary. stdenv unpacks the
+  # "source" store path to $NIX_BUILD_TOP/source, which is /build/source in
+  # the Linux sandbox but elsewhere without it (sandbox = false, another
+  # build-dir), so the flag is made at build time. The same string in the
+  # dependency build (whose dummy source is unpacked elsewhere) keeps cargo's
+  # fingerprints, and so the dependency artifacts, valid for the final build.
   cargoVendorDir = craneLib.vendorCargoDeps { src = sources.cargo; };
   commonArgs = {
     src = sources.cargo;
     pname = "adp";
     inherit version cargoVendorDir;
     strictDeps = true;
-    CARGO_BUILD_RUSTFLAGS = "--remap-path-prefix=/build/source=/build --remap-path-prefix=${cargoVendorDir}=/cargo";
+    preBuild = ''
+      export CARGO_BUILD_RUSTFLAGS="--remap-path-prefix=$NIX_BUILD_TOP/source=/build --remap-path-prefix=${cargoVendorDir}=/cargo"
+    '';
   };
 
   crossEnv = import ./cross-env.nix {
@@ -43,20 +52,8 @@ let
     inherit (pkgs) qemu-user;
   };
 
-  # The same identification checks/build-adp-armv7.sh derives from git: the
-  # full revision (with -dirty for a modified tree), 8 hex digits of it, and
-  # the commit time as SOURCE_DATE_EPOCH.
-  buildInfo = {
-    revision = self.rev or self.dirtyRev or "unknown";
-    gitHash =
-      if self ? rev then
-        builtins.substring 0 8 self.rev
-      else if self ? dirtyRev then
-        "${builtins.substring 0 8 self.dirtyRev}-dirty"
-      else
-        "unknown";
-    sourceDateEpoch = self.lastModified or 315532800;
-  };
+  # The commit, its 8-digit hash and time, as make derives them from git.
+  buildInfo = import ./build-info.nix self;
 
   adp = import ./adp.nix { inherit craneLib commonArgs buildInfo; };
 
@@ -101,9 +98,21 @@ in
     adp-armv7 = release;
     inherit adp;
     agent-data-plane-armv7 = binary;
+    # For Nix users (overlays.default's package): nixos-26.05's Rust and
+    # glibc, the store interpreter. `nix run .#agent-data-plane -- version`.
+    agent-data-plane = mkAgent pkgs;
+    # For NixOS on 32-bit ARM boards, cross-compiled: no glibc ceiling, as
+    # the board's glibc is 26.05's too.
+    agent-data-plane-armv7l = mkAgent pkgs.pkgsCross.armv7l-hf-multiplatform;
   };
 
-  inherit checks;
+  checks = checks // {
+    # Not a make twin: a NixOS VM needs KVM and the cache (docs/nix.md).
+    adp-nixos-module = import ./vm-test.nix {
+      inherit pkgs adp;
+      module = nixosModule;
+    };
+  };
 
   apps.adp-armv7-qemu = import ./qemu-app.nix {
     inherit (pkgs) writeShellScript qemu-user;

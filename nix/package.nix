@@ -49,13 +49,11 @@ runCommand "adp-armv7-${version}"
     meta.description = "agent-data-plane ${version} for armv7 (glibc >= 2.35): tarball, OCI image, SBOM";
   }
   ''
-    # Split the debug info, strip, and link the two, as the make path does.
+    # Split the debug info, strip, and link the two: the make path's script.
     mkdir work
     cd work
-    ${tools}objcopy --only-keep-debug --compress-debug-sections=zlib \
-      ${binary}/bin/agent-data-plane ${stem}.debug
-    ${tools}strip --strip-all -o agent-data-plane ${binary}/bin/agent-data-plane
-    ${tools}objcopy --add-gnu-debuglink=${stem}.debug agent-data-plane
+    ADP_BINUTILS_PREFIX=${tools} bash ${sources.splitDebug}/checks/split-debug.sh \
+      ${binary}/bin/agent-data-plane agent-data-plane ${stem}.debug
 
     ${adp}/bin/adp-package build \
       --binary agent-data-plane \

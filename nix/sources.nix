@@ -47,6 +47,13 @@ in
     ];
   };
 
+  # The one script that splits, strips and links the release binary's debug
+  # info (packages.adp-armv7; make's checks/build-adp-armv7.sh calls it too).
+  splitDebug = toSource {
+    root = ../.;
+    fileset = ../checks/split-debug.sh;
+  };
+
   # The shell checks that `make` runs too.
   checks = toSource {
     root = ../.;
