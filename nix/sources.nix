@@ -9,7 +9,8 @@ in
   # The Cargo workspace with every crate's and binary's files, test fixtures
   # included (crane's cleanCargoSource would drop the data files that tests
   # read with include_bytes!), and the standalone environment the e2e tests
-  # share with the smoke checks (include_str!).
+  # share with the smoke checks (include_str!), and docs/architecture.md,
+  # whose configuration key table a test checks against the keys the crates read.
   cargo = toSource {
     root = ../.;
     fileset = unions [
@@ -19,6 +20,7 @@ in
       ../crates
       ../bin
       ../checks/lib/standalone.env
+      ../docs/architecture.md
     ];
   };
 

@@ -184,9 +184,9 @@ mod tests {
     #[test]
     fn any_execute_bit_makes_a_file_executable() {
         for (host, image) in [
-            (0o100, 0o755),
-            (0o010, 0o755),
-            (0o001, 0o755),
+            (0o500, 0o755),
+            (0o410, 0o755),
+            (0o401, 0o755),
             (0o666, 0o644),
             (0o400, 0o644),
         ] {
