@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Reproducibility gate: builds the ARMv7 artifacts twice, from two clean
-# copies of the source in different directories, under different build
-# environments, and requires identical bytes.
+# Reproducibility gate: builds the release twice (checks/build-release.sh:
+# every architecture, then the release directory), from two clean copies of
+# the source in different directories, under different build environments,
+# and requires identical bytes.
 #
 #   checks/reproducibility.sh            # ADP_REPRO_DIR=DIR to build elsewhere
 #                                        # (default a new /tmp/adp-repro.*; kept on failure)
+#   ADP_RELEASE_ARCHES=armv7 checks/reproducibility.sh
+#       only these architectures (no release directory then): CI compares
+#       armv7 alone, a release build being ~8 minutes per architecture
 #   ADP_REPRO_REUSE_A=1 checks/reproducibility.sh
-#       build A is the work tree's own `make adp-armv7` output (result-adp-armv7/,
-#       target/adp-armv7-package/), already built from this clean clone by
-#       `make check`; only build B is made, from a fresh copy elsewhere. This
-#       halves the check's cost in CI; the work tree itself is then copy A.
+#       build A is the work tree's own `make release` output (result-adp-ARCH/,
+#       target/adp-ARCH-package/, result-release/), already built from this
+#       clean clone by `make check`; only build B is made, from a fresh copy
+#       elsewhere. This halves the check's cost in CI; the work tree itself is
+#       then copy A.
 #
 # What differs between the two builds (what must not leak into the output):
 #   build A: directory WORK/a,               umask 022, TZ=UTC,             LANG=C.UTF-8
@@ -20,10 +25,11 @@
 # The copies are made from `git ls-files` (tracked + untracked, not ignored)
 # of the work tree, so uncommitted changes are checked too.
 #
-# Compared: the shipped (stripped) binary, the tarball, index.json and the
-# manifest, then every file listed in SHA256SUMS. On a mismatch, a
-# `diffoscope --text -` report of each differing file is printed.
-# Two fat-LTO release builds: expect several minutes each on 2 cores.
+# Compared, per architecture: the shipped (stripped) binary, the tarball,
+# index.json and the manifest, then every file listed in SHA256SUMS; then the
+# release directory's SHA256SUMS (its index, oci-archive, provenance). On a
+# mismatch, a `diffoscope --text -` report of each differing file is printed.
+# Fat-LTO release builds: expect ~8 minutes per architecture and build on 2 cores.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,6 +43,10 @@ for tool in git faketime sha256sum; do
 done
 
 cd "$ROOT"
+# shellcheck source=lib/arch.sh
+. checks/lib/arch.sh
+ARCHES=${ADP_RELEASE_ARCHES:-$ADP_ARCHES}
+export ADP_RELEASE_ARCHES=$ARCHES
 # Inputs that must be the same for both builds, taken once from the real tree
 # (the copies are not git repositories), with the build script's rules.
 # shellcheck source=lib/build-inputs.sh
@@ -62,10 +72,12 @@ copy_tree() {
 }
 if [ "${ADP_REPRO_REUSE_A:-0}" = 1 ]; then
     A=$ROOT
-    [ -f "$A/result-adp-armv7/SHA256SUMS" ] && [ -f "$A/target/adp-armv7-package/agent-data-plane" ] ||
-        die "ADP_REPRO_REUSE_A=1 needs a finished 'make adp-armv7' in $ROOT"
+    for arch in $ARCHES; do
+        [ -f "$A/result-adp-$arch/SHA256SUMS" ] && [ -f "$A/target/adp-$arch-package/agent-data-plane" ] ||
+            die "ADP_REPRO_REUSE_A=1 needs a finished 'make release' (or 'make adp-$arch') in $ROOT"
+    done
     copy_tree "$B" 077
-    say "build A: the work tree's own result ($A/result-adp-armv7, umask $(umask), TZ=${TZ:-unset}, LANG=${LANG:-unset})"
+    say "build A: the work tree's own results (result-adp-{${ARCHES// /,}}, umask $(umask), TZ=${TZ:-unset}, LANG=${LANG:-unset})"
     say "copied $(git ls-files --cached --others --exclude-standard | wc -l) files into $B"
 else
     copy_tree "$A" 022
@@ -78,25 +90,17 @@ build() {
     shift 2
     start=$(date +%s)
     say "build $name in $dir: $*"
-    if ! (cd "$dir" && "$@" env CARGO_TARGET_DIR="$dir/target" checks/build-adp-armv7.sh --out "$dir/result") \
+    if ! (cd "$dir" && "$@" env CARGO_TARGET_DIR="$dir/target" checks/build-release.sh --out "$dir/result-release") \
         >"$WORK/build-$name.log" 2>&1; then
         tail -n 40 "$WORK/build-$name.log" >&2
         die "build $name failed (full log: $WORK/build-$name.log)"
     fi
     say "build $name took $(($(date +%s) - start)) s"
 }
-if [ "${ADP_REPRO_REUSE_A:-0}" = 1 ]; then
-    ln -sfn "$ROOT/result-adp-armv7" "$WORK/result-a"
-    RA=$WORK/result-a
-else
+if [ "${ADP_REPRO_REUSE_A:-0}" != 1 ]; then
     build A "$A" env -u LC_ALL TZ=UTC LANG=C.UTF-8 bash -c 'umask 022 && exec "$@"' umask-022
-    RA=$A/result
 fi
 build B "$B" env -u LC_ALL TZ=Pacific/Chatham LANG=fr_FR.UTF-8 faketime -f +3d bash -c 'umask 077 && exec "$@"' umask-077
-
-stem=$(sed -n 's/^[0-9a-f]*  \(agent-data-plane-.*\)\.tar\.gz$/\1/p' "$RA/SHA256SUMS")
-[ -n "$stem" ] || die "no tarball listed in $RA/SHA256SUMS"
-manifest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"].split(":")[1])' "$RA/oci/index.json")
 
 declare -a differing=()
 compare() {
@@ -110,18 +114,34 @@ compare() {
         differing+=("$fa" "$fb")
     fi
 }
-compare "binary (stripped)" "$A/target/adp-armv7-package/agent-data-plane" "$B/target/adp-armv7-package/agent-data-plane"
-compare "$stem.tar.gz" "$RA/$stem.tar.gz" "$B/result/$stem.tar.gz"
-compare "oci/index.json" "$RA/oci/index.json" "$B/result/oci/index.json"
-compare "manifest sha256:$manifest" "$RA/oci/blobs/sha256/$manifest" "$B/result/oci/blobs/sha256/$manifest"
-if cmp -s "$RA/SHA256SUMS" "$B/result/SHA256SUMS"; then
-    say "same      SHA256SUMS: all $(wc -l <"$RA/SHA256SUMS") artifacts are identical"
-else
-    say "DIFFERENT SHA256SUMS:"
-    diff "$RA/SHA256SUMS" "$B/result/SHA256SUMS" || true
-    while read -r _ name; do
-        case $name in oci/*) ;; *) cmp -s "$RA/$name" "$B/result/$name" || differing+=("$RA/$name" "$B/result/$name") ;; esac
-    done <"$RA/SHA256SUMS"
+# compare_sums NAME RA RB: every file listed in RA/SHA256SUMS.
+compare_sums() {
+    local name=$1 ra=$2 rb=$3
+    if cmp -s "$ra/SHA256SUMS" "$rb/SHA256SUMS"; then
+        say "same      $name/SHA256SUMS: all $(wc -l <"$ra/SHA256SUMS") artifacts are identical"
+    else
+        say "DIFFERENT $name/SHA256SUMS:"
+        diff "$ra/SHA256SUMS" "$rb/SHA256SUMS" || true
+        while read -r _ file; do
+            case $file in oci/*) ;; *) cmp -s "$ra/$file" "$rb/$file" || differing+=("$ra/$file" "$rb/$file") ;; esac
+        done <"$ra/SHA256SUMS"
+    fi
+}
+for arch in $ARCHES; do
+    RA=$A/result-adp-$arch
+    RB=$B/result-adp-$arch
+    stem=$(sed -n 's/^[0-9a-f]*  \(agent-data-plane-.*\)\.tar\.gz$/\1/p' "$RA/SHA256SUMS")
+    [ -n "$stem" ] || die "no tarball listed in $RA/SHA256SUMS"
+    manifest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"].split(":")[1])' "$RA/oci/index.json")
+    compare "$arch binary (stripped)" "$A/target/adp-$arch-package/agent-data-plane" "$B/target/adp-$arch-package/agent-data-plane"
+    compare "$stem.tar.gz" "$RA/$stem.tar.gz" "$RB/$stem.tar.gz"
+    compare "$arch oci/index.json" "$RA/oci/index.json" "$RB/oci/index.json"
+    compare "$arch manifest sha256:$manifest" "$RA/oci/blobs/sha256/$manifest" "$RB/oci/blobs/sha256/$manifest"
+    compare_sums "result-adp-$arch" "$RA" "$RB"
+done
+if [ "$ARCHES" = "$ADP_ARCHES" ]; then
+    compare "release oci/index.json" "$A/result-release/oci/index.json" "$B/result-release/oci/index.json"
+    compare_sums result-release "$A/result-release" "$B/result-release"
 fi
 
 if [ ${#differing[@]} -gt 0 ]; then
