@@ -51,13 +51,17 @@ for dir in "$@"; do
         for script in postinst prerm postrm; do
             [ -x "$work/x/DEBIAN/$script" ] && sh -n "$work/x/DEBIAN/$script" || bad "$script missing, not executable or not valid sh"
         done
-        printf '+ lintian --fail-on error,warning --display-info --show-overrides %s\n' "$name"
-        if lintian --fail-on error,warning --display-info --show-overrides "$deb" >"$work/lintian.txt" 2>&1; then
-            say "ok    lintian: no error or warning ($(grep -c . "$work/lintian.txt" || true) info/override lines)"
+        # The verdict from --fail-on; the listing with the overrides and their
+        # reasons from a second run (lintian 2.116 exits 2 with --show-overrides
+        # even when the only tags are overridden ones).
+        printf '+ lintian --fail-on error,warning --display-info %s\n' "$name"
+        if lintian --fail-on error,warning --display-info "$deb" >"$work/lintian.txt" 2>&1; then
+            say "ok    lintian: no error or warning"
         else
             bad "lintian reports errors or warnings"
         fi
-        sed 's/^/  /' "$work/lintian.txt"
+        printf '+ lintian --display-info --show-overrides %s\n' "$name"
+        lintian --display-info --show-overrides "$deb" 2>&1 | grep -v '^running with root privileges' | sed 's/^/  /' || true
     done
 done
 [ "$fail" = 0 ] || { echo "deb: FAILED" >&2; exit 1; }

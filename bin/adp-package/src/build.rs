@@ -255,6 +255,7 @@ pub fn build(args: &BuildArgs) -> Result<(), Error> {
         nsswitch: read(&pkg_dir.join("nsswitch.conf"))?,
         copyright: read(&pkg_dir.join("deb/copyright"))?,
         manpage: read(&pkg_dir.join("deb/agent-data-plane.1"))?,
+        lintian_overrides: read(&pkg_dir.join("deb/lintian-overrides"))?,
     };
     let epoch = args.source_date_epoch;
     let stem = format!("{PACKAGE}-{}-linux-{}", args.version, args.arch);
@@ -338,6 +339,7 @@ mod tests {
             "control",
             "copyright",
             "agent-data-plane.1",
+            "lintian-overrides",
             "postinst",
             "prerm",
             "postrm",

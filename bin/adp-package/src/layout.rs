@@ -50,6 +50,8 @@ pub struct Inputs {
     pub copyright: Vec<u8>,
     /// `packaging/deb/agent-data-plane.1`.
     pub manpage: Vec<u8>,
+    /// `packaging/deb/lintian-overrides`.
+    pub lintian_overrides: Vec<u8>,
 }
 
 /// The FHS tarball: only the directories the package owns get entries, so
@@ -92,7 +94,8 @@ pub fn tarball_tree(inputs: &Inputs) -> Result<Tree, Error> {
 /// (a file the administrator copies from an example is none of that). The
 /// unit is in /lib/systemd/system, where bookworm's systemd packages and
 /// deb-systemd-helper look; the doc directory has what Debian policy asks:
-/// the copyright file and a compressed changelog.
+/// the copyright file and a compressed changelog; lintian's overrides say
+/// why each overridden tag does not apply.
 pub fn deb_tree(inputs: &Inputs, changelog: &[u8]) -> Result<Tree, Error> {
     let mut tree = Tree::new();
     tree.file(BIN_PATH, inputs.binary.clone(), 0o755, Owner::ROOT)?;
@@ -124,6 +127,12 @@ pub fn deb_tree(inputs: &Inputs, changelog: &[u8]) -> Result<Tree, Error> {
     tree.file(
         "usr/share/man/man1/agent-data-plane.1.gz",
         archive::gzip(&inputs.manpage)?,
+        0o644,
+        Owner::ROOT,
+    )?;
+    tree.file(
+        &format!("usr/share/lintian/overrides/{PACKAGE}"),
+        inputs.lintian_overrides.clone(),
         0o644,
         Owner::ROOT,
     )?;
@@ -283,6 +292,7 @@ pub(crate) mod tests {
             nsswitch: b"hosts: files dns\n".to_vec(),
             copyright: include_bytes!("../../../packaging/deb/copyright").to_vec(),
             manpage: include_bytes!("../../../packaging/deb/agent-data-plane.1").to_vec(),
+            lintian_overrides: include_bytes!("../../../packaging/deb/lintian-overrides").to_vec(),
         }
     }
 
@@ -402,6 +412,7 @@ pub(crate) mod tests {
                 "usr/share/doc/agent-data-plane/changelog.Debian.gz",
                 "usr/share/doc/agent-data-plane/copyright",
                 "usr/share/doc/agent-data-plane/sbom.cdx.json",
+                "usr/share/lintian/overrides/agent-data-plane",
                 "usr/share/man/man1/agent-data-plane.1.gz",
             ]
         );
