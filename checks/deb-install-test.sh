@@ -67,7 +67,7 @@ cleanup() {
     [ -z "$AGENT_PID" ] || kill -KILL "$AGENT_PID" 2>/dev/null || true
     [ -z "$INTAKE_PID" ] || kill "$INTAKE_PID" 2>/dev/null || true
     wait 2>/dev/null || true
-    for mnt in "$CHROOT/proc" "$CACHE/stage/proc"; do
+    for mnt in "$CHROOT/dev/pts" "$CHROOT/proc" "$CACHE/stage/proc"; do
         ! mountpoint -q "$mnt" 2>/dev/null || umount "$mnt"
     done
     [ -z "$BINFMT_OURS" ] || echo -1 >"/proc/sys/fs/binfmt_misc/$BINFMT_OURS"
@@ -127,6 +127,10 @@ mkdir -p "$CHROOT"
 tar -C "$CHROOT" --numeric-owner -xpf "$BASE"
 cp /etc/resolv.conf "$CHROOT/etc/resolv.conf"
 mount -t proc proc "$CHROOT/proc"
+# A private devpts instance: apt's terminal log wants a pty, and the host's
+# /dev/pts is not the root's business.
+mkdir -p "$CHROOT/dev/pts"
+mount -t devpts -o newinstance,ptmxmode=0666 devpts "$CHROOT/dev/pts"
 in_root() { chroot "$CHROOT" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 "$@"; }
 say "root: $(in_root cat /etc/debian_version), $(in_root dpkg --print-architecture), $(in_root uname -m) under emulation"
 run in_root apt-get update -q >"$work/apt-update.log" 2>&1 || { cat "$work/apt-update.log" >&2; die "apt-get update failed in the root"; }
@@ -162,7 +166,7 @@ snapshot >"$work/before.txt"
 say "apt-get install $D1"
 in_root apt-get install -y -q "$D1" 2>&1 | tee "$work/install.log" | sed 's/^/  | /'
 [ "${PIPESTATUS[0]}" = 0 ] || die "apt-get install failed"
-phase "apt-get install ./…-1_armhf.deb"
+phase "apt-get install ./...-1_armhf.deb"
 status=$(in_root dpkg-query -W -f='${Status} ${Version}' agent-data-plane)
 [ "$status" = "install ok installed $(dpkg-deb --field "$DEB1" Version)" ] || die "dpkg status: $status"
 say "ok: $status"
@@ -248,7 +252,7 @@ phase "metric to the intake, SIGTERM"
 say "apt-get install $D2 (upgrade)"
 in_root apt-get install -y -q "$D2" 2>&1 | tee "$work/upgrade.log" | sed 's/^/  | /'
 [ "${PIPESTATUS[0]}" = 0 ] || die "the upgrade failed"
-phase "apt-get install ./…-2_armhf.deb (upgrade)"
+phase "apt-get install ./...-2_armhf.deb (upgrade)"
 status=$(in_root dpkg-query -W -f='${Status} ${Version}' agent-data-plane)
 [ "$status" = "install ok installed $(dpkg-deb --field "$DEB2" Version)" ] || die "dpkg status after the upgrade: $status"
 [ "$(sha256sum <"$CHROOT/etc/datadog-agent/datadog.yaml" | cut -d' ' -f1)" = "$edited" ] ||
