@@ -19,8 +19,8 @@ HOST_BIN      := target/release/agent-data-plane
 ARMV7_RUNNER  := qemu-arm -L /usr/arm-linux-gnueabihf
 RESULT        := result-adp-armv7
 SANDBOX       := checks/lib/builder-sandbox.sh
-# The shipped binary, as the flake's checks take it: out of the release tarball.
-SHIPPED       := tar -xzf "$$release"/agent-data-plane-*-linux-armv7.tar.gz usr/bin/agent-data-plane
+# The shipped armv7 binary, as the flake's checks take it: out of the release tarball.
+SHIPPED       := tar -xzf "$$armv7"/agent-data-plane-*-linux-armv7.tar.gz usr/bin/agent-data-plane
 RELEASE       := result-release
 ARCHES        := armv7 arm64 amd64
 
@@ -102,32 +102,32 @@ release: ## All three architectures, then result-release/: their tarballs and .d
 
 PACKAGED_BIN  := target/adp-armv7-package/agent-data-plane
 
-# The artifact checks read what `make release` wrote; run that first.
+# The artifact checks read what `make release` wrote (result-adp-armv7/ and
+# result-release/); run that first. Each runs its script under builder
+# conditions with the command text of its flake twin (nix/checks.nix).
 .PHONY: elf
 elf: ## ELF checks on each shipped binary: glibc <= 2.36, class/machine (EABI5 hard-float), interpreter, no rpath, NEEDED
-	$(SANDBOX) run elf --input release=$(RESULT) -- '$(SHIPPED) && checks/elf.sh usr/bin/agent-data-plane armv7'
-	for arch in arm64 amd64; do checks/elf.sh target/adp-$$arch-package/agent-data-plane $$arch; done
+	$(SANDBOX) run elf --input release=$(RELEASE) -- \
+		'for arch in $(ARCHES); do tar -xzf "$$release"/agent-data-plane-*-linux-$$arch.tar.gz usr/bin/agent-data-plane; checks/elf.sh usr/bin/agent-data-plane $$arch; done'
 
 .PHONY: size
 size: ## Size gate on the stripped armv7 binary
-	$(SANDBOX) run size --input release=$(RESULT) -- '$(SHIPPED) && checks/size.sh usr/bin/agent-data-plane'
+	$(SANDBOX) run size --input armv7=$(RESULT) -- '$(SHIPPED); checks/size.sh usr/bin/agent-data-plane'
 
 .PHONY: oci
 oci: ## OCI validity (skopeo, umoci, platforms, non-root user) of armv7's image and the release's index; file modes
-	$(SANDBOX) run oci --input release=$(RESULT) -- 'checks/oci.sh "$$release" && checks/modes.sh "$$release"'
-	checks/oci.sh $(RELEASE)
-	checks/modes.sh $(RELEASE)
+	$(SANDBOX) run oci --input armv7=$(RESULT) --input release=$(RELEASE) -- \
+		'checks/oci.sh "$$armv7"; checks/oci.sh "$$release"; checks/modes.sh "$$release"'
 
 .PHONY: deb
 deb: ## The three .debs: dpkg-deb fields, Depends against readelf, conffile, scripts, lintian (no error or warning)
-	checks/deb.sh $(RELEASE)
+	$(SANDBOX) run deb --input release=$(RELEASE) -- 'checks/deb.sh "$$release"'
 
 .PHONY: image-smoke
 image-smoke: ## Smoke-test each image's own rootfs (its glibc): arm/v7 under qemu-arm, arm64 under qemu-aarch64, amd64 natively
 	cargo build --locked -p adp-test-intake
-	$(SANDBOX) run image-smoke --input release=$(RESULT) --input intake=target/debug/adp-test-intake -- \
+	$(SANDBOX) run image-smoke --input release=$(RELEASE) --input intake=target/debug/adp-test-intake -- \
 		'export ADP_TEST_INTAKE=$$intake && checks/image-smoke.sh "$$release"'
-	checks/image-smoke.sh $(RELEASE)
 
 # Slow (a bookworm armhf root under qemu-arm; ~10 min the first time, then
 # ~5), so not in `make check`.

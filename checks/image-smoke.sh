@@ -5,7 +5,8 @@
 # ROOTFS` and arm64 under `qemu-aarch64 -L ROOTFS` (the rootfs is the emulated
 # program's root for library and interpreter lookups); amd64 runs natively
 # through the image's own loader, `ROOTFS/lib64/ld-linux-x86-64.so.2
-# --library-path ROOTFS/lib/x86_64-linux-gnu`.
+# --library-path ROOTFS/lib/x86_64-linux-gnu` (on a machine that is not
+# x86_64, such as an aarch64-linux Nix builder, under `qemu-x86_64 -L ROOTFS`).
 #
 #   checks/image-smoke.sh [RESULT_DIR]     # default: result-adp-armv7
 #   checks/image-smoke.sh result-release   # every platform of the release's index
@@ -38,7 +39,12 @@ while read -r arch layout tag _; do
     case $arch in
         armv7) RUNNER=(qemu-arm -L "$ROOTFS") ;;
         arm64) RUNNER=(qemu-aarch64 -L "$ROOTFS") ;;
-        amd64) RUNNER=("$ROOTFS/lib64/ld-linux-x86-64.so.2" --library-path "$ROOTFS/lib/x86_64-linux-gnu") ;;
+        amd64)
+            if [ "$(uname -m)" = x86_64 ]; then
+                RUNNER=("$ROOTFS/lib64/ld-linux-x86-64.so.2" --library-path "$ROOTFS/lib/x86_64-linux-gnu")
+            else
+                RUNNER=(qemu-x86_64 -L "$ROOTFS")
+            fi ;;
     esac
     command -v "${RUNNER[0]}" >/dev/null || [ -x "${RUNNER[0]}" ] ||
         { echo "image-smoke: ${RUNNER[0]} not found (make setup)" >&2; exit 2; }
@@ -46,7 +52,8 @@ while read -r arch layout tag _; do
     # The loader's own report: every library must come from the image (under
     # qemu the paths are the -L root's, natively they are under ROOTFS).
     echo "image-smoke: $arch: libraries loaded from the image rootfs $ROOTFS:"
-    if [ "$arch" = amd64 ]; then
+    # The image's own loader reads LD_DEBUG from the environment; qemu passes it with -E.
+    if [ "${RUNNER[0]}" != "${RUNNER[0]#"$ROOTFS"}" ]; then
         loaded=$(env LD_DEBUG=libs "${RUNNER[@]}" "$BIN" version 2>&1 | sed -n 's/.*calling init: //p' | sort -u)
     else
         loaded=$("${RUNNER[0]}" -E LD_DEBUG=libs "${RUNNER[@]:1}" "$BIN" version 2>&1 | sed -n 's/.*calling init: //p' | sort -u)

@@ -28,13 +28,7 @@ make_only=(
     "bench: measurements for docs/benchmarks.md, never a pass/fail check"
     "bench-codec: a measurement, never a pass/fail check"
     "fuzz: a long fuzzing run (cargo-fuzz, libFuzzer), never part of a check"
-    "deb-install-test: installs the .deb in a debootstrapped armhf root as root, outside any build sandbox"
-    # Issue #19's outputs; their flake twins (packages.adp-arm64, packages.adp-amd64,
-    # packages.release, checks.adp-deb) wait for the nix/ rewrite of issue #14.
-    "adp-arm64: flake twin pending (issue #19 after #14)"
-    "adp-amd64: flake twin pending (issue #19 after #14)"
-    "release: flake twin pending (issue #19 after #14)"
-    "deb: flake twin pending (issue #19 after #14)"
+    "deb-install-test: installs the .deb in a debootstrapped armhf root as root (debootstrap from the Debian mirror, binfmt_misc, chroot), outside any build sandbox"
 )
 
 for tool in nix-instantiate jq; do
