@@ -610,39 +610,24 @@ mod tests {
     fn validation_names_the_key_to_fix() {
         let err = ForwarderConfig::default().validate().unwrap_err();
         assert!(err.to_string().contains("`api_key`"), "{err}");
-        let err = ForwarderConfig {
-            dd_url: Some("ftp://x".into()),
-            ..valid()
+        // The key the message must name, and how to make the configuration invalid there.
+        type Breakage = (&'static str, fn(&mut ForwarderConfig));
+        let breakages: [Breakage; 5] = [
+            ("`dd_url`", |c| c.dd_url = Some("ftp://x".into())),
+            ("`forwarder_timeout`", |c| c.forwarder_timeout = Duration::ZERO),
+            ("`forwarder_backoff_factor`", |c| c.forwarder_backoff_factor = 1.5),
+            ("`forwarder_num_workers`", |c| c.forwarder_num_workers = 0),
+            ("`additional_endpoints`", |c| {
+                c.additional_endpoints
+                    .insert("https://app.datadoghq.eu".into(), vec![" ".into()]);
+            }),
+        ];
+        for (key, break_it) in breakages {
+            let mut c = valid();
+            break_it(&mut c);
+            let err = c.validate().unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
         }
-        .validate()
-        .unwrap_err();
-        assert!(err.to_string().contains("`dd_url`"), "{err}");
-        let err = ForwarderConfig {
-            forwarder_timeout: Duration::ZERO,
-            ..valid()
-        }
-        .validate()
-        .unwrap_err();
-        assert!(err.to_string().contains("`forwarder_timeout`"), "{err}");
-        let err = ForwarderConfig {
-            forwarder_backoff_factor: 1.5,
-            ..valid()
-        }
-        .validate()
-        .unwrap_err();
-        assert!(err.to_string().contains("`forwarder_backoff_factor`"), "{err}");
-        let err = ForwarderConfig {
-            forwarder_num_workers: 0,
-            ..valid()
-        }
-        .validate()
-        .unwrap_err();
-        assert!(err.to_string().contains("`forwarder_num_workers`"), "{err}");
-        let mut c = valid();
-        c.additional_endpoints
-            .insert("https://app.datadoghq.eu".into(), vec![" ".into()]);
-        let err = c.validate().unwrap_err();
-        assert!(err.to_string().contains("`additional_endpoints`"), "{err}");
         let mut c = valid();
         c.proxy.https = Some("socks5://u:secret@proxy:1080".into());
         let err = c.validate().unwrap_err().to_string();

@@ -127,11 +127,15 @@ mod tests {
 
     #[test]
     fn agent_versions_become_dash_separated_prefixes() {
-        assert_eq!(version_prefix("7.72.0"), "7-72-0");
-        assert_eq!(version_prefix("7.72.0-devel+git.1.abc"), "7-72-0");
-        assert_eq!(version_prefix("0.1.0"), "0-1-0");
-        assert_eq!(version_prefix("garbage"), "0-0-0");
-        assert_eq!(version_prefix("7.72"), "0-0-0");
+        for (version, prefix) in [
+            ("7.72.0", "7-72-0"),
+            ("7.72.0-devel+git.1.abc", "7-72-0"),
+            ("0.1.0", "0-1-0"),
+            ("garbage", "0-0-0"),
+            ("7.72", "0-0-0"),
+        ] {
+            assert_eq!(version_prefix(version), prefix, "{version}");
+        }
     }
 
     #[test]
@@ -201,10 +205,14 @@ mod tests {
 
     #[test]
     fn keys_in_logs_show_only_their_last_characters() {
-        assert_eq!(hide_key_except_last_chars("abcd"), "********");
-        assert_eq!(hide_key_except_last_chars("abcde"), "****e");
-        assert_eq!(hide_key_except_last_chars("abcdefgh"), "******gh");
-        assert_eq!(hide_key_except_last_chars("0123456789abcdef"), "*************def");
+        for (key, shown) in [
+            ("abcd", "********"),
+            ("abcde", "****e"),
+            ("abcdefgh", "******gh"),
+            ("0123456789abcdef", "*************def"),
+        ] {
+            assert_eq!(hide_key_except_last_chars(key), shown, "{key}");
+        }
         let key = "0123456789abcdef0123456789abcdef";
         assert_eq!(hide_key_except_last_chars(key), format!("{}cdef", "*".repeat(28)));
     }
