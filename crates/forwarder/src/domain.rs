@@ -29,13 +29,11 @@ pub(crate) fn version_prefix(version: &str) -> String {
 /// (`https://app.datadoghq.eu` → `https://7-72-0-app.agent.datadoghq.eu`);
 /// any other URL (custom intake, proxy, port given) is returned unchanged.
 pub(crate) fn versioned_base(base: &str, agent_version: &str) -> String {
-    let Some(scheme_end) = base.find("://") else {
+    let Some(span) = adp_config::url_authority(base) else {
         return base.to_owned();
     };
-    let authority_start = scheme_end + 3;
-    let rest = &base[authority_start..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_len];
+    let authority_start = span.start;
+    let authority = &base[span];
     let host_start = authority.rfind('@').map_or(0, |at| at + 1);
     let host = &authority[host_start..];
     if !is_versionable_host(host) {
