@@ -901,11 +901,12 @@ mod tests {
             parse_mount_line("36 35 98:0 / /mnt rw,noatime master:1 - ext3 /dev/root rw,errors=continue"),
             Some(("/dev/root", "/mnt", "ext3", "rw,noatime"))
         );
-        assert_eq!(unescape("/media/usb\\040key"), "/media/usb key");
-        assert_eq!(unescape("BOOT\\x20FS"), "BOOT FS");
-        assert_eq!(base_name(""), ".");
-        assert_eq!(base_name("/dev/sda1"), "sda1");
-        assert_eq!(base_name("tmpfs"), "tmpfs");
+        for (escaped, text) in [("/media/usb\\040key", "/media/usb key"), ("BOOT\\x20FS", "BOOT FS")] {
+            assert_eq!(unescape(escaped), text, "{escaped}");
+        }
+        for (device, base) in [("", "."), ("/dev/sda1", "sda1"), ("tmpfs", "tmpfs")] {
+            assert_eq!(base_name(device), base, "{device:?}");
+        }
     }
 
     #[test]

@@ -133,18 +133,20 @@ let
           datadog = pkg "python3-datadog" { };
         };
       in
-      {
+      # Package-set plumbing (pkgs/top-level/stage.nix and splice.nix for
+      # a native package set: every pkgs* set is this one, no splicing).
+      lib.genAttrs [
+        "pkgs"
+        "pkgsBuildBuild"
+        "pkgsBuildHost"
+        "pkgsBuildTarget"
+        "pkgsHostHost"
+        "pkgsTargetTarget"
+        "pkgsHostTarget"
+      ] (_: self)
+      // {
         inherit lib;
 
-        # Package-set plumbing (pkgs/top-level/stage.nix and splice.nix for
-        # a native package set: every pkgs* set is this one, no splicing).
-        pkgs = self;
-        pkgsBuildBuild = self;
-        pkgsBuildHost = self;
-        pkgsBuildTarget = self;
-        pkgsHostHost = self;
-        pkgsTargetTarget = self;
-        pkgsHostTarget = self;
         splicePackages =
           {
             pkgsBuildBuild,
