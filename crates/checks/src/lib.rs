@@ -72,6 +72,7 @@ mod output;
 mod procfs;
 mod registry;
 pub mod runner;
+mod settings;
 pub mod uptime;
 
 #[cfg(test)]
@@ -85,3 +86,4 @@ pub use output::{CheckBatch, CheckSeries, Emitter, MetricType, ServiceCheck, Ser
 pub use procfs::{increment_with_overflow, Counter, Roots};
 pub use registry::{build_checks, build_instance, load_checks, CHECK_NAMES};
 pub use runner::{spawn, CheckStats, RunnerHandle, ScheduledCheck};
+pub use settings::ChecksSettings;

@@ -43,6 +43,7 @@
 
 pub mod hostname;
 pub mod metadata;
+pub mod settings;
 pub mod tags;
 
 pub use hostname::{
@@ -53,4 +54,5 @@ pub use metadata::{
     collection_interval, HostMetadata, HostMetadataConfig, InstallMethod, MetadataSchedule, Payload, SystemInfo,
     SystemPaths,
 };
+pub use settings::{HostSettings, MetadataProvider, AGENT_FLAVOR};
 pub use tags::{expected_tags_active, host_tags, ExpectedHostTags, HostTagsConfig};
