@@ -136,6 +136,8 @@ const PACKAGE: &str = "agent-data-plane";
 const BIN_PATH: &str = "usr/bin/agent-data-plane";
 const DOC_DIR: &str = "usr/share/doc/agent-data-plane";
 const CONFIG_DIR: &str = "etc/datadog-agent";
+/// Where the system checks' default configuration files go (`confd_path`).
+const CONFD_DIR: &str = "etc/datadog-agent/conf.d";
 const UNIT_NAME: &str = "agent-data-plane.service";
 const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
 const CA_SOURCE_DIR: &str = "usr/share/ca-certificates/mozilla/";
@@ -358,6 +360,7 @@ fn tarball_tree(inputs: &Inputs) -> Result<Tree, Error> {
         0o644,
         Owner::ROOT,
     )?;
+    add_confd(&mut tree)?;
     tree.file(
         &format!("usr/lib/systemd/system/{UNIT_NAME}"),
         inputs.unit.clone(),
@@ -378,6 +381,21 @@ fn tarball_tree(inputs: &Inputs) -> Result<Tree, Error> {
         Owner::ROOT,
     )?;
     Ok(tree)
+}
+
+/// The system checks' shipped configuration (the IoT Agent's set, from
+/// `adp_checks::DEFAULT_CONFD`): `conf.d/<check>.d/conf.yaml.default`, root's,
+/// replaced on upgrade; users add `conf.yaml` files beside them.
+fn add_confd(tree: &mut Tree) -> Result<(), Error> {
+    tree.dir(CONFD_DIR, 0o755, Owner::ROOT)?;
+    for (rel, text) in adp_checks::DEFAULT_CONFD {
+        let path = format!("{CONFD_DIR}/{rel}");
+        if let Some((dir, _)) = path.rsplit_once('/') {
+            tree.dir(dir, 0o755, Owner::ROOT)?;
+        }
+        tree.file(&path, text.as_bytes().to_vec(), 0o644, Owner::ROOT)?;
+    }
+    Ok(())
 }
 
 /// The directories of the image the runtime user owns (and may write):
@@ -418,6 +436,7 @@ fn rootfs_tree(inputs: &Inputs, runtime: &Runtime, user: Owner) -> Result<Tree, 
         0o644,
         Owner::ROOT,
     )?;
+    add_confd(&mut tree)?;
     tree.file(
         &format!("{DOC_DIR}/LICENSE"),
         inputs.license.clone(),
@@ -667,6 +686,25 @@ mod tests {
             paths,
             [
                 "etc/datadog-agent",
+                "etc/datadog-agent/conf.d",
+                "etc/datadog-agent/conf.d/cpu.d",
+                "etc/datadog-agent/conf.d/cpu.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/disk.d",
+                "etc/datadog-agent/conf.d/disk.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/file_handle.d",
+                "etc/datadog-agent/conf.d/file_handle.d/conf.yaml.example",
+                "etc/datadog-agent/conf.d/io.d",
+                "etc/datadog-agent/conf.d/io.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/load.d",
+                "etc/datadog-agent/conf.d/load.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/memory.d",
+                "etc/datadog-agent/conf.d/memory.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/network.d",
+                "etc/datadog-agent/conf.d/network.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/ntp.d",
+                "etc/datadog-agent/conf.d/ntp.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/uptime.d",
+                "etc/datadog-agent/conf.d/uptime.d/conf.yaml.default",
                 "etc/datadog-agent/datadog.yaml.example",
                 "usr/bin/agent-data-plane",
                 "usr/lib/systemd/system/agent-data-plane.service",
@@ -837,9 +875,26 @@ mod tests {
         let got: Vec<(&str, tar::EntryType, u32)> = entries.iter().map(|e| (e.path.as_str(), e.kind, e.mode)).collect();
         use tar::EntryType::{Directory as D, Regular as F};
         assert_eq!(
-            got,
+            got[..3],
             [
                 ("etc/datadog-agent/", D, 0o755),
+                ("etc/datadog-agent/conf.d/", D, 0o755),
+                ("etc/datadog-agent/conf.d/cpu.d/", D, 0o755),
+            ]
+        );
+        assert_eq!(
+            got.iter()
+                .filter(|e| e.0.starts_with("etc/datadog-agent/conf.d/"))
+                .count(),
+            2 * adp_checks::DEFAULT_CONFD.len() + 1,
+            "conf.d, a directory and a file per check"
+        );
+        assert!(got[1..2 * adp_checks::DEFAULT_CONFD.len() + 2]
+            .iter()
+            .all(|e| e.1 == if e.0.ends_with('/') { D } else { F } && e.2 == if e.1 == D { 0o755 } else { 0o644 }));
+        assert_eq!(
+            got[2 * adp_checks::DEFAULT_CONFD.len() + 2..],
+            [
                 ("etc/datadog-agent/datadog.yaml.example", F, 0o644),
                 ("usr/bin/agent-data-plane", F, 0o755),
                 ("usr/lib/systemd/system/agent-data-plane.service", F, 0o644),

@@ -417,6 +417,9 @@ impl Forwarder {
                     report.persisted += r.persisted;
                     report.dropped += r.dropped;
                 }
+                // Only the runtime's own shutdown cancels a worker (the agent is
+                // exiting after a failed start): not a failure of the worker.
+                Err(e) if e.is_cancelled() => tracing::debug!("Forwarder worker cancelled at runtime shutdown."),
                 Err(e) => tracing::error!(error = %e, "Forwarder worker failed."),
             }
         }

@@ -11,13 +11,16 @@
 //!   connections, 403/413, unresolvable hosts) and SIGTERM under load;
 //! - `storage`: the on-disk retry storage across kill -9 and damaged files;
 //! - `input`: malformed, oversized and hostile DogStatsD input;
-//! - `security`: secrets in logs and endpoints, API access, file modes.
+//! - `security`: secrets in logs and endpoints, API access, file modes;
+//! - `host`: the system checks against /proc and statvfs, ntp against a
+//!   loopback responder, the host-metadata payload, host tags on metrics.
 
 mod harness;
 
 mod bind;
 mod cli;
 mod faults;
+mod host;
 mod input;
 mod modes;
 mod pipeline;
