@@ -180,7 +180,8 @@ pub async fn start(
             handle.clone(),
         ))
     } else {
-        tracing::info!("Metadata collection disabled (enable_metadata_collection: false): no host metadata is sent.");
+        // The Agent's line.
+        tracing::warn!("Metadata collection disabled, only do that if another agent/dogstatsd is running on this host");
         None
     };
     let aggregator =
