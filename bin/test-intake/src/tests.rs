@@ -275,7 +275,7 @@ async fn a_missing_api_key_is_forbidden_and_validate_checks_for_one() {
         .await
         .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = send(intake.addr(), "POST", "/intake/", &[("dd-api-key", "k")], Bytes::new())
+    let (status, _) = send(intake.addr(), "POST", "/api/v1/series", &[("dd-api-key", "k")], Bytes::new())
         .await
         .unwrap();
     assert_eq!(status, StatusCode::NOT_FOUND);
