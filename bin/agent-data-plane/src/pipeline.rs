@@ -5,9 +5,15 @@
 //!  (adp-dogstatsd)                                                (adp-aggregate)   [2]     (adp-encoder)                  (adp-forwarder)
 //! ```
 //!
+//! The listeners' decoders already did the Agent's DogStatsD enrichment
+//! (mapper, namespace, blocklist, `dogstatsd_tags`, histogram copies:
+//! `adp_dogstatsd::enrich`); the aggregator drops the histogram series the
+//! blocklist names (`.max`, `.95percentile` entries).
+//!
 //! The aggregator task owns the [`Aggregator`]. It inserts every metric as it
 //! arrives (after the memory limiter's back pressure, see [`crate::memory`]),
-//! keeps events and service checks aside, and:
+//! keeps events and service checks aside, answers `dogstatsd stats` and `top`
+//! ([`DebugServer`]), and:
 //!
 //! - every `aggregate_flush_interval`, flushes the closed windows;
 //! - every second (or the flush interval, if shorter), hands over the events
@@ -31,6 +37,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use adp_aggregate::Aggregator;
+use adp_dogstatsd::debug::DebugServer;
 use adp_dogstatsd::{Batch, RunningSource};
 use adp_encoder::{EncodeError, Encoder, EncoderConfig};
 use adp_forwarder::{ApiKeyStatus, Forwarder, ForwarderHandle, ShutdownReport};
@@ -83,6 +90,7 @@ pub async fn start(
     health: &Health,
     supervisor: &Supervisor,
     limiter: MemoryLimiter,
+    debug: DebugServer,
 ) -> anyhow::Result<Running> {
     if settings.forwarder.api_key.is_empty() {
         anyhow::bail!("no API key configured: set `api_key` in datadog.yaml or DD_API_KEY");
@@ -130,8 +138,16 @@ pub async fn start(
         registry,
     )
     .context("invalid serializer configuration")?;
-    let aggregator =
+    let mut aggregator =
         Aggregator::new(settings.aggregate.clone(), registry).context("invalid aggregation configuration")?;
+    let histogram_blocklist = settings
+        .dogstatsd
+        .enrich
+        .blocklist()
+        .histogram_aggregates(aggregator.histogram_suffixes());
+    if !histogram_blocklist.is_empty() {
+        aggregator.set_histogram_filter(move |name| histogram_blocklist.contains(name));
+    }
     let (tx, rx) = mpsc::channel::<Batch>(settings.dogstatsd.dogstatsd_queue_size);
     let (output, outputs) = mpsc::channel::<Output>(OUTPUT_QUEUE);
     let encoder = supervisor.spawn(
@@ -154,6 +170,7 @@ pub async fn start(
             flush_interval: settings.aggregate.aggregate_flush_interval,
             events: Vec::new(),
             checks: Vec::new(),
+            debug,
         }
         .run(rx),
     );
@@ -242,6 +259,7 @@ struct AggregatorTask {
     flush_interval: Duration,
     events: Vec<Event>,
     checks: Vec<ServiceCheck>,
+    debug: DebugServer,
 }
 
 struct EncoderTask {
@@ -283,6 +301,7 @@ impl AggregatorTask {
                     self.hand_over(flushed).await;
                 }
                 _ = events.tick() => self.hand_over(Flushed::default()).await,
+                event = self.debug.next() => self.debug.handle(event, || self.aggregator.contexts()),
             }
         }
         let flushed = self.aggregator.flush(unix_now(), true);
@@ -298,6 +317,7 @@ impl AggregatorTask {
             origin: _,
         } = batch;
         let now = unix_now();
+        self.debug.observe(&metrics, now);
         for metric in metrics {
             // Drops (limits, bad shapes) are counted by the aggregator.
             self.aggregator.insert_at(metric, now);

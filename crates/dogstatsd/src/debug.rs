@@ -540,7 +540,9 @@ impl DebugServer {
         match event.0 {
             Event::CollectionDone => {
                 if let Some(c) = self.collection.take() {
-                    let _ = c.reply.send(Ok(c.collector.finish()));
+                    let report = c.collector.finish();
+                    tracing::debug!(contexts = report.stats.len(), "DogStatsD statistics collection ended.");
+                    let _ = c.reply.send(Ok(report));
                 }
             }
             Event::Request(Request::Contexts { reply }) => {
@@ -557,6 +559,10 @@ impl DebugServer {
                     deadline: Instant::now() + duration,
                     reply,
                 });
+                tracing::debug!(
+                    duration_secs = duration.as_secs(),
+                    "DogStatsD statistics collection started."
+                );
             }
         }
     }
