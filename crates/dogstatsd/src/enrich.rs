@@ -25,7 +25,8 @@
 //! no mapper, namespace or blocklist.
 //!
 //! [`Enricher::metric`] does steps 2 and 4–7 for a name and says what to do;
-//! it does not touch tags itself: the caller appends
+//! it does not touch tags itself: the caller (the
+//! [`Decoder`](crate::decoder::Decoder)) appends
 //! [`EnrichedMetric::added_tags`] (mapper tags, then `dogstatsd_tags`) to the
 //! client's tags when it resolves the context, and sends a second sample named
 //! [`EnrichedMetric::distribution_name`] when there is one.
@@ -65,6 +66,19 @@
 //! | `dogstatsd_mapper_cache_size` | `DD_DOGSTATSD_MAPPER_CACHE_SIZE` | integer | 1000 |
 //!
 //! Lists in environment variables are space-separated, as the Agent reads them.
+//!
+//! A dropped sample is counted in `adp_dogstatsd_filtered_points{reason}`;
+//! blocklist entries that end in a histogram suffix also drop that series of
+//! every histogram at flush ([`Blocklist::histogram_aggregates`], set on the
+//! aggregator by the binary).
+//!
+//! # The Agent differs
+//!
+//! A `dogstatsd_mapper_profiles` value that is not a list of profiles is an
+//! invalid value ([`EnrichConfig::read`]): the agent does not start and names
+//! the key, as for any other key of the wrong type, where the Agent logs
+//! `Could not parse …` and runs without a mapper. A list with an invalid
+//! profile is handled as the Agent does.
 //!
 //! # Saluki differs (the Agent is followed here)
 //!
