@@ -16,13 +16,17 @@
 //! so a busy shared machine does not deflate them; wall time is printed too.
 //!
 //! Options (environment): `BENCH_CONTEXTS` (pool size), `BENCH_SECONDS`
-//! (minimum CPU time measured, default 3), `BENCH_SEED`.
+//! (minimum CPU time measured, default 3), `BENCH_SEED`, `BENCH_ENRICH=1`
+//! (enrich every metric: a mapper profile tried on every name, whose pattern
+//! matches none, a namespace and two `dogstatsd_tags`).
 
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use adp_dogstatsd::codec::CodecConfig;
 use adp_dogstatsd::context::{ContextBudget, ContextResolver};
+use adp_dogstatsd::enrich::{EnrichConfig, Enricher};
+use adp_dogstatsd::mapper::{MappingProfileConfig, MetricMappingConfig};
 use adp_dogstatsd::telemetry::DecoderTelemetry;
 use adp_dogstatsd::{Batch, Decoder};
 
@@ -180,6 +184,26 @@ fn main() {
         ContextResolver::new(budget.clone(), Duration::from_secs(3600)),
         telemetry.clone(),
     );
+    if std::env::var("BENCH_ENRICH").as_deref() == Ok("1") {
+        let config = EnrichConfig {
+            statsd_metric_namespace: "bench".into(),
+            dogstatsd_tags: vec!["site:lab".into(), "rack:3".into()],
+            dogstatsd_mapper_profiles: vec![MappingProfileConfig {
+                name: "all".into(),
+                prefix: "*".into(),
+                mappings: vec![MetricMappingConfig {
+                    match_pattern: "never.*.matched".into(),
+                    name: "x".into(),
+                    ..MetricMappingConfig::default()
+                }],
+            }],
+            ..EnrichConfig::default()
+        };
+        let (enricher, error) = Enricher::new(&config);
+        assert!(error.is_none(), "{error:?}");
+        decoder = decoder.with_enricher(enricher);
+        println!("enrichment: mapper on every name, namespace, 2 dogstatsd_tags");
+    }
     let mut batch = Batch::default();
 
     // Warm-up pass: creates (interns) every context; timed separately.
