@@ -16,9 +16,12 @@
 //! so a busy shared machine does not deflate them; wall time is printed too.
 //!
 //! Options (environment): `BENCH_CONTEXTS` (pool size), `BENCH_SECONDS`
-//! (minimum CPU time measured, default 3), `BENCH_SEED`, `BENCH_ENRICH=1`
-//! (enrich every metric: a mapper profile tried on every name, whose pattern
-//! matches none, a namespace and two `dogstatsd_tags`).
+//! (minimum CPU time measured, default 3), `BENCH_SEED`, `BENCH_ENRICH`
+//! (`all`, or some of `mapper,namespace,tags`: enrich every metric with a
+//! mapper profile tried on every name, whose pattern matches none, a
+//! namespace, two `dogstatsd_tags`), `BENCH_MAPPER_CACHE` (its
+//! `dogstatsd_mapper_cache_size`, default 1000: fewer than the corpus's
+//! names, so most lookups miss and run the pattern).
 
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
@@ -184,11 +187,19 @@ fn main() {
         ContextResolver::new(budget.clone(), Duration::from_secs(3600)),
         telemetry.clone(),
     );
-    if std::env::var("BENCH_ENRICH").as_deref() == Ok("1") {
-        let config = EnrichConfig {
-            statsd_metric_namespace: "bench".into(),
-            dogstatsd_tags: vec!["site:lab".into(), "rack:3".into()],
-            dogstatsd_mapper_profiles: vec![MappingProfileConfig {
+    let enrich = std::env::var("BENCH_ENRICH").unwrap_or_default();
+    if !enrich.is_empty() {
+        let all = enrich == "1" || enrich == "all";
+        let on = |part: &str| all || enrich.split(',').any(|p| p == part);
+        let mut config = EnrichConfig::default();
+        if on("namespace") {
+            config.statsd_metric_namespace = "bench".into();
+        }
+        if on("tags") {
+            config.dogstatsd_tags = vec!["site:lab".into(), "rack:3".into()];
+        }
+        if on("mapper") {
+            config.dogstatsd_mapper_profiles = vec![MappingProfileConfig {
                 name: "all".into(),
                 prefix: "*".into(),
                 mappings: vec![MetricMappingConfig {
@@ -196,13 +207,15 @@ fn main() {
                     name: "x".into(),
                     ..MetricMappingConfig::default()
                 }],
-            }],
-            ..EnrichConfig::default()
-        };
+            }];
+        }
+        if let Ok(size) = std::env::var("BENCH_MAPPER_CACHE") {
+            config.dogstatsd_mapper_cache_size = size.parse().expect("BENCH_MAPPER_CACHE: an integer");
+        }
         let (enricher, error) = Enricher::new(&config);
         assert!(error.is_none(), "{error:?}");
         decoder = decoder.with_enricher(enricher);
-        println!("enrichment: mapper on every name, namespace, 2 dogstatsd_tags");
+        println!("enrichment: {enrich}");
     }
     let mut batch = Batch::default();
 

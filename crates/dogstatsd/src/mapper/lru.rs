@@ -5,9 +5,14 @@
 //!
 //! Entries live in a slab linked by indices (no per-node allocation beyond
 //! the key), so it has no `unsafe` and the same layout on 32- and 64-bit.
+//! Keys are hashed with XXH3 (already in the build for context keys): every
+//! metric message of a mapped source looks its name up here, and SipHash
+//! over names of up to 200 bytes cost more than the rest of the lookup.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 const NIL: usize = usize::MAX;
 
@@ -24,7 +29,7 @@ struct Entry<V> {
 /// A bounded LRU map with string keys.
 #[derive(Debug)]
 pub(crate) struct Lru<V> {
-    index: HashMap<Arc<str>, usize>,
+    index: HashMap<Arc<str>, usize, Xxh3DefaultBuilder>,
     entries: Vec<Entry<V>>,
     /// Most recently used.
     head: usize,
@@ -38,7 +43,7 @@ impl<V: Clone> Lru<V> {
     /// with use, not up front.
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            index: HashMap::new(),
+            index: HashMap::default(),
             entries: Vec::new(),
             head: NIL,
             tail: NIL,
