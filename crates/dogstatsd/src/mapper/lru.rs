@@ -5,9 +5,10 @@
 //!
 //! Entries live in a slab linked by indices (no per-node allocation beyond
 //! the key), so it has no `unsafe` and the same layout on 32- and 64-bit.
-//! Keys are hashed with XXH3 (already in the build for context keys): every
-//! metric message of a mapped source looks its name up here, and SipHash
-//! over names of up to 200 bytes cost more than the rest of the lookup.
+//! Keys are hashed with XXH3 (already in the build for context keys) rather
+//! than SipHash: every metric message of a mapped source looks its name (up
+//! to 200 bytes) up here; on `bench_codec` with every name cached that was
+//! about 5 % faster, within the shared machine's noise.
 
 use std::collections::HashMap;
 use std::sync::Arc;
