@@ -224,18 +224,12 @@ fn addressable_size(raw: Raw<'_>) -> Result<u64, String> {
 mod tests {
     use std::path::Path;
 
-    use adp_config::{ConfigError as ReadError, Environment};
+    use adp_config::ConfigError as ReadError;
 
     use super::*;
 
     fn read(yaml: &str, env: &[(&str, &str)]) -> Result<DogStatsDConfig, ReadError> {
-        let mut r = Reader::from_yaml(
-            yaml,
-            Path::new("/etc/datadog-agent/datadog.yaml"),
-            Environment::from_pairs(env.iter().copied()),
-        )?;
-        let c = DogStatsDConfig::read(&mut r);
-        r.finish().map(|_| c)
+        adp_config::read_for_test(yaml, env, DogStatsDConfig::read)
     }
 
     #[test]
