@@ -5,9 +5,15 @@
 //!  (adp-dogstatsd)                                                (adp-aggregate)   [2]     (adp-encoder)                  (adp-forwarder)
 //! ```
 //!
+//! The listeners' decoders already did the Agent's DogStatsD enrichment
+//! (mapper, namespace, blocklist, `dogstatsd_tags`, histogram copies:
+//! `adp_dogstatsd::enrich`); the aggregator drops the histogram series the
+//! blocklist names (`.max`, `.95percentile` entries).
+//!
 //! The aggregator task owns the [`Aggregator`]. It inserts every metric as it
 //! arrives (after the memory limiter's back pressure, see [`crate::memory`]),
-//! keeps events and service checks aside, and:
+//! keeps events and service checks aside, answers `dogstatsd stats` and `top`
+//! ([`DebugServer`]), and:
 //!
 //! - every `aggregate_flush_interval`, flushes the closed windows;
 //! - every second (or the flush interval, if shorter), hands over the events
@@ -52,6 +58,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use adp_aggregate::Aggregator;
 use adp_checks::{CheckBatch, RunnerHandle};
+use adp_dogstatsd::debug::DebugServer;
 use adp_dogstatsd::{Batch, RunningSource};
 use adp_encoder::{CheckSeriesParts, EncodeError, Encoder, EncoderConfig};
 use adp_forwarder::{ApiKeyStatus, Forwarder, ForwarderHandle, ShutdownReport};
@@ -98,6 +105,7 @@ pub async fn start(
     health: &Health,
     supervisor: &Supervisor,
     limiter: MemoryLimiter,
+    debug: DebugServer,
 ) -> anyhow::Result<Running> {
     if settings.forwarder.api_key.is_empty() {
         anyhow::bail!("no API key configured: set `api_key` in datadog.yaml or DD_API_KEY");
@@ -184,8 +192,16 @@ pub async fn start(
         tracing::warn!("Metadata collection disabled, only do that if another agent/dogstatsd is running on this host");
         None
     };
-    let aggregator =
+    let mut aggregator =
         Aggregator::new(settings.aggregate.clone(), registry).context("invalid aggregation configuration")?;
+    let histogram_blocklist = settings
+        .dogstatsd
+        .enrich
+        .blocklist()
+        .histogram_aggregates(aggregator.histogram_suffixes());
+    if !histogram_blocklist.is_empty() {
+        aggregator.set_histogram_filter(move |name| histogram_blocklist.contains(name));
+    }
     let (tx, rx) = mpsc::channel::<Batch>(settings.dogstatsd.dogstatsd_queue_size);
     let (output, outputs) = mpsc::channel::<Output>(OUTPUT_QUEUE);
     let checks_output = output.clone();
@@ -210,6 +226,7 @@ pub async fn start(
             flush_interval: settings.aggregate.aggregate_flush_interval,
             events: Vec::new(),
             checks: Vec::new(),
+            debug,
         }
         .run(rx),
     );
@@ -430,6 +447,7 @@ struct AggregatorTask {
     flush_interval: Duration,
     events: Vec<Event>,
     checks: Vec<ServiceCheck>,
+    debug: DebugServer,
 }
 
 struct EncoderTask {
@@ -473,6 +491,7 @@ impl AggregatorTask {
                     self.hand_over(flushed).await;
                 }
                 _ = events.tick() => self.hand_over(Flushed::default()).await,
+                event = self.debug.next() => self.debug.handle(event, || self.aggregator.contexts()),
             }
         }
         let flushed = self.aggregator.flush(unix_now(), true);
@@ -488,6 +507,7 @@ impl AggregatorTask {
             origin: _,
         } = batch;
         let now = unix_now();
+        self.debug.observe(&metrics, now);
         for metric in metrics {
             // Drops (limits, bad shapes) are counted by the aggregator.
             self.aggregator.insert_at(metric, now);

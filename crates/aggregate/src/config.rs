@@ -270,20 +270,12 @@ fn percentiles(raw: Raw<'_>) -> Result<Vec<f64>, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use adp_config::{ConfigError as ReadError, Environment};
+    use adp_config::ConfigError as ReadError;
 
     use super::*;
 
     fn read(yaml: &str, env: &[(&str, &str)]) -> Result<AggregateConfig, ReadError> {
-        let mut r = Reader::from_yaml(
-            yaml,
-            Path::new("/etc/datadog-agent/datadog.yaml"),
-            Environment::from_pairs(env.iter().copied()),
-        )?;
-        let c = AggregateConfig::read(&mut r);
-        r.finish().map(|_| c)
+        adp_config::read_for_test(yaml, env, AggregateConfig::read)
     }
 
     #[test]

@@ -13,10 +13,15 @@
 //! - `input`: malformed, oversized and hostile DogStatsD input;
 //! - `security`: secrets in logs and endpoints, API access, file modes;
 //! - `host`: the system checks against /proc and statvfs, ntp against a
-//!   loopback responder, the host-metadata payload, host tags on metrics.
+//!   loopback responder, the host-metadata payload, host tags on metrics;
+//! - `agent_user`: the keys a Datadog Agent user has (mapper, namespace,
+//!   blocklist, `dogstatsd_tags`, histogram copies, `ENC[]` secrets, API key
+//!   validation, `forwarder_num_workers`) and `dogstatsd stats`/`top`, with
+//!   the Python client.
 
 mod harness;
 
+mod agent_user;
 mod bind;
 mod cli;
 mod faults;
