@@ -4,7 +4,7 @@
 //! [`TestIntake`] is an HTTP/1.1 server (hyper on tokio) on a loopback
 //! address. It accepts the agent's payload endpoints, decompresses each body
 //! by its `Content-Encoding`, decodes it (protobuf series, sketches and
-//! events; JSON service checks) and records the result with the request's
+//! events; JSON service checks and host metadata) and records the result with the request's
 //! headers; [`TestIntake::received`] returns a [`Received`] snapshot and
 //! [`TestIntake::wait_for`] waits until a predicate over it holds. A body
 //! that cannot be decoded is answered 400 and recorded in
@@ -20,11 +20,12 @@
 //! | slow acknowledgement | `slow_ack(d)` / `{"ack_delay_ms":2000}` | a late 202 | the payload at once, as accepted, even if the client gives up |
 //! | close | `close()` / `{"close":true}` | end of stream (FIN), no answer | the request, status 0 |
 //! | reset | `reset()` / `{"reset":true}` | connection reset (RST), no answer | the request, status 0 |
+//! | one valid API key | `only_api_key(k)` / `{"api_key":"k"}` | 403 for any other key, key checks included | the request; not the payload |
 //!
 //! | method and path | answer |
 //! | --- | --- |
-//! | `POST /api/v2/series`, `/api/beta/sketches`, `/api/v1/check_run`, `/api/v1/events_batch` | 202 `{}` after decoding, or the fault |
-//! | `GET /api/v1/validate` | 200 `{"valid":true}` with an API key, else 403 |
+//! | `POST /api/v2/series`, `/api/beta/sketches`, `/api/v1/check_run`, `/api/v1/events_batch`, `/intake/` | 202 `{}` after decoding, or the fault |
+//! | `GET /api/v1/validate` | 200 `{"valid":true}` with an API key (the valid one, when the behaviour names one), else 403 |
 //! | `GET /_intake/received` | the [`Received`] snapshot as JSON |
 //! | `GET /_intake/behaviour`, `POST /_intake/behaviour` | the [`Behaviour`] as JSON; POST sets it |
 //! | `POST /_intake/reset` | forgets everything received and restores normal behaviour |
@@ -35,8 +36,10 @@
 //! # Missing
 //!
 //! - HTTP/1.1 only, plain TCP: no TLS, no HTTP/2.
-//! - The Agent's `/intake/` JSON events and `/api/v1/series` JSON are not
-//!   decoded (they answer 404); this project sends neither.
+//! - `/intake/` takes only the host-metadata payload (a JSON object with
+//!   `internalHostname` and `apiKey`), not the Agent's older `/intake/` JSON
+//!   events; `/api/v1/series` JSON is not decoded (404). This project sends
+//!   neither.
 #![deny(missing_docs)]
 
 mod behaviour;
@@ -67,6 +70,8 @@ pub struct IntakeOptions {
 
 pub(crate) struct State {
     received: Mutex<Received>,
+    /// Intake requests being handled now.
+    in_flight: std::sync::atomic::AtomicU64,
     behaviour: Mutex<behaviour::Active>,
     changed: Notify,
     options: IntakeOptions,
@@ -132,6 +137,7 @@ impl TestIntake {
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             received: Mutex::new(Received::default()),
+            in_flight: std::sync::atomic::AtomicU64::new(0),
             behaviour: Mutex::new(behaviour::Active::new(behaviour)),
             changed: Notify::new(),
             options,

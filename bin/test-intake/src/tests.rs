@@ -201,6 +201,27 @@ async fn service_checks_and_events_are_decoded() {
 }
 
 #[tokio::test]
+async fn host_metadata_is_decoded_and_a_payload_without_a_hostname_refused() {
+    let intake = intake().await;
+    let enc = encoder(CompressionKind::Zstd);
+    let body = br#"{"apiKey":"k","internalHostname":"board-1","host-tags":{"system":["env:prod","team:iot"]}}"#;
+    let p = enc.host_metadata_payload(body).unwrap().unwrap();
+    assert_eq!(post(intake.addr(), &p).await.unwrap(), StatusCode::ACCEPTED);
+    let r = intake.received();
+    assert_eq!(r.host_metadata.len(), 1);
+    assert_eq!(r.host_metadata[0]["internalHostname"], "board-1");
+    assert_eq!(r.host_tags(), ["env:prod", "team:iot"]);
+    assert_eq!(r.accepted_by(Endpoint::Intake), 1);
+    assert_eq!(r.request_log[0].content_type.as_deref(), Some("application/json"));
+
+    let bad = enc.host_metadata_payload(br#"{"apiKey":"k"}"#).unwrap().unwrap();
+    assert_eq!(post(intake.addr(), &bad).await.unwrap(), StatusCode::BAD_REQUEST);
+    let r = intake.received();
+    assert_eq!(r.host_metadata.len(), 1);
+    assert!(r.errors[0].contains("internalHostname"), "{:?}", r.errors);
+}
+
+#[tokio::test]
 async fn undecodable_bodies_get_400_and_are_recorded() {
     let intake = intake().await;
     let key = ("dd-api-key", "k");
@@ -254,13 +275,95 @@ async fn a_missing_api_key_is_forbidden_and_validate_checks_for_one() {
         .await
         .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = send(intake.addr(), "POST", "/intake/", &[("dd-api-key", "k")], Bytes::new())
-        .await
-        .unwrap();
+    let (status, _) = send(
+        intake.addr(),
+        "POST",
+        "/api/v1/series",
+        &[("dd-api-key", "k")],
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(status, StatusCode::NOT_FOUND);
     let r = intake.received();
     assert!(r.series.is_empty());
     assert_eq!(r.errors.len(), 3, "{:?}", r.errors);
+}
+
+#[tokio::test]
+async fn one_valid_api_key_refuses_every_other_in_key_checks_and_payloads() {
+    let intake = intake().await;
+    intake.set_behaviour(Behaviour::only_api_key("right-key"));
+    let validate = |key: &'static str| {
+        let addr = intake.addr();
+        async move {
+            send(
+                addr,
+                "GET",
+                &format!("/api/v1/validate?api_key={key}"),
+                &[],
+                Bytes::new(),
+            )
+            .await
+            .unwrap()
+            .0
+        }
+    };
+    assert_eq!(validate("right-key").await, StatusCode::OK);
+    assert_eq!(validate("wrong-key").await, StatusCode::FORBIDDEN);
+    let p = &encoder(CompressionKind::Zstd)
+        .encode_series_parts([("m", &[] as &[&str], SeriesType::Gauge, 10, &[(1, 1.0)][..])])
+        .unwrap()[0];
+    // `post` sends another key.
+    assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::FORBIDDEN);
+    let headers = [
+        ("dd-api-key", "right-key"),
+        ("content-type", p.content_type),
+        ("content-encoding", p.content_encoding),
+    ];
+    let (status, _) = send(intake.addr(), "POST", p.endpoint.path(), &headers, p.body.clone())
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let r = intake.received();
+    assert_eq!(r.series.len(), 1, "only the payload with the valid key is received");
+    assert!(r.refused.is_empty());
+    assert_eq!(
+        r.errors,
+        ["validate: invalid api_key", "series: DD-Api-Key is not the valid key"]
+    );
+}
+
+#[tokio::test]
+async fn the_most_requests_handled_at_once_is_recorded() {
+    let intake = intake().await;
+    let p = encoder(CompressionKind::Zstd)
+        .encode_series_parts([("m", &[] as &[&str], SeriesType::Gauge, 10, &[(1, 1.0)][..])])
+        .unwrap()
+        .remove(0);
+    intake.set_behaviour(Behaviour::delay(Duration::from_millis(300)));
+    let sends: Vec<_> = (0..3)
+        .map(|_| {
+            let (addr, p) = (intake.addr(), p.clone());
+            tokio::spawn(async move { post(addr, &p).await.unwrap() })
+        })
+        .collect();
+    for s in sends {
+        assert_eq!(s.await.unwrap(), StatusCode::ACCEPTED);
+    }
+    assert_eq!(intake.received().max_in_flight, 3);
+    intake.set_behaviour(Behaviour::normal());
+    for _ in 0..3 {
+        post(intake.addr(), &p).await.unwrap();
+    }
+    assert_eq!(
+        intake.received().max_in_flight,
+        3,
+        "one at a time does not change the peak"
+    );
+    intake.reset();
+    post(intake.addr(), &p).await.unwrap();
+    assert_eq!(intake.received().max_in_flight, 1);
 }
 
 #[tokio::test]

@@ -269,7 +269,12 @@ pub struct Aggregator {
     /// Every window starting before this has been flushed.
     flushed_until: i64,
     telemetry: Telemetry,
+    /// Histogram series (by full name) not to send: see [`Aggregator::set_histogram_filter`].
+    histogram_filter: Option<HistogramFilter>,
 }
+
+/// Says whether a histogram series, by its full name, is dropped at flush.
+type HistogramFilter = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for Aggregator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -313,7 +318,33 @@ impl Aggregator {
             passthrough: IdentityMap::default(),
             flushed_until: i64::MIN,
             telemetry: Telemetry::new(registry),
+            histogram_filter: None,
         })
+    }
+
+    /// The suffixes of the series a histogram is sent as, in order:
+    /// `histogram_aggregates` (`.max`, `.count`, ...), then
+    /// `histogram_percentiles` (`.95percentile`).
+    pub fn histogram_suffixes(&self) -> impl Iterator<Item = &str> + Clone {
+        self.histogram_series.iter().map(|(suffix, _)| suffix.as_str())
+    }
+
+    /// Drops, at flush, every histogram series whose full name
+    /// (`<name><suffix>`) `drop` accepts, as the Agent's time sampler does
+    /// with the blocklist entries that end in a histogram suffix (its
+    /// `histoFilterList`); the histogram's other series are sent.
+    pub fn set_histogram_filter(&mut self, drop: impl Fn(&str) -> bool + Send + Sync + 'static) {
+        self.histogram_filter = Some(Box::new(drop));
+    }
+
+    /// Every context held: those with open windows or idle counters, then
+    /// those with timestamped samples waiting for the next flush. A context
+    /// with samples of two types is listed twice.
+    pub fn contexts(&self) -> impl Iterator<Item = &Context> {
+        self.entries
+            .keys()
+            .chain(self.passthrough.keys())
+            .map(|key| &key.context)
     }
 
     /// The number of contexts held (open windows and idle counters).
@@ -434,6 +465,7 @@ impl Aggregator {
             histogram_series,
             entries,
             passthrough,
+            histogram_filter,
             ..
         } = self;
         let (window, window_secs, expiry) = (*window, *window_secs, *expiry);
@@ -503,8 +535,12 @@ impl Aggregator {
                             }
                         }
                         for ((suffix, kind), points) in histogram_series.iter().zip(per_series) {
+                            let name = format!("{}{suffix}", context.name());
+                            if histogram_filter.as_ref().is_some_and(|drop| drop(&name)) {
+                                continue;
+                            }
                             out.series.push(Series {
-                                name: MetaString::from(format!("{}{suffix}", context.name())),
+                                name: MetaString::from(name),
                                 context: context.clone(),
                                 kind: *kind,
                                 interval_secs: window_secs,
@@ -1093,6 +1129,60 @@ mod tests {
             Aggregator::new(config, &Registry::new()).unwrap_err(),
             ConfigError::ZeroWindow
         );
+    }
+
+    #[test]
+    fn a_histogram_filter_drops_the_series_it_names_and_sends_the_rest() {
+        let mut agg = default_aggregator();
+        let suffixes: Vec<String> = agg.histogram_suffixes().map(str::to_owned).collect();
+        assert_eq!(suffixes, [".max", ".median", ".avg", ".count", ".95percentile"]);
+        agg.set_histogram_filter(|name| name == "lat.max" || name == "lat.95percentile");
+        let (lat, other) = (ctx("lat", &[]), ctx("other", &[]));
+        agg.insert_at(metric(&lat, MetricKind::Histogram, 3.0), T0);
+        agg.insert_at(metric(&other, MetricKind::Histogram, 3.0), T0);
+        agg.insert_at(metric(&ctx("lat.max", &[]), MetricKind::Gauge, 1.0), T0);
+        let out = agg.flush(T0 + 10, false);
+        let mut names: Vec<&str> = out.series.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "lat.avg",
+                "lat.count",
+                "lat.max",
+                "lat.median",
+                "other.95percentile",
+                "other.avg",
+                "other.count",
+                "other.max",
+                "other.median"
+            ]
+        );
+        assert_eq!(
+            series(&out, "lat.max").kind,
+            SeriesKind::Gauge,
+            "only histogram series are filtered"
+        );
+    }
+
+    #[test]
+    fn contexts_lists_every_context_held_until_it_is_flushed_away() {
+        let mut agg = default_aggregator();
+        let (a, b) = (ctx("a", &["t:1"]), ctx("b", &[]));
+        agg.insert_at(metric(&a, MetricKind::Gauge, 1.0), T0);
+        agg.insert_at(metric(&a, MetricKind::Distribution, 1.0), T0);
+        agg.insert_at(
+            Metric {
+                timestamp: Some(T0),
+                ..metric(&b, MetricKind::Gauge, 1.0)
+            },
+            T0,
+        );
+        let mut names: Vec<String> = agg.contexts().map(|c| c.name().to_string()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "a", "b"], "one entry per type, and timestamped ones");
+        agg.flush(T0 + 10, false);
+        assert_eq!(agg.contexts().count(), 0);
     }
 
     proptest! {

@@ -41,6 +41,7 @@ use crate::codec::CodecConfig;
 pub use crate::config::{ConfigError, DogStatsDConfig};
 use crate::context::{ContextBudget, ContextResolver};
 use crate::decoder::{Batch, Decoder};
+use crate::enrich::Enricher;
 use crate::listener::{udp, unix, ListenAddr, ListenerError, Pipe};
 use crate::telemetry::{DecoderTelemetry, ListenerKind, ListenerTelemetry};
 
@@ -60,14 +61,23 @@ pub struct DogStatsDSource {
     expiry: Duration,
     registry: Registry,
     decoder_telemetry: DecoderTelemetry,
+    enricher: Enricher,
 }
 
 impl DogStatsDConfig {
     /// Validates the configuration and registers the source's counters in
     /// `registry`. `context_limit` is the aggregator's `aggregate_context_limit`:
     /// the resolver holds no more contexts than the aggregator may.
+    ///
+    /// An invalid mapper profile does not fail the build: as the Agent does,
+    /// it logs `Could not create metric mapper: <why>` (warning) and the
+    /// source runs without a mapper.
     pub fn build(&self, registry: &Registry, context_limit: u64) -> Result<DogStatsDSource, ConfigError> {
         self.validate()?;
+        let (enricher, mapper_error) = Enricher::new(&self.enrich);
+        if let Some(e) = mapper_error {
+            tracing::warn!("Could not create metric mapper: {e}");
+        }
         let interner_bytes = usize::try_from(self.dogstatsd_string_interner_size)
             .ok()
             .and_then(NonZeroUsize::new)
@@ -94,6 +104,7 @@ impl DogStatsDConfig {
             expiry: Duration::from_secs(self.dogstatsd_context_expiry_seconds),
             registry: registry.clone(),
             decoder_telemetry: DecoderTelemetry::new(registry),
+            enricher,
         })
     }
 }
@@ -110,6 +121,7 @@ impl DogStatsDSource {
             ContextResolver::new(self.budget.clone(), self.expiry),
             self.decoder_telemetry.clone(),
         )
+        .with_enricher(self.enricher.clone())
     }
 
     /// Binds every listener, then spawns their tasks on the current tokio

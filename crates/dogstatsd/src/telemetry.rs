@@ -11,6 +11,8 @@
 //! | `adp_dogstatsd_service_checks` | | service checks decoded |
 //! | `adp_dogstatsd_decode_errors` | `reason` | messages rejected (or values dropped), by [`DecodeError::reason`] |
 //! | `adp_dogstatsd_context_drops` | `reason` | metric messages dropped for lack of context budget, by [`ContextDrop::reason`] |
+//! | `adp_dogstatsd_filtered_points` | `reason` | metric samples dropped by enrichment (the blocklist), by [`DropReason::reason`] |
+//! | `adp_dogstatsd_utf8_repaired` | | messages kept after their tags' invalid UTF-8 was replaced (see [`crate::utf8`]) |
 //!
 //! Every reason is registered up front, so the endpoint shows zeros rather
 //! than omitting a failure mode that has not happened yet.
@@ -19,6 +21,7 @@ use adp_telemetry::{Counter, Registry};
 
 use crate::codec::DecodeError;
 use crate::context::ContextDrop;
+use crate::enrich::DropReason;
 
 /// Which listener a packet came from (the `listener` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -78,8 +81,11 @@ pub struct DecoderTelemetry {
     pub events: Counter,
     /// Service checks decoded.
     pub service_checks: Counter,
+    /// Messages whose tags held invalid UTF-8, repaired and kept.
+    pub utf8_repaired: Counter,
     errors: Vec<Counter>,
     drops: Vec<Counter>,
+    filtered: Vec<Counter>,
 }
 
 impl DecoderTelemetry {
@@ -89,6 +95,11 @@ impl DecoderTelemetry {
             metrics: registry.counter("adp_dogstatsd_metrics", "DogStatsD metric samples decoded.", &[]),
             events: registry.counter("adp_dogstatsd_events", "DogStatsD events decoded.", &[]),
             service_checks: registry.counter("adp_dogstatsd_service_checks", "DogStatsD service checks decoded.", &[]),
+            utf8_repaired: registry.counter(
+                "adp_dogstatsd_utf8_repaired",
+                "DogStatsD messages kept after invalid UTF-8 in their tags was replaced.",
+                &[],
+            ),
             errors: DecodeError::ALL
                 .iter()
                 .map(|e| {
@@ -109,6 +120,16 @@ impl DecoderTelemetry {
                     )
                 })
                 .collect(),
+            filtered: DropReason::ALL
+                .iter()
+                .map(|r| {
+                    registry.counter(
+                        "adp_dogstatsd_filtered_points",
+                        "DogStatsD metric samples dropped by the blocklist (statsd_metric_blocklist, metric_filterlist), by reason.",
+                        &[("reason", r.reason())],
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -125,5 +146,10 @@ impl DecoderTelemetry {
     /// The counter of context drops for `drop`.
     pub fn context_drop(&self, drop: ContextDrop) -> &Counter {
         &self.drops[drop as usize]
+    }
+
+    /// The counter of samples dropped by enrichment for `reason`.
+    pub fn filtered(&self, reason: DropReason) -> &Counter {
+        &self.filtered[reason as usize]
     }
 }

@@ -59,8 +59,10 @@ impl EndpointTelemetry {
 /// takes `&self`, so one encoder can serve every flush.
 #[derive(Clone, Debug)]
 pub struct Encoder {
-    config: EncoderConfig,
-    telemetry: [EndpointTelemetry; 4],
+    pub(crate) config: EncoderConfig,
+    telemetry: [EndpointTelemetry; 5],
+    /// Added to every series and sketch (see [`Encoder::set_host_tags`]).
+    pub(crate) host_tags: Vec<String>,
 }
 
 fn index(endpoint: Endpoint) -> usize {
@@ -69,6 +71,7 @@ fn index(endpoint: Endpoint) -> usize {
         Endpoint::Sketches => 1,
         Endpoint::CheckRun => 2,
         Endpoint::Events => 3,
+        Endpoint::Intake => 4,
     }
 }
 
@@ -110,7 +113,11 @@ impl Encoder {
             }
         }
         let telemetry = Endpoint::ALL.map(|e| EndpointTelemetry::register(registry, e));
-        Ok(Self { config, telemetry })
+        Ok(Self {
+            config,
+            telemetry,
+            host_tags: Vec::new(),
+        })
     }
 
     /// The limits payloads for `endpoint` respect.
@@ -123,7 +130,7 @@ impl Encoder {
                 max_points: c.serializer_max_series_points_per_payload,
                 max_items: u64::MAX,
             },
-            Endpoint::Sketches | Endpoint::CheckRun | Endpoint::Events => Limits {
+            Endpoint::Sketches | Endpoint::CheckRun | Endpoint::Events | Endpoint::Intake => Limits {
                 max_compressed: c.serializer_max_payload_size,
                 max_uncompressed: c.serializer_max_uncompressed_payload_size,
                 max_points: u64::MAX,
@@ -143,9 +150,11 @@ impl Encoder {
         series: impl IntoIterator<Item = (&'a str, &'a [T], SeriesType, u64, &'a [(i64, f64)])> + 'a,
     ) -> impl Iterator<Item = Result<EncodedPayload, EncodeError>> + 'a {
         let host = self.config.hostname.as_str();
-        let protos = series
-            .into_iter()
-            .map(move |(name, tags, kind, interval, points)| series_proto(host, name, tags, kind, interval, points));
+        let protos = series.into_iter().map(move |(name, tags, kind, interval, points)| {
+            let mut series = series_proto(host, name, tags, kind, interval, points);
+            series.tags.extend_from_slice(&self.host_tags);
+            series
+        });
         self.protobuf_payloads(Endpoint::Series, protos, 1, |s: &proto::MetricSeries| {
             (s.metric.as_str(), u64::try_from(s.points.len()).unwrap_or(u64::MAX))
         })
@@ -158,9 +167,11 @@ impl Encoder {
         sketches: impl IntoIterator<Item = (&'a str, &'a [T], Vec<proto::Dogsketch>)> + 'a,
     ) -> impl Iterator<Item = Result<EncodedPayload, EncodeError>> + 'a {
         let host = self.config.hostname.as_str();
-        let protos = sketches
-            .into_iter()
-            .map(move |(name, tags, d)| sketch_proto(host, name, tags, d));
+        let protos = sketches.into_iter().map(move |(name, tags, d)| {
+            let mut sketch = sketch_proto(host, name, tags, d);
+            sketch.tags.extend_from_slice(&self.host_tags);
+            sketch
+        });
         self.protobuf_payloads(Endpoint::Sketches, protos, 1, |s: &proto::Sketch| {
             (s.metric.as_str(), 0)
         })
@@ -221,7 +232,7 @@ impl Encoder {
             .collect()
     }
 
-    fn splitter(&self, endpoint: Endpoint, framing: Framing) -> Splitter {
+    pub(crate) fn splitter(&self, endpoint: Endpoint, framing: Framing) -> Splitter {
         Splitter::new(
             self.config.serializer_compressor_kind,
             self.config.serializer_zstd_compressor_level,
@@ -230,7 +241,7 @@ impl Encoder {
         )
     }
 
-    fn push(
+    pub(crate) fn push(
         &self,
         endpoint: Endpoint,
         splitter: &mut Splitter,
@@ -261,7 +272,7 @@ impl Encoder {
         Ok(())
     }
 
-    fn finish(&self, endpoint: Endpoint, splitter: Splitter) -> Result<Vec<EncodedPayload>, EncodeError> {
+    pub(crate) fn finish(&self, endpoint: Endpoint, splitter: Splitter) -> Result<Vec<EncodedPayload>, EncodeError> {
         let bodies = splitter
             .finish()
             .map_err(|source| self.compression_error(endpoint, source))?;
