@@ -188,6 +188,14 @@ fn payload(endpoint: Endpoint, body: &str) -> EncodedPayload {
     }
 }
 
+/// [`config`] with a retry queue of `bytes`.
+fn config_with_queue(intake: &Intake, bytes: u64) -> ForwarderConfig {
+    ForwarderConfig {
+        forwarder_retry_queue_payloads_max_size: bytes,
+        ..config(intake)
+    }
+}
+
 fn config(intake: &Intake) -> ForwarderConfig {
     ForwarderConfig {
         api_key: "main-key".into(),
@@ -473,10 +481,7 @@ async fn connection_errors_are_retried_until_the_intake_comes_up() {
 async fn a_full_retry_queue_evicts_the_oldest_payloads() {
     let intake = Intake::start(|_, _| Reply::Status(503)).await;
     let registry = Registry::new();
-    let c = ForwarderConfig {
-        forwarder_retry_queue_payloads_max_size: 300,
-        ..config(&intake)
-    };
+    let c = config_with_queue(&intake, 300);
     let f = Running::start(c, &registry);
     for i in 0..5 {
         f.send(payload(Endpoint::Series, &format!("{i}{}", "x".repeat(99))))
@@ -499,10 +504,7 @@ async fn a_full_retry_queue_evicts_the_oldest_payloads() {
     firsts.sort_unstable();
     assert_eq!(firsts, ['2', '3', '4'], "payloads 0 and 1 were the oldest");
     let too_big = Registry::new();
-    let c = ForwarderConfig {
-        forwarder_retry_queue_payloads_max_size: 10,
-        ..config(&intake)
-    };
+    let c = config_with_queue(&intake, 10);
     let f = Running::start(c, &too_big);
     f.send(payload(Endpoint::Series, "more than ten bytes")).await;
     wait_for("too_large", || {
@@ -521,10 +523,7 @@ async fn a_burst_larger_than_the_retry_queue_is_delivered_while_the_intake_accep
     let registry = Registry::new();
     // Not a multiple of the payload size: the queue is under its bound right
     // after an eviction, which once kept admitting and evicting in turn.
-    let c = ForwarderConfig {
-        forwarder_retry_queue_payloads_max_size: 350,
-        ..config(&intake)
-    };
+    let c = config_with_queue(&intake, 350);
     let f = Running::start(c, &registry);
     // 20 × 100 bytes submitted back to back: far faster than requests complete.
     for i in 0..20 {
@@ -1039,15 +1038,9 @@ async fn datadog_app_hosts_get_the_version_prefix_and_keys_are_checked_at_the_ap
     let connect_addr = connect.local_addr().unwrap();
     let (seen_tx, seen_rx) = oneshot::channel();
     tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut s, _) = connect.accept().await.unwrap();
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            s.read_exact(&mut b).await.unwrap();
-            head.push(b[0]);
-        }
-        let _ = seen_tx.send(String::from_utf8(head).unwrap());
+        use tokio::io::AsyncWriteExt;
+        let (mut s, head) = crate::client::tests::read_connect_head(&connect).await;
+        let _ = seen_tx.send(head);
         let _ = s.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
     });
     let mut c = ForwarderConfig {
