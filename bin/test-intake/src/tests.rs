@@ -257,34 +257,28 @@ async fn a_missing_api_key_is_forbidden_and_validate_checks_for_one() {
     let p = &encoder(CompressionKind::Zstd)
         .encode_series_protos([proto::MetricSeries::default()])
         .unwrap()[0];
-    let (status, _) = send(intake.addr(), "POST", p.endpoint.path(), &[], p.body.clone())
-        .await
-        .unwrap();
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, body) = send(
-        intake.addr(),
-        "GET",
-        "/api/v1/validate",
-        &[("dd-api-key", "k")],
-        Bytes::new(),
-    )
-    .await
-    .unwrap();
-    assert_eq!((status, body.as_ref()), (StatusCode::OK, &b"{\"valid\":true}"[..]));
-    let (status, _) = send(intake.addr(), "GET", "/api/v1/validate", &[], Bytes::new())
-        .await
-        .unwrap();
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = send(
-        intake.addr(),
-        "POST",
-        "/api/v1/series",
-        &[("dd-api-key", "k")],
-        Bytes::new(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    let key: &[(&str, &str)] = &[("dd-api-key", "k")];
+    // A payload without a key, the key check with and without one, then an
+    // unknown path with a key.
+    let cases = [
+        (
+            "POST",
+            p.endpoint.path(),
+            &[][..],
+            p.body.clone(),
+            StatusCode::FORBIDDEN,
+        ),
+        ("GET", "/api/v1/validate", key, Bytes::new(), StatusCode::OK),
+        ("GET", "/api/v1/validate", &[], Bytes::new(), StatusCode::FORBIDDEN),
+        ("POST", "/api/v1/series", key, Bytes::new(), StatusCode::NOT_FOUND),
+    ];
+    for (method, path, headers, body, expected) in cases {
+        let (status, answer) = send(intake.addr(), method, path, headers, body).await.unwrap();
+        assert_eq!(status, expected, "{method} {path} {headers:?}");
+        if status == StatusCode::OK {
+            assert_eq!(answer.as_ref(), b"{\"valid\":true}");
+        }
+    }
     let r = intake.received();
     assert!(r.series.is_empty());
     assert_eq!(r.errors.len(), 3, "{:?}", r.errors);
