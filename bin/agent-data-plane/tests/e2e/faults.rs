@@ -251,6 +251,18 @@ impl Agent {
     }
 }
 
+/// Stops `load` then `agent`, and asserts that the intake accepted every
+/// payload request at once and got every sample and event of `load` exactly once;
+/// returns what `load` sent.
+async fn stop_with_every_payload_accepted_once(agent: Agent, load: Load, intake: &TestIntake, label: &str) -> Sent {
+    let sent = load.stop();
+    agent.stop().await;
+    let r = intake.received();
+    assert!(r.payload_requests().all(|q| q.status == 202), "{:?}", r.request_log);
+    Totals::received(&r, label).assert_exact(sent);
+    sent
+}
+
 fn accepted(r: &Received) -> u64 {
     r.accepted.values().sum()
 }
@@ -513,11 +525,7 @@ async fn connection_refused_until_the_intake_comes_up_then_exact_totals() {
     let intake = TestIntake::start(addr, Behaviour::normal()).await.unwrap();
     intake.wait_for(TIMEOUT, |r| accepted(r) > 0).await.unwrap();
     agent.wait_drained().await;
-    let sent = load.stop();
-    agent.stop().await;
-    let r = intake.received();
-    assert!(r.payload_requests().all(|q| q.status == 202), "{:?}", r.request_log);
-    Totals::received(&r, "refused").assert_exact(sent);
+    let sent = stop_with_every_payload_accepted_once(agent, load, &intake, "refused").await;
     eprintln!("connection refused: sent {sent:?} [{:.1?}]", started.elapsed());
 }
 
@@ -617,11 +625,7 @@ async fn sigterm_under_load_delivers_exact_totals() {
         })
         .await
         .unwrap();
-    let sent = load.stop();
-    agent.stop().await;
-    let r = intake.received();
-    assert!(r.payload_requests().all(|q| q.status == 202), "{:?}", r.request_log);
-    Totals::received(&r, "sigterm").assert_exact(sent);
+    let sent = stop_with_every_payload_accepted_once(agent, load, &intake, "sigterm").await;
     eprintln!("SIGTERM under load: sent {sent:?} [{:.1?}]", started.elapsed());
 }
 
