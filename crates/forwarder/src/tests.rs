@@ -196,6 +196,15 @@ fn config_with_queue(intake: &Intake, bytes: u64) -> ForwarderConfig {
     }
 }
 
+/// [`config`] with 1 MiB of disk storage in `dir`.
+fn config_with_storage(intake: &Intake, dir: &Path) -> ForwarderConfig {
+    ForwarderConfig {
+        forwarder_storage_max_size_in_bytes: 1 << 20,
+        forwarder_storage_path: dir.to_owned(),
+        ..config(intake)
+    }
+}
+
 fn config(intake: &Intake) -> ForwarderConfig {
     ForwarderConfig {
         api_key: "main-key".into(),
@@ -481,8 +490,7 @@ async fn connection_errors_are_retried_until_the_intake_comes_up() {
 async fn a_full_retry_queue_evicts_the_oldest_payloads() {
     let intake = Intake::start(|_, _| Reply::Status(503)).await;
     let registry = Registry::new();
-    let c = config_with_queue(&intake, 300);
-    let f = Running::start(c, &registry);
+    let f = Running::start(config_with_queue(&intake, 300), &registry);
     for i in 0..5 {
         f.send(payload(Endpoint::Series, &format!("{i}{}", "x".repeat(99))))
             .await;
@@ -504,8 +512,7 @@ async fn a_full_retry_queue_evicts_the_oldest_payloads() {
     firsts.sort_unstable();
     assert_eq!(firsts, ['2', '3', '4'], "payloads 0 and 1 were the oldest");
     let too_big = Registry::new();
-    let c = config_with_queue(&intake, 10);
-    let f = Running::start(c, &too_big);
+    let f = Running::start(config_with_queue(&intake, 10), &too_big);
     f.send(payload(Endpoint::Series, "more than ten bytes")).await;
     wait_for("too_large", || {
         value(&too_big, "adp_forwarder_payloads_dropped", &[("reason", "too_large")]) == 1
@@ -523,8 +530,7 @@ async fn a_burst_larger_than_the_retry_queue_is_delivered_while_the_intake_accep
     let registry = Registry::new();
     // Not a multiple of the payload size: the queue is under its bound right
     // after an eviction, which once kept admitting and evicting in turn.
-    let c = config_with_queue(&intake, 350);
-    let f = Running::start(c, &registry);
+    let f = Running::start(config_with_queue(&intake, 350), &registry);
     // 20 × 100 bytes submitted back to back: far faster than requests complete.
     for i in 0..20 {
         f.send(payload(Endpoint::Series, &format!("{i:02}{}", "x".repeat(98))))
@@ -550,10 +556,8 @@ async fn a_payload_larger_than_the_memory_queue_is_delivered_through_disk_storag
     let intake = Intake::start(|n, _| Reply::Status(if n == 0 { 503 } else { 200 })).await;
     let registry = Registry::new();
     let c = ForwarderConfig {
-        forwarder_storage_max_size_in_bytes: 1 << 20,
-        forwarder_storage_path: dir.path().to_owned(),
         forwarder_retry_queue_payloads_max_size: 10,
-        ..config(&intake)
+        ..config_with_storage(&intake, dir.path())
     };
     let f = Running::start(c, &registry);
     f.send(payload(Endpoint::Series, "more than ten bytes")).await;
@@ -577,12 +581,10 @@ async fn queued_payloads_are_persisted_at_shutdown_and_replayed_after_a_restart(
     let intake = Intake::start(|_, _| Reply::Status(503)).await;
     let registry = Registry::new();
     let c = ForwarderConfig {
-        forwarder_storage_max_size_in_bytes: 1 << 20,
-        forwarder_storage_path: dir.path().to_owned(),
         forwarder_stop_timeout: Duration::from_millis(100),
         // Memory holds two payloads; the third overflows to disk while running.
         forwarder_retry_queue_payloads_max_size: 2 * 6,
-        ..config(&intake)
+        ..config_with_storage(&intake, dir.path())
     };
     let f = Running::start(c.clone(), &registry);
     for i in 0..5 {
@@ -634,12 +636,10 @@ async fn host_metadata_is_retried_but_never_written_to_disk() {
     let intake = Intake::start(|_, _| Reply::Status(503)).await;
     let registry = Registry::new();
     let c = ForwarderConfig {
-        forwarder_storage_max_size_in_bytes: 1 << 20,
-        forwarder_storage_path: dir.path().to_owned(),
         forwarder_stop_timeout: Duration::from_millis(50),
         // Memory holds one payload: the second one evicts the first.
         forwarder_retry_queue_payloads_max_size: 40,
-        ..config(&intake)
+        ..config_with_storage(&intake, dir.path())
     };
     let f = Running::start(c, &registry);
     f.send(payload(Endpoint::Intake, r#"{"apiKey":"main-key","host":"h"}"#))
@@ -674,10 +674,8 @@ async fn a_corrupted_stored_payload_is_skipped_and_the_rest_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let intake = Intake::start(|_, _| Reply::Status(503)).await;
     let c = ForwarderConfig {
-        forwarder_storage_max_size_in_bytes: 1 << 20,
-        forwarder_storage_path: dir.path().to_owned(),
         forwarder_stop_timeout: Duration::from_millis(50),
-        ..config(&intake)
+        ..config_with_storage(&intake, dir.path())
     };
     let registry = Registry::new();
     let f = Running::start(c.clone(), &registry);
@@ -1188,9 +1186,7 @@ async fn requests_in_flight_at_the_shutdown_deadline_are_kept() {
         ForwarderConfig {
             forwarder_num_workers: 3,
             forwarder_stop_timeout: Duration::from_millis(200),
-            forwarder_storage_max_size_in_bytes: 1 << 20,
-            forwarder_storage_path: dir.path().to_owned(),
-            ..config(&intake)
+            ..config_with_storage(&intake, dir.path())
         },
         &registry,
     );
