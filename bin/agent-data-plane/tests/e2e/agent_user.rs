@@ -415,18 +415,6 @@ for i in range({ROUNDS}):
     intake.shutdown().await;
 }
 
-/// A 64-character token and a self-signed `localhost` certificate where the
-/// standalone environment points the agent.
-fn write_credentials(dir: &Path, token: &str) {
-    std::fs::write(dir.join("auth_token"), token).unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    std::fs::write(
-        dir.join("ipc_cert.pem"),
-        format!("{}{}", cert.cert.pem(), cert.key_pair.serialize_pem()),
-    )
-    .unwrap();
-}
-
 fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind(loopback())
         .unwrap()
