@@ -67,8 +67,13 @@ cleanup() {
     [ -z "$AGENT_PID" ] || kill -KILL "$AGENT_PID" 2>/dev/null || true
     [ -z "$INTAKE_PID" ] || kill "$INTAKE_PID" 2>/dev/null || true
     wait 2>/dev/null || true
+    # A process of the root may still be exiting: try again, then detach, so
+    # that no mount outlives the test (the disk check of any later agent on
+    # this machine would see it).
     for mnt in "$CHROOT/dev/pts" "$CHROOT/proc" "$CACHE/stage/proc"; do
-        ! mountpoint -q "$mnt" 2>/dev/null || umount "$mnt"
+        mountpoint -q "$mnt" 2>/dev/null || continue
+        umount "$mnt" 2>/dev/null || { sleep 1 && umount "$mnt" 2>/dev/null; } || umount -l "$mnt" ||
+            echo "deb-install-test: could not unmount $mnt" >&2
     done
     [ -z "$BINFMT_OURS" ] || echo -1 >"/proc/sys/fs/binfmt_misc/$BINFMT_OURS"
     [ "$BINFMT_MOUNTED" = 0 ] || umount /proc/sys/fs/binfmt_misc

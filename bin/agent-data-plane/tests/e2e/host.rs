@@ -317,7 +317,11 @@ async fn the_system_checks_and_the_host_payload_reach_the_intake_with_the_values
     let started = Instant::now();
     let log = adp.stop().await;
     assert!(started.elapsed() < Duration::from_secs(30), "a prompt stop");
-    assert_clean_log(&log, &["ERROR"]);
+    assert_clean_log(&log, &[]);
+    // No line at level ERROR. The level, not the word: a mount point the test
+    // user may not read is a WARN naming "os error 13", as in the Agent.
+    let errors: Vec<&str> = log.lines().filter(|line| line.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
