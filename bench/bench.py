@@ -188,6 +188,29 @@ def metric_sum(snapshot, name):
     return sum(v for k, v in snapshot.items() if k == name or k.startswith(name + "{"))
 
 
+def ingested_values(before, after):
+    """Metric values that reached the aggregator's state between two snapshots: those
+    decoded less those the aggregator refused (context limit, memory limit, bad values)."""
+
+    def kept(snap):
+        return metric_sum(snap, "adp_dogstatsd_metrics_total") - metric_sum(snap, "adp_aggregate_dropped_samples_total")
+
+    return kept(after) - kept(before)
+
+
+def drained(api, before, datagrams, timeout=30.0):
+    """The agent's counters once it has read the `datagrams` sent since `before` (and a
+    moment more, for the aggregator to take the last batches), or at the timeout."""
+    target = metric_sum(before, "adp_dogstatsd_packets_total") + datagrams
+    deadline = time.monotonic() + timeout
+    snap = scrape(api)
+    while metric_sum(snap, "adp_dogstatsd_packets_total") < target and time.monotonic() < deadline:
+        time.sleep(0.25)
+        snap = scrape(api)
+    time.sleep(1.0)
+    return scrape(api)
+
+
 class Proc:
     """A process under test with its log file; stopped with SIGTERM then SIGKILL."""
 
@@ -281,14 +304,13 @@ def run_profile(args, work, intake, name, binary, runner, duration, rate=None, s
         if name == "idle":
             lg = dict(lg, bytes_per_sec=0.0, values_per_sec=0.0)
         t1 = time.monotonic()
-        time.sleep(1.0)  # let the agent drain its queue before the counters are read
-        after = scrape(api)
+        after = drained(api, before, lg["datagrams"])
         la1 = loadavg()
     finally:
         sampler.stop()
         agent.stop()
     wall = t1 - t0
-    ingested = metric_sum(after, "adp_dogstatsd_metrics_total") - metric_sum(before, "adp_dogstatsd_metrics_total")
+    ingested = ingested_values(before, after)
     res = dict(
         profile=name,
         offered_bytes_per_sec=cfg["rate"] if rate is None else rate,
@@ -296,6 +318,9 @@ def run_profile(args, work, intake, name, binary, runner, duration, rate=None, s
         sent_values=lg["values"],
         sent_values_per_sec=round(lg["values_per_sec"]),
         ingested_metrics=int(ingested),
+        lost_percent=round(100 * (lg["values"] - ingested) / lg["values"], 2) if lg["values"] else 0.0,
+        # What the contexts sent need at the least (adp-loadgen): distinct strings + 4 B a tag reference.
+        floor=lg.get("floor"),
         # Over the sender's own send loop (building a 250,000-context pool takes a while).
         ingested_metrics_per_sec=round(ingested / lg["elapsed_secs"]) if lg["elapsed_secs"] > 0 else 0,
         agent_drops=agent_drops(before, after),
@@ -439,6 +464,14 @@ def plain_peer(args, work, name, label, cmd, port, rates):
         return zero_drop_search(args, label, port, args.step_secs, "plain", rates[0], rates[1], max_datagram=args.plain_datagram, pid=proc.p.pid)
     finally:
         proc.stop()
+
+
+def plain_receive_only(args, work, rates):
+    """The smallest receiver there is (`adp-loadgen --receive`: a blocking `recv` loop that
+    discards), on the agent's default socket setup and core: what one core can receive."""
+    port = free_udp_port()
+    cmd = [args.loadgen, "--receive", f"udp://127.0.0.1:{port}", "--duration", "100000", "--max-datagram", "8192"]
+    return plain_peer(args, work, "the receive-only receiver", "receive-only", cmd, port, rates)
 
 
 def plain_etsy(args, work, rates):
@@ -778,6 +811,7 @@ def main():
                 ("agent_rcvbuf", lambda: dict(plain_agent(args, work, intake, (4 * MIB, 256 * MIB), {"DD_DOGSTATSD_SO_RCVBUF": str(rcvbuf_bytes())}), so_rcvbuf=rcvbuf_bytes())),
                 ("etsy", lambda: plain_etsy(args, work, (16 * 1024, 256 * MIB))),
                 ("collectd", lambda: plain_collectd(args, work, (16 * 1024, 256 * MIB))),
+                ("receive_only", lambda: plain_receive_only(args, work, (4 * MIB, 1024 * MIB))),
             ):
                 results["plain"][key] = run_part(f"plain StatsD zero-drop search: {key}", fn)
         if "heavy_udp" in only:

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 
-from gates import ADP_OBSERVED, GOAL, MIB, PROFILES
+from gates import ADP_OBSERVED, GOAL, MIB, PEAK_GOAL, PROFILES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,15 +56,37 @@ def offered_achieved(r):
     return f"{mib(r['offered_bytes_per_sec'])} → {mib(r['achieved_bytes_per_sec'])}"
 
 
+def floor_mib(r):
+    """The data floor of a profile's run in MiB (adp-loadgen's `floor.bytes`), or None."""
+    f = r.get("floor") or {}
+    return f["bytes"] / MIB if f.get("bytes") else None
+
+
+def lost(r):
+    """Values sent but not aggregated, as a share of those sent."""
+    if not r.get("sent_values"):
+        return "–"
+    pct = r.get("lost_percent")
+    if pct is None:
+        pct = 100 * (r["sent_values"] - r["ingested_metrics"]) / r["sent_values"]
+    return f"**{pct:.1f} %**" if pct > 0.05 else f"{pct:.0f} %"
+
+
 def host_row(r, nproc):
     """A profile's row in the host table: ⚠ where the load average exceeded the `nproc` cores."""
     p = r["profile"]
-    ratio = r["rss_steady_mib"] / ADP_OBSERVED[p] if r["rss_steady_mib"] else None
-    goal_ok = "✓" if r["rss_steady_mib"] is not None and r["rss_steady_mib"] <= GOAL[p] else "✗"
+    steady, peak = r["rss_steady_mib"], r["rss_peak_mib"]
+    ratio = steady / ADP_OBSERVED[p] if steady else None
+    goal_ok = "✓" if steady is not None and steady <= GOAL[p] else "✗"
+    peak_ok = "✓" if steady and peak is not None and peak <= PEAK_GOAL * steady else "✗"
+    floor = floor_mib(r)
+    over_floor = f"{steady / floor:.2f}×" if floor and steady else "–"
     warn = " ⚠" if r["loadavg_before"][0] > nproc else ""
     return (
-        f"| {p} | {offered_achieved(r)} | **{fmt(r['rss_steady_mib'])} MiB** | {fmt(r['rss_peak_mib'])} MiB | {GOAL[p]} MiB {goal_ok} | {ADP_OBSERVED[p]} MiB | {fmt(ratio, 2)}× | {fmt(r['cpu_percent'])} | "
-        f"{fmt(r['ingested_metrics_per_sec'])} | {drops_detail(r['agent_drops'])}; {fmt(r['uds_would_block_retries'])} UDS retries | {la(r['loadavg_before'])}{warn} |"
+        f"| {p} | {offered_achieved(r)} | {fmt(r.get('sent_values'))} | {fmt(r['ingested_metrics'])} | {lost(r)} | "
+        f"**{fmt(steady)} MiB** | {fmt(peak)} MiB {peak_ok} | {GOAL[p]} MiB {goal_ok} | {fmt(floor, 2) + ' MiB' if floor else '–'} | {over_floor} | "
+        f"{ADP_OBSERVED[p]} MiB | {fmt(ratio, 2)}× | {fmt(r['cpu_percent'])} | "
+        f"{drops_detail(r['agent_drops'])}; {fmt(r['uds_would_block_retries'])} UDS retries | {la(r['loadavg_before'])}{warn} |"
     )
 
 
@@ -195,17 +217,22 @@ def render(results):
         "- The agent is the release build, standalone, configured only by `DD_*` variables as ADP's gates are: "
         "DogStatsD over a Unix datagram socket, `DD_DOGSTATSD_PORT=0`, `DD_DD_URL` at `adp-test-intake --blackhole`, "
         "`DD_AGGREGATE_CONTEXT_LIMIT` 3,100 / 10,100 / 100,100 / 250,100 and `DD_DOGSTATSD_STRING_INTERNER_SIZE` "
-        "32 / 64 MiB for heavy / ultraheavy. One deviation: medium runs with an 8 MiB interner, not the 2 MiB default, "
-        "because ADP falls back to heap strings when its interner is full while this agent drops the context (counted "
-        "in `adp_dogstatsd_context_drops_total`); with 2 MiB three quarters of medium's samples were dropped, which "
-        "would make its RSS incomparable. Every process under test is pinned to CPU 0 (`taskset -c 0`) and "
-        "`adp-loadgen` to CPU 1, so \"CPU %\" is of one core."
+        "32 / 64 MiB for heavy / ultraheavy (low and medium keep the 2 MiB default). Every process under test is "
+        "pinned to CPU 0 (`taskset -c 0`) and `adp-loadgen` to CPU 1, so \"CPU %\" is of one core."
     )
     L.append(
         f"- `adp-loadgen` (seeded; the load shape of benchmarks.md) sends each profile for {results['params']['duration']} s. "
         "RSS is `VmRSS` and CPU `utime+stime` from `/proc/PID`, sampled every 250 ms while the load runs; "
-        "*steady* is the median of the last half of the samples, *peak* the maximum. "
-        "Ingested metrics/s is the delta of `adp_dogstatsd_metrics_total` over the run."
+        "*steady* is the median of the last half of the samples, *peak* the maximum (✓: at most "
+        f"{PEAK_GOAL:g} × steady). *Values sent* is what `adp-loadgen` sent (one per value of a multi-value message); "
+        "*ingested* the values that reached the aggregator's state (`adp_dogstatsd_metrics_total` less "
+        "`adp_aggregate_dropped_samples_total`, read once the agent has received every datagram sent); *lost* the "
+        "difference, as a share of those sent."
+    )
+    L.append(
+        "- *Data floor*: what the contexts sent need at the least, as `adp-loadgen` computes it from its own context "
+        "pool: the bytes of every distinct name and tag once, plus 4 bytes (a `u32` id) for each tag of each context. "
+        "No agent that keeps every context can hold less; *RSS ÷ floor* is the steady RSS over it."
     )
     L.append(
         "- Drops: every agent counter named `*drop*`, `*error*` or `*truncated*` (decode errors, context drops, "
@@ -225,7 +252,7 @@ def render(results):
 
     L.append("### RSS per profile against ADP's gates")
     L.append("")
-    L.extend(table("| profile | offered → achieved | steady RSS | peak RSS | goal | ADP observed | ours / ADP | CPU % (1 core) | ingested metrics/s | drops | load avg |", results["profiles"], lambda r: host_row(r, m["nproc"])))
+    L.extend(table("| profile | offered → achieved | values sent | ingested | lost | steady RSS | peak RSS | goal | data floor | RSS ÷ floor | ADP observed | ours / ADP | CPU % (1 core) | drops | load avg |", results["profiles"], lambda r: host_row(r, m["nproc"])))
     L.append("")
     L.append("![RSS per profile](benchmarks-rss.png)")
     L.append("")
@@ -248,11 +275,20 @@ def render(results):
 
     L.append("### Plain StatsD, zero-drop rate over UDP (one core each)")
     L.append("")
-    L.append("| receiver | zero-drop rate | metrics/s at that rate | first failing step | RSS steady at best | CPU % at best | ours ÷ theirs (defaults / tuned buffer) | load avg |")
-    L.append("|---|---|---|---|---|---|---|---|")
     plain = results.get("plain", {})
+    ro = (plain.get("receive_only") or {}).get("best")
+    L.append(
+        "The *receive-only* row is the smallest receiver there is (`adp-loadgen --receive`: a blocking `recv` loop "
+        "that discards every datagram), on the agent's default socket setup and the same core, searched the same way "
+        "in the same run: what this machine can receive over UDP on one core at all (or what one sender core can "
+        "send, when the sender fell short first). *Share* is each receiver's zero-drop rate over it."
+    )
+    L.append("")
+    L.append("| receiver | zero-drop rate | metrics/s at that rate | share of receive-only | first failing step | RSS steady at best | CPU % at best | ours ÷ theirs (defaults / tuned buffer) | load avg |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
     ours = [((plain.get(k) or {}).get("best"), (plain.get(k) or {}).get("capped_at_max")) for k in ("agent", "agent_rcvbuf")]
     for key, name in (
+        ("receive_only", "receive-only (read and discard)"),
         ("agent", "agent-data-plane (defaults)"),
         ("agent_rcvbuf", f"agent-data-plane, `dogstatsd_so_rcvbuf` {(plain.get('agent_rcvbuf') or {}).get('so_rcvbuf', 0) / MIB:g} MiB"),
         ("etsy", "Etsy statsd"),
@@ -262,19 +298,20 @@ def render(results):
         if not r:
             continue
         if "error" in r:
-            L.append(failed_row(name, r, 8))
+            L.append(failed_row(name, r, 9))
             continue
         b, f = r["best"], r["first_failure"]
         if r.get("version"):
             name += f" ({r['version']})"
         ratio = "–"
-        if not key.startswith("agent") and b:
+        if key in ("etsy", "collectd") and b:
             ratio = " / ".join(
                 f"{o['values_per_sec'] / b['values_per_sec']:.1f}×" + (" (capped)" if capped else "") for o, capped in ours if o
             )
+        share = f"{b['offered_bytes_per_sec'] / ro['offered_bytes_per_sec']:.0%}" if b and ro else "–"
         fail = "none up to the cap" if f is None else f"{mib(f['offered_bytes_per_sec'])}: {fmt(f['kernel_drops'])} kernel drops" + ("" if f["loadgen_kept_up"] else ", sender fell short")
         L.append(
-            f"| {name} | {mib(b['offered_bytes_per_sec']) if b else 'none'} | {fmt(b['values_per_sec']) if b else '–'} | {fail} | "
+            f"| {name} | {mib(b['offered_bytes_per_sec']) if b else 'none'} | {fmt(b['values_per_sec']) if b else '–'} | {share} | {fail} | "
             f"{fmt(b.get('rss_steady_mib')) if b else '–'} MiB | {fmt(b.get('cpu_percent')) if b else '–'} | {ratio} | {la(b['loadavg']) if b else '–'} |"
         )
     L.append("")
