@@ -36,9 +36,14 @@ pub struct DogStatsDConfig {
     pub dogstatsd_so_rcvbuf: usize,
     /// `dogstatsd_string_interner_size`: the byte budget of the interner
     /// holding context names and tags (units such as `4MiB` accepted), as the
-    /// Agent Data Plane reads it. When it is full, new contexts are dropped
-    /// and counted. Defaults to 2 MiB (the Agent's 4096 entries × 512 B).
+    /// Agent Data Plane reads it. When it is full, strings go to the heap (see
+    /// `dogstatsd_allow_context_heap_allocs`). Defaults to 2 MiB (the Agent's
+    /// 4096 entries × 512 B).
     pub dogstatsd_string_interner_size: u64,
+    /// `dogstatsd_allow_context_heap_allocs`: when the interner is full, store
+    /// a new context's strings on the heap (counted) rather than drop the
+    /// context (the Agent Data Plane's key). Defaults to true.
+    pub dogstatsd_allow_context_heap_allocs: bool,
     /// `dogstatsd_queue_size`: decoded batches that may wait between the
     /// listeners and the aggregator before the listeners slow down (back
     /// pressure). Defaults to 1024.
@@ -66,6 +71,7 @@ impl Default for DogStatsDConfig {
             dogstatsd_buffer_size: 8192,
             dogstatsd_so_rcvbuf: 0,
             dogstatsd_string_interner_size: 2 * 1024 * 1024,
+            dogstatsd_allow_context_heap_allocs: true,
             dogstatsd_queue_size: 1024,
             dogstatsd_permissive_decoding: true,
             dogstatsd_minimum_sample_rate: MINIMUM_SAMPLE_RATE,
@@ -127,6 +133,11 @@ impl DogStatsDConfig {
                 key!("dogstatsd_string_interner_size"),
                 d.dogstatsd_string_interner_size,
                 addressable_size,
+            ),
+            dogstatsd_allow_context_heap_allocs: r.get(
+                key!("dogstatsd_allow_context_heap_allocs"),
+                d.dogstatsd_allow_context_heap_allocs,
+                parse::boolean,
             ),
             dogstatsd_queue_size: r.get(
                 key!("dogstatsd_queue_size"),

@@ -16,11 +16,15 @@
 //! - The cache holds at most `aggregate_context_limit` contexts across all
 //!   resolvers sharing a [`ContextBudget`].
 //!
-//! When either is exhausted a *new* context is refused with a
-//! [`ContextDrop`] reason (the caller counts it), while known contexts keep
-//! resolving from the cache. Contexts not seen for `context_expiry` are evicted
-//! by [`ContextResolver::tick`], which gives their interned strings back
-//! once downstream stages drop their clones too.
+//! When the interner is full, strings go to the heap instead
+//! (`dogstatsd_allow_context_heap_allocs`, true by default, as in the Agent
+//! Data Plane), counted by [`ContextBudget::heap_strings`]: nothing is lost to
+//! the interner. With heap strings refused, or once the context limit is
+//! reached, a *new* context is refused with a [`ContextDrop`] reason (the
+//! caller counts it), while known contexts keep resolving from the cache.
+//! Contexts not seen for `context_expiry` are evicted by
+//! [`ContextResolver::tick`], which gives their interned strings back once
+//! downstream stages drop their clones too.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -30,13 +34,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use adp_model::{context_key, Context};
+use adp_telemetry::Counter;
 use stringtheory::{FixedSizeInterner, MetaString};
 
 /// Why a new context was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum ContextDrop {
-    /// The string interner has no room for the context's strings.
-    #[error("string interner is full; raise `dogstatsd_string_interner_size`")]
+    /// The string interner has no room for the context's strings and heap
+    /// strings are refused.
+    #[error("string interner is full; raise `dogstatsd_string_interner_size` or set `dogstatsd_allow_context_heap_allocs: true`")]
     InternerFull,
     /// `aggregate_context_limit` contexts are already tracked.
     #[error("context limit reached; raise `aggregate_context_limit`")]
@@ -63,16 +69,42 @@ pub struct ContextBudget {
     interner: FixedSizeInterner,
     contexts: Arc<AtomicUsize>,
     context_limit: usize,
+    allow_heap: bool,
+    heap_strings: Counter,
+    heap_bytes: Counter,
 }
 
 impl ContextBudget {
-    /// A budget of `interner_bytes` for strings and `context_limit` contexts.
+    /// A budget of `interner_bytes` for strings and `context_limit` contexts;
+    /// strings the interner cannot hold go to the heap.
     pub fn new(interner_bytes: NonZeroUsize, context_limit: usize) -> Self {
         Self {
             interner: FixedSizeInterner::new(interner_bytes),
             contexts: Arc::default(),
             context_limit,
+            allow_heap: true,
+            heap_strings: Counter::detached(),
+            heap_bytes: Counter::detached(),
         }
+    }
+
+    /// Whether strings the interner cannot hold go to the heap (`true`) or
+    /// refuse their context (`false`): `dogstatsd_allow_context_heap_allocs`.
+    pub fn with_heap_strings(mut self, allow: bool) -> Self {
+        self.allow_heap = allow;
+        self
+    }
+
+    /// Counts heap strings (and their bytes) in these counters.
+    pub fn with_heap_counters(mut self, strings: Counter, bytes: Counter) -> Self {
+        self.heap_strings = strings;
+        self.heap_bytes = bytes;
+        self
+    }
+
+    /// Strings stored on the heap because the interner had no room.
+    pub fn heap_strings(&self) -> u64 {
+        self.heap_strings.get()
     }
 
     /// The number of contexts cached by all resolvers on this budget.
@@ -224,7 +256,15 @@ impl ContextResolver {
     }
 
     fn intern(&self, s: &str) -> Option<MetaString> {
-        MetaString::try_inline(s).or_else(|| self.budget.interner.try_intern(s).map(MetaString::from))
+        MetaString::try_inline(s)
+            .or_else(|| self.budget.interner.try_intern(s).map(MetaString::from))
+            .or_else(|| {
+                self.budget.allow_heap.then(|| {
+                    self.budget.heap_strings.inc();
+                    self.budget.heap_bytes.add(s.len() as u64);
+                    MetaString::from(s)
+                })
+            })
     }
 
     /// Advances the resolver's clock to `now` and, at most every half expiry,
@@ -329,9 +369,28 @@ mod tests {
     }
 
     #[test]
-    fn a_full_interner_drops_new_contexts_but_known_ones_resolve() {
+    fn a_full_interner_puts_strings_on_the_heap_and_counts_them() {
         // Room for roughly two long strings.
         let mut r = ContextResolver::new(budget(160, 1000), Duration::from_secs(20));
+        let long = |i: usize| format!("{i}-{}", "x".repeat(40));
+        let contexts: Vec<Context> = (0..10).map(|i| r.resolve(&long(i), ["t:1"]).unwrap()).collect();
+        for (i, c) in contexts.iter().enumerate() {
+            assert_eq!(c.name(), long(i).as_str());
+        }
+        assert_eq!(r.cached(), 10);
+        let interned = contexts.iter().filter(|c| c.name().is_interned()).count();
+        assert!((1..=3).contains(&interned), "{interned} interned");
+        assert_eq!(r.budget().heap_strings(), 10 - interned as u64);
+        // A known context resolves from the cache, without another heap string.
+        assert_eq!(r.resolve(&long(9), ["t:1"]).unwrap(), contexts[9]);
+        assert_eq!(r.budget().heap_strings(), 10 - interned as u64);
+    }
+
+    #[test]
+    fn a_full_interner_drops_new_contexts_when_heap_strings_are_refused() {
+        // Room for roughly two long strings.
+        let budget = budget(160, 1000).with_heap_strings(false);
+        let mut r = ContextResolver::new(budget, Duration::from_secs(20));
         let long = |i: usize| format!("{i}-{}", "x".repeat(40));
         let first = r.resolve(&long(0), []).unwrap();
         let mut dropped = 0;

@@ -90,7 +90,20 @@ impl DogStatsDConfig {
                 permissive: self.dogstatsd_permissive_decoding,
                 minimum_sample_rate: self.dogstatsd_minimum_sample_rate,
             },
-            budget: ContextBudget::new(interner_bytes, usize::try_from(context_limit).unwrap_or(usize::MAX)),
+            budget: ContextBudget::new(interner_bytes, usize::try_from(context_limit).unwrap_or(usize::MAX))
+                .with_heap_strings(self.dogstatsd_allow_context_heap_allocs)
+                .with_heap_counters(
+                    registry.counter(
+                        "adp_context_interner_fallback_strings",
+                        "Context strings stored on the heap because the string interner was full.",
+                        &[],
+                    ),
+                    registry.counter(
+                        "adp_context_interner_fallback_bytes",
+                        "Bytes of context strings stored on the heap because the string interner was full.",
+                        &[],
+                    ),
+                ),
             expiry: Duration::from_secs(self.dogstatsd_context_expiry_seconds),
             registry: registry.clone(),
             decoder_telemetry: DecoderTelemetry::new(registry),

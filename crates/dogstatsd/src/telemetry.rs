@@ -11,6 +11,8 @@
 //! | `adp_dogstatsd_service_checks` | | service checks decoded |
 //! | `adp_dogstatsd_decode_errors` | `reason` | messages rejected (or values dropped), by [`DecodeError::reason`] |
 //! | `adp_dogstatsd_context_drops` | `reason` | metric messages dropped for lack of context budget, by [`ContextDrop::reason`] |
+//! | `adp_context_interner_fallback_strings` | | context strings stored on the heap because the interner was full |
+//! | `adp_context_interner_fallback_bytes` | | their bytes |
 //!
 //! Every reason is registered up front, so the endpoint shows zeros rather
 //! than omitting a failure mode that has not happened yet.
