@@ -99,6 +99,7 @@
 //! - No v3 series/sketch payloads and no `/api/v1/series` JSON fallback.
 #![deny(missing_docs)]
 
+mod direct;
 mod encode;
 mod inputs;
 mod items;
@@ -111,7 +112,9 @@ use adp_config::{key, parse, MemoryBounds, Reader};
 use adp_wire::EncodedPayload;
 use adp_wire::{CompressionKind, Endpoint};
 
+pub use direct::{DogsketchRef, SeriesRef, SeriesWriter, SketchWriter};
 pub use encode::Encoder;
+pub use inputs::dogsketches;
 #[cfg(any(test, feature = "test-support"))]
 pub use items::{dogsketch, CheckParts, EventParts, SeriesType};
 
