@@ -1,26 +1,26 @@
 //! From packets to owned values: the [`Decoder`] runs the codec over every
-//! message of a packet, resolves metric contexts and fills a [`Batch`].
+//! message of a packet and fills a [`Batch`].
 //!
-//! A multi-value metric becomes one [`Metric`] per value, all sharing one
-//! [`Context`](adp_model::Context). A message whose values include one that is not a
-//! number is rejected whole; non-finite values are dropped one by one. Every
-//! rejection and drop is counted in [`DecoderTelemetry`].
+//! Metric messages become samples of an [`adp_model::MetricBatch`]: the
+//! message's name and tags are copied into the batch once and keyed
+//! ([`adp_model::context_key`]), and each value becomes one sample of that
+//! context. Contexts are resolved downstream, by the aggregator, in one hash
+//! probe per message: the decoder keeps no context state of its own. A
+//! message whose values include one that is not a number is rejected whole;
+//! non-finite values are dropped one by one. Every rejection and drop is
+//! counted in [`DecoderTelemetry`].
 
-use std::time::Instant;
-
-use adp_model::{Event, Metric, MetricValue, ServiceCheck};
-use stringtheory::MetaString;
+use adp_model::{Event, MetricBatch, ServiceCheck};
 
 use crate::codec::{parse_message, split_messages, CodecConfig, DecodeError, Message, ValueRef};
-use crate::context::ContextResolver;
 use crate::listener::credentials::Credentials;
 use crate::telemetry::DecoderTelemetry;
 
 /// What one packet (or a run of packets) decoded to.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
-    /// Metric samples, one per value.
-    pub metrics: Vec<Metric>,
+    /// Metric samples, one per value, with their contexts' names and tags.
+    pub metrics: MetricBatch,
     /// Events.
     pub events: Vec<Event>,
     /// Service checks.
@@ -35,33 +35,23 @@ impl Batch {
         self.metrics.is_empty() && self.events.is_empty() && self.service_checks.is_empty()
     }
 
-    /// Number of metrics, events and service checks.
+    /// Number of metric samples, events and service checks.
     pub fn len(&self) -> usize {
         self.metrics.len() + self.events.len() + self.service_checks.len()
     }
 }
 
-/// Decodes packets into [`Batch`]es: codec, context resolution and counters.
+/// Decodes packets into [`Batch`]es: codec and counters.
 #[derive(Debug)]
 pub struct Decoder {
     config: CodecConfig,
-    resolver: ContextResolver,
     telemetry: DecoderTelemetry,
 }
 
 impl Decoder {
-    /// A decoder with its own context cache on `resolver`'s shared budget.
-    pub fn new(config: CodecConfig, resolver: ContextResolver, telemetry: DecoderTelemetry) -> Self {
-        Self {
-            config,
-            resolver,
-            telemetry,
-        }
-    }
-
-    /// The context resolver.
-    pub fn resolver(&self) -> &ContextResolver {
-        &self.resolver
+    /// A decoder counting into `telemetry`.
+    pub fn new(config: CodecConfig, telemetry: DecoderTelemetry) -> Self {
+        Self { config, telemetry }
     }
 
     /// The counters.
@@ -69,13 +59,10 @@ impl Decoder {
         &self.telemetry
     }
 
-    /// Advances the context cache's clock (expiring idle contexts now and then).
-    pub fn tick(&mut self, now: Instant) {
-        self.resolver.tick(now);
-    }
-
     /// Decodes every message of `packet` into `batch`, counting errors.
     pub fn decode_packet(&mut self, packet: &[u8], batch: &mut Batch) {
+        let messages = memchr::memchr_iter(b'\n', packet).count() + 1;
+        batch.metrics.reserve(packet.len(), messages);
         for message in split_messages(packet) {
             if let Err(e) = self.decode_message(message, batch) {
                 self.telemetry.error(e).inc();
@@ -88,38 +75,33 @@ impl Decoder {
     pub fn decode_message(&mut self, message: &[u8], batch: &mut Batch) -> Result<(), DecodeError> {
         match parse_message(message, &self.config)? {
             Message::Metric(packet) => {
-                let context = match self.resolver.resolve(packet.name, packet.tags.iter()) {
-                    Ok(c) => c,
-                    Err(drop) => {
-                        self.telemetry.context_drop(drop).inc();
-                        return Ok(());
-                    }
-                };
+                let metrics = &mut batch.metrics;
+                let mark = metrics.mark();
+                let context = metrics.add_context(packet.name, packet.tags.as_raw(), std::iter::empty());
                 let sample_rate = packet.effective_sample_rate();
-                let start = batch.metrics.len();
+                let mut added = 0u64;
                 for value in packet.values() {
-                    let value = match value {
-                        Ok(ValueRef::Number(n)) => MetricValue::Number(n),
-                        Ok(ValueRef::SetMember(m)) => MetricValue::SetMember(MetaString::from(m)),
+                    match value {
+                        Ok(ValueRef::Number(n)) => {
+                            metrics.push_number(context, packet.kind, n, sample_rate, packet.timestamp);
+                        }
+                        Ok(ValueRef::SetMember(m)) => metrics.push_member(context, m, sample_rate, packet.timestamp),
                         Err(DecodeError::NonFinite) => {
                             self.telemetry.error(DecodeError::NonFinite).inc();
                             continue;
                         }
                         Err(e) => {
-                            batch.metrics.truncate(start);
+                            metrics.truncate(mark);
                             return Err(e);
                         }
-                    };
-                    batch.metrics.push(Metric {
-                        context: context.clone(),
-                        kind: packet.kind,
-                        value,
-                        sample_rate,
-                        timestamp: packet.timestamp,
-                    });
+                    }
+                    added += 1;
                 }
-                let added = batch.metrics.len() - start;
-                self.telemetry.metrics.add(added as u64);
+                if added == 0 {
+                    // Every value was dropped: no context either.
+                    metrics.truncate(mark);
+                }
+                self.telemetry.metrics.add(added);
             }
             Message::Event(e) => {
                 batch.events.push(Event {
@@ -153,26 +135,40 @@ impl Decoder {
 
 #[cfg(test)]
 mod tests {
-    use std::num::NonZeroUsize;
-    use std::time::Duration;
-
     use proptest::prelude::*;
 
     use super::*;
-    use crate::context::{ContextBudget, ContextDrop};
     use adp_model::{EventAlertType, EventPriority, MetricKind, ServiceCheckStatus};
 
-    fn decoder_with(bytes: usize, limit: usize) -> Decoder {
-        let budget = ContextBudget::new(NonZeroUsize::new(bytes).unwrap(), limit);
-        Decoder::new(
-            CodecConfig::default(),
-            ContextResolver::new(budget, Duration::from_secs(20)),
-            DecoderTelemetry::detached(),
-        )
+    fn decoder() -> Decoder {
+        Decoder::new(CodecConfig::default(), DecoderTelemetry::detached())
     }
 
-    fn decoder() -> Decoder {
-        decoder_with(1 << 20, 1000)
+    /// A sample as `(name, tags, kind, number or member, rate, timestamp)`.
+    type Row = (String, Vec<String>, MetricKind, String, f64, Option<i64>);
+
+    /// Each sample as a [`Row`].
+    fn samples(b: &Batch) -> Vec<Row> {
+        let m = &b.metrics;
+        m.samples()
+            .iter()
+            .map(|s| {
+                let c = m.context_of(s);
+                let value = if s.is_member() {
+                    m.member(s).to_owned()
+                } else {
+                    s.number().to_string()
+                };
+                (
+                    m.name(c).to_owned(),
+                    m.tags_of(c).map(str::to_owned).collect(),
+                    s.kind,
+                    value,
+                    s.sample_rate,
+                    s.timestamp(),
+                )
+            })
+            .collect()
     }
 
     fn decode(d: &mut Decoder, packet: &str) -> Batch {
@@ -183,10 +179,11 @@ mod tests {
 
     fn numbers(b: &Batch) -> Vec<f64> {
         b.metrics
+            .samples()
             .iter()
-            .map(|m| match m.value {
-                MetricValue::Number(n) => n,
-                MetricValue::SetMember(_) => panic!("set"),
+            .map(|s| {
+                assert!(!s.is_member(), "set");
+                s.number()
             })
             .collect()
     }
@@ -201,20 +198,25 @@ mod tests {
         assert_eq!(b.metrics.len(), 6);
         assert_eq!(b.events.len(), 1);
         assert_eq!(b.service_checks.len(), 1);
-        assert_eq!(b.metrics[0].context.name(), "page.views");
-        assert_eq!(b.metrics[0].context.tags(), ["env:prod"]);
-        assert_eq!(b.metrics[0].kind, MetricKind::Count);
-        assert_eq!(b.metrics[2].value, MetricValue::SetMember(MetaString::from("bob")));
+        let s = samples(&b);
         assert_eq!(
-            numbers(&Batch {
-                metrics: b.metrics[3..].to_vec(),
-                ..Batch::default()
-            }),
-            vec![1.0, 2.0, 3.0]
+            s[0],
+            (
+                "page.views".into(),
+                vec!["env:prod".into()],
+                MetricKind::Count,
+                "1".into(),
+                1.0,
+                None
+            )
         );
-        assert!(b.metrics[3..]
-            .iter()
-            .all(|m| m.sample_rate == 0.5 && m.context == b.metrics[3].context));
+        assert_eq!((s[2].2, s[2].3.as_str()), (MetricKind::Set, "bob"));
+        let lat: Vec<(&str, f64)> = s[3..].iter().map(|x| (x.3.as_str(), x.4)).collect();
+        assert_eq!(lat, [("1", 0.5), ("2", 0.5), ("3", 0.5)]);
+        // The values of one message share its context.
+        let m = &b.metrics;
+        assert!(m.samples()[3..].iter().all(|x| x.context == m.samples()[3].context));
+        assert_eq!(m.context_of(&m.samples()[3]).key, adp_model::context_key("lat", []));
         assert_eq!(d.telemetry().metrics.get(), 6);
         assert_eq!(d.telemetry().events.get(), 1);
         assert_eq!(d.telemetry().service_checks.get(), 1);
@@ -258,9 +260,9 @@ mod tests {
     fn timestamped_counts_carry_a_sample_rate_of_one() {
         let mut d = decoder();
         let b = decode(&mut d, "c:4|c|@0.25|T1700000000\ng:4|g|@0.25|T1700000000");
-        assert_eq!(b.metrics[0].sample_rate, 1.0);
-        assert_eq!(b.metrics[0].timestamp, Some(1_700_000_000));
-        assert_eq!(b.metrics[1].sample_rate, 0.25);
+        let s = samples(&b);
+        assert_eq!((s[0].4, s[0].5), (1.0, Some(1_700_000_000)));
+        assert_eq!(s[1].4, 0.25);
     }
 
     #[test]
@@ -299,20 +301,26 @@ mod tests {
     }
 
     #[test]
-    fn the_same_context_is_shared_across_packets_and_tag_orders() {
+    fn the_same_context_has_the_same_key_across_packets_and_tag_orders() {
         let mut d = decoder();
         let a = decode(&mut d, "m:1|c|#a,b");
         let b = decode(&mut d, "m:1|c|#b,a,a");
-        assert_eq!(a.metrics[0].context, b.metrics[0].context);
-        assert_eq!(d.resolver().cached(), 1);
+        let key = |b: &Batch| b.metrics.context_of(&b.metrics.samples()[0]).key;
+        assert_eq!(key(&a), key(&b));
+        assert_ne!(key(&a), key(&decode(&mut d, "m:1|c|#a")));
     }
 
     #[test]
-    fn context_drops_are_counted_and_known_contexts_keep_working() {
-        let mut d = decoder_with(1 << 16, 2);
-        let b = decode(&mut d, "a:1|c\nb:1|c\nc:1|c\na:2|c");
-        assert_eq!(numbers(&b), vec![1.0, 1.0, 2.0]);
-        assert_eq!(d.telemetry().context_drop(ContextDrop::ContextLimit).get(), 1);
+    fn a_rejected_message_leaves_nothing_in_the_batch() {
+        let mut d = decoder();
+        let mut b = Batch::default();
+        d.decode_packet(b"ok:1|c", &mut b);
+        let after_one = b.clone();
+        d.decode_packet(b"bad:1:2:zz|d|#t\nnan:nan|g", &mut b);
+        assert_eq!(
+            b, after_one,
+            "the bad value's message and the all-NaN one added nothing"
+        );
     }
 
     proptest! {
@@ -321,10 +329,7 @@ mod tests {
             let mut d = decoder();
             let mut b = Batch::default();
             d.decode_packet(&bytes, &mut b);
-            let all_finite = b.metrics.iter().all(|m| match m.value {
-                MetricValue::Number(n) => n.is_finite(),
-                MetricValue::SetMember(_) => true,
-            });
+            let all_finite = b.metrics.samples().iter().all(|s| s.is_member() || s.number().is_finite());
             prop_assert!(all_finite);
         }
     }

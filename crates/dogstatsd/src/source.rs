@@ -16,7 +16,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use adp_dogstatsd::DogStatsDConfig;
 //! let registry = adp_telemetry::Registry::new();
-//! let source = DogStatsDConfig::default().build(&registry, 1_000_000)?;
+//! let source = DogStatsDConfig::default().build(&registry)?;
 //! let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
 //! let running = source.start(tx).await?;
 //! while let Some(batch) = rx.recv().await {
@@ -28,10 +28,8 @@
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use adp_telemetry::Registry;
 use tokio::sync::{mpsc, watch};
@@ -39,7 +37,6 @@ use tokio::task::JoinSet;
 
 use crate::codec::CodecConfig;
 pub use crate::config::{ConfigError, DogStatsDConfig};
-use crate::context::{ContextBudget, ContextResolver};
 use crate::decoder::{Batch, Decoder};
 use crate::listener::{udp, unix, ListenAddr, ListenerError, Pipe};
 use crate::telemetry::{DecoderTelemetry, ListenerKind, ListenerTelemetry};
@@ -56,22 +53,15 @@ pub struct DogStatsDSource {
     buffer_size: usize,
     so_rcvbuf: usize,
     codec: CodecConfig,
-    budget: ContextBudget,
-    expiry: Duration,
     registry: Registry,
     decoder_telemetry: DecoderTelemetry,
 }
 
 impl DogStatsDConfig {
     /// Validates the configuration and registers the source's counters in
-    /// `registry`. `context_limit` is the aggregator's `aggregate_context_limit`:
-    /// the resolver holds no more contexts than the aggregator may.
-    pub fn build(&self, registry: &Registry, context_limit: u64) -> Result<DogStatsDSource, ConfigError> {
+    /// `registry`.
+    pub fn build(&self, registry: &Registry) -> Result<DogStatsDSource, ConfigError> {
         self.validate()?;
-        let interner_bytes = usize::try_from(self.dogstatsd_string_interner_size)
-            .ok()
-            .and_then(NonZeroUsize::new)
-            .ok_or(ConfigError::InternerSize(self.dogstatsd_string_interner_size))?;
         let udp = (self.dogstatsd_port != 0).then(|| {
             let ip = if self.dogstatsd_non_local_traffic {
                 IpAddr::V4(Ipv4Addr::UNSPECIFIED)
@@ -90,21 +80,6 @@ impl DogStatsDConfig {
                 permissive: self.dogstatsd_permissive_decoding,
                 minimum_sample_rate: self.dogstatsd_minimum_sample_rate,
             },
-            budget: ContextBudget::new(interner_bytes, usize::try_from(context_limit).unwrap_or(usize::MAX))
-                .with_heap_strings(self.dogstatsd_allow_context_heap_allocs)
-                .with_heap_counters(
-                    registry.counter(
-                        "adp_context_interner_fallback_strings",
-                        "Context strings stored on the heap because the string interner was full.",
-                        &[],
-                    ),
-                    registry.counter(
-                        "adp_context_interner_fallback_bytes",
-                        "Bytes of context strings stored on the heap because the string interner was full.",
-                        &[],
-                    ),
-                ),
-            expiry: Duration::from_secs(self.dogstatsd_context_expiry_seconds),
             registry: registry.clone(),
             decoder_telemetry: DecoderTelemetry::new(registry),
         })
@@ -112,17 +87,8 @@ impl DogStatsDConfig {
 }
 
 impl DogStatsDSource {
-    /// The shared context budget (for memory reporting).
-    pub fn context_budget(&self) -> &ContextBudget {
-        &self.budget
-    }
-
     fn decoder(&self) -> Decoder {
-        Decoder::new(
-            self.codec,
-            ContextResolver::new(self.budget.clone(), self.expiry),
-            self.decoder_telemetry.clone(),
-        )
+        Decoder::new(self.codec, self.decoder_telemetry.clone())
     }
 
     /// Binds every listener, then spawns their tasks on the current tokio
@@ -271,10 +237,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use adp_model::MetricValue;
 
     const WAIT: Duration = Duration::from_secs(10);
-    const LIMIT: u64 = 1_000_000;
 
     fn config() -> DogStatsDConfig {
         DogStatsDConfig {
@@ -301,7 +265,10 @@ mod tests {
     fn names(batches: &[Batch]) -> Vec<String> {
         batches
             .iter()
-            .flat_map(|b| b.metrics.iter().map(|m| m.context.name().to_string()))
+            .flat_map(|b| {
+                let m = &b.metrics;
+                m.samples().iter().map(|s| m.name(m.context_of(s)).to_owned())
+            })
             .collect()
     }
 
@@ -316,7 +283,7 @@ mod tests {
 
     #[test]
     fn no_listener_is_a_config_error_naming_the_keys() {
-        let err = config().build(&Registry::new(), LIMIT).unwrap_err();
+        let err = config().build(&Registry::new()).unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("No listeners configured"), "{msg}");
         for key in ["`dogstatsd_port`", "`dogstatsd_socket`", "`dogstatsd_stream_socket`"] {
@@ -333,7 +300,7 @@ mod tests {
                 dogstatsd_buffer_size: 0,
                 ..base.clone()
             }
-            .build(&r, LIMIT),
+            .build(&r),
             Err(ConfigError::BufferSize)
         ));
         assert!(matches!(
@@ -341,7 +308,7 @@ mod tests {
                 dogstatsd_string_interner_size: 0,
                 ..base.clone()
             }
-            .build(&r, LIMIT),
+            .build(&r),
             Err(ConfigError::InternerSize(0))
         ));
         assert!(matches!(
@@ -349,7 +316,7 @@ mod tests {
                 dogstatsd_minimum_sample_rate: 0.0,
                 ..base
             }
-            .build(&r, LIMIT),
+            .build(&r),
             Err(ConfigError::MinimumSampleRate(_))
         ));
     }
@@ -357,13 +324,13 @@ mod tests {
     #[test]
     fn non_local_traffic_binds_every_interface() {
         let r = Registry::new();
-        let local = DogStatsDConfig::default().build(&r, LIMIT).unwrap();
+        let local = DogStatsDConfig::default().build(&r).unwrap();
         assert_eq!(local.udp, Some("127.0.0.1:8125".parse().unwrap()));
         let any = DogStatsDConfig {
             dogstatsd_non_local_traffic: true,
             ..DogStatsDConfig::default()
         }
-        .build(&r, LIMIT)
+        .build(&r)
         .unwrap();
         assert_eq!(any.udp, Some("0.0.0.0:8125".parse().unwrap()));
     }
@@ -377,7 +344,7 @@ mod tests {
             dogstatsd_buffer_size: 64,
             ..config()
         }
-        .build(&registry, LIMIT)
+        .build(&registry)
         .unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let running = source.start(tx).await.unwrap();
@@ -421,7 +388,7 @@ mod tests {
             dogstatsd_port: free_udp_port(),
             ..config()
         }
-        .build(&Registry::new(), LIMIT)
+        .build(&Registry::new())
         .unwrap();
         let (tx, rx) = mpsc::channel(1);
         let running = source.start(tx).await.unwrap();
@@ -448,7 +415,7 @@ mod tests {
                 dogstatsd_buffer_size: buffer_size,
                 ..config()
             }
-            .build(&Registry::new(), LIMIT)
+            .build(&Registry::new())
             .unwrap();
             let (tx, mut rx) = mpsc::channel(64);
             let running = source.start(tx).await.unwrap();
@@ -477,7 +444,7 @@ mod tests {
             dogstatsd_socket: Some(path.clone()),
             ..config()
         }
-        .build(&registry, LIMIT)
+        .build(&registry)
         .unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let running = source.start(tx).await.unwrap();
@@ -491,7 +458,7 @@ mod tests {
         client.send_to(b"uds.metric:7|g|#b,a\n_sc|chk|0", &path).unwrap();
         let batches = metrics(&mut rx, 1).await;
         let b = &batches[0];
-        assert_eq!(b.metrics[0].value, MetricValue::Number(7.0));
+        assert_eq!(b.metrics.samples()[0].number(), 7.0);
         assert_eq!(b.service_checks.len(), 1);
         let creds = b.origin.expect("credentials");
         assert_eq!(creds.pid, i32::try_from(std::process::id()).unwrap());
@@ -503,7 +470,7 @@ mod tests {
             dogstatsd_socket: Some(path.clone()),
             ..config()
         }
-        .build(&registry, LIMIT)
+        .build(&registry)
         .unwrap();
         let (tx2, _rx2) = mpsc::channel(1);
         let err = again.start(tx2).await.unwrap_err();
@@ -522,7 +489,7 @@ mod tests {
             dogstatsd_stream_socket: Some(path.clone()),
             ..config()
         }
-        .build(&registry, LIMIT)
+        .build(&registry)
         .unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let running = source.start(tx).await.unwrap();
@@ -562,7 +529,7 @@ mod tests {
             dogstatsd_stream_socket: Some(path.clone()),
             ..config()
         }
-        .build(&Registry::new(), LIMIT)
+        .build(&Registry::new())
         .unwrap();
         let (tx, mut rx) = mpsc::channel(1);
         let running = source.start(tx).await.unwrap();
@@ -576,10 +543,8 @@ mod tests {
         let mut n = 0;
         while n < 2000 {
             let b = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
-            for m in &b.metrics {
-                if let MetricValue::Number(v) = m.value {
-                    sum += v;
-                }
+            for s in b.metrics.samples() {
+                sum += s.number();
             }
             n += b.metrics.len();
         }

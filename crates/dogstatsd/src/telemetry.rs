@@ -10,9 +10,10 @@
 //! | `adp_dogstatsd_events` | | events decoded |
 //! | `adp_dogstatsd_service_checks` | | service checks decoded |
 //! | `adp_dogstatsd_decode_errors` | `reason` | messages rejected (or values dropped), by [`DecodeError::reason`] |
-//! | `adp_dogstatsd_context_drops` | `reason` | metric messages dropped for lack of context budget, by [`ContextDrop::reason`] |
-//! | `adp_context_interner_fallback_strings` | | context strings stored on the heap because the interner was full |
-//! | `adp_context_interner_fallback_bytes` | | their bytes |
+//!
+//! Contexts are resolved by the aggregator, which counts what it refuses
+//! (`adp_aggregate_dropped_samples`) and the context store's strings
+//! (`adp_context_*`).
 //!
 //! Every reason is registered up front, so the endpoint shows zeros rather
 //! than omitting a failure mode that has not happened yet.
@@ -20,7 +21,6 @@
 use adp_telemetry::{Counter, Registry};
 
 use crate::codec::DecodeError;
-use crate::context::ContextDrop;
 
 /// Which listener a packet came from (the `listener` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -81,7 +81,6 @@ pub struct DecoderTelemetry {
     /// Service checks decoded.
     pub service_checks: Counter,
     errors: Vec<Counter>,
-    drops: Vec<Counter>,
 }
 
 impl DecoderTelemetry {
@@ -101,16 +100,6 @@ impl DecoderTelemetry {
                     )
                 })
                 .collect(),
-            drops: ContextDrop::ALL
-                .iter()
-                .map(|d| {
-                    registry.counter(
-                        "adp_dogstatsd_context_drops",
-                        "DogStatsD metric messages dropped because no context could be created, by reason.",
-                        &[("reason", d.reason())],
-                    )
-                })
-                .collect(),
         }
     }
 
@@ -122,10 +111,5 @@ impl DecoderTelemetry {
     /// The counter of decode errors for `error`.
     pub fn error(&self, error: DecodeError) -> &Counter {
         &self.errors[error.index()]
-    }
-
-    /// The counter of context drops for `drop`.
-    pub fn context_drop(&self, drop: ContextDrop) -> &Counter {
-        &self.drops[drop as usize]
     }
 }

@@ -15,8 +15,9 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use adp_model::SeriesKind;
+use adp_model::{FlushSink, SeriesKind, SeriesView};
 use adp_wire::{EncodedPayload, Endpoint};
+use ddsketch::AgentSketch;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
 use crate::split::{Body, Framing, Splitter};
@@ -42,23 +43,8 @@ fn metric_type(kind: SeriesKind) -> u64 {
     }
 }
 
-/// One series, borrowed: `name` + `suffix` is the metric name (a histogram's
-/// `.max`, `.95percentile` series share their context's name).
-#[derive(Clone, Debug)]
-pub struct SeriesRef<'a, T> {
-    /// The context's metric name.
-    pub name: &'a str,
-    /// Appended to `name` (empty for most series).
-    pub suffix: &'a str,
-    /// The context's tags; `host:` and `device:` tags become resources.
-    pub tags: T,
-    /// The intake type.
-    pub kind: SeriesKind,
-    /// Seconds between points (0 for timestamped metrics).
-    pub interval_secs: u64,
-    /// `(unix seconds, value)`.
-    pub points: &'a [(i64, f64)],
-}
+/// One series, borrowed (`adp-model`'s flush view).
+pub type SeriesRef<'a, T> = SeriesView<'a, T>;
 
 /// One `Dogsketch` (a sketch at one timestamp), borrowed.
 #[derive(Clone, Debug)]
@@ -176,9 +162,9 @@ fn write_resource(buf: &mut Vec<u8>, kind: &str, name: &str) {
 }
 
 /// The body of a `MetricSeries` (without its own field key and length).
-pub(crate) fn write_series<'a, T>(buf: &mut Vec<u8>, hostname: &str, extra_tags: &[String], s: &SeriesRef<'a, T>)
+pub(crate) fn write_series<'t, T>(buf: &mut Vec<u8>, hostname: &str, extra_tags: &[String], s: &SeriesRef<'_, T>)
 where
-    T: Iterator<Item = &'a str> + Clone,
+    T: Iterator<Item = &'t str> + Clone,
 {
     let special = special(s.tags.clone(), true);
     write_resource(buf, "host", special.host.unwrap_or(hostname));
@@ -211,7 +197,7 @@ fn zigzag(k: i32) -> u64 {
 }
 
 /// The body of a `Sketch` (without its own field key and length).
-pub(crate) fn write_sketch<'a, T, D, K, N>(
+pub(crate) fn write_sketch<'t, T, D, K, N>(
     buf: &mut Vec<u8>,
     hostname: &str,
     extra_tags: &[String],
@@ -219,7 +205,7 @@ pub(crate) fn write_sketch<'a, T, D, K, N>(
     tags: T,
     dogsketches: D,
 ) where
-    T: Iterator<Item = &'a str> + Clone,
+    T: Iterator<Item = &'t str> + Clone,
     D: Iterator<Item = DogsketchRef<K, N>>,
     K: Iterator<Item = i32> + Clone,
     N: Iterator<Item = u32> + Clone,
@@ -362,9 +348,9 @@ impl SeriesWriter<'_> {
     /// Adds one series (to the payload under construction, or to a new one
     /// when it does not fit; one too big for any payload is dropped and
     /// counted).
-    pub fn push<'a, T>(&mut self, series: &SeriesRef<'a, T>) -> Result<(), EncodeError>
+    pub fn push<'t, T>(&mut self, series: &SeriesRef<'_, T>) -> Result<(), EncodeError>
     where
-        T: Iterator<Item = &'a str> + Clone,
+        T: Iterator<Item = &'t str> + Clone,
     {
         let host = self.inner.encoder.hostname();
         let points = u64::try_from(series.points.len()).unwrap_or(u64::MAX);
@@ -393,9 +379,9 @@ pub struct SketchWriter<'e> {
 
 impl SketchWriter<'_> {
     /// Adds one distribution context with its sketches (one per bucket).
-    pub fn push<'a, T, D, K, N>(&mut self, name: &str, tags: T, dogsketches: D) -> Result<(), EncodeError>
+    pub fn push<'t, T, D, K, N>(&mut self, name: &str, tags: T, dogsketches: D) -> Result<(), EncodeError>
     where
-        T: Iterator<Item = &'a str> + Clone,
+        T: Iterator<Item = &'t str> + Clone,
         D: Iterator<Item = DogsketchRef<K, N>>,
         K: Iterator<Item = i32> + Clone,
         N: Iterator<Item = u32> + Clone,
@@ -418,7 +404,77 @@ impl SketchWriter<'_> {
     }
 }
 
+/// The `Dogsketch` of one sketch at `ts`, borrowed: an empty sketch (which
+/// the aggregator never emits) has zero min, max and avg.
+#[allow(clippy::type_complexity)]
+pub fn dogsketch_ref(
+    ts: i64,
+    sketch: &AgentSketch,
+) -> DogsketchRef<impl Iterator<Item = i32> + Clone + '_, impl Iterator<Item = u32> + Clone + '_> {
+    DogsketchRef {
+        ts,
+        count: i64::try_from(sketch.count()).unwrap_or(i64::MAX),
+        min: sketch.min().unwrap_or(0.0),
+        max: sketch.max().unwrap_or(0.0),
+        avg: sketch.avg().unwrap_or(0.0),
+        sum: sketch.sum(),
+        k: sketch.bins().map(|(k, _)| i32::from(k)),
+        n: sketch.bins().map(|(_, n)| u32::from(n)),
+    }
+}
+
+/// An aggregator flush written into series and sketch payloads
+/// ([`Encoder::flush_writer`]): the aggregator pushes each series and
+/// sketch borrowed from its state ([`FlushSink`]), the caller takes the
+/// payloads as they finish.
+pub struct FlushWriter<'e> {
+    series: SeriesWriter<'e>,
+    sketches: SketchWriter<'e>,
+}
+
+impl FlushWriter<'_> {
+    /// The next finished payload, series first, if one is.
+    pub fn next_ready(&mut self) -> Option<EncodedPayload> {
+        self.series.next_ready().or_else(|| self.sketches.next_ready())
+    }
+
+    /// Closes both payloads under construction; every payload not taken yet.
+    pub fn finish(self) -> Result<Vec<EncodedPayload>, EncodeError> {
+        let mut out = self.series.finish()?;
+        out.extend(self.sketches.finish()?);
+        Ok(out)
+    }
+}
+
+impl FlushSink for FlushWriter<'_> {
+    type Error = EncodeError;
+
+    fn series<'t, T>(&mut self, series: SeriesView<'_, T>) -> Result<(), EncodeError>
+    where
+        T: Iterator<Item = &'t str> + Clone,
+    {
+        self.series.push(&series)
+    }
+
+    fn sketches<'t, 's, T, P>(&mut self, name: &str, tags: T, _interval_secs: u64, points: P) -> Result<(), EncodeError>
+    where
+        T: Iterator<Item = &'t str> + Clone,
+        P: Iterator<Item = (i64, &'s AgentSketch)> + Clone,
+    {
+        self.sketches
+            .push(name, tags, points.map(|(ts, sketch)| dogsketch_ref(ts, sketch)))
+    }
+}
+
 impl Encoder {
+    /// A writer of one aggregator flush's series and sketch payloads.
+    pub fn flush_writer(&self) -> FlushWriter<'_> {
+        FlushWriter {
+            series: self.series_writer(),
+            sketches: self.sketch_writer(),
+        }
+    }
+
     /// A writer of `/api/v2/series` payloads: push series, take payloads as
     /// they finish, then [`finish`](SeriesWriter::finish).
     pub fn series_writer(&self) -> SeriesWriter<'_> {

@@ -8,31 +8,11 @@ use std::collections::VecDeque;
 
 use adp_model::{Event, Series, ServiceCheck, SketchSeries};
 use adp_wire::EncodedPayload;
-use ddsketch::AgentSketch;
 
-use crate::direct::{DogsketchRef, SketchWriter};
+use crate::direct::{dogsketch_ref, SketchWriter};
 use crate::encode::Lazy;
 use crate::items::{CheckParts, EventParts};
 use crate::{EncodeError, Encoder};
-
-/// The `Dogsketch`es of one context's sketches, borrowed: an empty sketch
-/// (which the aggregator never emits) has zero min, max and avg.
-#[allow(clippy::type_complexity)]
-pub fn dogsketches(
-    points: &[(i64, AgentSketch)],
-) -> impl Iterator<Item = DogsketchRef<impl Iterator<Item = i32> + Clone + '_, impl Iterator<Item = u32> + Clone + '_>> + '_
-{
-    points.iter().map(|(ts, sketch)| DogsketchRef {
-        ts: *ts,
-        count: i64::try_from(sketch.count()).unwrap_or(i64::MAX),
-        min: sketch.min().unwrap_or(0.0),
-        max: sketch.max().unwrap_or(0.0),
-        avg: sketch.avg().unwrap_or(0.0),
-        sum: sketch.sum(),
-        k: sketch.bins().map(|(k, _)| i32::from(k)),
-        n: sketch.bins().map(|(_, n)| u32::from(n)),
-    })
-}
 
 impl Encoder {
     /// Encodes aggregated series into `/api/v2/series` payloads, each built
@@ -70,7 +50,11 @@ impl Encoder {
             next: move |w: &mut SketchWriter<'a>| {
                 let s = items.next()?;
                 let tags = s.context.tags().iter().map(|t| t.as_str());
-                Some(w.push(s.context.name().as_str(), tags, dogsketches(&s.points)))
+                Some(w.push(
+                    s.context.name().as_str(),
+                    tags,
+                    s.points.iter().map(|(ts, sk)| dogsketch_ref(*ts, sk)),
+                ))
             },
             pending: VecDeque::new(),
         }
@@ -118,6 +102,7 @@ mod tests {
     use adp_telemetry::Registry;
     use adp_wire::decompress;
     use adp_wire::proto;
+    use ddsketch::AgentSketch;
     use prost::Message;
     use stringtheory::MetaString;
 

@@ -112,9 +112,8 @@ use adp_config::{key, parse, MemoryBounds, Reader};
 use adp_wire::EncodedPayload;
 use adp_wire::{CompressionKind, Endpoint};
 
-pub use direct::{DogsketchRef, SeriesRef, SeriesWriter, SketchWriter};
+pub use direct::{dogsketch_ref, DogsketchRef, FlushWriter, SeriesRef, SeriesWriter, SketchWriter};
 pub use encode::Encoder;
-pub use inputs::dogsketches;
 #[cfg(any(test, feature = "test-support"))]
 pub use items::{dogsketch, CheckParts, EventParts, SeriesType};
 
