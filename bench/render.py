@@ -190,6 +190,82 @@ def render_alloc(al):
     return L
 
 
+def render_churn_run(title, ch):
+    """One churn run: its milestones and its memory against the bound it was given."""
+    L = [f"#### {title}", ""]
+    if "error" in ch:
+        return L + [f"Not measured: {ch['error']}", ""]
+    L.append("| offered contexts | at | RSS | aggregator contexts | context store | refused (by reason) |")
+    L.append("|---|---|---|---|---|---|")
+    seen, rows = set(), []
+    for r in [ch["start"]] + ch["milestones"] + [ch["final"]]:
+        if r["t"] not in seen:
+            seen.add(r["t"])
+            rows.append(r)
+    for r in rows:
+        refused = ", ".join(f"{fmt(v)} `{k}`" for k, v in r["refused"].items() if v) or "0"
+        L.append(
+            f"| {fmt(r['offered_contexts'])} | {r['t']:.0f} s | {fmt(r['rss_mib'])} MiB | {fmt(r['aggregator_contexts'])} | "
+            f"{fmt(r.get('context_memory_mib'))} MiB | {refused} |"
+        )
+    L.append("")
+    lq = ch.get("rss_last_quarter_mib") or [None, None]
+    firm = ch.get("firm_bound_bytes")
+    bound = ""
+    if ch["env"].get("DD_MEMORY_LIMIT"):
+        bound = f" `memory_limit` {ch['env']['DD_MEMORY_LIMIT']}: peak {'within' if ch['rss_peak_mib'] is not None and ch['rss_peak_mib'] <= parse_size(ch['env']['DD_MEMORY_LIMIT']) / MIB else '**over**'} it."
+    elif firm:
+        bound = f" The firm bound the agent logged at start: {firm / MIB:,.1f} MiB; peak {'within' if ch['rss_peak_mib'] is not None and ch['rss_peak_mib'] <= firm / MIB else '**over**'} it."
+    refused = sum(ch["final"]["refused"].values())
+    L.append(
+        f"RSS: {fmt(ch['rss_start_mib'])} MiB before the load, peak {fmt(ch['rss_peak_mib'])} MiB, "
+        f"{fmt(lq[0])}–{fmt(lq[1])} MiB over the last quarter of the run.{bound} "
+        f"{fmt(ch['sent_messages'])} messages sent ({fmt(ch['uds_would_block_retries'])} UDS would-block retries), "
+        f"{fmt(ch['final']['offered_contexts'])} decoded, {fmt(refused)} refused and counted "
+        f"({ch.get('refusal_warnings', 0)} warnings logged, one per flush with refusals); load average {la(ch['loadavg_before'])}."
+    )
+    L.append("")
+    return L
+
+
+def parse_size(text):
+    """`64MiB` and the like, in bytes."""
+    units = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "b": 1}
+    t = text.strip().lower()
+    for u, f in units.items():
+        if t.endswith(u):
+            return float(t[: -len(u)]) * f
+    return float(t)
+
+
+def render_churn(ch):
+    """The churn part: the default limits, then a memory limit."""
+    L = ["### Endless new contexts (`--only churn`)", ""]
+    if "error" in ch:
+        return L + [f"Not measured: {ch['error']}", ""]
+    if "defaults" not in ch:  # a results file from before the memory-limited run
+        return L + ["(re-run `--only churn`: this results file predates the current churn part)", ""]
+    L.append(
+        "`adp-loadgen --profile churn` sends counters whose every message is a context never seen before "
+        "(`churn.<n>:1|c|#env:bench,load:churn`), unpaced over the Unix datagram socket, first to the agent with its "
+        "default limits (`aggregate_context_limit` 1,000,000 contexts; idle counters stay `counter_expiry_seconds` "
+        "300 s; no `memory_limit`), then with `memory_limit` alone set, whose limiter refuses new contexts once the "
+        "projected RSS reaches 90 % of the usable limit (`memory_limit` less `memory_slop_factor` 0.25), unless "
+        "they fit memory freed by expired ones. Refused samples are counted in `adp_aggregate_dropped_samples_total` "
+        "by reason. *Context store*: `adp_context_memory_bytes` (strings, tag lists, context slots, index)."
+    )
+    L.append("")
+    L.append(
+        "Each row is the first once-a-second sample past 0.1 / 0.5 / 1 / 2 / 5 / 10 / 20 / 50 / 100 / 200 / 400 million "
+        "offered contexts, then the last (after the load, the agent drained)."
+    )
+    L.append("")
+    d, m = ch["defaults"], ch["memory_limit"]
+    L.extend(render_churn_run(f"Default limits, {d.get('duration_secs', 0):g} s", d))
+    L.extend(render_churn_run(f"`memory_limit: {m.get('env', {}).get('DD_MEMORY_LIMIT', '?')}`, {m.get('duration_secs', 0):g} s", m))
+    return L
+
+
 def render(results):
     m = results["machine"]
     L = []
@@ -337,44 +413,8 @@ def render(results):
         L.append(f"Highest zero-drop rate: **{mib(b['offered_bytes_per_sec']) if b else 'none'}**" + (" (the search's cap)" if hv["capped_at_max"] else "") + ".")
         L.append("")
     ch = results.get("churn")
-    if ch and "error" not in ch:
-        f = ch["final"]
-        L.append("### Endless new contexts (`--only churn`)")
-        L.append("")
-        L.append(
-            f"`adp-loadgen --profile churn` sends counters whose every message is a context never seen before "
-            f"(`churn.<n>:1|c|#env:bench,load:churn`, names short enough to be stored inline, so no interner budget), "
-            f"unpaced over the Unix datagram socket for {ch['duration_secs']:g} s, to the agent with its default limits: "
-            "`aggregate_context_limit` 1,000,000 for both the DogStatsD context resolver (contexts idle for "
-            "`dogstatsd_context_expiry_seconds` 20 s leave it) and the aggregator (idle counters stay "
-            "`counter_expiry_seconds` 300 s), interner 2 MiB. Offered contexts = decoded samples + context drops."
-        )
-        L.append("")
-        L.append(
-            "Each row is the first once-a-second sample past 0.1 / 0.5 / 1 / 2 / 5 / 10 / 20 / 50 / 100 million "
-            "offered contexts, then the last (after the load, the agent drained)."
-        )
-        L.append("")
-        L.append("| offered contexts | at | RSS | aggregator contexts | resolver drops | aggregator drops |")
-        L.append("|---|---|---|---|---|---|")
-        seen, rows = set(), []
-        for r in [ch["start"]] + ch["milestones"] + [f]:
-            if r["t"] not in seen:
-                seen.add(r["t"])
-                rows.append(r)
-        for r in rows:
-            L.append(
-                f"| {fmt(r['offered_contexts'])} | {r['t']:.0f} s | {fmt(r['rss_mib'])} MiB | {fmt(r['aggregator_contexts'])} | "
-                f"{', '.join(f'{fmt(v)} `{k}`' for k, v in r['resolver_drops'].items() if v) or '0'} | {fmt(r['aggregator_drops'])} |"
-            )
-        L.append("")
-        lq = ch.get("rss_last_quarter_mib") or [None, None]
-        L.append(
-            f"RSS: {fmt(ch['rss_start_mib'])} MiB before the load, peak {fmt(ch['rss_peak_mib'])} MiB, "
-            f"{fmt(lq[0])}–{fmt(lq[1])} MiB over the last quarter of the run; {fmt(ch['sent_messages'])} messages sent "
-            f"({fmt(ch['uds_would_block_retries'])} UDS would-block retries); load average {la(ch['loadavg_before'])}."
-        )
-        L.append("")
+    if ch:
+        L.extend(render_churn(ch))
     al = results.get("alloc")
     if al:
         L.extend(render_alloc(al))
