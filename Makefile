@@ -19,8 +19,10 @@ HOST_BIN      := target/release/agent-data-plane
 ARMV7_RUNNER  := qemu-arm -L /usr/arm-linux-gnueabihf
 RESULT        := result-adp-armv7
 SANDBOX       := checks/lib/builder-sandbox.sh
-# The shipped binary, as the flake's checks take it: out of the release tarball.
-SHIPPED       := tar -xzf "$$release"/agent-data-plane-*-linux-armv7.tar.gz usr/bin/agent-data-plane
+# The shipped armv7 binary, as the flake's checks take it: out of the release tarball.
+SHIPPED       := tar -xzf "$$armv7"/agent-data-plane-*-linux-armv7.tar.gz usr/bin/agent-data-plane
+RELEASE       := result-release
+ARCHES        := armv7 arm64 amd64
 
 .PHONY: help
 help: ## Show this help
@@ -80,33 +82,63 @@ agent-data-plane-armv7: ## The armv7 release binary alone (Rust 1.85, cross)
 
 # --- artifacts ---------------------------------------------------------------
 
+# Each architecture alone: tarball, .deb, OCI image, debug info, provenance
+# and SHA256SUMS into result-adp-ARCH/ (checks/build-adp.sh ARCH).
 .PHONY: adp-armv7
-adp-armv7: ## Reproducible tarball + OCI image into result-adp-armv7/
-	checks/build-adp-armv7.sh
+adp-armv7: ## armv7: reproducible tarball, .deb, OCI image, provenance into result-adp-armv7/
+	checks/build-adp.sh armv7
+
+.PHONY: adp-arm64
+adp-arm64: ## arm64 (cross, Rust 1.85): the same into result-adp-arm64/
+	checks/build-adp.sh arm64
+
+.PHONY: adp-amd64
+adp-amd64: ## amd64 (native, Debian's Rust 1.85): the same into result-adp-amd64/
+	checks/build-adp.sh amd64
+
+.PHONY: release
+release: ## All three architectures, then result-release/: their tarballs and .debs, one multi-platform OCI index, provenance
+	checks/build-release.sh
 
 PACKAGED_BIN  := target/adp-armv7-package/agent-data-plane
 
-# The artifact checks read what `make adp-armv7` wrote; run that first.
+# The artifact checks read what `make release` wrote (result-adp-armv7/ and
+# result-release/); run that first. Each runs its script under builder
+# conditions with the command text of its flake twin (nix/checks.nix).
 .PHONY: elf
-elf: ## ELF checks on the shipped binary: glibc <= 2.36, EABI5 hard-float, interpreter, no rpath, NEEDED
-	$(SANDBOX) run elf --input release=$(RESULT) -- '$(SHIPPED) && checks/elf.sh usr/bin/agent-data-plane'
+elf: ## ELF checks on each shipped binary: glibc <= 2.36, class/machine (EABI5 hard-float), interpreter, no rpath, NEEDED
+	$(SANDBOX) run elf --input release=$(RELEASE) -- \
+		'for arch in $(ARCHES); do tar -xzf "$$release"/agent-data-plane-*-linux-$$arch.tar.gz usr/bin/agent-data-plane; checks/elf.sh usr/bin/agent-data-plane $$arch; done'
 
 .PHONY: size
 size: ## Size gate on the stripped armv7 binary
-	$(SANDBOX) run size --input release=$(RESULT) -- '$(SHIPPED) && checks/size.sh usr/bin/agent-data-plane'
+	$(SANDBOX) run size --input armv7=$(RESULT) -- '$(SHIPPED); checks/size.sh usr/bin/agent-data-plane'
 
 .PHONY: oci
-oci: ## OCI layout validity (skopeo, umoci, platform fields, non-root user) and artifact file modes
-	$(SANDBOX) run oci --input release=$(RESULT) -- 'checks/oci.sh "$$release" && checks/modes.sh "$$release"'
+oci: ## OCI validity (skopeo, umoci, platforms, non-root user) of armv7's image and the release's index; file modes
+	$(SANDBOX) run oci --input armv7=$(RESULT) --input release=$(RELEASE) -- \
+		'checks/oci.sh "$$armv7"; checks/oci.sh "$$release"; checks/modes.sh "$$release"'
+
+.PHONY: deb
+deb: ## The three .debs: dpkg-deb fields, Depends against readelf, conffile, scripts, lintian (no error or warning)
+	$(SANDBOX) run deb --input release=$(RELEASE) -- 'checks/deb.sh "$$release"'
 
 .PHONY: image-smoke
-image-smoke: ## Smoke-test the image's own rootfs (its glibc) under qemu-arm
+image-smoke: ## Smoke-test each image's own rootfs (its glibc): arm/v7 under qemu-arm, arm64 under qemu-aarch64, amd64 natively
 	cargo build --locked -p adp-test-intake
-	$(SANDBOX) run image-smoke --input release=$(RESULT) --input intake=target/debug/adp-test-intake -- \
+	$(SANDBOX) run image-smoke --input release=$(RELEASE) --input intake=target/debug/adp-test-intake -- \
 		'export ADP_TEST_INTAKE=$$intake && checks/image-smoke.sh "$$release"'
 
+# Slow (a bookworm armhf root under qemu-arm; ~10 min the first time, then
+# ~5), so not in `make check`.
+.PHONY: deb-install-test
+deb-install-test: ## Install, run, upgrade and purge the armhf .deb in a bookworm armhf root (debootstrap + qemu-arm)
+	test -f $(RESULT)/SHA256SUMS || checks/build-adp.sh armv7
+	cargo build --locked -p adp-test-intake
+	checks/deb-install-test.sh $(RESULT)
+
 .PHONY: reproducibility
-reproducibility: ## Build adp-armv7 twice from two clean copies and compare digests
+reproducibility: ## Build the release twice from two clean copies and compare digests (ADP_RELEASE_ARCHES to limit)
 	checks/reproducibility.sh
 
 # --- smoke -------------------------------------------------------------------
@@ -174,7 +206,7 @@ check: ## Everything CI checks (README's test command)
 	$(MAKE) licences
 	$(MAKE) test-armv7
 	$(MAKE) smoke loadgen-smoke
-	$(MAKE) adp-armv7
-	$(MAKE) elf size oci
+	$(MAKE) release
+	$(MAKE) elf size oci deb
 	$(MAKE) smoke-armv7 image-smoke
-	ADP_REPRO_REUSE_A=1 $(MAKE) reproducibility
+	ADP_REPRO_REUSE_A=1 ADP_RELEASE_ARCHES=armv7 $(MAKE) reproducibility

@@ -7,7 +7,8 @@
 #   checks/compare-builds.sh RESULT_A RESULT_B
 #
 # Each result directory must verify against its own SHA256SUMS; then the
-# shipped binary (taken out of each tarball) and every file either
+# shipped binary (taken out of each tarball: one per architecture in a
+# release directory) and every file either
 # SHA256SUMS lists are compared, one line each. On a difference, a
 # `diffoscope --text -` report of each differing file (first 200 lines), and
 # exit 1.
@@ -40,15 +41,18 @@ compare() {
 
 # The stripped binary first: when it differs, the compile is not
 # reproducible; when only the archives differ, the packaging is not.
-stem=$(sed -n 's/^[0-9a-f]*  \(agent-data-plane-.*\)\.tar\.gz$/\1/p' "$A/SHA256SUMS")
-[ -n "$stem" ] || die "no tarball listed in $A/SHA256SUMS"
-for side in A B; do
-    dir=$A
-    [ "$side" = A ] || dir=$B
-    mkdir "$work/$side"
-    tar -xzf "$dir/$stem.tar.gz" -C "$work/$side" usr/bin/agent-data-plane 2>/dev/null || true
+stems=$(sed -n 's/^[0-9a-f]*  \(agent-data-plane-.*\)\.tar\.gz$/\1/p' "$A/SHA256SUMS")
+[ -n "$stems" ] || die "no tarball listed in $A/SHA256SUMS"
+for stem in $stems; do
+    for side in A B; do
+        dir=$A
+        [ "$side" = A ] || dir=$B
+        mkdir -p "$work/$side/$stem"
+        tar -xzf "$dir/$stem.tar.gz" -C "$work/$side/$stem" usr/bin/agent-data-plane 2>/dev/null || true
+    done
+    compare "$stem: binary (stripped, from the tarball)" "$work/A/$stem/usr/bin/agent-data-plane" \
+        "$work/B/$stem/usr/bin/agent-data-plane"
 done
-compare "binary (stripped, from the tarball)" "$work/A/usr/bin/agent-data-plane" "$work/B/usr/bin/agent-data-plane"
 
 while read -r name; do
     compare "$name" "$A/$name" "$B/$name"

@@ -28,6 +28,7 @@ make_only=(
     "bench: measurements for docs/benchmarks.md, never a pass/fail check"
     "bench-codec: a measurement, never a pass/fail check"
     "fuzz: a long fuzzing run (cargo-fuzz, libFuzzer), never part of a check"
+    "deb-install-test: installs the .deb in a debootstrapped armhf root as root (debootstrap from the Debian mirror, binfmt_misc, chroot), outside any build sandbox"
 )
 
 for tool in nix-instantiate jq; do

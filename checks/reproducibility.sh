@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Reproducibility gate: builds the ARMv7 artifacts twice, from two clean
-# copies of the source in different directories, under different build
-# environments, and requires identical bytes.
+# Reproducibility gate: builds the release twice (checks/build-release.sh:
+# every architecture, then the release directory), from two clean copies of
+# the source in different directories, under different build environments,
+# and requires identical bytes.
 #
 #   checks/reproducibility.sh            # ADP_REPRO_DIR=DIR to build elsewhere
 #                                        # (default a new /tmp/adp-repro.*; kept on failure)
+#   ADP_RELEASE_ARCHES=armv7 checks/reproducibility.sh
+#       only these architectures (no release directory then): CI compares
+#       armv7 alone, a release build being ~8 minutes per architecture
 #   ADP_REPRO_REUSE_A=1 checks/reproducibility.sh
-#       build A is the work tree's own `make adp-armv7` output (result-adp-armv7/,
-#       target/adp-armv7-package/), already built from this clean clone by
-#       `make check`; only build B is made, from a fresh copy elsewhere. This
-#       halves the check's cost in CI; the work tree itself is then copy A.
+#       build A is the work tree's own `make release` output (result-adp-ARCH/,
+#       target/adp-ARCH-package/, result-release/), already built from this
+#       clean clone by `make check`; only build B is made, from a fresh copy
+#       elsewhere. This halves the check's cost in CI; the work tree itself is
+#       then copy A.
 #
 # What differs between the two builds (what must not leak into the output):
 #   build A: directory WORK/a,               umask 022, TZ=UTC,             LANG=C.UTF-8
@@ -20,10 +25,12 @@
 # The copies are made from `git ls-files` (tracked + untracked, not ignored)
 # of the work tree, so uncommitted changes are checked too.
 #
-# Compared by checks/compare-builds.sh (the flake's comparison too): the
-# shipped binary, then every file listed in SHA256SUMS. On a mismatch, a
-# `diffoscope --text -` report of each differing file is printed.
-# Two fat-LTO release builds: expect several minutes each on 2 cores.
+# Compared, per architecture: the shipped (stripped) binary, the tarball,
+# index.json and the manifest, then every file listed in SHA256SUMS; then the
+# release directory's SHA256SUMS (its index, oci-archive, provenance). On a
+# mismatch, a `diffoscope --text -` report of each differing file is printed
+# (by checks/compare-builds.sh, the flake's comparison too).
+# Fat-LTO release builds: expect ~8 minutes per architecture and build on 2 cores.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,6 +44,10 @@ for tool in git faketime sha256sum; do
 done
 
 cd "$ROOT"
+# shellcheck source=lib/arch.sh
+. checks/lib/arch.sh
+ARCHES=${ADP_RELEASE_ARCHES:-$ADP_ARCHES}
+export ADP_RELEASE_ARCHES=$ARCHES
 # Inputs that must be the same for both builds, taken once from the real tree
 # (the copies are not git repositories), with the build script's rules.
 # shellcheck source=lib/build-inputs.sh
@@ -62,10 +73,12 @@ copy_tree() {
 }
 if [ "${ADP_REPRO_REUSE_A:-0}" = 1 ]; then
     A=$ROOT
-    [ -f "$A/result-adp-armv7/SHA256SUMS" ] && [ -f "$A/target/adp-armv7-package/agent-data-plane" ] ||
-        die "ADP_REPRO_REUSE_A=1 needs a finished 'make adp-armv7' in $ROOT"
+    for arch in $ARCHES; do
+        [ -f "$A/result-adp-$arch/SHA256SUMS" ] && [ -f "$A/target/adp-$arch-package/agent-data-plane" ] ||
+            die "ADP_REPRO_REUSE_A=1 needs a finished 'make release' (or 'make adp-$arch') in $ROOT"
+    done
     copy_tree "$B" 077
-    say "build A: the work tree's own result ($A/result-adp-armv7, umask $(umask), TZ=${TZ:-unset}, LANG=${LANG:-unset})"
+    say "build A: the work tree's own results (result-adp-{${ARCHES// /,}}, umask $(umask), TZ=${TZ:-unset}, LANG=${LANG:-unset})"
     say "copied $(git ls-files --cached --others --exclude-standard | wc -l) files into $B"
 else
     copy_tree "$A" 022
@@ -78,27 +91,33 @@ build() {
     shift 2
     start=$(date +%s)
     say "build $name in $dir: $*"
-    if ! (cd "$dir" && "$@" env CARGO_TARGET_DIR="$dir/target" checks/build-adp-armv7.sh --out "$dir/result") \
+    if ! (cd "$dir" && "$@" env CARGO_TARGET_DIR="$dir/target" checks/build-release.sh --out "$dir/result-release") \
         >"$WORK/build-$name.log" 2>&1; then
         tail -n 40 "$WORK/build-$name.log" >&2
         die "build $name failed (full log: $WORK/build-$name.log)"
     fi
     say "build $name took $(($(date +%s) - start)) s"
 }
-if [ "${ADP_REPRO_REUSE_A:-0}" = 1 ]; then
-    ln -sfn "$ROOT/result-adp-armv7" "$WORK/result-a"
-    RA=$WORK/result-a
-else
+if [ "${ADP_REPRO_REUSE_A:-0}" != 1 ]; then
     build A "$A" env -u LC_ALL TZ=UTC LANG=C.UTF-8 bash -c 'umask 022 && exec "$@"' umask-022
-    RA=$A/result
 fi
 build B "$B" env -u LC_ALL TZ=Pacific/Chatham LANG=fr_FR.UTF-8 faketime -f +3d bash -c 'umask 077 && exec "$@"' umask-077
 
 # The comparison is the flake's own (checks.adp-reproducibility), run under
-# the same builder conditions.
-if ! "$ROOT/checks/lib/builder-sandbox.sh" run reproducibility --input a="$RA" --input b="$B/result" -- \
-    'checks/compare-builds.sh "$a" "$b"'; then
-    die "the two builds differ; both trees are kept in $WORK"
+# the same builder conditions: each architecture's result, then the release.
+compare_results() {
+    "$ROOT/checks/lib/builder-sandbox.sh" run reproducibility --input a="$1" --input b="$2" -- \
+        'checks/compare-builds.sh "$a" "$b"'
+}
+failed=()
+for arch in $ARCHES; do
+    say "--- result-adp-$arch"
+    compare_results "$A/result-adp-$arch" "$B/result-adp-$arch" || failed+=("result-adp-$arch")
+done
+if [ "$ARCHES" = "$ADP_ARCHES" ]; then
+    say "--- result-release"
+    compare_results "$A/result-release" "$B/result-release" || failed+=(result-release)
 fi
+[ ${#failed[@]} -eq 0 ] || die "the two builds differ (${failed[*]}); both trees are kept in $WORK"
 rm -rf "$WORK"
 say "ok: two builds in different directories, umasks, TZ, LANG and clocks are bit-for-bit identical"

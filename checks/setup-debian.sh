@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Nix-free toolchain on Debian bookworm (run as root; idempotent).
 #
-# Rust 1.85 comes from Debian's rustc-web/cargo-web. The armv7 standard library
-# must be the *same* version, from libstd-rust-web-dev:armhf; multiarch-installing
-# it conflicts with the amd64 package, so it is downloaded and extracted into /.
+# Rust 1.85 comes from Debian's rustc-web/cargo-web. The armv7 and aarch64
+# standard libraries must be the *same* version, from libstd-rust-web-dev:armhf
+# and :arm64; multiarch-installing them conflicts with the amd64 package, so
+# each is downloaded and extracted into / (x86_64's std comes with rustc-web).
 set -euo pipefail
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -18,7 +19,10 @@ export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
     rustc-web cargo-web
     gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf
-    qemu-user
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu
+    gcc libc6-dev
+    qemu-user qemu-user-static
+    lintian debootstrap
     file binutils make git ca-certificates curl python3 python3-pip python3-venv
     faketime diffoscope-minimal skopeo umoci jq
     # The builder sandbox (checks/lib/builder-sandbox.sh): namespaces and
@@ -28,15 +32,19 @@ PACKAGES=(
     nix-bin
     collectd-core valgrind
 )
-STD_DIR=/usr/lib/rustlib/armv7-unknown-linux-gnueabihf/lib
-STAMP=/usr/lib/rustlib/armv7-unknown-linux-gnueabihf/.adp-libstd-version
+# Debian architecture -> Rust target of each extracted standard library.
+declare -A STD_TARGETS=([armhf]=armv7-unknown-linux-gnueabihf [arm64]=aarch64-unknown-linux-gnu)
+stamp() { echo "/usr/lib/rustlib/${STD_TARGETS[$1]}/.adp-libstd-version"; }
 
 # Idempotent fast path: everything already installed (and the armhf std matches
 # the installed rustc-web) means no package index refresh is needed.
 already_installed() {
     local p
-    [ -f "$STAMP" ] || return 1
-    [ "$(dpkg-query -W -f='${Version}' rustc-web 2>/dev/null)" = "$(cat "$STAMP")" ] || return 1
+    local arch
+    for arch in "${!STD_TARGETS[@]}"; do
+        [ -f "$(stamp "$arch")" ] || return 1
+        [ "$(dpkg-query -W -f='${Version}' rustc-web 2>/dev/null)" = "$(cat "$(stamp "$arch")")" ] || return 1
+    done
     for p in "${PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || return 1
     done
@@ -44,11 +52,15 @@ already_installed() {
 
 if already_installed && [ "${ADP_SETUP_FORCE:-0}" != 1 ]; then
     say "all packages already installed (ADP_SETUP_FORCE=1 reinstalls)"
-    RUST_V=$(cat "$STAMP")
+    RUST_V=$(cat "$(stamp armhf)")
 else
-if ! dpkg --print-foreign-architectures | grep -qx armhf; then
-    run dpkg --add-architecture armhf
-fi
+# armhf and arm64: the cross standard libraries, and the image runtimes
+# (packaging/debs.lock) that `apt-get download` fetches.
+for arch in "${!STD_TARGETS[@]}"; do
+    if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+        run dpkg --add-architecture "$arch"
+    fi
+done
 
 # The armhf security index is sometimes mid-sync ("File has unexpected size");
 # retry the index rather than fail the whole setup on a transient mirror state.
@@ -70,24 +82,30 @@ run apt_update
 # The project pins Rust 1.85 (MSRV, and the compiler the flake's fenix pin gives).
 RUST_SERIES=${RUST_SERIES:-1.85.}
 
-# Pick the rustc-web version of that series that exists for both amd64 and armhf:
-# the armhf std must match the host compiler exactly, and the indexes can disagree.
+# Pick the rustc-web version of that series that exists for amd64 and for every
+# architecture in STD_TARGETS: each std must match the host compiler exactly,
+# and the indexes can disagree.
 pick_rust_version() {
-    local amd armhf v
-    amd=$(apt-cache madison rustc-web | awk '{print $3}' | grep -F "$RUST_SERIES" | sort -Vr | uniq)
-    armhf=$(apt-cache madison libstd-rust-web-dev:armhf 2>/dev/null | awk '{print $3}' | sort -Vr | uniq)
-    for v in $amd; do
-        if grep -qxF "$v" <<<"$armhf"; then echo "$v"; return 0; fi
+    local v arch ok
+    for v in $(apt-cache madison rustc-web | awk '{print $3}' | grep -F "$RUST_SERIES" | sort -Vr | uniq); do
+        ok=1
+        for arch in "${!STD_TARGETS[@]}"; do
+            apt-cache madison "libstd-rust-web-dev:$arch" 2>/dev/null | awk '{print $3}' | grep -qxF "$v" || ok=0
+        done
+        if [ "$ok" = 1 ]; then echo "$v"; return 0; fi
     done
     return 1
 }
 
 RUST_V=$(pick_rust_version) || {
-    say "no rustc-web ${RUST_SERIES}x version exists for both amd64 and armhf."
-    say "missing package: libstd-rust-web-dev:armhf matching one of: $(apt-cache madison rustc-web | awk '{print $3}' | tr '\n' ' ')"
+    say "no rustc-web ${RUST_SERIES}x version exists for amd64 and all of: ${!STD_TARGETS[*]}."
+    for arch in "${!STD_TARGETS[@]}"; do
+        say "libstd-rust-web-dev:$arch versions: $(apt-cache madison "libstd-rust-web-dev:$arch" 2>/dev/null | awk '{print $3}' | tr '\n' ' ')"
+    done
+    say "rustc-web versions: $(apt-cache madison rustc-web | awk '{print $3}' | tr '\n' ' ')"
     exit 1
 }
-say "rustc-web version available for amd64 and armhf: $RUST_V"
+say "rustc-web version available for amd64, ${!STD_TARGETS[*]}: $RUST_V"
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -109,17 +127,21 @@ done
 pkgs+=("libstd-rust-web-dev=$RUST_V")
 run apt-get install -y -q --no-install-recommends --allow-downgrades "${pkgs[@]}"
 
-# armhf std: extract the .deb of exactly $RUST_V (idempotent: skip when present).
-if [ "$(cat "$STAMP" 2>/dev/null)" != "$RUST_V" ]; then
+# Cross std: extract the .deb of exactly $RUST_V (idempotent: skip when present).
+for arch in "${!STD_TARGETS[@]}"; do
+    [ "$(cat "$(stamp "$arch")" 2>/dev/null)" != "$RUST_V" ] || continue
     tmp=$(mktemp -d)
-    (cd "$tmp" && run apt-get download "libstd-rust-web-dev:armhf=$RUST_V") || {
-        say "missing package: libstd-rust-web-dev:armhf=$RUST_V (apt-get download failed)"; exit 1; }
-    run dpkg-deb -x "$tmp"/libstd-rust-web-dev_*_armhf.deb /
-    echo "$RUST_V" > "$STAMP"
+    (cd "$tmp" && run apt-get download "libstd-rust-web-dev:$arch=$RUST_V") || {
+        say "missing package: libstd-rust-web-dev:$arch=$RUST_V (apt-get download failed)"; exit 1; }
+    run dpkg-deb -x "$tmp"/libstd-rust-web-dev_*_"$arch".deb /
+    echo "$RUST_V" > "$(stamp "$arch")"
     rm -rf "$tmp"
-fi
+done
 fi # already_installed
-ls "$STD_DIR"/libstd-*.rlib >/dev/null 2>&1 || { say "armv7 std not found in $STD_DIR after extraction"; exit 1; }
+for arch in "${!STD_TARGETS[@]}"; do
+    ls "/usr/lib/rustlib/${STD_TARGETS[$arch]}/lib"/libstd-*.rlib >/dev/null 2>&1 ||
+        { say "${STD_TARGETS[$arch]} std not found in /usr/lib/rustlib/${STD_TARGETS[$arch]}/lib after extraction"; exit 1; }
+done
 
 # Python packages for end-to-end tests (the real DogStatsD client). Installed for
 # every python3 a test may find: Debian's and the first one on PATH.
@@ -135,10 +157,15 @@ say "installed:"
 printf '  %-28s %s\n' \
     "rustc (Debian)" "$(/usr/bin/rustc -V)" \
     "cargo (Debian)" "$(/usr/bin/cargo -V)" \
-    "armv7 std" "$(ls "$STD_DIR"/libstd-*.rlib | head -1)" \
+    "armv7 std" "$(ls /usr/lib/rustlib/armv7-unknown-linux-gnueabihf/lib/libstd-*.rlib | head -1)" \
+    "aarch64 std" "$(ls /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib/libstd-*.rlib | head -1)" \
     "arm-linux-gnueabihf-gcc" "$(arm-linux-gnueabihf-gcc -dumpversion)" \
+    "aarch64-linux-gnu-gcc" "$(aarch64-linux-gnu-gcc -dumpversion)" \
     "glibc (armhf cross)" "$(dpkg-query -W -f='${Version}' libc6-dev-armhf-cross)" \
+    "glibc (arm64 cross)" "$(dpkg-query -W -f='${Version}' libc6-dev-arm64-cross)" \
     "qemu-arm" "$(qemu-arm --version | head -1)" \
+    "qemu-aarch64" "$(qemu-aarch64 --version | head -1)" \
+    "lintian" "$(lintian --version)" \
     "skopeo" "$(skopeo --version)" \
     "umoci" "$(umoci --version)" \
     "nix" "$(nix-instantiate --version)" \

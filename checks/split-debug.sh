@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Splits a binary's debug info into its own file, strips the binary and links
 # the two: the one way the release's shipped binary and .debug file are made,
-# by `make adp-armv7` (checks/build-adp-armv7.sh) and by the flake's
-# packages.adp-armv7 (nix/package.nix).
+# by `make adp-armv7`, `adp-arm64`, `adp-amd64` (checks/build-adp.sh) and by
+# the flake's packages.adp-armv7 (nix/package.nix).
 #
 #   checks/split-debug.sh BINARY STRIPPED DEBUG_FILE
 #
@@ -13,8 +13,8 @@
 # the input.
 #
 # ADP_BINUTILS_PREFIX: what objcopy and strip are called with in front
-# (default arm-linux-gnueabihf-, Debian's cross binutils; the flake passes its
-# armv7 binutils' absolute path prefix).
+# (default arm-linux-gnueabihf-, Debian's armv7 cross binutils; build-adp.sh
+# passes each architecture's, the flake its binutils' absolute path prefix).
 set -euo pipefail
 
 usage="usage: checks/split-debug.sh BINARY STRIPPED DEBUG_FILE"
@@ -26,7 +26,7 @@ PREFIX=${ADP_BINUTILS_PREFIX:-arm-linux-gnueabihf-}
 run() { printf '+ %s\n' "$*" >&2; "$@"; }
 for tool in objcopy strip; do
     command -v "$PREFIX$tool" >/dev/null ||
-        { echo "split-debug: $PREFIX$tool not found (make setup installs binutils-arm-linux-gnueabihf)" >&2; exit 2; }
+        { echo "split-debug: $PREFIX$tool not found (make setup installs the cross binutils)" >&2; exit 2; }
 done
 [ -f "$BIN" ] || { echo "split-debug: $BIN does not exist" >&2; exit 2; }
 

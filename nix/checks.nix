@@ -5,16 +5,19 @@
 # runs, on the flake's own artifacts.
 {
   pkgs,
-  armv7Cc,
+  # nix/arches.nix, and each architecture's 22.11 C toolchain (nix/default.nix).
+  arches,
+  cToolchain,
   craneLib,
   commonArgs,
+  # The armv7 cross variables (checks.adp-test-armv7).
   crossEnv,
   sources,
   adp,
-  binary,
-  rootfs,
-  release,
-  releaseRebuilt,
+  # packages.adp-{armv7,arm64,amd64} and packages.release, and the same
+  # built again independently (checks.adp-reproducibility).
+  builds,
+  rebuilt,
 }:
 
 let
@@ -37,15 +40,25 @@ let
   # command a script needs but its check does not declare fails there too.
   toolSpec = lib.importJSON ../checks/tools.json;
   # Derivations of this flake that tools.json names ("flake": NAME).
-  flakeTools = {
-    # The scripts call binutils by Debian's cross names; these are 22.11's
-    # armv7 binutils under those names.
-    armv7Binutils = pkgs.runCommand "arm-linux-gnueabihf-binutils" { } ''
+  # The scripts call binutils by Debian's cross names; these are 22.11's
+  # binutils of each architecture (the very ones that split the release's
+  # debug info) under those names.
+  binutilsFor =
+    name:
+    let
+      inherit (cToolchain name) cc;
+      gnu = arches.${name}.gnu;
+    in
+    pkgs.runCommand "${gnu}-binutils" { } ''
       mkdir -p $out/bin
       for tool in objcopy objdump readelf strip; do
-        ln -s ${armv7Cc.bintools}/bin/${armv7Cc.targetPrefix}$tool $out/bin/arm-linux-gnueabihf-$tool
+        ln -s ${cc.bintools}/bin/${cc.targetPrefix}$tool $out/bin/${gnu}-$tool
       done
     '';
+  flakeTools = {
+    armv7Binutils = binutilsFor "armv7";
+    arm64Binutils = binutilsFor "arm64";
+    amd64Binutils = binutilsFor "amd64";
   };
   toolPackage =
     name:
@@ -60,9 +73,16 @@ let
       package.withPackages (ps: map (p: ps.${p}) spec.pythonPackages)
     else if spec ? nixpkgs then
       package
+    else if spec ? nixAbsent then
+      null
     else
       throw "checks/tools.json: tool ${name} is ${spec.implicit or "undefined"}; a check cannot declare it";
-  toolsFor = check: map toolPackage toolSpec.checks.${check}.tools;
+  # The check's tools; one nixpkgs lacks ("nixAbsent") is left out and its
+  # environment set instead, which tells the script to do without it.
+  toolsFor = check: lib.filter (p: p != null) (map toolPackage toolSpec.checks.${check}.tools);
+  envFor =
+    check:
+    lib.foldl' (env: name: env // (toolSpec.tools.${name}.nixAbsent.env or { })) { } toolSpec.checks.${check}.tools;
   # What must hold of the declared tools beyond their presence (the
   # datadog client's version), checked before the check runs, as make does.
   probesFor =
@@ -99,6 +119,7 @@ let
           nativeBuildInputs = toolsFor name;
           checksSource = sources.checks;
         }
+        // envFor name
         // env
       )
       ''
@@ -109,9 +130,10 @@ let
         touch $out
       '';
 
-  # The binary as shipped (stripped, debuglink), taken out of the tarball.
-  shipped = ''tar -xzf "$release"/agent-data-plane-*-linux-armv7.tar.gz usr/bin/agent-data-plane'';
+  # The armv7 binary as shipped (stripped, debuglink), taken out of the tarball.
+  shipped = ''tar -xzf "$armv7"/agent-data-plane-*-linux-armv7.tar.gz usr/bin/agent-data-plane'';
   adpBin = "${adp}/bin";
+  inherit (builds.armv7) binary rootfs;
 in
 {
   adp-fmt = craneLib.cargoFmt {
@@ -148,11 +170,23 @@ in
     }
   );
 
-  adp-elf = script "elf" { inherit release; } "${shipped} && checks/elf.sh usr/bin/agent-data-plane";
+  # Each architecture's shipped binary, from its tarball in the release.
+  adp-elf = script "elf" {
+    release = builds.release;
+  } ''for arch in armv7 arm64 amd64; do tar -xzf "$release"/agent-data-plane-*-linux-$arch.tar.gz usr/bin/agent-data-plane; checks/elf.sh usr/bin/agent-data-plane $arch; done'';
 
-  adp-size = script "size" { inherit release; } "${shipped} && checks/size.sh usr/bin/agent-data-plane";
+  adp-size = script "size" { armv7 = builds.armv7; } "${shipped}; checks/size.sh usr/bin/agent-data-plane";
 
-  adp-oci = script "oci" { inherit release; } ''checks/oci.sh "$release" && checks/modes.sh "$release"'';
+  # armv7's own image, then the release's index over every platform, and the
+  # modes of everything the release ships.
+  adp-oci = script "oci" {
+    armv7 = builds.armv7;
+    release = builds.release;
+  } ''checks/oci.sh "$armv7"; checks/oci.sh "$release"; checks/modes.sh "$release"'';
+
+  # Every .deb of the release. nixpkgs has no lintian: tools.json's
+  # nixAbsent sets ADP_DEB_LINTIAN=absent, and deb.sh says it skipped it.
+  adp-deb = script "deb" { release = builds.release; } ''checks/deb.sh "$release"'';
 
   adp-smoke = script "smoke" {
     adp = adpBin;
@@ -168,16 +202,37 @@ in
     intake = "${adpBin}/adp-test-intake";
   } ''export ADP_TEST_INTAKE=$intake && checks/smoke.sh "$agent" qemu-arm -L ${rootfs}'';
 
+  # Every platform of the release's index, each from its own rootfs: arm/v7
+  # under qemu-arm, arm64 under qemu-aarch64, amd64 through the image's own
+  # loader (under qemu-x86_64 where the build machine is not x86_64).
   adp-image-smoke = script "image-smoke" {
-    inherit release;
+    release = builds.release;
     intake = "${adpBin}/adp-test-intake";
   } ''export ADP_TEST_INTAKE=$intake && checks/image-smoke.sh "$release"'';
 
   # checks/reproducibility.sh makes its two builds with the Debian toolchain;
-  # here Nix makes them (release and releaseRebuilt: no shared artifacts, a
-  # different cargo schedule), and the same script compares them.
-  adp-reproducibility = script "reproducibility" {
-    a = release;
-    b = releaseRebuilt;
-  } ''checks/compare-builds.sh "$a" "$b"'';
+  # here Nix makes them (builds and rebuilt: no shared artifacts, a different
+  # cargo schedule), and the same script compares each architecture's
+  # result, then the release, as reproducibility.sh does.
+  adp-reproducibility =
+    script "reproducibility"
+      (lib.listToAttrs (
+        lib.concatMap
+          (name: [
+            (lib.nameValuePair "a_${name}" builds.${name})
+            (lib.nameValuePair "b_${name}" rebuilt.${name})
+          ])
+          [
+            "armv7"
+            "arm64"
+            "amd64"
+            "release"
+          ]
+      ))
+      ''
+        for r in armv7 arm64 amd64 release; do
+          a=a_$r b=b_$r
+          checks/compare-builds.sh "''${!a}" "''${!b}"
+        done
+      '';
 }

@@ -1,7 +1,9 @@
-# devShells.default: the pinned Rust 1.85 toolchain with the armv7 std, the
-# cross variables (pointing at the nixos-22.11 armv7 gcc by absolute path, so
-# its setup hook never runs in a 26.05 shell), qemu-user and the tools the
-# checks use; the inputs of every check come along via inputsFrom.
+# devShells.default: the pinned Rust 1.85 toolchain with the std of every
+# release target, the armv7 cross variables (pointing at the nixos-22.11
+# armv7 gcc by absolute path, so its setup hook never runs in a 26.05 shell),
+# qemu-user and the tools the checks use; the inputs of every check come along
+# via inputsFrom. (Only armv7's variables: amd64's would, on x86_64, make
+# plain host builds link with 22.11's gcc too.)
 #
 # Host cargo commands work as usual; armv7 ones need --target, e.g.
 #   ADP_TEST_RUNNER=qemu-arm cargo test --workspace --target armv7-unknown-linux-gnueabihf

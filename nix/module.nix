@@ -40,7 +40,10 @@ let
     };
     dogstatsd_port = cfg.dogstatsd.port;
     # The agent's writable files, in its StateDirectory (the defaults are
-    # under /etc and /opt, read-only here).
+    # under /etc and /opt, read-only here): the same three files the FHS
+    # unit (packaging/agent-data-plane.service) moves to its state directory
+    # with DD_* variables. Here datadog.yaml is the module's own, so they are
+    # keys, which extraConfig can override.
     auth_token_file_path = "${stateDir}/auth_token";
     ipc_cert_file_path = "${stateDir}/ipc_cert.pem";
     run_path = "${stateDir}/run";

@@ -1,18 +1,22 @@
-# packages.adp-armv7: the release artifacts, made by the workspace's own
-# packaging tool with the steps and flags of `make adp-armv7`
-# (checks/build-adp-armv7.sh), from the crane-built armv7 binary and, in
-# place of Debian's libc6/libgcc-s1/ca-certificates .debs, the nixos-22.11
-# glibc 2.35 runtime (./rootfs.nix) and nixpkgs' CA bundle.
+# packages.adp-ARCH (armv7, arm64, amd64): one architecture's release
+# artifacts, made by the workspace's own packaging tool with the steps and
+# flags of `make adp-ARCH` (checks/build-adp.sh), from the crane-built binary
+# and, in place of Debian's libc6/libgcc-s1/ca-certificates .debs, the
+# nixos-22.11 glibc 2.35 runtime (./rootfs.nix) and nixpkgs' CA bundle.
 #
-# Output: the FHS tarball, its .debug file, the OCI image layout (oci/) and
-# oci-archive, and SHA256SUMS.
+# Output: the FHS tarball, its .debug file, the .deb, the OCI image layout
+# (oci/) and oci-archive, the provenance statement and SHA256SUMS.
 {
   lib,
+  # The architecture's name and its nix/arches.nix entry.
+  name,
+  arch,
   craneLib,
   commonArgs,
   crossEnv,
   runCommand,
-  armv7Cc,
+  # 22.11's gcc wrapper for the architecture (its binutils split the debug info).
+  cc,
   adp,
   binary,
   rootfs,
@@ -24,29 +28,36 @@
 }:
 
 let
-  tools = "${armv7Cc.bintools}/bin/${armv7Cc.targetPrefix}";
-  stem = "agent-data-plane-${version}-linux-armv7";
+  tools = "${cc.bintools}/bin/${cc.targetPrefix}";
+  stem = "agent-data-plane-${version}-linux-${name}";
 
-  # The crates built into the armv7 binary, which the SBOM is limited to.
+  # The crates built into the binary, which the SBOM is limited to.
   cargoTree = craneLib.mkCargoDerivation (
     commonArgs
     // crossEnv
     // {
-      pname = "agent-data-plane-armv7-cargo-tree";
+      pname = "agent-data-plane-${name}-cargo-tree";
       cargoArtifacts = null;
       doInstallCargoArtifacts = false;
       buildPhaseCargoCommand = ''
         cargo tree --locked --offline -p agent-data-plane -e normal \
-          --target armv7-unknown-linux-gnueabihf --prefix none --format '{p}' >cargo-tree.txt
+          --target ${arch.target} --prefix none --format '{p}' >cargo-tree.txt
       '';
       installPhaseCommand = "cp cargo-tree.txt $out";
     }
   );
 in
-runCommand "adp-armv7-${version}"
+runCommand "adp-${name}-${version}"
   {
-    passthru = { inherit binary rootfs cargoTree; };
-    meta.description = "agent-data-plane ${version} for armv7 (glibc >= 2.35): tarball, OCI image, SBOM";
+    passthru = {
+      inherit
+        binary
+        rootfs
+        cargoTree
+        crossEnv
+        ;
+    };
+    meta.description = "agent-data-plane ${version} for ${name} (glibc >= 2.35): tarball, .deb, OCI image, SBOM, provenance";
   }
   ''
     # Split the debug info, strip, and link the two: the make path's script.
@@ -55,7 +66,10 @@ runCommand "adp-armv7-${version}"
     ADP_BINUTILS_PREFIX=${tools} bash ${sources.splitDebug}/checks/split-debug.sh \
       ${binary}/bin/agent-data-plane agent-data-plane ${stem}.debug
 
+    # The builder id tells a Nix-built release from a make-built one in the
+    # provenance: the two are not bit-identical (docs/nix.md, Reproducibility).
     ${adp}/bin/adp-package build \
+      --arch ${name} \
       --binary agent-data-plane \
       --debug-file ${stem}.debug \
       --version ${lib.escapeShellArg version} \
@@ -65,6 +79,7 @@ runCommand "adp-armv7-${version}"
       --ca-bundle ${cacert}/etc/ssl/certs/ca-bundle.crt \
       --cargo-lock ${sources.cargo}/Cargo.lock \
       --cargo-tree ${cargoTree} \
+      --builder-id urn:agent-data-plane:builder:nix-flake \
       --packaging-dir ${sources.packaging}/packaging \
       --license ${sources.packaging}/LICENSE \
       --out $out

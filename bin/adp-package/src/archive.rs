@@ -42,7 +42,7 @@ pub enum ArchiveError {
         reason: String,
     },
     /// Writing the tar or gzip stream failed.
-    #[error("failed to write archive entry {path:?}: {source}")]
+    #[error("failed to write archive entry {path:?}")]
     Write {
         /// The entry being written.
         path: String,
@@ -249,8 +249,25 @@ impl Tree {
     ///
     /// Directories are written with a trailing `/`, as GNU tar does.
     pub fn to_tar(&self, mtime: u64) -> Result<Vec<u8>, ArchiveError> {
+        self.write_tar(mtime, false)
+    }
+
+    /// Writes the tree as `dpkg-deb` writes a package's members: a `./` entry
+    /// for the root, then every path as `./usr/bin/x` (dpkg and lintian read
+    /// either form, but this is the one every Debian package has).
+    pub fn to_dpkg_tar(&self, mtime: u64) -> Result<Vec<u8>, ArchiveError> {
+        self.write_tar(mtime, true)
+    }
+
+    fn write_tar(&self, mtime: u64, dot_slash: bool) -> Result<Vec<u8>, ArchiveError> {
         let mut builder = tar::Builder::new(Vec::new());
-        for (path, entry) in &self.entries {
+        let root = Entry {
+            kind: Kind::Dir,
+            mode: 0o755,
+            owner: Owner::ROOT,
+        };
+        let root = dot_slash.then_some((String::new(), &root));
+        for (path, entry) in root.into_iter().chain(self.entries.iter().map(|(p, e)| (p.clone(), e))) {
             let wrap = |source| ArchiveError::Write {
                 path: path.clone(),
                 source,
@@ -260,24 +277,39 @@ impl Tree {
             header.set_uid(u64::from(entry.owner.uid));
             header.set_gid(u64::from(entry.owner.gid));
             header.set_mtime(mtime);
-            match &entry.kind {
-                Kind::Dir => {
-                    header.set_entry_type(tar::EntryType::Directory);
-                    header.set_size(0);
-                    builder
-                        .append_data(&mut header, format!("{path}/"), std::io::empty())
-                        .map_err(wrap)?;
+            let name = match entry.kind {
+                Kind::Dir if path.is_empty() => "./".to_owned(),
+                Kind::Dir => format!("{}{path}/", if dot_slash { "./" } else { "" }),
+                _ => format!("{}{path}", if dot_slash { "./" } else { "" }),
+            };
+            let (kind, data): (tar::EntryType, &[u8]) = match &entry.kind {
+                Kind::Dir => (tar::EntryType::Directory, &[]),
+                Kind::File(data) => (tar::EntryType::Regular, data),
+                Kind::Symlink(_) => (tar::EntryType::Symlink, &[]),
+            };
+            header.set_entry_type(kind);
+            header.set_size(data.len() as u64);
+            if dot_slash {
+                // The tar crate drops `.` components from paths it is given,
+                // so the name goes into the header field as it is.
+                let field = &mut header.as_old_mut().name;
+                if name.len() > field.len() {
+                    return Err(ArchiveError::InvalidPath {
+                        path: name,
+                        reason: "longer than the 100 bytes of a .deb member's tar name field",
+                    });
                 }
-                Kind::File(data) => {
-                    header.set_entry_type(tar::EntryType::Regular);
-                    header.set_size(data.len() as u64);
-                    builder.append_data(&mut header, path, data.as_slice()).map_err(wrap)?;
+                field.fill(0);
+                field[..name.len()].copy_from_slice(name.as_bytes());
+                if let Kind::Symlink(target) = &entry.kind {
+                    header.set_link_name(target).map_err(wrap)?;
                 }
-                Kind::Symlink(target) => {
-                    header.set_entry_type(tar::EntryType::Symlink);
-                    header.set_size(0);
-                    builder.append_link(&mut header, path, target).map_err(wrap)?;
-                }
+                header.set_cksum();
+                builder.append(&header, data).map_err(wrap)?;
+            } else if let Kind::Symlink(target) = &entry.kind {
+                builder.append_link(&mut header, &name, target).map_err(wrap)?;
+            } else {
+                builder.append_data(&mut header, &name, data).map_err(wrap)?;
             }
         }
         builder.into_inner().map_err(|source| ArchiveError::Write {

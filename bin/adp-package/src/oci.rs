@@ -1,17 +1,22 @@
-//! An OCI image layout (image-spec v1.1) for `linux/arm/v7`, written without
-//! a container engine.
+//! OCI image layouts (image-spec v1.1), written without a container engine.
 //!
-//! One layer (a deterministic gzip'd tar, see [`crate::archive`]), one config,
-//! one manifest, and an `index.json` whose manifest descriptor carries the
-//! platform and the `org.opencontainers.image.*` annotations. Every JSON
+//! One image per architecture ([`build`]): one layer (a deterministic gzip'd
+//! tar, see [`crate::archive`]), one config, one manifest, and an
+//! `index.json` whose manifest descriptor carries the platform and the
+//! `org.opencontainers.image.*` annotations. The release joins them
+//! ([`multi_arch`]): an image index blob listing each platform's manifest,
+//! which `index.json` names as the one tagged image, as `docker buildx`
+//! writes a multi-platform layout (so `skopeo inspect --raw oci:DIR` shows
+//! the index and `skopeo copy --all` pushes every platform). Every JSON
 //! document is canonical (sorted keys, no whitespace), so the digests depend
-//! only on the inputs. The same layout is also packed as an `oci-archive`
-//! (a tar of the layout directory) for `skopeo copy oci-archive:...`.
+//! only on the inputs. A layout is also packed as an `oci-archive` (a tar of
+//! the layout directory) for `skopeo copy oci-archive:...`.
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::arch::Arch;
 use crate::archive::{ArchiveError, Owner, Tree};
 use crate::util::{canonical_json, sha256_hex};
 
@@ -27,6 +32,8 @@ pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip"
 /// What the image is and how it runs.
 #[derive(Clone, Debug)]
 pub struct ImageSpec {
+    /// The platform.
+    pub arch: Arch,
     /// `org.opencontainers.image.version`, also the `ref.name` tag.
     pub version: String,
     /// `org.opencontainers.image.revision` (git commit).
@@ -67,11 +74,13 @@ impl Blob {
         }
     }
 
-    fn descriptor(&self, media_type: &str) -> Value {
+    /// `{mediaType, digest, size}` of this blob.
+    pub fn descriptor(&self, media_type: &str) -> Value {
         json!({ "mediaType": media_type, "digest": self.digest, "size": self.bytes.len() as u64 })
     }
 
-    fn path(&self) -> String {
+    /// Its path in a layout.
+    pub fn path(&self) -> String {
         format!("blobs/sha256/{}", &self.digest["sha256:".len()..])
     }
 }
@@ -90,16 +99,90 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The layout as an `oci-archive`: an uncompressed tar of the directory
-    /// (`oci-layout`, `index.json`, `blobs/`), deterministic like any [`Tree`].
+    /// The layout as an `oci-archive` ([`to_archive`]).
     pub fn to_archive(&self, mtime: u64) -> Result<Vec<u8>, ArchiveError> {
-        let mut tree = Tree::new();
-        for (path, bytes) in &self.files {
-            tree.file(path, bytes.clone(), 0o644, Owner::ROOT)?;
-        }
-        tree.add_parents();
-        tree.to_tar(mtime)
+        to_archive(&self.files, mtime)
     }
+}
+
+/// A layout's files as an `oci-archive`: an uncompressed tar of the directory
+/// (`oci-layout`, `index.json`, `blobs/`), deterministic like any [`Tree`].
+pub fn to_archive(files: &BTreeMap<String, Vec<u8>>, mtime: u64) -> Result<Vec<u8>, ArchiveError> {
+    let mut tree = Tree::new();
+    for (path, bytes) in files {
+        tree.file(path, bytes.clone(), 0o644, Owner::ROOT)?;
+    }
+    tree.add_parents();
+    tree.to_tar(mtime)
+}
+
+/// The `platform` object of `arch`.
+pub fn platform(arch: Arch) -> Value {
+    let (architecture, variant) = arch.oci_platform();
+    let mut platform = json!({ "architecture": architecture, "os": "linux" });
+    if let Some(variant) = variant {
+        platform["variant"] = json!(variant);
+    }
+    platform
+}
+
+/// `oci-layout`, the same in every layout.
+fn layout_marker() -> Vec<u8> {
+    canonical_json(&json!({"imageLayoutVersion": "1.0.0"}), false)
+}
+
+/// One platform's image for the multi-platform index: its manifest
+/// descriptor (with `platform`) and every blob it needs, by layout path.
+pub struct PlatformImage {
+    /// The manifest descriptor as the platform's own `index.json` has it.
+    pub descriptor: Value,
+    /// `blobs/sha256/<hex>` → bytes (manifest, config, layers).
+    pub blobs: BTreeMap<String, Vec<u8>>,
+}
+
+/// A layout holding one image index over every platform's image: the index
+/// blob carries `annotations` (version, revision, created, labels) and lists
+/// each manifest with its platform; `index.json` names the index blob,
+/// tagged `ref_name`. Returns the files and the index blob.
+pub fn multi_arch(
+    images: &[PlatformImage],
+    annotations: &BTreeMap<String, String>,
+    ref_name: &str,
+) -> (BTreeMap<String, Vec<u8>>, Blob) {
+    let mut files = BTreeMap::new();
+    let mut manifests = Vec::new();
+    for image in images {
+        let mut descriptor = image.descriptor.clone();
+        // The tag belongs to the index; each manifest keeps its own annotations.
+        if let Some(map) = descriptor.get_mut("annotations").and_then(Value::as_object_mut) {
+            map.remove("org.opencontainers.image.ref.name");
+        }
+        manifests.push(descriptor);
+        files.extend(image.blobs.clone());
+    }
+    let index = Blob::new(canonical_json(
+        &json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX_MEDIA_TYPE,
+            "manifests": manifests,
+            "annotations": annotations,
+        }),
+        false,
+    ));
+    let mut top_annotations = annotations.clone();
+    top_annotations.insert("org.opencontainers.image.ref.name".into(), ref_name.to_owned());
+    let mut descriptor = index.descriptor(INDEX_MEDIA_TYPE);
+    descriptor["annotations"] = json!(top_annotations);
+    files.insert(
+        "index.json".to_owned(),
+        canonical_json(
+            &json!({ "schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": [descriptor] }),
+            false,
+        ),
+    );
+    files.insert("oci-layout".to_owned(), layout_marker());
+    files.insert(index.path(), index.bytes.clone());
+    (files, index)
 }
 
 /// Builds the layout from the rootfs layer (`layer_tar` uncompressed, for the
@@ -114,12 +197,8 @@ pub fn build(spec: &ImageSpec, layer_tar: &[u8], layer_gz: Vec<u8>) -> Layout {
     annotations.insert("org.opencontainers.image.created".into(), spec.created.clone());
 
     let exposed: serde_json::Map<String, Value> = spec.exposed_ports.iter().map(|p| (p.clone(), json!({}))).collect();
-    let config = Blob::new(canonical_json(
-        &json!({
+    let mut config = json!({
             "created": spec.created,
-            "architecture": "arm",
-            "variant": "v7",
-            "os": "linux",
             "config": {
                 "User": format!("{}:{}", spec.user.uid, spec.user.gid),
                 "ExposedPorts": exposed,
@@ -132,9 +211,11 @@ pub fn build(spec: &ImageSpec, layer_tar: &[u8], layer_gz: Vec<u8>) -> Layout {
             },
             "rootfs": { "type": "layers", "diff_ids": [diff_id] },
             "history": [{ "created": spec.created, "created_by": spec.created_by }],
-        }),
-        false,
-    ));
+    });
+    for (key, value) in platform(spec.arch).as_object().into_iter().flatten() {
+        config[key] = value.clone();
+    }
+    let config = Blob::new(canonical_json(&config, false));
     let manifest = Blob::new(canonical_json(
         &json!({
             "schemaVersion": 2,
@@ -148,7 +229,7 @@ pub fn build(spec: &ImageSpec, layer_tar: &[u8], layer_gz: Vec<u8>) -> Layout {
     let mut index_annotations = annotations.clone();
     index_annotations.insert("org.opencontainers.image.ref.name".into(), spec.version.clone());
     let mut manifest_descriptor = manifest.descriptor(MANIFEST_MEDIA_TYPE);
-    manifest_descriptor["platform"] = json!({ "architecture": "arm", "os": "linux", "variant": "v7" });
+    manifest_descriptor["platform"] = platform(spec.arch);
     manifest_descriptor["annotations"] = json!(index_annotations);
     let index = canonical_json(
         &json!({
@@ -160,10 +241,7 @@ pub fn build(spec: &ImageSpec, layer_tar: &[u8], layer_gz: Vec<u8>) -> Layout {
     );
 
     let mut files = BTreeMap::new();
-    files.insert(
-        "oci-layout".to_owned(),
-        canonical_json(&json!({"imageLayoutVersion": "1.0.0"}), false),
-    );
+    files.insert("oci-layout".to_owned(), layout_marker());
     files.insert("index.json".to_owned(), index);
     for blob in [&manifest, &config, &layer] {
         files.insert(blob.path(), blob.bytes.clone());
@@ -182,6 +260,7 @@ mod tests {
 
     fn spec() -> ImageSpec {
         ImageSpec {
+            arch: Arch::Armv7,
             version: "0.1.0".into(),
             revision: "0123456789abcdef".into(),
             created: "2023-11-14T22:13:20Z".into(),
@@ -262,6 +341,83 @@ mod tests {
             json_of(&layout.files["oci-layout"]),
             json!({"imageLayoutVersion": "1.0.0"})
         );
+    }
+
+    #[test]
+    fn arm64_and_amd64_images_name_their_platform_without_a_variant() {
+        for (arch, name) in [(Arch::Arm64, "arm64"), (Arch::Amd64, "amd64")] {
+            let layout = build(&ImageSpec { arch, ..spec() }, b"t", b"g".to_vec());
+            let config = json_of(&layout.config.bytes);
+            assert_eq!(
+                (config["architecture"].as_str(), config.get("variant")),
+                (Some(name), None)
+            );
+            let index = json_of(&layout.files["index.json"]);
+            assert_eq!(
+                index["manifests"][0]["platform"],
+                json!({"architecture": name, "os": "linux"})
+            );
+        }
+    }
+
+    #[test]
+    fn the_multi_arch_layout_tags_one_index_listing_every_platform_and_holds_every_blob() {
+        let images: Vec<PlatformImage> = Arch::ALL
+            .into_iter()
+            .map(|arch| {
+                let layout = build(
+                    &ImageSpec { arch, ..spec() },
+                    arch.name().as_bytes(),
+                    arch.name().into(),
+                );
+                let index = json_of(&layout.files["index.json"]);
+                PlatformImage {
+                    descriptor: index["manifests"][0].clone(),
+                    blobs: layout
+                        .files
+                        .into_iter()
+                        .filter(|(p, _)| p.starts_with("blobs/"))
+                        .collect(),
+                }
+            })
+            .collect();
+        let annotations = BTreeMap::from([("org.opencontainers.image.version".to_owned(), "0.1.0".to_owned())]);
+        let (files, index_blob) = multi_arch(&images, &annotations, "0.1.0");
+        let top = json_of(&files["index.json"]);
+        assert_eq!(top["manifests"].as_array().unwrap().len(), 1);
+        assert_eq!(top["manifests"][0]["mediaType"], INDEX_MEDIA_TYPE);
+        assert_eq!(top["manifests"][0]["digest"], index_blob.digest);
+        assert_eq!(
+            top["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+            "0.1.0"
+        );
+        let index = json_of(&files[&index_blob.path()]);
+        let platforms: Vec<&Value> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| &m["platform"])
+            .collect();
+        assert_eq!(
+            platforms,
+            [
+                &json!({"architecture": "arm", "os": "linux", "variant": "v7"}),
+                &json!({"architecture": "arm64", "os": "linux"}),
+                &json!({"architecture": "amd64", "os": "linux"}),
+            ]
+        );
+        for manifest in index["manifests"].as_array().unwrap() {
+            assert!(manifest["annotations"]
+                .get("org.opencontainers.image.ref.name")
+                .is_none());
+            let hex = &manifest["digest"].as_str().unwrap()[7..];
+            let bytes = &files[&format!("blobs/sha256/{hex}")];
+            for desc in std::iter::once(&json_of(bytes)["config"]).chain(json_of(bytes)["layers"].as_array().unwrap()) {
+                assert!(files.contains_key(&format!("blobs/sha256/{}", &desc["digest"].as_str().unwrap()[7..])));
+            }
+        }
+        // 3 x (manifest, config, layer) + the index + index.json + oci-layout.
+        assert_eq!(files.len(), 12);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::archive::{file_mode, ArchiveError, Owner, Tree};
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
     /// Listing, stat-ing or reading an entry failed.
-    #[error("cannot read {path} (under --rootfs-dir): {source}")]
+    #[error("cannot read {path} (under --rootfs-dir)")]
     Read {
         /// The host path.
         path: PathBuf,

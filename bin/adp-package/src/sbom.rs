@@ -94,7 +94,8 @@ impl LockPackage {
     }
 }
 
-fn percent_encode(s: &str) -> String {
+/// Percent-encodes `s` for a purl (RFC 3986 unreserved characters and `/` stay).
+pub(crate) fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => char::from(b).to_string(),

@@ -14,6 +14,7 @@
 // library build. See docs/architecture.md and ../shared/reference/toolchains.md.
 
 mod api;
+mod cli;
 mod health;
 mod logging;
 mod memory;
@@ -71,6 +72,12 @@ enum Command {
     /// (secrets redacted) and where the value came from (an environment
     /// variable, the file, or the default), then the keys set that it ignores.
     Config,
+    /// Asks the running agent about its DogStatsD traffic and contexts,
+    /// through the privileged API with the auth token.
+    Dogstatsd {
+        #[command(subcommand)]
+        command: cli::DogstatsdCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -100,6 +107,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Dogstatsd { command } => {
+            let output = run::load_settings(cli.config.as_deref()).and_then(|s| cli::dogstatsd(&s.agent, &command));
+            match output {
+                Ok(text) => {
+                    print!("{text}");
+                    if !text.ends_with('\n') {
+                        println!();
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("agent-data-plane: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { pidfile } => {
             tune_malloc();
             run::run(cli.config.as_deref(), pidfile.as_deref())

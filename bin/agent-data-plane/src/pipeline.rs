@@ -8,12 +8,18 @@
 //!                                                             (adp-aggregate → adp-encoder)                  (adp-forwarder)
 //! ```
 //!
+//! The listeners' decoders already did the Agent's DogStatsD enrichment
+//! (mapper, namespace, blocklist, `dogstatsd_tags`, histogram copies:
+//! `adp_dogstatsd::enrich`); the aggregator drops the histogram series the
+//! blocklist names (`.max`, `.95percentile` entries).
+//!
 //! The [`Aggregator`] (and its context store) sits behind one mutex. The
 //! aggregator task takes it once per batch to insert the batch's samples
 //! (after the memory limiter's back pressure and admission, see
 //! [`crate::memory`]); it keeps events and service checks aside and hands
 //! them to the encoder task every second (or the flush interval, if
-//! shorter), as they are not aggregated.
+//! shorter), as they are not aggregated. It also answers `dogstatsd stats`
+//! and `top` ([`DebugServer`]).
 //!
 //! The encoder task owns the [`Encoder`] and the flush timer. Every
 //! `aggregate_flush_interval` it flushes in steps: it takes the mutex for
@@ -43,6 +49,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use adp_aggregate::Aggregator;
+use adp_dogstatsd::debug::DebugServer;
 use adp_dogstatsd::{Batch, RunningSource};
 use adp_encoder::{EncodeError, Encoder, EncoderConfig};
 use adp_forwarder::{ApiKeyStatus, Forwarder, ForwarderHandle, ShutdownReport};
@@ -171,6 +178,7 @@ pub async fn start(
     health: &Health,
     supervisor: &Supervisor,
     limiter: MemoryLimiter,
+    debug: DebugServer,
 ) -> anyhow::Result<Running> {
     if settings.forwarder.api_key.is_empty() {
         anyhow::bail!("no API key configured: set `api_key` in datadog.yaml or DD_API_KEY");
@@ -219,11 +227,18 @@ pub async fn start(
     )
     .context("invalid serializer configuration")?;
     let interner_bytes = usize::try_from(settings.dogstatsd.dogstatsd_string_interner_size).unwrap_or(usize::MAX);
-    let aggregator: Shared = Arc::new(Mutex::new(
-        Aggregator::new(settings.aggregate.clone(), registry)
-            .context("invalid aggregation configuration")?
-            .with_interner(interner_bytes, settings.dogstatsd.dogstatsd_allow_context_heap_allocs),
-    ));
+    let mut aggregator = Aggregator::new(settings.aggregate.clone(), registry)
+        .context("invalid aggregation configuration")?
+        .with_interner(interner_bytes, settings.dogstatsd.dogstatsd_allow_context_heap_allocs);
+    let histogram_blocklist = settings
+        .dogstatsd
+        .enrich
+        .blocklist()
+        .histogram_aggregates(aggregator.histogram_suffixes());
+    if !histogram_blocklist.is_empty() {
+        aggregator.set_histogram_filter(move |name| histogram_blocklist.contains(name));
+    }
+    let aggregator: Shared = Arc::new(Mutex::new(aggregator));
     let (tx, rx) = mpsc::channel::<Batch>(settings.dogstatsd.dogstatsd_queue_size);
     let (output, outputs) = mpsc::channel::<Output>(OUTPUT_QUEUE);
     let encoder = supervisor.spawn(
@@ -255,6 +270,7 @@ pub async fn start(
             events_every: EVENTS_TICK.min(settings.aggregate.aggregate_flush_interval),
             events: Vec::new(),
             checks: Vec::new(),
+            debug,
         }
         .run(rx),
     );
@@ -344,6 +360,7 @@ struct AggregatorTask {
     events_every: Duration,
     events: Vec<Event>,
     checks: Vec<ServiceCheck>,
+    debug: DebugServer,
 }
 
 struct EncoderTask {
@@ -375,6 +392,11 @@ impl AggregatorTask {
                     None => break,
                 },
                 _ = events.tick() => self.hand_over().await,
+                event = self.debug.next() => {
+                    // A copy of every context, taken under the mutex (`top` is rare).
+                    let aggregator = &self.aggregator;
+                    self.debug.handle(event, || lock(aggregator).contexts().collect::<Vec<_>>().into_iter());
+                }
             }
         }
         self.hand_over().await;
@@ -388,8 +410,9 @@ impl AggregatorTask {
             service_checks,
             origin: _,
         } = batch;
+        let now = unix_now();
+        self.debug.observe(&metrics, now);
         if !metrics.is_empty() {
-            let now = unix_now();
             let mut aggregator = lock(&self.aggregator);
             let resident = u64::try_from(aggregator.memory().resident_bytes).unwrap_or(u64::MAX);
             let growth = self.admission.growth(&self.limiter, resident);

@@ -165,6 +165,10 @@ async fn run_standalone(settings: Arc<Settings>, logging: LogControl) -> anyhow:
     let limiter = MemoryLimiter::new(settings.memory.effective_limit(), &registry);
     supervisor.spawn("memory limiter", None, limiter.clone().poll(stop_rx.clone()));
 
+    // `dogstatsd stats` and `top`: the privileged API asks, the aggregator task answers.
+    let context_limit = usize::try_from(settings.aggregate.aggregate_context_limit).unwrap_or(usize::MAX);
+    let (dogstatsd_debug, debug_server) = adp_dogstatsd::debug::channel(context_limit);
+
     let listener = api::bind(
         settings.agent.data_plane.api_listen_address,
         "unprivileged",
@@ -200,7 +204,7 @@ async fn run_standalone(settings: Arc<Settings>, logging: LogControl) -> anyhow:
                 token: token.into(),
                 settings: settings.clone(),
                 logging,
-                registry: registry.clone(),
+                dogstatsd: dogstatsd_debug,
             };
             tracing::info!("Serving privileged API on {}.", listener.local_addr()?);
             supervisor.spawn(
@@ -216,7 +220,7 @@ async fn run_standalone(settings: Arc<Settings>, logging: LogControl) -> anyhow:
         },
     ];
 
-    let running = pipeline::start(&settings, &registry, &health, &supervisor, limiter).await?;
+    let running = pipeline::start(&settings, &registry, &health, &supervisor, limiter, debug_server).await?;
     tracing::info!("Agent Data Plane running.");
 
     let ended = async {

@@ -3,8 +3,8 @@
 //!
 //! | keys | owner |
 //! | --- | --- |
-//! | `dogstatsd_*`, `bind_host` | `adp-dogstatsd` ([`DogStatsDConfig::read`]) |
-//! | `aggregate_*`, `counter_expiry_seconds`, `histogram_*` | `adp-aggregate` ([`AggregateConfig::read`]) |
+//! | `dogstatsd_*`, `bind_host`, `statsd_metric_*`, `metric_filterlist*`, `histogram_copy_to_distribution*` | `adp-dogstatsd` ([`DogStatsDConfig::read`]) |
+//! | `aggregate_*`, `counter_expiry_seconds`, `histogram_aggregates`, `histogram_percentiles` | `adp-aggregate` ([`AggregateConfig::read`]) |
 //! | `serializer_*` | `adp-encoder` ([`EncoderConfig::read`]) |
 //! | `api_key`, `site`, `dd_url`, `additional_endpoints`, `forwarder_*`, `proxy.*`, `run_path`, `data_plane.shutdown_drain_timeout` | `adp-forwarder` ([`ForwarderConfig::read`]) |
 //! | `secret_backend_*` | `adp-config` (read before any other key) |

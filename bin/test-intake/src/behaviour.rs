@@ -20,6 +20,13 @@
 //! the payload first and only then waits to answer, like an intake that
 //! committed the payload but whose answer is slow: a client timing out has
 //! delivered it anyway, so its retry is a duplicate (the at-least-once edge).
+//!
+//! `api_key` is not a fault of the transport but of the account: with it set,
+//! that key is the only valid one, as for a real organisation. `GET
+//! /api/v1/validate` answers 403 for any other key (the intake's answer for an
+//! invalid key, which the agent's key check reports), and so does every intake
+//! endpoint, without recording the payload. It lasts as the faults do (`next`
+//! counts intake requests only; key checks do not use it up).
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +36,7 @@ use serde::{Deserialize, Serialize};
 /// /_intake/behaviour`) has the same field names, all optional:
 /// `{"status": 503, "next": 3}`, `{"delay_ms": 2000}`, `{"ack_delay_ms":
 /// 2000, "next": 1}`, `{"close": true, "for_ms": 500}`, `{"reset": true}`,
-/// `{}` (normal).
+/// `{"api_key": "<the one valid key>"}`, `{}` (normal).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Behaviour {
@@ -53,6 +60,10 @@ pub struct Behaviour {
     /// close), as a crashing server or a middlebox does.
     #[serde(skip_serializing_if = "is_false")]
     pub reset: bool,
+    /// The only valid API key: key checks and intake requests with another
+    /// one are answered 403 (payloads not recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
     /// Apply to the next this-many intake requests only, then answer normally.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<u64>,
@@ -115,6 +126,14 @@ impl Behaviour {
         }
     }
 
+    /// Accept `key` only: any other API key is refused with 403.
+    pub fn only_api_key(key: impl Into<String>) -> Self {
+        Self {
+            api_key: Some(key.into()),
+            ..Self::default()
+        }
+    }
+
     /// Limits this behaviour to the next `n` intake requests.
     pub fn for_next(mut self, n: u64) -> Self {
         self.next = Some(n);
@@ -129,7 +148,12 @@ impl Behaviour {
 
     /// Whether this behaviour changes anything.
     pub fn is_normal(&self) -> bool {
-        self.status.is_none() && self.delay_ms == 0 && self.ack_delay_ms == 0 && !self.close && !self.reset
+        self.status.is_none()
+            && self.delay_ms == 0
+            && self.ack_delay_ms == 0
+            && !self.close
+            && !self.reset
+            && self.api_key.is_none()
     }
 }
 
@@ -138,13 +162,14 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// What to do with one request.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Fault {
     pub status: Option<u16>,
     pub delay: Duration,
     pub ack_delay: Duration,
     pub close: bool,
     pub reset: bool,
+    pub api_key: Option<String>,
 }
 
 /// The behaviour in force and what is left of it.
@@ -171,13 +196,24 @@ impl Active {
         &self.behaviour
     }
 
+    /// The only valid API key now, for a key check (which does not use up `next`).
+    pub(crate) fn valid_api_key(&mut self) -> Option<String> {
+        self.expire();
+        self.behaviour.api_key.clone()
+    }
+
+    /// Restores normal behaviour once this one has run out; says whether it had.
+    fn expire(&mut self) -> bool {
+        let expired = self.remaining == Some(0) || self.until.is_some_and(|t| Instant::now() >= t);
+        if expired {
+            *self = Self::new(Behaviour::normal());
+        }
+        expired
+    }
+
     /// The fault for the next intake request, consuming one of `next`.
     pub(crate) fn take(&mut self) -> Fault {
-        let expired = self.remaining == Some(0) || self.until.is_some_and(|t| Instant::now() >= t);
-        if expired || self.behaviour.is_normal() {
-            if expired {
-                *self = Self::new(Behaviour::normal());
-            }
+        if self.expire() || self.behaviour.is_normal() {
             return Fault::default();
         }
         if let Some(n) = self.remaining.as_mut() {
@@ -189,6 +225,7 @@ impl Active {
             ack_delay: Duration::from_millis(self.behaviour.ack_delay_ms),
             close: self.behaviour.close,
             reset: self.behaviour.reset,
+            api_key: self.behaviour.api_key.clone(),
         }
     }
 }
@@ -204,6 +241,19 @@ mod tests {
         assert_eq!(a.take().status, Some(503));
         assert_eq!(a.take(), Fault::default());
         assert!(a.behaviour().is_normal());
+    }
+
+    #[test]
+    fn a_key_check_reads_the_valid_key_without_using_up_the_count() {
+        let mut a = Active::new(Behaviour::only_api_key("k1").for_next(1));
+        assert_eq!(a.valid_api_key().as_deref(), Some("k1"));
+        assert_eq!(a.valid_api_key().as_deref(), Some("k1"));
+        assert_eq!(a.take().api_key.as_deref(), Some("k1"));
+        assert_eq!(a.valid_api_key(), None, "used up by the intake request");
+        assert_eq!(
+            serde_json::to_string(&Behaviour::only_api_key("k")).unwrap(),
+            r#"{"api_key":"k"}"#
+        );
     }
 
     #[test]

@@ -20,11 +20,12 @@
 //! | slow acknowledgement | `slow_ack(d)` / `{"ack_delay_ms":2000}` | a late 202 | the payload at once, as accepted, even if the client gives up |
 //! | close | `close()` / `{"close":true}` | end of stream (FIN), no answer | the request, status 0 |
 //! | reset | `reset()` / `{"reset":true}` | connection reset (RST), no answer | the request, status 0 |
+//! | one valid API key | `only_api_key(k)` / `{"api_key":"k"}` | 403 for any other key, key checks included | the request; not the payload |
 //!
 //! | method and path | answer |
 //! | --- | --- |
 //! | `POST /api/v2/series`, `/api/beta/sketches`, `/api/v1/check_run`, `/api/v1/events_batch` | 202 `{}` after decoding, or the fault |
-//! | `GET /api/v1/validate` | 200 `{"valid":true}` with an API key, else 403 |
+//! | `GET /api/v1/validate` | 200 `{"valid":true}` with an API key (the valid one, when the behaviour names one), else 403 |
 //! | `GET /_intake/received` | the [`Received`] snapshot as JSON |
 //! | `GET /_intake/behaviour`, `POST /_intake/behaviour` | the [`Behaviour`] as JSON; POST sets it |
 //! | `POST /_intake/reset` | forgets everything received and restores normal behaviour |
@@ -67,6 +68,8 @@ pub struct IntakeOptions {
 
 pub(crate) struct State {
     received: Mutex<Received>,
+    /// Intake requests being handled now.
+    in_flight: std::sync::atomic::AtomicU64,
     behaviour: Mutex<behaviour::Active>,
     changed: Notify,
     options: IntakeOptions,
@@ -132,6 +135,7 @@ impl TestIntake {
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             received: Mutex::new(Received::default()),
+            in_flight: std::sync::atomic::AtomicU64::new(0),
             behaviour: Mutex::new(behaviour::Active::new(behaviour)),
             changed: Notify::new(),
             options,

@@ -171,6 +171,10 @@ pub struct Received {
     /// did not accept. A payload retried after a 503 appears once per refusal.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<Decoded>,
+    /// The most intake requests (payloads, not key checks) handled at once:
+    /// how many a client sends concurrently when the intake is slow.
+    #[serde(default)]
+    pub max_in_flight: u64,
 }
 
 impl Received {

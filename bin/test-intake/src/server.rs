@@ -162,10 +162,34 @@ async fn read_body(body: Incoming) -> Result<Bytes, String> {
 
 /// Whether `query` carries a non-empty `api_key` (never logged: only the path is).
 fn query_has_api_key(query: Option<&str>) -> bool {
+    query_api_key(query).is_some_and(|v| !v.is_empty())
+}
+
+/// The `api_key` of a query string.
+fn query_api_key(query: Option<&str>) -> Option<&str> {
     query
         .unwrap_or_default()
         .split('&')
-        .any(|pair| pair.strip_prefix("api_key=").is_some_and(|v| !v.is_empty()))
+        .find_map(|pair| pair.strip_prefix("api_key="))
+}
+
+/// One intake request being handled: counted in and out, and the most at
+/// once kept in [`Received::max_in_flight`].
+struct InFlight<'a>(&'a State);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a State) -> Self {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut r = state.received();
+        r.max_in_flight = r.max_in_flight.max(now);
+        Self(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, req: Request<Incoming>) -> Reply {
@@ -175,6 +199,7 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, req: Request<Incoming
     }
     let method = req.method().clone();
     let headers = req.headers().clone();
+    let req_query = req.uri().query().map(str::to_owned);
     let endpoint = Endpoint::from_path(&path);
     let name = match (endpoint, path.as_str()) {
         (Some(e), _) => e.as_str(),
@@ -203,7 +228,18 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, req: Request<Incoming
 
     let Some(endpoint) = endpoint else {
         if name == "validate" && method == Method::GET {
-            return if info.api_key_present {
+            let valid = state.behaviour().valid_api_key();
+            let presented = query_api_key(req_query.as_deref());
+            return if valid.is_some() && presented != valid.as_deref() {
+                // The intake's answer for a key of no organisation.
+                finish(
+                    &state,
+                    info,
+                    StatusCode::FORBIDDEN,
+                    Some("validate: invalid api_key".to_owned()),
+                    None,
+                )
+            } else if info.api_key_present {
                 finish(&state, info, StatusCode::OK, None, None)
             } else {
                 finish(
@@ -223,6 +259,7 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, req: Request<Incoming
         return finish(&state, info, StatusCode::METHOD_NOT_ALLOWED, Some(error), None);
     }
 
+    let _in_flight = InFlight::enter(&state);
     let fault = state.behaviour().take();
     if !fault.delay.is_zero() {
         let guard = Abandoned {
@@ -251,6 +288,12 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, req: Request<Incoming
     if !info.api_key_present {
         let error = format!("{endpoint}: missing DD-Api-Key header");
         return finish(&state, info, StatusCode::FORBIDDEN, Some(error), None);
+    }
+    if let Some(valid) = &fault.api_key {
+        if headers.get("dd-api-key").map(|v| v.as_bytes()) != Some(valid.as_bytes()) {
+            let error = format!("{endpoint}: DD-Api-Key is not the valid key");
+            return finish(&state, info, StatusCode::FORBIDDEN, Some(error), None);
+        }
     }
     let answer = if state.options.blackhole {
         finish(&state, info, StatusCode::ACCEPTED, None, None)
@@ -362,7 +405,7 @@ async fn handle_control(state: &State, what: &str, req: Request<Incoming>) -> Re
                 Err(e) => reply(
                     StatusCode::BAD_REQUEST,
                     "text/plain",
-                    format!("behaviour JSON not understood ({e}); fields: status, delay_ms, ack_delay_ms, close, reset, next, for_ms"),
+                    format!("behaviour JSON not understood ({e}); fields: status, delay_ms, ack_delay_ms, close, reset, api_key, next, for_ms"),
                 ),
             }
         }

@@ -264,6 +264,82 @@ async fn a_missing_api_key_is_forbidden_and_validate_checks_for_one() {
 }
 
 #[tokio::test]
+async fn one_valid_api_key_refuses_every_other_in_key_checks_and_payloads() {
+    let intake = intake().await;
+    intake.set_behaviour(Behaviour::only_api_key("right-key"));
+    let validate = |key: &'static str| {
+        let addr = intake.addr();
+        async move {
+            send(
+                addr,
+                "GET",
+                &format!("/api/v1/validate?api_key={key}"),
+                &[],
+                Bytes::new(),
+            )
+            .await
+            .unwrap()
+            .0
+        }
+    };
+    assert_eq!(validate("right-key").await, StatusCode::OK);
+    assert_eq!(validate("wrong-key").await, StatusCode::FORBIDDEN);
+    let p = &encoder(CompressionKind::Zstd)
+        .encode_series_parts([("m", &[] as &[&str], SeriesType::Gauge, 10, &[(1, 1.0)][..])])
+        .unwrap()[0];
+    // `post` sends another key.
+    assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::FORBIDDEN);
+    let headers = [
+        ("dd-api-key", "right-key"),
+        ("content-type", p.content_type),
+        ("content-encoding", p.content_encoding),
+    ];
+    let (status, _) = send(intake.addr(), "POST", p.endpoint.path(), &headers, p.body.clone())
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let r = intake.received();
+    assert_eq!(r.series.len(), 1, "only the payload with the valid key is received");
+    assert!(r.refused.is_empty());
+    assert_eq!(
+        r.errors,
+        ["validate: invalid api_key", "series: DD-Api-Key is not the valid key"]
+    );
+}
+
+#[tokio::test]
+async fn the_most_requests_handled_at_once_is_recorded() {
+    let intake = intake().await;
+    let p = encoder(CompressionKind::Zstd)
+        .encode_series_parts([("m", &[] as &[&str], SeriesType::Gauge, 10, &[(1, 1.0)][..])])
+        .unwrap()
+        .remove(0);
+    intake.set_behaviour(Behaviour::delay(Duration::from_millis(300)));
+    let sends: Vec<_> = (0..3)
+        .map(|_| {
+            let (addr, p) = (intake.addr(), p.clone());
+            tokio::spawn(async move { post(addr, &p).await.unwrap() })
+        })
+        .collect();
+    for s in sends {
+        assert_eq!(s.await.unwrap(), StatusCode::ACCEPTED);
+    }
+    assert_eq!(intake.received().max_in_flight, 3);
+    intake.set_behaviour(Behaviour::normal());
+    for _ in 0..3 {
+        post(intake.addr(), &p).await.unwrap();
+    }
+    assert_eq!(
+        intake.received().max_in_flight,
+        3,
+        "one at a time does not change the peak"
+    );
+    intake.reset();
+    post(intake.addr(), &p).await.unwrap();
+    assert_eq!(intake.received().max_in_flight, 1);
+}
+
+#[tokio::test]
 async fn a_status_fault_for_the_next_requests_then_recovery() {
     let intake = intake().await;
     let p = &encoder(CompressionKind::Zstd)

@@ -55,7 +55,9 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use adp_model::{ContextRef, FlushSink, Flushed, MetricBatch, MetricKind, SeriesKind, SeriesView};
+use adp_model::{
+    context_key, Context, ContextRef, FlushSink, Flushed, MetricBatch, MetricKind, SeriesKind, SeriesView,
+};
 use adp_telemetry::{Counter, Gauge, Registry};
 use ddsketch::AgentSketch;
 use hashbrown::HashTable;
@@ -552,7 +554,12 @@ pub struct Aggregator {
     ids: Vec<u32>,
     points: Vec<(i64, f64)>,
     values: Vec<f64>,
+    /// Histogram series (by full name) not to send: see [`Aggregator::set_histogram_filter`].
+    histogram_filter: Option<HistogramFilter>,
 }
+
+/// Says whether a histogram series, by its full name, is dropped at flush.
+type HistogramFilter = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for Aggregator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -610,6 +617,7 @@ impl Aggregator {
             ids: Vec::new(),
             points: Vec::new(),
             values: Vec::new(),
+            histogram_filter: None,
         })
     }
 
@@ -620,6 +628,40 @@ impl Aggregator {
         debug_assert!(self.strings.is_empty(), "the interner is set before any string");
         self.strings = StringStore::new(interner_bytes, allow_heap);
         self
+    }
+
+    /// The suffixes of the series a histogram is sent as, in order:
+    /// `histogram_aggregates` (`.max`, `.count`, ...), then
+    /// `histogram_percentiles` (`.95percentile`).
+    pub fn histogram_suffixes(&self) -> impl Iterator<Item = &str> + Clone {
+        self.histogram_series.iter().map(|(suffix, _)| suffix.as_str())
+    }
+
+    /// Drops, at flush, every histogram series whose full name
+    /// (`<name><suffix>`) `drop` accepts, as the Agent's time sampler does
+    /// with the blocklist entries that end in a histogram suffix (its
+    /// `histoFilterList`); the histogram's other series are sent.
+    pub fn set_histogram_filter(&mut self, drop: impl Fn(&str) -> bool + Send + Sync + 'static) {
+        self.histogram_filter = Some(Box::new(drop));
+    }
+
+    /// Every context held, copied (for `dogstatsd top`): those with open
+    /// windows, idle counters or timestamped samples waiting for the next
+    /// flush. A context with samples of two types is listed twice.
+    pub fn contexts(&self) -> impl Iterator<Item = Context> + '_ {
+        self.entries.iter().filter(|e| e.list != FREE).map(|e| {
+            let ids = self.lists.get(e.list);
+            let name = self.strings.get(StrId::from_raw(ids[0]));
+            let tags: Vec<&str> = ids[1..]
+                .iter()
+                .map(|&id| self.strings.get(StrId::from_raw(id)))
+                .collect();
+            Context::from_parts(
+                context_key(name, tags.iter().copied()),
+                MetaString::from(name),
+                tags.into_iter().map(MetaString::from).collect(),
+            )
+        })
     }
 
     /// The number of contexts held (open windows, idle counters and
@@ -969,6 +1011,7 @@ impl Aggregator {
             telemetry,
             points,
             values,
+            histogram_filter,
             ..
         } = self;
         let entry = &mut entries[slot];
@@ -1068,6 +1111,11 @@ impl Aggregator {
                         summarize(w.get(), aggregates, percents, window_f, values);
                     }
                     for (i, (suffix, kind)) in histogram_series.iter().enumerate() {
+                        if let Some(drop) = histogram_filter {
+                            if drop(&format!("{name}{suffix}")) {
+                                continue;
+                            }
+                        }
                         points.clear();
                         points.extend(
                             windows.as_slice()[..n]
@@ -1800,6 +1848,60 @@ mod tests {
         );
         let out = agg.flush(T0 + 10, false);
         assert_eq!(series(&out, "known").points, [(T0, 0.3)]);
+    }
+
+    #[test]
+    fn a_histogram_filter_drops_the_series_it_names_and_sends_the_rest() {
+        let mut agg = default_aggregator();
+        let suffixes: Vec<String> = agg.histogram_suffixes().map(str::to_owned).collect();
+        assert_eq!(suffixes, [".max", ".median", ".avg", ".count", ".95percentile"]);
+        agg.set_histogram_filter(|name| name == "lat.max" || name == "lat.95percentile");
+        let (lat, other) = (ctx("lat", &[]), ctx("other", &[]));
+        agg.insert_at(metric(&lat, MetricKind::Histogram, 3.0), T0);
+        agg.insert_at(metric(&other, MetricKind::Histogram, 3.0), T0);
+        agg.insert_at(metric(&ctx("lat.max", &[]), MetricKind::Gauge, 1.0), T0);
+        let out = agg.flush(T0 + 10, false);
+        let mut names: Vec<&str> = out.series.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "lat.avg",
+                "lat.count",
+                "lat.max",
+                "lat.median",
+                "other.95percentile",
+                "other.avg",
+                "other.count",
+                "other.max",
+                "other.median"
+            ]
+        );
+        assert_eq!(
+            series(&out, "lat.max").kind,
+            SeriesKind::Gauge,
+            "only histogram series are filtered"
+        );
+    }
+
+    #[test]
+    fn contexts_lists_every_context_held_until_it_is_flushed_away() {
+        let mut agg = default_aggregator();
+        let (a, b) = (ctx("a", &["t:1"]), ctx("b", &[]));
+        agg.insert_at(metric(&a, MetricKind::Gauge, 1.0), T0);
+        agg.insert_at(metric(&a, MetricKind::Distribution, 1.0), T0);
+        agg.insert_at(
+            Metric {
+                timestamp: Some(T0),
+                ..metric(&b, MetricKind::Gauge, 1.0)
+            },
+            T0,
+        );
+        let mut names: Vec<String> = agg.contexts().map(|c| c.name().to_string()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "a", "b"], "one entry per type, and timestamped ones");
+        agg.flush(T0 + 10, false);
+        assert_eq!(agg.contexts().count(), 0);
     }
 
     proptest! {

@@ -47,6 +47,13 @@
 //! the next flush with their own timestamp, counts as COUNT and gauges as
 //! GAUGE, with no interval.
 //!
+//! A histogram series whose full name the blocklist names (the entries of
+//! `statsd_metric_blocklist` or `metric_filterlist` ending in one of these
+//! suffixes, given by the binary through
+//! [`Aggregator::set_histogram_filter`]) is not sent; the histogram's other
+//! series are. [`Aggregator::contexts`] lists what is held (for
+//! `agent-data-plane dogstatsd top`).
+//!
 //! # Limits and telemetry
 //!
 //! A new context is refused, and its samples dropped and counted in

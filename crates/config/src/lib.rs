@@ -78,6 +78,8 @@ use std::path::PathBuf;
 
 pub use key::{Key, Redact};
 pub use parse::format_duration;
+#[cfg(any(test, feature = "test-support"))]
+pub use reader::read_for_test;
 pub use reader::{Effective, KeyRecord, Reader};
 pub use redact::{is_secret_key, redact_url, redact_value, REDACTED};
 pub use secrets::{ResolvedReport, SecretBackend, SecretError};

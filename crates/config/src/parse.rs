@@ -6,8 +6,6 @@
 //! booleans are `true`/`false`/`1`/`0` (any case), lists are space-separated
 //! (`DD_HISTOGRAM_AGGREGATES="max avg"`) or a JSON array, maps are JSON objects.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -126,41 +124,6 @@ pub fn list(raw: Raw<'_>) -> Result<Vec<String>, String> {
     }
 }
 
-/// A map of endpoint URL to API keys (`additional_endpoints`): a YAML mapping, or a
-/// JSON object in the environment, as the Agent reads it.
-pub fn endpoint_map(raw: Raw<'_>) -> Result<BTreeMap<String, Vec<String>>, String> {
-    const EXPECTED: &str =
-        "a map of intake URL to a list of API keys, e.g. {\"https://app.datadoghq.eu\": [\"<api key>\"]}";
-    let yaml: Yaml = match raw {
-        Raw::Yaml(v @ Yaml::Mapping(_)) => v.clone(),
-        _ => {
-            let s = raw.text().ok_or_else(|| EXPECTED.to_owned())?;
-            let json: serde_json::Value = serde_json::from_str(s).map_err(|_| EXPECTED.to_owned())?;
-            serde_yaml::to_value(json).map_err(|_| EXPECTED.to_owned())?
-        }
-    };
-    let Yaml::Mapping(map) = yaml else {
-        return Err(EXPECTED.to_owned());
-    };
-    let mut out = BTreeMap::new();
-    for (url, keys) in &map {
-        let url = url
-            .as_str()
-            .filter(|u| u.contains("://"))
-            .ok_or_else(|| EXPECTED.to_owned())?;
-        let keys = match keys {
-            Yaml::String(k) => vec![k.clone()],
-            Yaml::Sequence(ks) => ks
-                .iter()
-                .map(|k| k.as_str().map(str::to_owned).ok_or_else(|| EXPECTED.to_owned()))
-                .collect::<Result<_, _>>()?,
-            _ => return Err(EXPECTED.to_owned()),
-        };
-        out.insert(url.trim_end_matches('/').to_owned(), keys);
-    }
-    Ok(out)
-}
-
 /// A duration: a number of seconds (`15`, `0.5`) or a number with a unit (`500ms`, `15s`, `2m`, `1h`),
 /// between `min` and one day.
 pub fn duration(min: Duration) -> impl FnOnce(Raw<'_>) -> Result<Duration, String> {
@@ -268,54 +231,6 @@ pub fn choice<T: Copy>(choices: &'static [(&'static str, T)]) -> impl FnOnce(Raw
                 format!("one of {}", names.join(", "))
             })
     }
-}
-
-/// A listener address `tcp://<ip>:<port>` (`localhost` means 127.0.0.1).
-pub fn tcp_listen_address(raw: Raw<'_>) -> Result<SocketAddr, String> {
-    const EXPECTED: &str = "a listen address tcp://<ip>:<port>, e.g. tcp://0.0.0.0:5100";
-    let s = raw.scalar().ok_or_else(|| EXPECTED.to_owned())?;
-    let s = s.trim();
-    if s.starts_with("unix://") {
-        return Err(format!("{EXPECTED} (unix:// listeners are not supported yet)"));
-    }
-    let rest = s.strip_prefix("tcp://").ok_or_else(|| EXPECTED.to_owned())?;
-    if let Ok(addr) = rest.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let port = rest.strip_prefix("localhost:").ok_or_else(|| EXPECTED.to_owned())?;
-    let port: u16 = port.parse().map_err(|_| EXPECTED.to_owned())?;
-    Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
-}
-
-/// An IP address or `localhost` (hostnames are not resolved: a listener must not
-/// depend on DNS at start).
-pub fn bind_host(raw: Raw<'_>) -> Result<IpAddr, String> {
-    const EXPECTED: &str = "an IP address or localhost";
-    let s = raw.scalar().ok_or_else(|| EXPECTED.to_owned())?;
-    let s = s.trim();
-    if s.eq_ignore_ascii_case("localhost") {
-        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    }
-    s.parse().map_err(|_| EXPECTED.to_owned())
-}
-
-/// Percentiles for `histogram_percentiles`: numbers in (0, 1), as YAML numbers or
-/// strings ("0.95"), rounded to two decimals like the Agent.
-pub fn percentiles(raw: Raw<'_>) -> Result<Vec<f64>, String> {
-    const EXPECTED: &str = "a list of percentiles between 0 and 1 exclusive, e.g. [\"0.95\", \"0.99\"]";
-    let items = list(raw).map_err(|_| EXPECTED.to_owned())?;
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let p: f64 = item.trim().parse().map_err(|_| EXPECTED.to_owned())?;
-        let p = (p * 100.0).round() / 100.0;
-        if !(p > 0.0 && p < 1.0) {
-            return Err(EXPECTED.to_owned());
-        }
-        if !out.contains(&p) {
-            out.push(p);
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

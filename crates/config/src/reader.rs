@@ -396,6 +396,24 @@ impl Effective {
     }
 }
 
+/// Reads `yaml` (said to be `/etc/datadog-agent/datadog.yaml`) and the `env`
+/// pairs with `read`, as a component's tests do: the value, or every invalid
+/// value at once.
+#[cfg(any(test, feature = "test-support"))]
+pub fn read_for_test<T>(
+    yaml: &str,
+    env: &[(&str, &str)],
+    read: impl FnOnce(&mut Reader) -> T,
+) -> Result<T, ConfigError> {
+    let mut r = Reader::from_yaml(
+        yaml,
+        Path::new("/etc/datadog-agent/datadog.yaml"),
+        Environment::from_pairs(env.iter().copied()),
+    )?;
+    let value = read(&mut r);
+    r.finish().map(|_| value)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

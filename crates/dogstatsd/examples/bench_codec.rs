@@ -18,12 +18,19 @@
 //! so a busy shared machine does not deflate them; wall time is printed too.
 //!
 //! Options (environment): `BENCH_CONTEXTS` (pool size), `BENCH_SECONDS`
-//! (minimum CPU time measured, default 3), `BENCH_SEED`.
+//! (minimum CPU time measured, default 3), `BENCH_SEED`, `BENCH_ENRICH`
+//! (`all`, or some of `mapper,namespace,tags`: enrich every metric with a
+//! mapper profile tried on every name, whose pattern matches none, a
+//! namespace, two `dogstatsd_tags`), `BENCH_MAPPER_CACHE` (its
+//! `dogstatsd_mapper_cache_size`, default 1000: fewer than the corpus's
+//! names, so most lookups miss and run the pattern).
 
 use std::time::{Duration, Instant};
 
 use adp_aggregate::{AggregateConfig, Aggregator, Growth};
 use adp_dogstatsd::codec::CodecConfig;
+use adp_dogstatsd::enrich::{EnrichConfig, Enricher};
+use adp_dogstatsd::mapper::{MappingProfileConfig, MetricMappingConfig};
 use adp_dogstatsd::telemetry::DecoderTelemetry;
 use adp_dogstatsd::{Batch, Decoder};
 
@@ -182,6 +189,36 @@ fn main() {
         .with_interner(64 << 20, true);
     // One window for the whole run: every sample lands in open state.
     let now = 1_700_000_000;
+    let enrich = std::env::var("BENCH_ENRICH").unwrap_or_default();
+    if !enrich.is_empty() {
+        let all = enrich == "1" || enrich == "all";
+        let on = |part: &str| all || enrich.split(',').any(|p| p == part);
+        let mut config = EnrichConfig::default();
+        if on("namespace") {
+            config.statsd_metric_namespace = "bench".into();
+        }
+        if on("tags") {
+            config.dogstatsd_tags = vec!["site:lab".into(), "rack:3".into()];
+        }
+        if on("mapper") {
+            config.dogstatsd_mapper_profiles = vec![MappingProfileConfig {
+                name: "all".into(),
+                prefix: "*".into(),
+                mappings: vec![MetricMappingConfig {
+                    match_pattern: "never.*.matched".into(),
+                    name: "x".into(),
+                    ..MetricMappingConfig::default()
+                }],
+            }];
+        }
+        if let Ok(size) = std::env::var("BENCH_MAPPER_CACHE") {
+            config.dogstatsd_mapper_cache_size = size.parse().expect("BENCH_MAPPER_CACHE: an integer");
+        }
+        let (enricher, error) = Enricher::new(&config);
+        assert!(error.is_none(), "{error:?}");
+        decoder = decoder.with_enricher(enricher);
+        println!("enrichment: {enrich}");
+    }
     let mut batch = Batch::default();
 
     // Warm-up pass: creates (interns) every context; timed separately.

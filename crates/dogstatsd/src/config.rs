@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use adp_config::{key, parse, MemoryBounds, Raw, Reader};
 
 use crate::codec::MINIMUM_SAMPLE_RATE;
+use crate::enrich::EnrichConfig;
 
 /// DogStatsD source configuration (Datadog Agent key names).
 #[derive(Clone, Debug, PartialEq)]
@@ -63,6 +64,11 @@ pub struct DogStatsDConfig {
     /// (counters: `counter_expiry_seconds` after their last sample).
     /// Defaults to 20.
     pub dogstatsd_context_expiry_seconds: u64,
+    /// What happens to a metric between the codec and the aggregator:
+    /// `dogstatsd_mapper_profiles`, `statsd_metric_namespace`, the blocklist,
+    /// `dogstatsd_tags`, `histogram_copy_to_distribution` (see
+    /// [`crate::enrich`] for every key).
+    pub enrich: EnrichConfig,
 }
 
 impl Default for DogStatsDConfig {
@@ -81,6 +87,7 @@ impl Default for DogStatsDConfig {
             dogstatsd_permissive_decoding: true,
             dogstatsd_minimum_sample_rate: MINIMUM_SAMPLE_RATE,
             dogstatsd_context_expiry_seconds: 20,
+            enrich: EnrichConfig::default(),
         }
     }
 }
@@ -164,6 +171,7 @@ impl DogStatsDConfig {
                 d.dogstatsd_context_expiry_seconds,
                 parse::integer(0, 86_400),
             ),
+            enrich: EnrichConfig::read(r),
         }
     }
 
@@ -234,18 +242,12 @@ fn addressable_size(raw: Raw<'_>) -> Result<u64, String> {
 mod tests {
     use std::path::Path;
 
-    use adp_config::{ConfigError as ReadError, Environment};
+    use adp_config::ConfigError as ReadError;
 
     use super::*;
 
     fn read(yaml: &str, env: &[(&str, &str)]) -> Result<DogStatsDConfig, ReadError> {
-        let mut r = Reader::from_yaml(
-            yaml,
-            Path::new("/etc/datadog-agent/datadog.yaml"),
-            Environment::from_pairs(env.iter().copied()),
-        )?;
-        let c = DogStatsDConfig::read(&mut r);
-        r.finish().map(|_| c)
+        adp_config::read_for_test(yaml, env, DogStatsDConfig::read)
     }
 
     #[test]
@@ -311,6 +313,73 @@ mod tests {
             "invalid value for `dogstatsd_port` (from DD_DOGSTATSD_PORT): \"abc\": expected an integer 0-65535"
         );
         assert_eq!(errors[1].expected, "an IP address or localhost");
+    }
+
+    #[test]
+    fn enrichment_keys_are_read_from_the_file_and_the_environment_as_the_agent_names_them() {
+        let yaml = r#"
+statsd_metric_namespace: board
+statsd_metric_namespace_blocklist: [sys.]
+statsd_metric_blocklist: [board.noisy, board.hist.max]
+statsd_metric_blocklist_match_prefix: true
+histogram_copy_to_distribution: true
+dogstatsd_mapper_profiles:
+  - name: airflow
+    prefix: "airflow."
+    mappings:
+      - match: "airflow.job.duration_sec.*.*"
+        name: "airflow.job.duration"
+        tags: {job_type: "$1", job_name: "$2"}
+"#;
+        let c = read(
+            yaml,
+            &[
+                ("DD_DOGSTATSD_TAGS", "site:lab rack:3"),
+                ("DD_HISTOGRAM_COPY_TO_DISTRIBUTION_PREFIX", "dist."),
+                ("DD_DOGSTATSD_MAPPER_CACHE_SIZE", "50"),
+            ],
+        )
+        .unwrap();
+        let e = &c.enrich;
+        assert_eq!(e.statsd_metric_namespace, "board");
+        assert_eq!(
+            e.statsd_metric_namespace_blacklist,
+            ["sys."],
+            "ADP's spelling is an alias"
+        );
+        assert_eq!(e.dogstatsd_tags, ["site:lab", "rack:3"]);
+        assert!(e.histogram_copy_to_distribution && e.statsd_metric_blocklist_match_prefix);
+        assert_eq!(e.histogram_copy_to_distribution_prefix, "dist.");
+        assert_eq!(e.dogstatsd_mapper_cache_size, 50);
+        assert_eq!(e.dogstatsd_mapper_profiles[0].mappings[0].tags["job_name"], "$2");
+        assert!(e.blocklist().contains("board.noisy.x"), "prefixes");
+
+        let json = r#"[{"name":"p","prefix":"*","mappings":[{"match":"a.*","name":"b","tags":{"t":"$1"}}]}]"#;
+        let c = read("", &[("DD_DOGSTATSD_MAPPER_PROFILES", json)]).unwrap();
+        assert_eq!(c.enrich.dogstatsd_mapper_profiles[0].prefix, "*");
+        assert_eq!(
+            c.enrich.statsd_metric_namespace_blacklist.len(),
+            crate::enrich::STANDARD_STATSD_PREFIXES.len()
+        );
+        assert_eq!(read("", &[]).unwrap().enrich, EnrichConfig::default());
+    }
+
+    #[test]
+    fn mapper_profiles_of_another_shape_are_an_invalid_value_naming_the_key() {
+        for (yaml, env) in [
+            ("dogstatsd_mapper_profiles: {name: x}\n", vec![]),
+            ("", vec![("DD_DOGSTATSD_MAPPER_PROFILES", "airflow")]),
+        ] {
+            let Err(ReadError::Invalid(errors)) = read(yaml, &env) else {
+                panic!("{yaml:?} {env:?} is invalid")
+            };
+            assert_eq!(errors[0].key, "dogstatsd_mapper_profiles");
+            assert!(
+                errors[0].expected.starts_with("a list of mapper profiles"),
+                "{}",
+                errors[0]
+            );
+        }
     }
 
     #[test]

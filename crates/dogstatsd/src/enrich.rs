@@ -25,7 +25,8 @@
 //! no mapper, namespace or blocklist.
 //!
 //! [`Enricher::metric`] does steps 2 and 4–7 for a name and says what to do;
-//! it does not touch tags itself: the caller appends
+//! it does not touch tags itself: the caller (the
+//! [`Decoder`](crate::decoder::Decoder)) appends
 //! [`EnrichedMetric::added_tags`] (mapper tags, then `dogstatsd_tags`) to the
 //! client's tags when it resolves the context, and sends a second sample named
 //! [`EnrichedMetric::distribution_name`] when there is one.
@@ -66,6 +67,19 @@
 //!
 //! Lists in environment variables are space-separated, as the Agent reads them.
 //!
+//! A dropped sample is counted in `adp_dogstatsd_filtered_points{reason}`;
+//! blocklist entries that end in a histogram suffix also drop that series of
+//! every histogram at flush ([`Blocklist::histogram_aggregates`], set on the
+//! aggregator by the binary).
+//!
+//! # The Agent differs
+//!
+//! A `dogstatsd_mapper_profiles` value that is not a list of profiles is an
+//! invalid value ([`EnrichConfig::read`]): the agent does not start and names
+//! the key, as for any other key of the wrong type, where the Agent logs
+//! `Could not parse …` and runs without a mapper. A list with an invalid
+//! profile is handled as the Agent does.
+//!
 //! # Saluki differs (the Agent is followed here)
 //!
 //! Saluki (DataDog/saluki) has no namespace, namespace blacklist or
@@ -76,6 +90,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use adp_config::{key, parse, Raw, Reader};
 use serde::Deserialize;
 
 use crate::mapper::{MapResult, Mapper, MapperError, MappingProfileConfig, DEFAULT_MAPPER_CACHE_SIZE};
@@ -146,6 +161,99 @@ pub struct EnrichConfig {
     pub dogstatsd_mapper_cache_size: i64,
 }
 
+impl EnrichConfig {
+    /// Reads the enrichment keys (this crate owns them) with the Agent's
+    /// names and defaults. `dogstatsd_mapper_profiles` must be a list of
+    /// profiles (JSON in `DD_DOGSTATSD_MAPPER_PROFILES`): a value of another
+    /// shape is an invalid value naming the key, reported at start with the
+    /// others; a well-formed list with an invalid profile (a missing name, a
+    /// bad match type or regex) is left to [`Enricher::new`], which runs
+    /// without a mapper and says why, as the Agent does.
+    pub fn read(r: &mut Reader) -> Self {
+        let d = Self::default();
+        Self {
+            statsd_metric_namespace: r.get(
+                key!("statsd_metric_namespace"),
+                d.statsd_metric_namespace,
+                parse::string,
+            ),
+            // The Agent's name, and ADP's spelling of it.
+            statsd_metric_namespace_blacklist: r.get(
+                key!("statsd_metric_namespace_blacklist").aliases(&["statsd_metric_namespace_blocklist"]),
+                d.statsd_metric_namespace_blacklist,
+                parse::list,
+            ),
+            statsd_metric_blocklist: r.get(key!("statsd_metric_blocklist"), d.statsd_metric_blocklist, parse::list),
+            statsd_metric_blocklist_match_prefix: r.get(
+                key!("statsd_metric_blocklist_match_prefix"),
+                d.statsd_metric_blocklist_match_prefix,
+                parse::boolean,
+            ),
+            metric_filterlist: r.get(key!("metric_filterlist"), d.metric_filterlist, parse::list),
+            metric_filterlist_match_prefix: r.get(
+                key!("metric_filterlist_match_prefix"),
+                d.metric_filterlist_match_prefix,
+                parse::boolean,
+            ),
+            dogstatsd_tags: r.get(key!("dogstatsd_tags"), d.dogstatsd_tags, parse::list),
+            histogram_copy_to_distribution: r.get(
+                key!("histogram_copy_to_distribution"),
+                d.histogram_copy_to_distribution,
+                parse::boolean,
+            ),
+            histogram_copy_to_distribution_prefix: r.get(
+                key!("histogram_copy_to_distribution_prefix"),
+                d.histogram_copy_to_distribution_prefix,
+                parse::string,
+            ),
+            dogstatsd_mapper_profiles: r.get_with(
+                key!("dogstatsd_mapper_profiles"),
+                d.dogstatsd_mapper_profiles,
+                mapper_profiles,
+                |profiles| serde_json::to_value(profiles).unwrap_or(serde_json::Value::Null),
+            ),
+            // Below 1 is read, then refused by the mapper with the Agent's message.
+            dogstatsd_mapper_cache_size: r.get(
+                key!("dogstatsd_mapper_cache_size"),
+                d.dogstatsd_mapper_cache_size,
+                parse::integer(0, i32::MAX as u64),
+            ),
+        }
+    }
+
+    /// The blocklist in effect: `metric_filterlist` when it is not empty,
+    /// else `statsd_metric_blocklist`, each with its `_match_prefix`.
+    pub fn blocklist(&self) -> Blocklist {
+        if self.metric_filterlist.is_empty() {
+            Blocklist::new(
+                self.statsd_metric_blocklist.iter().cloned(),
+                self.statsd_metric_blocklist_match_prefix,
+            )
+        } else {
+            Blocklist::new(
+                self.metric_filterlist.iter().cloned(),
+                self.metric_filterlist_match_prefix,
+            )
+        }
+    }
+}
+
+/// `dogstatsd_mapper_profiles`: a YAML list, or that list as JSON (the
+/// environment variable, or a YAML string).
+fn mapper_profiles(raw: Raw<'_>) -> Result<Vec<MappingProfileConfig>, String> {
+    const EXPECTED: &str =
+        "a list of mapper profiles, each {name, prefix, mappings: [{match, match_type, name, tags}]} \
+         (as JSON in DD_DOGSTATSD_MAPPER_PROFILES)";
+    let json = match raw.text() {
+        Some(text) => serde_json::from_str(text).map_err(|e| format!("{EXPECTED}; not JSON: {e}"))?,
+        None => match raw {
+            Raw::Yaml(yaml) => serde_json::to_value(yaml).map_err(|e| format!("{EXPECTED}: {e}"))?,
+            Raw::Env(_) => return Err(EXPECTED.to_owned()),
+        },
+    };
+    serde_json::from_value(json).map_err(|e| format!("{EXPECTED}: {e}"))
+}
+
 impl Default for EnrichConfig {
     fn default() -> Self {
         Self {
@@ -207,6 +315,20 @@ impl Blocklist {
             return true;
         }
         self.entries.get(i).is_some_and(|e| e == name)
+    }
+
+    /// The entries ending with one of `suffixes` (`.max`, `.95percentile`:
+    /// the histogram aggregates the aggregator sends), as the Agent's
+    /// `createHistogramsFilterList` picks them: those histogram series are
+    /// dropped at flush, while the histogram itself is kept.
+    pub fn histogram_aggregates<'s>(&self, suffixes: impl IntoIterator<Item = &'s str> + Clone) -> Blocklist {
+        Blocklist::new(
+            self.entries
+                .iter()
+                .filter(|e| suffixes.clone().into_iter().any(|s| e.ends_with(s)))
+                .cloned(),
+            self.match_prefix,
+        )
     }
 
     /// Whether nothing is blocked.
@@ -300,8 +422,9 @@ impl<'a> EnrichedMetric<'a> {
     }
 
     /// Every tag to append to the client's, in the Agent's order: the
-    /// mapper's, then `dogstatsd_tags`.
-    pub fn added_tags(&self) -> impl Iterator<Item = &str> + '_ {
+    /// mapper's, then `dogstatsd_tags`. Cloneable, as the decoder walks the
+    /// tags twice (the context key, then the batch's copy of them).
+    pub fn added_tags(&self) -> impl Iterator<Item = &str> + Clone + '_ {
         self.mapper_tags().iter().chain(self.dogstatsd_tags).map(String::as_str)
     }
 
@@ -349,17 +472,7 @@ impl Enricher {
         if !namespace.is_empty() && !namespace.ends_with('.') {
             namespace.push('.');
         }
-        let blocklist = if config.metric_filterlist.is_empty() {
-            Blocklist::new(
-                config.statsd_metric_blocklist.iter().cloned(),
-                config.statsd_metric_blocklist_match_prefix,
-            )
-        } else {
-            Blocklist::new(
-                config.metric_filterlist.iter().cloned(),
-                config.metric_filterlist_match_prefix,
-            )
-        };
+        let blocklist = config.blocklist();
         let mut dogstatsd_tags = config.dogstatsd_tags.clone();
         dogstatsd_tags.sort_unstable();
         dogstatsd_tags.dedup();

@@ -79,7 +79,7 @@ mod wildcard;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use self::expand::{expand, Groups};
 use self::lru::Lru;
@@ -92,7 +92,7 @@ pub const DEFAULT_MAPPER_CACHE_SIZE: i64 = 1000;
 ///
 /// Missing fields read as empty so that validation, not parsing, reports them
 /// with the Agent's messages.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct MappingProfileConfig {
     /// `name`: required, used in error messages.
@@ -104,7 +104,7 @@ pub struct MappingProfileConfig {
 }
 
 /// One entry of a profile's `mappings`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct MetricMappingConfig {
     /// `match`: the wildcard pattern or regex; required.

@@ -38,6 +38,7 @@ use tokio::task::JoinSet;
 use crate::codec::CodecConfig;
 pub use crate::config::{ConfigError, DogStatsDConfig};
 use crate::decoder::{Batch, Decoder};
+use crate::enrich::Enricher;
 use crate::listener::{udp, unix, ListenAddr, ListenerError, Pipe};
 use crate::telemetry::{DecoderTelemetry, ListenerKind, ListenerTelemetry};
 
@@ -55,13 +56,22 @@ pub struct DogStatsDSource {
     codec: CodecConfig,
     registry: Registry,
     decoder_telemetry: DecoderTelemetry,
+    enricher: Enricher,
 }
 
 impl DogStatsDConfig {
     /// Validates the configuration and registers the source's counters in
     /// `registry`.
+    ///
+    /// An invalid mapper profile does not fail the build: as the Agent does,
+    /// it logs `Could not create metric mapper: <why>` (warning) and the
+    /// source runs without a mapper.
     pub fn build(&self, registry: &Registry) -> Result<DogStatsDSource, ConfigError> {
         self.validate()?;
+        let (enricher, mapper_error) = Enricher::new(&self.enrich);
+        if let Some(e) = mapper_error {
+            tracing::warn!("Could not create metric mapper: {e}");
+        }
         let udp = (self.dogstatsd_port != 0).then(|| {
             let ip = if self.dogstatsd_non_local_traffic {
                 IpAddr::V4(Ipv4Addr::UNSPECIFIED)
@@ -82,13 +92,14 @@ impl DogStatsDConfig {
             },
             registry: registry.clone(),
             decoder_telemetry: DecoderTelemetry::new(registry),
+            enricher,
         })
     }
 }
 
 impl DogStatsDSource {
     fn decoder(&self) -> Decoder {
-        Decoder::new(self.codec, self.decoder_telemetry.clone())
+        Decoder::new(self.codec, self.decoder_telemetry.clone()).with_enricher(self.enricher.clone())
     }
 
     /// Binds every listener, then spawns their tasks on the current tokio

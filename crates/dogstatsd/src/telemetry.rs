@@ -10,6 +10,8 @@
 //! | `adp_dogstatsd_events` | | events decoded |
 //! | `adp_dogstatsd_service_checks` | | service checks decoded |
 //! | `adp_dogstatsd_decode_errors` | `reason` | messages rejected (or values dropped), by [`DecodeError::reason`] |
+//! | `adp_dogstatsd_filtered_points` | `reason` | metric samples dropped by enrichment (the blocklist), by [`DropReason::reason`] |
+//! | `adp_dogstatsd_utf8_repaired` | | messages kept after their tags' invalid UTF-8 was replaced (see [`crate::utf8`]) |
 //!
 //! Contexts are resolved by the aggregator, which counts what it refuses
 //! (`adp_aggregate_dropped_samples`) and the context store's strings
@@ -21,6 +23,7 @@
 use adp_telemetry::{Counter, Registry};
 
 use crate::codec::DecodeError;
+use crate::enrich::DropReason;
 
 /// Which listener a packet came from (the `listener` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -80,7 +83,10 @@ pub struct DecoderTelemetry {
     pub events: Counter,
     /// Service checks decoded.
     pub service_checks: Counter,
+    /// Messages whose tags held invalid UTF-8, repaired and kept.
+    pub utf8_repaired: Counter,
     errors: Vec<Counter>,
+    filtered: Vec<Counter>,
 }
 
 impl DecoderTelemetry {
@@ -90,6 +96,11 @@ impl DecoderTelemetry {
             metrics: registry.counter("adp_dogstatsd_metrics", "DogStatsD metric samples decoded.", &[]),
             events: registry.counter("adp_dogstatsd_events", "DogStatsD events decoded.", &[]),
             service_checks: registry.counter("adp_dogstatsd_service_checks", "DogStatsD service checks decoded.", &[]),
+            utf8_repaired: registry.counter(
+                "adp_dogstatsd_utf8_repaired",
+                "DogStatsD messages kept after invalid UTF-8 in their tags was replaced.",
+                &[],
+            ),
             errors: DecodeError::ALL
                 .iter()
                 .map(|e| {
@@ -97,6 +108,16 @@ impl DecoderTelemetry {
                         "adp_dogstatsd_decode_errors",
                         "DogStatsD messages rejected or values dropped, by reason.",
                         &[("reason", e.reason())],
+                    )
+                })
+                .collect(),
+            filtered: DropReason::ALL
+                .iter()
+                .map(|r| {
+                    registry.counter(
+                        "adp_dogstatsd_filtered_points",
+                        "DogStatsD metric samples dropped by the blocklist (statsd_metric_blocklist, metric_filterlist), by reason.",
+                        &[("reason", r.reason())],
                     )
                 })
                 .collect(),
@@ -111,5 +132,10 @@ impl DecoderTelemetry {
     /// The counter of decode errors for `error`.
     pub fn error(&self, error: DecodeError) -> &Counter {
         &self.errors[error.index()]
+    }
+
+    /// The counter of samples dropped by enrichment for `reason`.
+    pub fn filtered(&self, reason: DropReason) -> &Counter {
+        &self.filtered[reason as usize]
     }
 }

@@ -265,20 +265,12 @@ pub enum EncodeError {
 
 #[cfg(test)]
 mod config_tests {
-    use std::path::Path;
-
-    use adp_config::{ConfigError as ReadError, Environment};
+    use adp_config::ConfigError as ReadError;
 
     use super::*;
 
     fn read(yaml: &str, env: &[(&str, &str)]) -> Result<EncoderConfig, ReadError> {
-        let mut r = Reader::from_yaml(
-            yaml,
-            Path::new("/etc/datadog-agent/datadog.yaml"),
-            Environment::from_pairs(env.iter().copied()),
-        )?;
-        let c = EncoderConfig::read(&mut r);
-        r.finish().map(|_| c)
+        adp_config::read_for_test(yaml, env, EncoderConfig::read)
     }
 
     #[test]

@@ -680,13 +680,7 @@ mod tests {
     }
 
     fn read(yaml: &str, env: &[(&str, &str)]) -> Result<ForwarderConfig, adp_config::ConfigError> {
-        let mut r = Reader::from_yaml(
-            yaml,
-            std::path::Path::new("/etc/datadog-agent/datadog.yaml"),
-            adp_config::Environment::from_pairs(env.iter().copied()),
-        )?;
-        let c = ForwarderConfig::read(&mut r);
-        r.finish().map(|_| c)
+        adp_config::read_for_test(yaml, env, ForwarderConfig::read)
     }
 
     #[test]

@@ -27,6 +27,17 @@
 //!   Disk storage stays keyed by the configured URL, so stored payloads are
 //!   replayed after an upgrade (the Agent keys its folders by the prefixed
 //!   name).
+//! - The version in that host, in `DD-Agent-Version` and in `User-Agent` is
+//!   this agent's own (the binary sets `agent_version` to its crate version:
+//!   0.1.0 → `0-1-0-app.agent.<site>`), not an Agent release number. The
+//!   Agent Data Plane does the same with its own version (DataDog/saluki
+//!   `lib/saluki-components/src/common/datadog/endpoints.rs`,
+//!   `get_data_plane_version_prefix`): the label exists so the intake can
+//!   tell senders and their versions apart, and a 7.x number would claim the
+//!   payloads came from an Agent release they did not come from. ADP puts its
+//!   identifier in the label (`<v>-adp.agent.<site>`); this agent keeps the
+//!   Agent's `app`, whose hosts are known to resolve for every site (that
+//!   `-adp.agent.` hosts do is not confirmed here).
 //! - Up to `forwarder_num_workers` requests are in flight per destination.
 //!   The Agent keeps no order either: its workers take transactions from one
 //!   queue and finish in any order, and it re-sends failed ones newest first

@@ -195,6 +195,19 @@ impl MetricBatch {
         });
     }
 
+    /// Appends a copy of every sample from index `from` on as a sample of
+    /// `context` of `kind` (a histogram's distribution copy).
+    pub fn copy_samples(&mut self, from: usize, context: u32, kind: MetricKind) {
+        for i in from..self.samples.len() {
+            let sample = self.samples[i];
+            self.samples.push(Sample {
+                context,
+                kind,
+                ..sample
+            });
+        }
+    }
+
     /// Keeps the first `n` samples (to take back those of a rejected message).
     pub fn truncate_samples(&mut self, n: usize) {
         self.samples.truncate(n);

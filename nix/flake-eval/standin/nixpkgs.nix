@@ -12,7 +12,7 @@
 #             symlinkJoin makeSetupHook mkShell fetchurl
 #             rustPlatform.buildRustPackage makeRustPlatform
 #             vscode-utils.buildVscodeExtension
-#   packages  binutils cacert coreutils curl diffoscopeMinimal jq nixfmt-tree
+#   packages  binutils cacert coreutils curl diffoscopeMinimal dpkg jq nixfmt-tree
 #             patchelf python3 (.withPackages, .pkgs.datadog) qemu-user rsync
 #             rustc skopeo socat umoci writableTmpDirAsHomeHook zlib zstd
 #   cross     pkgsCross.armv7l-hf-multiplatform: the same set built for
@@ -24,7 +24,8 @@
 #             NixOS system, here ./nixos.nix's options evaluated by the real
 #             lib.evalModules, the node's assertions enforced as NixOS does)
 # The project reads: lib qemu-user patchelf runCommand binutils cacert
-# writeShellScript python3 skopeo umoci jq diffoscopeMinimal nixfmt-tree.
+# writeShellScript python3 skopeo umoci jq diffoscopeMinimal dpkg nixfmt-tree,
+# stdenv.hostPlatform.rust.rustcTarget (lib.systems.elaborate's).
 # crane (callPackage'd files): the plumbing, stdenv, stdenvNoCC, makeSetupHook,
 # runCommand(Local), writeText, fetchurl, rsync, zstd, jq, mkShell,
 # rustPlatform (crane-utils), writableTmpDirAsHomeHook. fenix: stdenv,
@@ -284,6 +285,7 @@ let
         curl = pkg "curl" { };
         socat = pkg "socat" { };
         diffoscopeMinimal = pkg "diffoscope" { };
+        dpkg = pkg "dpkg" { };
         jq = pkg "jq" { };
         nixfmt-tree = pkg "nixfmt-tree" { };
         patchelf = pkg "patchelf" { };

@@ -5,7 +5,11 @@
 //! | `GET /config` | the effective configuration as JSON, secrets redacted |
 //! | `GET /logging/level` | `{"log_level": "info"}` |
 //! | `POST /logging/level` | body `debug` or `{"level": "debug"}`: changes the level at once |
-//! | `GET /dogstatsd/stats` | every `adp_dogstatsd_*` counter with its labels |
+//! | `GET /dogstatsd/stats?collection_duration_secs=N` | waits N seconds (1 to 3600) while every metric sample reaching the aggregator is counted per context, then answers ADP's `{"stats": [{"name", "tags", "count", "last_seen"}]}`; 409 while another collection runs |
+//! | `GET /dogstatsd/contexts` | the contexts the aggregator holds now, per metric name: `{"metrics": [{"name", "contexts", "tags": [[key, distinct values]]}]}`, most contexts first |
+//!
+//! The two DogStatsD routes serve `agent-data-plane dogstatsd stats` and
+//! `dogstatsd top` (see `adp_dogstatsd::debug`).
 //!
 //! Every request is authenticated before it is routed, with the Datadog Agent's
 //! answers (`pkg/api/util.Validate`), so a client cannot probe which routes exist:
@@ -23,9 +27,11 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use crate::logging::LogLevel;
 use crate::settings::Settings;
-use adp_telemetry::Registry;
+use adp_dogstatsd::debug::{ContextReport, DebugError, DebugHandle};
 use http::{header, Method, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
@@ -48,9 +54,12 @@ pub struct Privileged {
     pub settings: Arc<Settings>,
     /// The log level control.
     pub logging: LogControl,
-    /// The pipeline's telemetry.
-    pub registry: Registry,
+    /// The aggregator task's statistics and contexts.
+    pub dogstatsd: DebugHandle,
 }
+
+/// The longest statistics collection a client may ask for.
+pub const MAX_COLLECTION_SECS: u64 = 3600;
 
 impl Privileged {
     /// Authenticates and routes one request.
@@ -81,8 +90,9 @@ impl Privileged {
                 json(StatusCode::OK, &json!({"log_level": self.logging.level().as_str()}))
             }
             (Method::POST, "/logging/level") => self.set_level(req).await,
-            (Method::GET, "/dogstatsd/stats") => json(StatusCode::OK, &dogstatsd_stats(&self.registry)),
-            (_, "/config" | "/logging/level" | "/dogstatsd/stats") => {
+            (Method::GET, "/dogstatsd/stats") => self.dogstatsd_stats(req.uri().query()).await,
+            (Method::GET, "/dogstatsd/contexts") => self.dogstatsd_contexts().await,
+            (_, "/config" | "/logging/level" | "/dogstatsd/stats" | "/dogstatsd/contexts") => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
             }
             (_, other) => error(StatusCode::NOT_FOUND, format!("no such endpoint: {other}")),
@@ -161,18 +171,58 @@ pub fn authorize(header: Option<&header::HeaderValue>, expected: &str) -> Result
     Ok(())
 }
 
-/// `{"metrics": [{"name", "labels": {..}, "value"}]}` for every DogStatsD counter.
-fn dogstatsd_stats(registry: &Registry) -> Value {
-    let metrics: Vec<Value> = registry
-        .snapshot()
-        .into_iter()
-        .filter(|(name, _, _)| name.starts_with("adp_dogstatsd_"))
-        .map(|(name, labels, value)| {
-            let labels: serde_json::Map<String, Value> = labels.into_iter().map(|(k, v)| (k, Value::from(v))).collect();
-            json!({"name": name, "labels": labels, "value": value})
+/// `collection_duration_secs` from a query string: whole seconds, 1 to
+/// [`MAX_COLLECTION_SECS`].
+fn collection_duration(query: Option<&str>) -> Result<Duration, String> {
+    let value = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("collection_duration_secs="))
+        .ok_or_else(|| "collection_duration_secs is required (whole seconds to collect for)".to_owned())?;
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (1..=MAX_COLLECTION_SECS).contains(n))
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            format!("collection_duration_secs must be whole seconds from 1 to {MAX_COLLECTION_SECS} (got {value:?})")
         })
-        .collect();
-    json!({ "metrics": metrics })
+}
+
+fn debug_error(e: DebugError) -> Response<Body> {
+    let status = match e {
+        DebugError::Busy => StatusCode::CONFLICT,
+        DebugError::Gone => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, e.to_string())
+}
+
+impl Privileged {
+    async fn dogstatsd_stats(&self, query: Option<&str>) -> Response<Body> {
+        let duration = match collection_duration(query) {
+            Ok(d) => d,
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        };
+        match self.dogstatsd.stats(duration).await {
+            Ok(report) => json(StatusCode::OK, &serde_json::to_value(report).unwrap_or_default()),
+            Err(e) => debug_error(e),
+        }
+    }
+
+    async fn dogstatsd_contexts(&self) -> Response<Body> {
+        let contexts = match self.dogstatsd.contexts().await {
+            Ok(c) => c,
+            Err(e) => return debug_error(e),
+        };
+        // Summarising 100,000 contexts takes a while: off the async workers.
+        match tokio::task::spawn_blocking(move || ContextReport::from_contexts(&contexts)).await {
+            Ok(report) => json(StatusCode::OK, &serde_json::to_value(report).unwrap_or_default()),
+            Err(e) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the context summary failed: {e}"),
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -210,6 +260,29 @@ mod tests {
         assert_eq!(check(Some(&format!("Bearer {TOKEN}0"))), invalid, "an extension");
         assert_eq!(check(Some(&format!("Bearer  {TOKEN}"))), invalid, "no trimming");
         assert_eq!(check(Some(&format!("Bearer {TOKEN} extra"))), invalid);
+    }
+
+    #[test]
+    fn the_collection_duration_is_whole_seconds_up_to_an_hour() {
+        assert_eq!(
+            collection_duration(Some("collection_duration_secs=5")),
+            Ok(Duration::from_secs(5))
+        );
+        assert_eq!(
+            collection_duration(Some("x=1&collection_duration_secs=3600")),
+            Ok(Duration::from_secs(3600))
+        );
+        for bad in [
+            "collection_duration_secs=0",
+            "collection_duration_secs=3601",
+            "collection_duration_secs=1.5",
+        ] {
+            assert!(
+                collection_duration(Some(bad)).unwrap_err().contains("from 1 to 3600"),
+                "{bad}"
+            );
+        }
+        assert!(collection_duration(None).unwrap_err().contains("is required"));
     }
 
     #[test]

@@ -95,6 +95,12 @@ impl Env {
             .set("DD_FORWARDER_BACKOFF_MAX", "200ms")
     }
 
+    /// Removes one variable (to take its key from a configuration file).
+    pub fn unset(mut self, key: &str) -> Self {
+        self.vars.retain(|(k, _)| *k != key);
+        self
+    }
+
     /// Sets (or replaces) one variable.
     pub fn set(mut self, key: &'static str, value: impl Into<String>) -> Self {
         let value = value.into();
@@ -202,7 +208,12 @@ impl Drop for Running {
 /// Starts `run` with `env` (its pidfile in `dir`), waits until the topology
 /// is healthy, and returns it with its unprivileged API address.
 pub async fn start_healthy(env: &Env, dir: &Path) -> (Running, String) {
-    let mut adp = Running::start(env.vars(), &dir.join("adp.pid"));
+    start_healthy_with_args(env, &[], dir).await
+}
+
+/// [`start_healthy`] with global arguments before `run` (`-c FILE`).
+pub async fn start_healthy_with_args(env: &Env, args: &[&str], dir: &Path) -> (Running, String) {
+    let mut adp = Running::start_with_args(env.vars(), args, &dir.join("adp.pid"));
     adp.wait_for_line("Topology healthy. Waiting for interrupt...").await;
     let api = address_in(&adp.wait_for_line("Serving unprivileged API on").await);
     (adp, api)

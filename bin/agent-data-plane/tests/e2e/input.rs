@@ -9,7 +9,9 @@
 //! - `adp_dogstatsd_truncated_packets_total{listener}`: datagrams or stream
 //!   frames larger than `dogstatsd_buffer_size`, dropped whole;
 //! - `adp_dogstatsd_decode_errors_total{reason}`: rejected messages by reason
-//!   (`truncated` mirrors the above, `invalid_utf8`, `invalid_name`, ...).
+//!   (`truncated` mirrors the above, `invalid_utf8`, `invalid_name`, ...);
+//! - `adp_dogstatsd_utf8_repaired_total`: messages kept after their tags'
+//!   invalid UTF-8 was replaced (only bytes outside the tags reject one).
 
 use std::io::Write as _;
 use std::net::UdpSocket;
@@ -185,9 +187,8 @@ async fn hostile_input_is_dropped_and_counted_while_valid_metrics_arrive_exactly
     let ok = |listener: &str| format!("input.ok:1|c|#via:{listener}").into_bytes();
 
     // --- UDP -------------------------------------------------------------
-    let invalid_utf8: [&[u8]; 6] = [
+    let invalid_utf8: [&[u8]; 5] = [
         b"input.bad\xffname:1|c",
-        b"input.badtag:1|c|#env:\xc3\x28",
         b"input.badvalue:1\xfe|c",
         b"input.badset:\xff\xfe|s",
         b"_e{3,4}:\xff\xfe\xfd|text",
@@ -212,6 +213,9 @@ async fn hostile_input_is_dropped_and_counted_while_valid_metrics_arrive_exactly
         agent.udp(bad).await;
         agent.udp(&ok("udp")).await;
     }
+    // Invalid UTF-8 in the tags only: repaired and kept.
+    let bad_tag: &[u8] = b"input.badtag:1|c|#env:\xc3\x28";
+    agent.udp(bad_tag).await;
     // Valid and invalid messages in one datagram: only the invalid one goes.
     agent
         .udp(b"input.ok:1|c|#via:udp\ninput.bad\xff:1|c\ninput.ok:1|c|#via:udp")
@@ -240,7 +244,7 @@ async fn hostile_input_is_dropped_and_counted_while_valid_metrics_arrive_exactly
         &ok("stream")[..],
         &tags_10k[..],
         &ok("stream")[..],
-        invalid_utf8[1],
+        bad_tag,
         &ok("stream")[..],
     ] {
         wire.extend(frame(payload));
@@ -267,10 +271,11 @@ async fn hostile_input_is_dropped_and_counted_while_valid_metrics_arrive_exactly
     drop(nl);
 
     // --- What arrives, and what is counted -----------------------------------
-    let (udp_ok, uds_ok, stream_ok) = (13.0, 4.0, 6.0);
-    // A packet is counted when received, its messages when decoded: wait for
-    // the last valid ones (each listener's last message) to be decoded.
-    let decoded = before.get("adp_dogstatsd_metrics_total") + udp_ok + uds_ok + stream_ok;
+    let (udp_ok, uds_ok, stream_ok) = (12.0, 4.0, 6.0);
+    let repaired = 2.0; // the bad tag over UDP and the stream
+                        // A packet is counted when received, its messages when decoded: wait for
+                        // the last valid ones (each listener's last message) to be decoded.
+    let decoded = before.get("adp_dogstatsd_metrics_total") + udp_ok + uds_ok + stream_ok + repaired;
     wait_metric(&mut agent.adp, &agent.api, "adp_dogstatsd_metrics_total", |n| {
         n >= decoded
     })
@@ -293,7 +298,18 @@ async fn hostile_input_is_dropped_and_counted_while_valid_metrics_arrive_exactly
         (udp_ok, uds_ok, stream_ok)
     );
     let names: std::collections::BTreeSet<&str> = r.series.iter().map(|s| s.metric.as_str()).collect();
-    assert_eq!(names, ["input.ok"].into(), "nothing hostile reached the intake");
+    assert_eq!(
+        names,
+        ["input.badtag", "input.ok"].into(),
+        "nothing hostile reached the intake"
+    );
+    let badtag = r.series_named("input.badtag");
+    assert!(
+        badtag.iter().all(|s| s.tags == ["env:\u{FFFD}(".to_owned()]),
+        "{badtag:?}"
+    );
+    assert_eq!(counts(&r, "input.badtag"), repaired);
+    assert_eq!(delta("adp_dogstatsd_utf8_repaired_total"), repaired);
     assert!(r.events.is_empty() && r.service_checks.is_empty());
 
     assert_eq!(delta(&truncated("udp")), 3.0, "8,193 B, 65,000 B, 10,000 tags");
@@ -305,7 +321,7 @@ async fn hostile_input_is_dropped_and_counted_while_valid_metrics_arrive_exactly
     );
     let mut expected: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
     expected.insert("truncated", 9.0);
-    expected.insert("invalid_utf8", 6.0 + 1.0 + 1.0);
+    expected.insert("invalid_utf8", 5.0 + 1.0);
     for (reason, n) in expected_errors(&[&noise, &noise]) {
         *expected.entry(reason).or_default() += n as f64;
     }
@@ -315,7 +331,7 @@ async fn hostile_input_is_dropped_and_counted_while_valid_metrics_arrive_exactly
     }
     assert_eq!(
         delta("adp_dogstatsd_metrics_total"),
-        udp_ok + uds_ok + stream_ok,
+        udp_ok + uds_ok + stream_ok + repaired,
         "only the valid samples were decoded"
     );
     eprintln!(

@@ -11,10 +11,15 @@
 //!   connections, 403/413, unresolvable hosts) and SIGTERM under load;
 //! - `storage`: the on-disk retry storage across kill -9 and damaged files;
 //! - `input`: malformed, oversized and hostile DogStatsD input;
-//! - `security`: secrets in logs and endpoints, API access, file modes.
+//! - `security`: secrets in logs and endpoints, API access, file modes;
+//! - `agent_user`: the keys a Datadog Agent user has (mapper, namespace,
+//!   blocklist, `dogstatsd_tags`, histogram copies, `ENC[]` secrets, API key
+//!   validation, `forwarder_num_workers`) and `dogstatsd stats`/`top`, with
+//!   the Python client.
 
 mod harness;
 
+mod agent_user;
 mod bind;
 mod cli;
 mod faults;

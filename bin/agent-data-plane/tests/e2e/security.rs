@@ -205,7 +205,7 @@ async fn secrets_reach_neither_the_trace_log_nor_any_api_response_nor_the_config
         (&unprivileged, &privileged),
         (
             &set(&["/health/live", "/health/ready", "/metrics"]),
-            &set(&["/config", "/dogstatsd/stats", "/logging/level"])
+            &set(&["/config", "/dogstatsd/contexts", "/dogstatsd/stats", "/logging/level"])
         ),
         "the APIs' routes changed: update these lists (every route is checked for secrets)"
     );
@@ -215,7 +215,13 @@ async fn secrets_reach_neither_the_trace_log_nor_any_api_response_nor_the_config
         responses.push((format!("unprivileged {path}"), status, body));
     }
     for path in &privileged {
-        let (status, body) = https(&secure_api, &cert, request("GET", path, Some(&bearer), "")).await;
+        // The statistics collection takes its duration as a parameter.
+        let target = if path == "/dogstatsd/stats" {
+            format!("{path}?collection_duration_secs=1")
+        } else {
+            path.clone()
+        };
+        let (status, body) = https(&secure_api, &cert, request("GET", &target, Some(&bearer), "")).await;
         responses.push((format!("privileged {path}"), status, body));
     }
     for (route, status, body) in &responses {
@@ -368,7 +374,7 @@ async fn the_privileged_api_refuses_bad_credentials_as_the_agent_does_and_serves
     assert!(closed.is_ok(), "the connection is closed, not left open: {closed:?}");
 
     // The unprivileged API has none of the privileged routes, with or without the token.
-    for path in ["/config", "/logging/level", "/dogstatsd/stats"] {
+    for path in ["/config", "/logging/level", "/dogstatsd/stats", "/dogstatsd/contexts"] {
         let (status, body) = http_get(&api, path);
         assert_eq!(
             (status, body.trim()),

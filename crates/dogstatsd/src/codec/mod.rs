@@ -18,7 +18,9 @@
 //!
 //! # Rules
 //!
-//! - A message must be valid UTF-8 ([`DecodeError::InvalidUtf8`]).
+//! - A message must be valid UTF-8 ([`DecodeError::InvalidUtf8`]), except in
+//!   its tags: [`repair_tags`] replaces each invalid run there with U+FFFD, as
+//!   Saluki does, and the decoder parses the repaired copy.
 //! - Metric names are printable ASCII without `:` or `|` in permissive mode
 //!   (the default); strict mode allows ASCII letters, digits, ` `, `_`, `-`, `.`.
 //! - `name:1:2:3|d` is three samples; a set's whole value field is one member.
@@ -41,22 +43,23 @@
 //! [`parse_message`], [`DecodeError`] and [`CodecConfig`]. Each message kind
 //! has its own module, its packet type beside its parser: `metric.rs`,
 //! `event.rs`, `service_check.rs`; `fields.rs` has the pieces they have in
-//! common (the `|`-separated fields, tags, origin fields, timestamps).
+//! common (the `|`-separated fields, tags, origin fields, timestamps);
+//! `repair.rs` the repair of tags that are not UTF-8.
 //!
 //! # Missing
 //!
-//! - Tags with invalid UTF-8 reject the whole message rather than being
-//!   repaired with U+FFFD as Saluki does.
 //! - No per-message limits on tag count or tag length.
 
 mod event;
 mod fields;
 mod metric;
+mod repair;
 mod service_check;
 
 pub use event::EventPacket;
 pub use fields::{Cardinality, Origin, TagIter, Tags};
 pub use metric::{MetricPacket, ValueIter, ValueRef};
+pub use repair::repair_tags;
 pub use service_check::ServiceCheckPacket;
 
 /// The smallest sample rate accepted; lower rates are clamped to it (the
@@ -67,8 +70,8 @@ pub const MINIMUM_SAMPLE_RATE: f64 = 0.000000003845;
 /// its values dropped). [`reason`](Self::reason) is the telemetry label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum DecodeError {
-    /// The message is not valid UTF-8.
-    #[error("message is not valid UTF-8")]
+    /// The message is not valid UTF-8 outside its tags (tags are repaired).
+    #[error("message is not valid UTF-8 (outside its tags, which are repaired)")]
     InvalidUtf8,
     /// The metric name is empty or has a forbidden character.
     #[error("metric name is empty or holds a character outside the allowed set (see `dogstatsd_permissive_decoding`)")]

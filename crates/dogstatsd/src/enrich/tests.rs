@@ -452,3 +452,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_histogram_subset_keeps_entries_ending_with_an_aggregate_suffix() {
+    let suffixes = [".max", ".avg", ".95percentile"];
+    let exact = Blocklist::new(["a.max", "a", "b.95percentile", "c.maximum", "d.avg.x"], false);
+    let subset = exact.histogram_aggregates(suffixes);
+    assert_eq!(subset.len(), 2);
+    assert!(subset.contains("a.max") && subset.contains("b.95percentile"));
+    assert!(!subset.contains("a") && !subset.contains("c.maximum") && !subset.contains("d.avg.x"));
+    let prefixes = Blocklist::new(["x.avg"], true).histogram_aggregates(suffixes);
+    assert!(prefixes.match_prefix() && prefixes.contains("x.avg"));
+    assert!(Blocklist::new(["x"], false).histogram_aggregates(suffixes).is_empty());
+}

@@ -5,9 +5,15 @@
 //!
 //! Entries live in a slab linked by indices (no per-node allocation beyond
 //! the key), so it has no `unsafe` and the same layout on 32- and 64-bit.
+//! Keys are hashed with XXH3 (already in the build for context keys) rather
+//! than SipHash: every metric message of a mapped source looks its name (up
+//! to 200 bytes) up here; on `bench_codec` with every name cached that was
+//! about 5 % faster, within the shared machine's noise.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 const NIL: usize = usize::MAX;
 
@@ -24,7 +30,7 @@ struct Entry<V> {
 /// A bounded LRU map with string keys.
 #[derive(Debug)]
 pub(crate) struct Lru<V> {
-    index: HashMap<Arc<str>, usize>,
+    index: HashMap<Arc<str>, usize, Xxh3DefaultBuilder>,
     entries: Vec<Entry<V>>,
     /// Most recently used.
     head: usize,
@@ -38,7 +44,7 @@ impl<V: Clone> Lru<V> {
     /// with use, not up front.
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            index: HashMap::new(),
+            index: HashMap::default(),
             entries: Vec::new(),
             head: NIL,
             tail: NIL,

@@ -130,7 +130,7 @@ impl Deb {
 }
 
 /// Splits a System V / GNU `ar` archive into (member name, bytes).
-fn ar_members<'a>(deb: &str, bytes: &'a [u8]) -> Result<Vec<(String, &'a [u8])>, DebError> {
+pub(crate) fn ar_members<'a>(deb: &str, bytes: &'a [u8]) -> Result<Vec<(String, &'a [u8])>, DebError> {
     let bad = |reason: String| DebError::Ar {
         deb: deb.to_owned(),
         reason,
@@ -169,7 +169,7 @@ fn ar_members<'a>(deb: &str, bytes: &'a [u8]) -> Result<Vec<(String, &'a [u8])>,
     Ok(members)
 }
 
-fn decompress(deb: &str, member: &str, bytes: &[u8]) -> Result<Vec<u8>, DebError> {
+pub(crate) fn decompress(deb: &str, member: &str, bytes: &[u8]) -> Result<Vec<u8>, DebError> {
     let read_err = |reason: String| DebError::Read {
         deb: deb.to_owned(),
         member: member.to_owned(),
@@ -195,7 +195,7 @@ fn decompress(deb: &str, member: &str, bytes: &[u8]) -> Result<Vec<u8>, DebError
     Ok(out)
 }
 
-fn read_tar(deb: &str, member: &str, bytes: &[u8]) -> Result<BTreeMap<String, DebEntry>, DebError> {
+pub(crate) fn read_tar(deb: &str, member: &str, bytes: &[u8]) -> Result<BTreeMap<String, DebEntry>, DebError> {
     let read_err = |reason: String| DebError::Read {
         deb: deb.to_owned(),
         member: member.to_owned(),
