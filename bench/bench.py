@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side benchmarks of agent-data-plane, Etsy statsd and collectd's statsd plugin,
-and the agent alone under endless new contexts (`--only churn`).
+the agent alone under endless new contexts (`--only churn`), and the idle agent with its
+system checks and host payload on vs off (`--only checks`).
 
 Run by checks/bench.sh (`make bench`), which builds the binaries and installs the
 peers first. Every process under test is started here, sampled from /proc every
@@ -37,7 +38,7 @@ STANDALONE_ENV = os.path.join(ROOT, "checks", "lib", "standalone.env")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # The parts of a full run, in order; `--only` picks some.
-PARTS = ("profiles", "armv7", "plain", "heavy_udp", "churn", "alloc")
+PARTS = ("profiles", "armv7", "plain", "heavy_udp", "churn", "alloc", "checks")
 
 AGENT_CPU = "0"  # every process under test is pinned here ...
 LOAD_CPU = "1"  # ... and the load generator here (when the machine has two cores)
@@ -727,6 +728,58 @@ def alloc(args, work, intake, names):
     return res
 
 
+def checks_on_off(args, work, intake, binary, runner, startup_timeout):
+    """The idle agent (no DogStatsD traffic) with the system checks and the host payload
+    off (the standalone environment: no conf.d, no metadata), then on (the shipped
+    crates/checks/conf.d, every check at its default interval, host metadata sent), each
+    `--checks-rounds` times, alternating: CPU % of one core and steady RSS over
+    `--checks-duration` s, after `--checks-warmup` s past the first runs (cpu and io
+    report from their second run)."""
+    confd = os.path.join(work, "conf.d.shipped")
+    if not os.path.isdir(confd):
+        shutil.copytree(os.path.join(ROOT, "crates", "checks", "conf.d"), confd)
+    rows = []
+    for _ in range(args.checks_rounds):
+        for mode in ("off", "on"):
+            extra = {"DD_CONFD_PATH": confd, "DD_ENABLE_METADATA_COLLECTION": "true"} if mode == "on" else {}
+            agent, api = start_agent(args, work, intake, binary, runner, {}, timeout=startup_timeout, extra_env=extra)
+            sampler = Sampler(agent.p.pid)
+            sampler.start()
+            try:
+                time.sleep(args.checks_warmup)
+                la0 = loadavg()
+                t0 = time.monotonic()
+                time.sleep(args.checks_duration)
+                t1 = time.monotonic()
+                la1 = loadavg()
+                snap = scrape(api)
+            finally:
+                sampler.stop()
+                agent.stop()
+            window = sampler.window(t0, t1)
+            row = dict(
+                mode=mode,
+                check_runs=int(metric_sum(snap, "adp_checks_runs_total")),
+                check_errors=int(metric_sum(snap, "adp_checks_errors_total")),
+                duration_secs=round(t1 - t0, 1),
+                loadavg_before=la0,
+                loadavg_after=la1,
+                **summarize(window),
+            )
+            # summarize() rounds to 0.1 %; an idle agent needs the hundredths.
+            if len(window) >= 2 and window[-1][0] > window[0][0]:
+                ticks = window[-1][2] - window[0][2]
+                row["cpu_percent"] = round(ticks / CLK_TCK / (window[-1][0] - window[0][0]) * 100, 3)
+            log(json.dumps(row))
+            rows.append(row)
+    mean = lambda mode, key: statistics.mean(r[key] for r in rows if r["mode"] == mode and r[key] is not None)
+    delta = dict(
+        cpu_percent=round(mean("on", "cpu_percent") - mean("off", "cpu_percent"), 2),
+        rss_steady_mib=round(mean("on", "rss_steady_mib") - mean("off", "rss_steady_mib"), 2),
+    )
+    return dict(rows=rows, delta=delta, warmup_secs=args.checks_warmup)
+
+
 def machine():
     model = "unknown"
     with open("/proc/cpuinfo") as f:
@@ -775,6 +828,9 @@ def main():
     ap.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts to run, of {', '.join(PARTS)}")
     ap.add_argument("--profiles", default=",".join(PROFILES))
     ap.add_argument("--alloc-profiles", default=",".join(ALLOC_MESSAGES), help="profiles of the alloc part (DHAT); idle is the baseline")
+    ap.add_argument("--checks-duration", type=float, default=120.0, help="seconds measured per run of the checks part")
+    ap.add_argument("--checks-warmup", type=float, default=35.0, help="seconds after start before the checks part measures")
+    ap.add_argument("--checks-rounds", type=int, default=2, help="off/on pairs of the checks part")
     render.add_output_args(ap)
     ap.add_argument("--render-only", action="store_true", help="rewrite the Markdown and PNG from --json (as bench/render.py does)")
     ap.add_argument("--agent-env", action="append", default=[], metavar="KEY=VALUE", help="extra agent setting (experiments)")
@@ -840,6 +896,13 @@ def main():
             }
         if "alloc" in only:
             results["alloc"] = run_part("alloc: DHAT heap profiles", lambda: alloc(args, work, intake, alloc_names))
+        if "checks" in only:
+            results["checks"] = dict(host=run_part("checks on vs off (host)", lambda: checks_on_off(args, work, intake, args.agent, [], 120)))
+            if os.path.exists(args.agent_armv7):
+                runner = ["qemu-arm", "-L", "/usr/arm-linux-gnueabihf"]
+                results["checks"]["armv7"] = run_part(
+                    "checks on vs off (armv7, qemu-arm)", lambda: checks_on_off(args, work, intake, args.agent_armv7, runner, 240)
+                )
     finally:
         intake.proc.stop()
     results["wall_secs"] = time.monotonic() - started

@@ -266,6 +266,47 @@ def render_churn(ch):
     return L
 
 
+def render_checks(ck):
+    """The system checks on vs off (`--only checks`): a row per run, then the difference."""
+    L = ["### System checks and host payload, on vs off (`--only checks`)", ""]
+    L.append(
+        "The idle agent (no DogStatsD traffic), release build pinned to one core, started from the standalone "
+        "environment: **off** is that environment as it is (no `conf.d`, `enable_metadata_collection: false`); "
+        "**on** adds `DD_CONFD_PATH` at the shipped `crates/checks/conf.d` (cpu, disk, io, load, memory, network, "
+        "uptime every 15 s, ntp every 900 s; on the bench machine ntp's pool is unreachable, so its run at start "
+        "fails and counts one error) and `DD_ENABLE_METADATA_COLLECTION=true`. Off and on alternate; each row is "
+        "CPU time over wall time (utime + stime from /proc) and the median RSS of the window's second half, measured "
+        "after a warm-up past the checks' first runs. Targets on the host: on − off ≤ 0.5 % of one core and ≤ 1 MiB."
+    )
+    L.append("")
+    for platform, title in (("host", "host"), ("armv7", "armv7 under qemu-arm (the emulator's own cost included)")):
+        r = ck.get(platform)
+        if not r:
+            continue
+        if "error" in r:
+            L.append(f"{title}: failed: {error_cell(r)}")
+            L.append("")
+            continue
+        L.append(f"**{title}** (warm-up {r['warmup_secs']:g} s)")
+        L.append("")
+        L.append("| checks | window | CPU % of one core | RSS steady | RSS peak | check runs (errors) | load average |")
+        L.append("|---|---|---|---|---|---|---|")
+        for row in r["rows"]:
+            L.append(
+                f"| {row['mode']} | {row['duration_secs']:g} s | {fmt(row['cpu_percent'], 2)} | {fmt(row['rss_steady_mib'], 2)} MiB | "
+                f"{fmt(row['rss_peak_mib'], 2)} MiB | {row['check_runs']} ({row['check_errors']}) | {la(row['loadavg_before'])} |"
+            )
+        d = r["delta"]
+        verdict = ""
+        if platform == "host":
+            ok = d["cpu_percent"] <= 0.5 and d["rss_steady_mib"] <= 1.0
+            verdict = " — within the targets ✓" if ok else " — over a target ✗"
+        L.append("")
+        L.append(f"On − off (means): **{d['cpu_percent']:+.2f} % CPU**, **{d['rss_steady_mib']:+.2f} MiB RSS**{verdict}.")
+        L.append("")
+    return L
+
+
 def render(results):
     m = results["machine"]
     L = []
@@ -418,6 +459,8 @@ def render(results):
     al = results.get("alloc")
     if al:
         L.extend(render_alloc(al))
+    if results.get("checks"):
+        L.extend(render_checks(results["checks"]))
     L.append("<!-- END bench.py -->")
     return "\n".join(L) + "\n"
 

@@ -4,7 +4,8 @@
 # the plain-StatsD zero-drop rate against Etsy statsd and collectd's statsd plugin,
 # the heavy DogStatsD shape over UDP on one core, and endless new contexts against the
 # default context limits (RSS over time, drops), and DHAT heap profiles of the agent
-# per profile (allocations and the sites behind them; valgrind). Regenerates
+# per profile (allocations and the sites behind them; valgrind), and the idle agent with
+# its system checks and host payload on vs off (`--only checks`). Regenerates
 # docs/benchmarks.md (the generated section only), bench/results.json and
 # docs/benchmarks-rss.png.
 #

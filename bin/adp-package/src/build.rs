@@ -153,7 +153,10 @@ fn deb_package(args: &BuildArgs, inputs: &Inputs, depends: String) -> Result<Pac
         depends,
         control_template,
         scripts,
-        conffiles: vec![format!("/{CONFIG}")],
+        conffiles: std::iter::once(CONFIG.to_owned())
+            .chain(layout::confd_files())
+            .map(|path| format!("/{path}"))
+            .collect(),
         data,
     })
 }
@@ -489,8 +492,21 @@ mod tests {
         let entries = read_entries(&gunzip(&tarball));
         let got: Vec<(&str, tar::EntryType, u32)> = entries.iter().map(|e| (e.path.as_str(), e.kind, e.mode)).collect();
         use tar::EntryType::{Directory as D, Regular as F};
+        let confd_entries = 2 * adp_checks::DEFAULT_CONFD.len() + 1;
         assert_eq!(
-            got,
+            got.iter()
+                .filter(|e| e.0.starts_with("etc/datadog-agent/conf.d/"))
+                .count(),
+            confd_entries,
+            "conf.d, a directory and a file per check"
+        );
+        assert!(got[1..=confd_entries]
+            .iter()
+            .all(|e| e.1 == if e.0.ends_with('/') { D } else { F } && e.2 == if e.1 == D { 0o755 } else { 0o644 }));
+        let mut rest = vec![got[0]];
+        rest.extend_from_slice(&got[confd_entries + 1..]);
+        assert_eq!(
+            rest,
             [
                 ("etc/datadog-agent/", D, 0o755),
                 ("etc/datadog-agent/datadog.yaml.example", F, 0o644),
@@ -676,7 +692,20 @@ mod tests {
             "{}",
             text("control")
         );
-        assert_eq!(text("conffiles"), "/etc/datadog-agent/datadog.yaml\n");
+        let conffiles = text("conffiles");
+        assert!(
+            conffiles.starts_with("/etc/datadog-agent/datadog.yaml\n"),
+            "{conffiles}"
+        );
+        assert!(
+            conffiles.contains("\n/etc/datadog-agent/conf.d/cpu.d/conf.yaml.default\n"),
+            "{conffiles}"
+        );
+        assert_eq!(
+            conffiles.lines().count(),
+            1 + adp_checks::DEFAULT_CONFD.len(),
+            "{conffiles}"
+        );
         assert!(text("postinst").contains("useradd --system"));
         assert!(text("md5sums").contains("  usr/bin/agent-data-plane\n"));
     }

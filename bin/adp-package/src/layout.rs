@@ -23,6 +23,8 @@ pub const DOC_DIR: &str = "usr/share/doc/agent-data-plane";
 pub const CONFIG_DIR: &str = "etc/datadog-agent";
 /// The configuration file, a conffile of the `.deb`.
 pub const CONFIG: &str = "etc/datadog-agent/datadog.yaml";
+/// Where the system checks' default configuration files go (`confd_path`).
+pub const CONFD_DIR: &str = "etc/datadog-agent/conf.d";
 /// The systemd unit's file name.
 pub const UNIT_NAME: &str = "agent-data-plane.service";
 /// The CA bundle of the image.
@@ -66,6 +68,7 @@ pub fn tarball_tree(inputs: &Inputs) -> Result<Tree, Error> {
         0o644,
         Owner::ROOT,
     )?;
+    add_confd(&mut tree)?;
     tree.file(
         &format!("usr/lib/systemd/system/{UNIT_NAME}"),
         inputs.unit.clone(),
@@ -88,6 +91,30 @@ pub fn tarball_tree(inputs: &Inputs) -> Result<Tree, Error> {
     Ok(tree)
 }
 
+/// The system checks' shipped configuration (the IoT Agent's set, from
+/// `adp_checks::DEFAULT_CONFD`): `conf.d/<check>.d/conf.yaml.default`, root's,
+/// replaced on upgrade; users add `conf.yaml` files beside them.
+fn add_confd(tree: &mut Tree) -> Result<(), Error> {
+    tree.dir(CONFD_DIR, 0o755, Owner::ROOT)?;
+    for (rel, text) in adp_checks::DEFAULT_CONFD {
+        let path = format!("{CONFD_DIR}/{rel}");
+        if let Some((dir, _)) = path.rsplit_once('/') {
+            tree.dir(dir, 0o755, Owner::ROOT)?;
+        }
+        tree.file(&path, text.as_bytes().to_vec(), 0o644, Owner::ROOT)?;
+    }
+    Ok(())
+}
+
+/// The paths of the checks' shipped configuration files, relative to `/`:
+/// the `.deb` lists them as conffiles, as Debian policy asks of every file
+/// it ships under /etc.
+pub fn confd_files() -> impl Iterator<Item = String> {
+    adp_checks::DEFAULT_CONFD
+        .iter()
+        .map(|(rel, _)| format!("{CONFD_DIR}/{rel}"))
+}
+
 /// The `.deb`'s files. Unlike the tarball, the package ships `datadog.yaml`
 /// itself (the example's text) as a conffile: dpkg then keeps an edited copy
 /// on upgrade, asks when the shipped one changed too, and removes it on purge
@@ -100,6 +127,7 @@ pub fn deb_tree(inputs: &Inputs, changelog: &[u8]) -> Result<Tree, Error> {
     let mut tree = Tree::new();
     tree.file(BIN_PATH, inputs.binary.clone(), 0o755, Owner::ROOT)?;
     tree.file(CONFIG, inputs.config_example.clone(), 0o644, Owner::ROOT)?;
+    add_confd(&mut tree)?;
     tree.file(
         &format!("lib/systemd/system/{UNIT_NAME}"),
         inputs.unit.clone(),
@@ -203,6 +231,7 @@ pub fn rootfs_tree(inputs: &Inputs, runtime: &Runtime, user: Owner) -> Result<Tr
         0o644,
         Owner::ROOT,
     )?;
+    add_confd(&mut tree)?;
     tree.file(
         &format!("{DOC_DIR}/LICENSE"),
         inputs.license.clone(),
@@ -357,6 +386,25 @@ pub(crate) mod tests {
             paths,
             [
                 "etc/datadog-agent",
+                "etc/datadog-agent/conf.d",
+                "etc/datadog-agent/conf.d/cpu.d",
+                "etc/datadog-agent/conf.d/cpu.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/disk.d",
+                "etc/datadog-agent/conf.d/disk.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/file_handle.d",
+                "etc/datadog-agent/conf.d/file_handle.d/conf.yaml.example",
+                "etc/datadog-agent/conf.d/io.d",
+                "etc/datadog-agent/conf.d/io.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/load.d",
+                "etc/datadog-agent/conf.d/load.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/memory.d",
+                "etc/datadog-agent/conf.d/memory.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/network.d",
+                "etc/datadog-agent/conf.d/network.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/ntp.d",
+                "etc/datadog-agent/conf.d/ntp.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/uptime.d",
+                "etc/datadog-agent/conf.d/uptime.d/conf.yaml.default",
                 "etc/datadog-agent/datadog.yaml.example",
                 "usr/bin/agent-data-plane",
                 "usr/lib/systemd/system/agent-data-plane.service",
@@ -406,6 +454,15 @@ pub(crate) mod tests {
         assert_eq!(
             files,
             [
+                "etc/datadog-agent/conf.d/cpu.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/disk.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/file_handle.d/conf.yaml.example",
+                "etc/datadog-agent/conf.d/io.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/load.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/memory.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/network.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/ntp.d/conf.yaml.default",
+                "etc/datadog-agent/conf.d/uptime.d/conf.yaml.default",
                 "etc/datadog-agent/datadog.yaml",
                 "lib/systemd/system/agent-data-plane.service",
                 "usr/bin/agent-data-plane",

@@ -44,16 +44,38 @@
 //! forwarder's buffer is full: that wait is the back pressure from the network
 //! to the encoder task, and through the bounded channels, to the listeners.
 
+//!
+//! # The host and its system checks
+//!
+//! ```text
+//! adp-checks threads ──CheckBatch──▶ [16] ──▶ checks task ──Output──▶ encoder task
+//! host metadata task ──/intake/ payload──────────────────────────────────▶ forwarder
+//! ```
+//!
+//! At start the hostname is resolved as the Agent does (`adp-host`: `Hostname
+//! is: …`; no name at all stops the start, as in the Agent) and given to the
+//! encoder. The system checks (`adp-checks`, configured from `confd_path`) run
+//! on their own two threads; the supervised `checks` task hands each run's
+//! series and service checks to the encoder task through the same channel as
+//! the aggregator's events, past the aggregator: check series keep their own
+//! timestamps, as the Agent's check sampler sends them. While
+//! `expected_tags_duration` lasts, the encoder adds the host tags to every
+//! series and sketch. The `host metadata` task sends the v5 host payload at
+//! start and on the Agent's schedule, compressed like the other payloads; the
+//! forwarder never stores it on disk (it holds the API key).
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use adp_aggregate::Aggregator;
+use adp_checks::{CheckBatch, RunnerHandle};
 use adp_dogstatsd::debug::DebugServer;
 use adp_dogstatsd::{Batch, RunningSource};
-use adp_encoder::{EncodeError, Encoder, EncoderConfig};
+use adp_encoder::{CheckSeriesParts, EncodeError, Encoder, EncoderConfig};
 use adp_forwarder::{ApiKeyStatus, Forwarder, ForwarderHandle, ShutdownReport};
-use adp_model::{Event, ServiceCheck};
+use adp_host::{ExpectedHostTags, HostMetadata, MetadataSchedule, SystemInfo, SystemPaths};
+use adp_model::{Event, SeriesKind, ServiceCheck, ServiceCheckStatus};
 use adp_telemetry::Registry;
 use adp_wire::EncodedPayload;
 use anyhow::Context as _;
@@ -144,21 +166,12 @@ fn lock(aggregator: &Shared) -> MutexGuard<'_, Aggregator> {
     aggregator.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The host name series are attributed to: `hostname`, else the kernel's.
-pub fn resolve_hostname(configured: &str) -> String {
-    if !configured.is_empty() {
-        return configured.to_owned();
-    }
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // within it on success (POSIX allows truncation without NUL, handled below).
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
+/// Check runs waiting for the checks task (each holds one run's series).
+const CHECK_QUEUE: usize = 16;
+
+/// How long shutdown waits for a check run in progress (an NTP query waits up
+/// to its `timeout` per server) before leaving the checks behind.
+const CHECKS_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The running pipeline.
 pub struct Running {
@@ -167,6 +180,8 @@ pub struct Running {
     encoder: JoinHandle<()>,
     forwarder: JoinHandle<ShutdownReport>,
     forwarder_stop: oneshot::Sender<()>,
+    checks: Option<(RunnerHandle, JoinHandle<()>)>,
+    host_metadata: Option<JoinHandle<()>>,
 }
 
 /// Builds and starts forwarder, aggregator and listeners (in that order, so
@@ -183,6 +198,15 @@ pub async fn start(
     if settings.forwarder.api_key.is_empty() {
         anyhow::bail!("no API key configured: set `api_key` in datadog.yaml or DD_API_KEY");
     }
+    for warning in settings.host.warnings() {
+        tracing::warn!("{warning}");
+    }
+    // Blocking: the FQDN and the deprecation notice ask the resolver.
+    let hostname_config = settings.host.hostname.clone();
+    let resolved = tokio::task::spawn_blocking(move || adp_host::resolve(&hostname_config))
+        .await
+        .context("the hostname resolution failed")?
+        .context("Error while getting hostname, exiting")?;
 
     let forwarder_health = health.register("forwarder");
     let forwarder = Forwarder::new(settings.forwarder.clone(), registry).context("invalid forwarder configuration")?;
@@ -214,18 +238,48 @@ pub async fn start(
             .await
     });
 
-    let hostname = resolve_hostname(&settings.agent.hostname);
-    if hostname.is_empty() {
-        tracing::warn!("No host name: set `hostname` (DD_HOSTNAME); series will carry an empty host.");
-    }
     let encoder = Encoder::new(
         EncoderConfig {
-            hostname,
+            hostname: resolved.hostname.clone(),
             ..settings.encoder.clone()
         },
         registry,
     )
     .context("invalid serializer configuration")?;
+    let host_tags = ExpectedHostTags::new(
+        settings.host.host_tags(),
+        Instant::now(),
+        settings.host.expected_tags_duration,
+    );
+    if let Some(deadline) = host_tags.deadline() {
+        tracing::debug!(
+            tags = ?settings.host.host_tags(),
+            "Adding host tags to metrics for {:?}",
+            deadline.saturating_duration_since(Instant::now())
+        );
+    }
+    let host_metadata = if settings.host.enable_metadata_collection {
+        let config = settings
+            .host
+            .metadata_config(resolved, &settings.forwarder.api_key, crate::VERSION);
+        let paths = SystemPaths {
+            proc_root: settings.checks.roots().proc,
+            ..SystemPaths::default()
+        };
+        let metadata = tokio::task::spawn_blocking(move || HostMetadata::new(config, SystemInfo::gather(&paths)))
+            .await
+            .context("reading the system facts for the host metadata failed")?;
+        Some(send_host_metadata(
+            Arc::new(metadata),
+            settings.host.metadata_schedule(),
+            encoder.clone(),
+            handle.clone(),
+        ))
+    } else {
+        // The Agent's line.
+        tracing::warn!("Metadata collection disabled, only do that if another agent/dogstatsd is running on this host");
+        None
+    };
     let interner_bytes = usize::try_from(settings.dogstatsd.dogstatsd_string_interner_size).unwrap_or(usize::MAX);
     let mut aggregator = Aggregator::new(settings.aggregate.clone(), registry)
         .context("invalid aggregation configuration")?
@@ -241,6 +295,7 @@ pub async fn start(
     let aggregator: Shared = Arc::new(Mutex::new(aggregator));
     let (tx, rx) = mpsc::channel::<Batch>(settings.dogstatsd.dogstatsd_queue_size);
     let (output, outputs) = mpsc::channel::<Output>(OUTPUT_QUEUE);
+    let checks_output = output.clone();
     let encoder = supervisor.spawn(
         "encoder",
         None,
@@ -250,6 +305,7 @@ pub async fn start(
             aggregator: aggregator.clone(),
             flush_interval: settings.aggregate.aggregate_flush_interval,
             in_flight: Arc::default(),
+            host_tags,
         }
         .run(outputs),
     );
@@ -290,13 +346,120 @@ pub async fn start(
     });
     dogstatsd_health.ready();
 
+    // The second source and the host payload, once DogStatsD runs (a start that
+    // fails on a listener sends nothing).
+    let checks = start_checks(settings, registry, supervisor, checks_output)?;
+    let host_metadata = host_metadata.map(|task| supervisor.spawn("host metadata", None, task));
+
     Ok(Running {
         source,
         aggregator,
         encoder,
         forwarder,
         forwarder_stop,
+        checks,
+        host_metadata,
     })
+}
+
+/// Loads the checks of `confd_path` and starts them with the supervised task
+/// that hands their output to the encoder; `None` when no check is configured.
+fn start_checks(
+    settings: &Settings,
+    registry: &Registry,
+    supervisor: &Supervisor,
+    output: mpsc::Sender<Output>,
+) -> anyhow::Result<Option<(RunnerHandle, JoinHandle<()>)>> {
+    let mut checks = adp_checks::load_checks(&settings.checks.confd_path, &settings.checks.roots());
+    if checks.is_empty() {
+        tracing::info!(
+            confd_path = %settings.checks.confd_path.display(),
+            "No system check configured."
+        );
+        return Ok(None);
+    }
+    for check in &mut checks {
+        check.register_telemetry(registry);
+    }
+    let (tx, rx) = mpsc::channel::<CheckBatch>(CHECK_QUEUE);
+    let runner = adp_checks::spawn(checks, tx).context("cannot start the system checks' threads")?;
+    // The runner's threads hold the channel's senders: it closes when they end.
+    let task = supervisor.spawn("checks", None, forward_checks(rx, output));
+    Ok(Some((runner, task)))
+}
+
+/// Hands each check run's output to the encoder task, until the runner's
+/// threads end (at shutdown) or the encoder task is gone.
+async fn forward_checks(mut rx: mpsc::Receiver<CheckBatch>, output: mpsc::Sender<Output>) {
+    while let Some(batch) = rx.recv().await {
+        // Runs that finished together (every check starts at once) go as one.
+        let mut check_batches = vec![batch];
+        while check_batches.len() < CHECK_QUEUE {
+            match rx.try_recv() {
+                Ok(more) => check_batches.push(more),
+                Err(_) => break,
+            }
+        }
+        let checks = check_batches
+            .iter()
+            .flat_map(|b| &b.service_checks)
+            .map(|c| ServiceCheck {
+                name: c.name.to_owned(),
+                status: match c.status {
+                    adp_checks::ServiceCheckStatus::Ok => ServiceCheckStatus::Ok,
+                    adp_checks::ServiceCheckStatus::Warning => ServiceCheckStatus::Warning,
+                    adp_checks::ServiceCheckStatus::Critical => ServiceCheckStatus::Critical,
+                    adp_checks::ServiceCheckStatus::Unknown => ServiceCheckStatus::Unknown,
+                },
+                timestamp: Some(c.timestamp),
+                hostname: None,
+                message: Some(c.message.clone()).filter(|m| !m.is_empty()),
+                tags: c.tags.to_vec(),
+            })
+            .collect();
+        let out = Output {
+            checks,
+            check_batches,
+            ..Output::default()
+        };
+        if output.send(out).await.is_err() {
+            tracing::error!("The encoder task is gone; check output is lost.");
+            return;
+        }
+    }
+}
+
+/// Sends the host-metadata payload now, then on `schedule`, until aborted at
+/// shutdown.
+async fn send_host_metadata(
+    metadata: Arc<HostMetadata>,
+    mut schedule: MetadataSchedule,
+    encoder: Encoder,
+    forwarder: ForwarderHandle,
+) {
+    loop {
+        // Blocking: the payload reads the FQDN from the resolver.
+        let m = Arc::clone(&metadata);
+        match tokio::task::spawn_blocking(move || m.payload().to_json()).await {
+            Ok(json) => match encoder.host_metadata_payload(&json) {
+                Ok(Some(payload)) => {
+                    tracing::debug!(bytes = json.len(), "Sending host metadata payload.");
+                    if forwarder.send(payload).await.is_err() {
+                        // The forwarder is gone; its own task reports that.
+                        std::future::pending::<()>().await;
+                    }
+                }
+                // Too large: logged and counted by the encoder.
+                Ok(None) => {}
+                Err(e) => {
+                    let error = format!("{:#}", anyhow::Error::new(e));
+                    tracing::error!(error = %error, "Cannot encode the host metadata; it is not sent.");
+                }
+            },
+            Err(e) => tracing::error!(error = %e, "Building the host metadata failed; it is not sent."),
+        }
+        tokio::time::sleep(schedule.next_interval()).await;
+    }
 }
 
 impl Running {
@@ -309,7 +472,29 @@ impl Running {
             encoder,
             forwarder,
             forwarder_stop,
+            checks,
+            host_metadata,
         } = self;
+        if let Some(task) = host_metadata {
+            task.abort();
+        }
+        if let Some((runner, mut task)) = checks {
+            // The last runs' output is still encoded: the checks task ends once
+            // the runner's threads have stopped and their channel is drained.
+            let stopped = tokio::task::spawn_blocking(move || runner.stop());
+            let drained = async {
+                let _ = stopped.await;
+                let _ = (&mut task).await;
+            };
+            if tokio::time::timeout(CHECKS_STOP_TIMEOUT, drained).await.is_err() {
+                tracing::warn!(
+                    "A system check run did not finish within {CHECKS_STOP_TIMEOUT:?} of shutdown (an NTP server not \
+                     answering?); leaving it."
+                );
+                task.abort();
+            }
+            tracing::debug!("System checks stopped.");
+        }
         source.shutdown().await;
         tracing::debug!("DogStatsD listeners stopped.");
         // The aggregator ends once the queue is empty and closed, after its
@@ -343,11 +528,14 @@ impl Running {
 /// Hand-overs of events and service checks waiting for the encoder task.
 const OUTPUT_QUEUE: usize = 2;
 
-/// What the aggregator task hands to the encoder task every second.
+/// What the aggregator (at a tick) and the checks task (after check runs)
+/// hand to the encoder task.
 #[derive(Default)]
 struct Output {
     events: Vec<Event>,
     checks: Vec<ServiceCheck>,
+    /// System check runs: their series go to the encoder as they are.
+    check_batches: Vec<CheckBatch>,
 }
 
 struct AggregatorTask {
@@ -369,6 +557,8 @@ struct EncoderTask {
     aggregator: Shared,
     flush_interval: Duration,
     in_flight: Arc<InFlight>,
+    /// The host tags, added to series and sketches while they last.
+    host_tags: ExpectedHostTags,
 }
 
 fn unix_now() -> i64 {
@@ -428,6 +618,7 @@ impl AggregatorTask {
         let output = Output {
             events: std::mem::take(&mut self.events),
             checks: std::mem::take(&mut self.checks),
+            check_batches: Vec::new(),
         };
         if output.events.is_empty() && output.checks.is_empty() {
             return;
@@ -451,6 +642,21 @@ fn release_free_memory() {
     }
 }
 
+/// One check run's series as the encoder takes them.
+fn check_series_parts(batch: &CheckBatch) -> impl Iterator<Item = CheckSeriesParts<'_>> {
+    batch.series.iter().map(|s| CheckSeriesParts {
+        check: batch.check,
+        name: &s.name,
+        tags: &s.tags,
+        kind: match s.metric_type {
+            adp_checks::MetricType::Gauge => SeriesKind::Gauge,
+            adp_checks::MetricType::Count => SeriesKind::Count,
+        },
+        timestamp: s.timestamp,
+        value: s.value,
+    })
+}
+
 /// The payloads of an all-at-once encoding, or its error, one by one.
 fn each(
     payloads: Result<Vec<EncodedPayload>, EncodeError>,
@@ -463,20 +669,39 @@ fn each(
 }
 
 impl EncoderTask {
-    async fn run(self, mut rx: mpsc::Receiver<Output>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Output>) {
         let start = tokio::time::Instant::now();
         let mut flush = tokio::time::interval_at(start + self.flush_interval, self.flush_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = flush.tick() => self.flush(false).await,
+                _ = flush.tick() => {
+                    self.update_host_tags();
+                    self.flush(false).await;
+                }
                 output = rx.recv() => match output {
-                    Some(Output { events, checks }) => self.send_events_and_checks(events, checks).await,
+                    Some(output) => {
+                        self.update_host_tags();
+                        self.send_outputs(output).await;
+                    }
                     None => break,
                 },
             }
         }
+        self.update_host_tags();
         self.flush(true).await;
+    }
+
+    /// Gives the encoder the host tags of now (none once
+    /// `expected_tags_duration` has passed).
+    fn update_host_tags(&mut self) {
+        let host_tags = self.host_tags.tags_at(Instant::now());
+        if host_tags.len() != self.encoder.host_tags().len() {
+            if host_tags.is_empty() {
+                tracing::debug!("expected_tags_duration has passed: host tags are no longer added to metrics.");
+            }
+            self.encoder.set_host_tags(host_tags);
+        }
     }
 
     /// Flushes the aggregator's closed windows (every window with `force`)
@@ -523,8 +748,23 @@ impl EncoderTask {
         );
     }
 
-    async fn send_events_and_checks(&self, events: Vec<Event>, checks: Vec<ServiceCheck>) {
+    /// Encodes and sends what the aggregator task (events, service checks)
+    /// or the checks task (check runs) handed over.
+    async fn send_outputs(&self, output: Output) {
+        let Output {
+            events,
+            checks,
+            check_batches,
+        } = output;
         let now = unix_now();
+        if !check_batches.is_empty() {
+            // Collected: an iterator of closures held across the awaits
+            // below would not be `Send` for the compiler (higher-ranked
+            // lifetimes); a few hundred small parts per run.
+            let parts: Vec<CheckSeriesParts<'_>> = check_batches.iter().flat_map(check_series_parts).collect();
+            self.send_each(self.encoder.check_series_payloads(parts), "check series")
+                .await;
+        }
         if !events.is_empty() {
             let payloads = self.encoder.encode_events(&events, now);
             self.send_each(each(payloads), "events").await;
@@ -605,12 +845,5 @@ mod tests {
         in_flight.wait_for_at_most(1).await;
         assert!(started.elapsed() >= IN_FLIGHT_WAIT);
         drop(held);
-    }
-
-    #[test]
-    fn the_hostname_is_the_configured_one_or_the_kernels() {
-        assert_eq!(resolve_hostname("board-1"), "board-1");
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-        assert_eq!(resolve_hostname(""), kernel.trim());
     }
 }

@@ -8,7 +8,9 @@
 //! | `serializer_*` | `adp-encoder` ([`EncoderConfig::read`]) |
 //! | `api_key`, `site`, `dd_url`, `additional_endpoints`, `forwarder_*`, `proxy.*`, `run_path`, `data_plane.shutdown_drain_timeout` | `adp-forwarder` ([`ForwarderConfig::read`]) |
 //! | `secret_backend_*` | `adp-config` (read before any other key) |
-//! | `data_plane.*` (but the drain), `hostname`, `log_level`, `log_format_json`, `auth_token_file_path`, `ipc_cert_file_path` | this binary ([`AgentSettings::read`]) |
+//! | `hostname*`, `tags`, `extra_tags`, `env`, `tag_value_split_separator`, `host_aliases`, `expected_tags_duration`, `enable_metadata_collection`, `metadata_providers` | `adp-host` ([`HostSettings::read`]) |
+//! | `confd_path`, `procfs_path` | `adp-checks` ([`ChecksSettings::read`]) |
+//! | `data_plane.*` (but the drain), `log_level`, `log_format_json`, `auth_token_file_path`, `ipc_cert_file_path` | this binary ([`AgentSettings::read`]) |
 //! | `memory_limit`, `memory_slop_factor`, `memory_mode` | this binary ([`MemoryConfig::read`]) |
 //!
 //! `agent-data-plane config` prints every key read, its value and its origin;
@@ -18,10 +20,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use adp_aggregate::AggregateConfig;
+use adp_checks::ChecksSettings;
 use adp_config::{key, parse, ConfigError, ConfigFile, Effective, Environment, MemoryBounds, Raw, Reader};
 use adp_dogstatsd::DogStatsDConfig;
 use adp_encoder::EncoderConfig;
 use adp_forwarder::ForwarderConfig;
+use adp_host::HostSettings;
 
 use crate::logging::LogLevel;
 use crate::memory::MemoryConfig;
@@ -32,6 +36,8 @@ pub struct Settings {
     pub agent: AgentSettings,
     /// The memory limiter's keys.
     pub memory: MemoryConfig,
+    /// The host's keys: hostname, host tags, host metadata.
+    pub host: HostSettings,
     /// The DogStatsD source's keys.
     pub dogstatsd: DogStatsDConfig,
     /// The aggregator's keys.
@@ -40,6 +46,8 @@ pub struct Settings {
     pub encoder: EncoderConfig,
     /// The forwarder's keys (its version set to this binary's).
     pub forwarder: ForwarderConfig,
+    /// The system checks' keys.
+    pub checks: ChecksSettings,
     /// Every key read, its value and origin, and what nobody read.
     pub effective: Effective,
 }
@@ -77,9 +85,6 @@ pub struct DataPlane {
 pub struct AgentSettings {
     /// `data_plane.*`.
     pub data_plane: DataPlane,
-    /// `hostname`: the host name attached to every series. Empty means "ask
-    /// the operating system". Defaults to empty.
-    pub hostname: String,
     /// `log_level`: `trace`, `debug`, `info`, `warn`, `error` (`critical` is
     /// read as `error`) or `off`. Can be changed at run time through the
     /// privileged API. Defaults to `info`.
@@ -125,9 +130,6 @@ impl AgentSettings {
                 show_tcp,
             ),
         };
-        let hostname = r.get(key!("hostname"), String::new(), |raw| {
-            parse::string(raw).map(|s| s.trim().to_owned())
-        });
         let log_level = r.get(key!("log_level"), LogLevel::Info, parse::choice(LogLevel::CHOICES));
         let log_format_json = r.get(key!("log_format_json"), false, parse::boolean);
         let auth_token_file_path = r.get(
@@ -142,7 +144,6 @@ impl AgentSettings {
         let ipc_cert_file_path = r.get(key!("ipc_cert_file_path"), ipc_default, parse::path);
         Self {
             data_plane,
-            hostname,
             log_level,
             log_format_json,
             auth_token_file_path,
@@ -187,19 +188,23 @@ impl Settings {
     pub fn read(mut r: Reader) -> Result<Self, ConfigError> {
         let agent = AgentSettings::read(&mut r);
         let memory = MemoryConfig::read(&mut r);
+        let host = HostSettings::read(&mut r);
         let dogstatsd = DogStatsDConfig::read(&mut r);
         let aggregate = AggregateConfig::read(&mut r);
         let encoder = EncoderConfig::read(&mut r);
         let mut forwarder = ForwarderConfig::read(&mut r);
         forwarder.agent_version = crate::VERSION.to_owned();
+        let checks = ChecksSettings::read(&mut r);
         let effective = r.finish()?;
         Ok(Self {
             agent,
             memory,
+            host,
             dogstatsd,
             aggregate,
             encoder,
             forwarder,
+            checks,
             effective,
         })
     }
@@ -211,6 +216,7 @@ impl Settings {
             self.aggregate.memory_bounds(),
             self.encoder.memory_bounds(),
             self.forwarder.memory_bounds(self.encoder.serializer_max_payload_size),
+            self.checks.memory_bounds(),
         ]
     }
 }
@@ -262,6 +268,9 @@ mod tests {
         assert_eq!(owners["aggregate_context_limit"], ["adp-aggregate"]);
         assert_eq!(owners["api_key"], ["adp-forwarder"]);
         assert_eq!(owners["data_plane.enabled"], ["agent-data-plane"]);
+        assert_eq!(owners["hostname"], ["adp-host"]);
+        assert_eq!(owners["tags"], ["adp-host"]);
+        assert_eq!(owners["confd_path"], ["adp-checks"]);
         assert_eq!(owners["secret_backend_command"], ["adp-config"]);
     }
 
@@ -363,7 +372,7 @@ data_plane:
         .unwrap();
         let bounds = s.memory_bounds();
         let names: Vec<&str> = bounds.iter().map(|b| b.component).collect();
-        assert_eq!(names, ["dogstatsd", "aggregator", "encoder", "forwarder"]);
+        assert_eq!(names, ["dogstatsd", "aggregator", "encoder", "forwarder", "checks"]);
         assert_eq!(
             bounds[1].firm,
             4_000_000_000 * adp_aggregate::BYTES_PER_CONTEXT,

@@ -4,7 +4,7 @@
 //! [`TestIntake`] is an HTTP/1.1 server (hyper on tokio) on a loopback
 //! address. It accepts the agent's payload endpoints, decompresses each body
 //! by its `Content-Encoding`, decodes it (protobuf series, sketches and
-//! events; JSON service checks) and records the result with the request's
+//! events; JSON service checks and host metadata) and records the result with the request's
 //! headers; [`TestIntake::received`] returns a [`Received`] snapshot and
 //! [`TestIntake::wait_for`] waits until a predicate over it holds. A body
 //! that cannot be decoded is answered 400 and recorded in
@@ -24,7 +24,7 @@
 //!
 //! | method and path | answer |
 //! | --- | --- |
-//! | `POST /api/v2/series`, `/api/beta/sketches`, `/api/v1/check_run`, `/api/v1/events_batch` | 202 `{}` after decoding, or the fault |
+//! | `POST /api/v2/series`, `/api/beta/sketches`, `/api/v1/check_run`, `/api/v1/events_batch`, `/intake/` | 202 `{}` after decoding, or the fault |
 //! | `GET /api/v1/validate` | 200 `{"valid":true}` with an API key (the valid one, when the behaviour names one), else 403 |
 //! | `GET /_intake/received` | the [`Received`] snapshot as JSON |
 //! | `GET /_intake/behaviour`, `POST /_intake/behaviour` | the [`Behaviour`] as JSON; POST sets it |
@@ -36,8 +36,10 @@
 //! # Missing
 //!
 //! - HTTP/1.1 only, plain TCP: no TLS, no HTTP/2.
-//! - The Agent's `/intake/` JSON events and `/api/v1/series` JSON are not
-//!   decoded (they answer 404); this project sends neither.
+//! - `/intake/` takes only the host-metadata payload (a JSON object with
+//!   `internalHostname` and `apiKey`), not the Agent's older `/intake/` JSON
+//!   events; `/api/v1/series` JSON is not decoded (404). This project sends
+//!   neither.
 #![deny(missing_docs)]
 
 mod behaviour;

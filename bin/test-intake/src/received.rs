@@ -156,6 +156,10 @@ pub struct Received {
     pub service_checks: Vec<ReceivedServiceCheck>,
     /// Decoded events.
     pub events: Vec<ReceivedEvent>,
+    /// Host-metadata payloads (`/intake/`), as the JSON objects they are, in
+    /// arrival order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_metadata: Vec<serde_json::Value>,
     /// Requests per endpoint name, whatever their outcome.
     pub requests: BTreeMap<String, u64>,
     /// Requests accepted (202) and decoded, per endpoint name.
@@ -181,6 +185,16 @@ impl Received {
     /// Series with this metric name.
     pub fn series_named(&self, metric: &str) -> Vec<&ReceivedSeries> {
         self.series.iter().filter(|s| s.metric == metric).collect()
+    }
+
+    /// The `host-tags.system` of the last host-metadata payload (empty when
+    /// none came).
+    pub fn host_tags(&self) -> Vec<String> {
+        self.host_metadata
+            .last()
+            .and_then(|m| m["host-tags"]["system"].as_array())
+            .map(|tags| tags.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
     }
 
     /// Sketch contexts with this metric name.
@@ -238,6 +252,11 @@ pub enum Decoded {
         /// The events.
         events: Vec<ReceivedEvent>,
     },
+    /// `/intake/`: the v5 host-metadata payload.
+    HostMetadata {
+        /// The payload (a JSON object with `internalHostname`, `host-tags`, …).
+        host_metadata: serde_json::Value,
+    },
 }
 
 impl Decoded {
@@ -248,6 +267,7 @@ impl Decoded {
             Self::Sketches { sketches } => received.sketches.extend(sketches),
             Self::ServiceChecks { service_checks } => received.service_checks.extend(service_checks),
             Self::Events { events } => received.events.extend(events),
+            Self::HostMetadata { host_metadata } => received.host_metadata.push(host_metadata),
         }
     }
 }
@@ -373,5 +393,16 @@ pub fn decode(endpoint: Endpoint, content_encoding: &str, body: &[u8]) -> Result
             service_checks: serde_json::from_slice(&plain)
                 .map_err(|e| format!("{what}: body is not a JSON array of service checks: {e}"))?,
         },
+        Endpoint::Intake => {
+            let host_metadata: serde_json::Value = serde_json::from_slice(&plain)
+                .map_err(|e| format!("{what}: body is not a JSON host-metadata payload: {e}"))?;
+            // The intake keys a host by these; a payload without them is refused.
+            for field in ["internalHostname", "apiKey"] {
+                if !host_metadata[field].is_string() {
+                    return Err(format!("{what}: host-metadata payload without a string `{field}`"));
+                }
+            }
+            Decoded::HostMetadata { host_metadata }
+        }
     })
 }

@@ -201,6 +201,27 @@ async fn service_checks_and_events_are_decoded() {
 }
 
 #[tokio::test]
+async fn host_metadata_is_decoded_and_a_payload_without_a_hostname_refused() {
+    let intake = intake().await;
+    let enc = encoder(CompressionKind::Zstd);
+    let body = br#"{"apiKey":"k","internalHostname":"board-1","host-tags":{"system":["env:prod","team:iot"]}}"#;
+    let p = enc.host_metadata_payload(body).unwrap().unwrap();
+    assert_eq!(post(intake.addr(), &p).await.unwrap(), StatusCode::ACCEPTED);
+    let r = intake.received();
+    assert_eq!(r.host_metadata.len(), 1);
+    assert_eq!(r.host_metadata[0]["internalHostname"], "board-1");
+    assert_eq!(r.host_tags(), ["env:prod", "team:iot"]);
+    assert_eq!(r.accepted_by(Endpoint::Intake), 1);
+    assert_eq!(r.request_log[0].content_type.as_deref(), Some("application/json"));
+
+    let bad = enc.host_metadata_payload(br#"{"apiKey":"k"}"#).unwrap().unwrap();
+    assert_eq!(post(intake.addr(), &bad).await.unwrap(), StatusCode::BAD_REQUEST);
+    let r = intake.received();
+    assert_eq!(r.host_metadata.len(), 1);
+    assert!(r.errors[0].contains("internalHostname"), "{:?}", r.errors);
+}
+
+#[tokio::test]
 async fn undecodable_bodies_get_400_and_are_recorded() {
     let intake = intake().await;
     let key = ("dd-api-key", "k");
@@ -254,9 +275,15 @@ async fn a_missing_api_key_is_forbidden_and_validate_checks_for_one() {
         .await
         .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = send(intake.addr(), "POST", "/intake/", &[("dd-api-key", "k")], Bytes::new())
-        .await
-        .unwrap();
+    let (status, _) = send(
+        intake.addr(),
+        "POST",
+        "/api/v1/series",
+        &[("dd-api-key", "k")],
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(status, StatusCode::NOT_FOUND);
     let r = intake.received();
     assert!(r.series.is_empty());

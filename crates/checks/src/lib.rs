@@ -14,6 +14,8 @@
 //! and uptime on, file_handle as an example. Every instance accepts
 //! `min_collection_interval` (15 s; 900 s for ntp) and `tags`.
 //! [`load_checks`] reads a confd directory and builds the instances.
+//! [`ChecksSettings::read`] declares and reads `confd_path` and `procfs_path`
+//! (where /proc is, for an agent in a container) through the shared reader.
 //!
 //! # Semantics
 //!
@@ -33,7 +35,11 @@
 //! [`ScheduledCheck::run_once`] runs one instance; [`spawn`] runs them all on
 //! two dedicated threads (see [`runner`]) and sends their batches to a tokio
 //! channel. Errors are logged once per distinct message and counted
-//! ([`CheckStats`]), never fatal.
+//! ([`CheckStats`], in the telemetry registry as `adp_checks_runs_total` and
+//! `adp_checks_errors_total` per instance once
+//! [`ScheduledCheck::register_telemetry`] is called), never fatal. The
+//! binary hands the batches to its encoder past the aggregator, so check
+//! series keep their own timestamps.
 //!
 //! # Cost
 //!
@@ -72,6 +78,7 @@ mod output;
 mod procfs;
 mod registry;
 pub mod runner;
+mod settings;
 pub mod uptime;
 
 #[cfg(test)]
@@ -85,3 +92,4 @@ pub use output::{CheckBatch, CheckSeries, Emitter, MetricType, ServiceCheck, Ser
 pub use procfs::{increment_with_overflow, Counter, Roots};
 pub use registry::{build_checks, build_instance, load_checks, CHECK_NAMES};
 pub use runner::{spawn, CheckStats, RunnerHandle, ScheduledCheck};
+pub use settings::ChecksSettings;

@@ -15,11 +15,11 @@
 //! next interval; a recovery is logged at INFO.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use adp_telemetry::{Counter, Registry};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info};
 
@@ -28,22 +28,25 @@ use crate::output::{CheckBatch, Emitter};
 
 const THREAD_STACK: usize = 256 * 1024;
 
-/// Runs and failures of one check instance since start.
+/// Runs and failures of one check instance since start: detached counters,
+/// or `adp_checks_runs_total` and `adp_checks_errors_total` labelled
+/// `check="<instance id>"` once [`ScheduledCheck::register_telemetry`] is
+/// called.
 #[derive(Debug, Default)]
 pub struct CheckStats {
-    runs: AtomicU64,
-    errors: AtomicU64,
+    runs: Counter,
+    errors: Counter,
 }
 
 impl CheckStats {
     /// Runs so far.
     pub fn runs(&self) -> u64 {
-        self.runs.load(Ordering::Relaxed)
+        self.runs.get()
     }
 
     /// Failed runs so far.
     pub fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
+        self.errors.get()
     }
 }
 
@@ -104,6 +107,23 @@ impl ScheduledCheck {
         Arc::clone(&self.stats)
     }
 
+    /// Counts runs and errors in `registry` (`adp_checks_runs`,
+    /// `adp_checks_errors`, labelled with the instance ID) from now on.
+    pub fn register_telemetry(&mut self, registry: &Registry) {
+        let labels = [("check", &*self.id)];
+        let stats = CheckStats {
+            runs: registry.counter("adp_checks_runs", "Check runs, failed or not.", &labels),
+            errors: registry.counter(
+                "adp_checks_errors",
+                "Check runs that failed (logged once per distinct error).",
+                &labels,
+            ),
+        };
+        stats.runs.add(self.stats.runs());
+        stats.errors.add(self.stats.errors());
+        self.stats = Arc::new(stats);
+    }
+
     /// Runs the check once now; errors are logged and counted, and whatever
     /// the run emitted before failing is still returned.
     pub fn run_once(&mut self) -> CheckBatch {
@@ -113,7 +133,7 @@ impl ScheduledCheck {
         let mut out = Emitter::new(timestamp, self.capacity);
         debug!("Running check {}", self.id);
         let result = self.check.run(&mut out, Instant::now());
-        self.stats.runs.fetch_add(1, Ordering::Relaxed);
+        self.stats.runs.inc();
         match result {
             Ok(()) => {
                 if self.failed_in_a_row > 0 {
@@ -126,7 +146,7 @@ impl ScheduledCheck {
                 self.last_error = None;
             }
             Err(e) => {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.errors.inc();
                 self.failed_in_a_row += 1;
                 let message = e.to_string();
                 if self.last_error.as_deref() != Some(message.as_str()) {
@@ -300,6 +320,18 @@ mod tests {
             assert_eq!(batch.series.len(), 1);
         }
         assert_eq!((c.stats().runs(), c.stats().errors()), (4, 2));
+
+        let registry = Registry::new();
+        c.register_telemetry(&registry);
+        c.run_once();
+        let value = |name| registry.value(name, &[("check", "flaky")]);
+        assert_eq!(
+            (value("adp_checks_runs"), value("adp_checks_errors")),
+            (Some(5), Some(2))
+        );
+        assert!(registry
+            .render_openmetrics()
+            .contains("adp_checks_errors_total{check=\"flaky\"} 2"));
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -67,8 +67,10 @@ impl EndpointTelemetry {
 /// takes `&self`, so one encoder can serve every flush.
 #[derive(Clone, Debug)]
 pub struct Encoder {
-    config: EncoderConfig,
-    telemetry: [EndpointTelemetry; 4],
+    pub(crate) config: EncoderConfig,
+    telemetry: [EndpointTelemetry; 5],
+    /// Added to every series and sketch (see [`Encoder::set_host_tags`]).
+    pub(crate) host_tags: Vec<String>,
 }
 
 fn index(endpoint: Endpoint) -> usize {
@@ -77,6 +79,7 @@ fn index(endpoint: Endpoint) -> usize {
         Endpoint::Sketches => 1,
         Endpoint::CheckRun => 2,
         Endpoint::Events => 3,
+        Endpoint::Intake => 4,
     }
 }
 
@@ -118,7 +121,11 @@ impl Encoder {
             }
         }
         let telemetry = Endpoint::ALL.map(|e| EndpointTelemetry::register(registry, e));
-        Ok(Self { config, telemetry })
+        Ok(Self {
+            config,
+            telemetry,
+            host_tags: Vec::new(),
+        })
     }
 
     /// The limits payloads for `endpoint` respect.
@@ -131,7 +138,7 @@ impl Encoder {
                 max_points: c.serializer_max_series_points_per_payload,
                 max_items: u64::MAX,
             },
-            Endpoint::Sketches | Endpoint::CheckRun | Endpoint::Events => Limits {
+            Endpoint::Sketches | Endpoint::CheckRun | Endpoint::Events | Endpoint::Intake => Limits {
                 max_compressed: c.serializer_max_payload_size,
                 max_uncompressed: c.serializer_max_uncompressed_payload_size,
                 max_points: u64::MAX,
@@ -149,9 +156,10 @@ impl Encoder {
         &self.config.hostname
     }
 
-    /// Tags added to every series and sketch (none yet).
+    /// Tags added to every series and sketch: the host tags while
+    /// `expected_tags_duration` lasts (see [`Encoder::set_host_tags`]).
     pub(crate) fn extra_tags(&self) -> &[String] {
-        &[]
+        &self.host_tags
     }
 
     /// The payloads of one series per `(name, tags, type, interval, points)`,

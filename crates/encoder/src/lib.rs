@@ -13,6 +13,8 @@
 //! | sketches | `POST /api/beta/sketches` | protobuf `SketchPayload` | 2,621,440 / 4,194,304 / – |
 //! | service checks | `POST /api/v1/check_run` | JSON array | 2,621,440 / 4,194,304 / – |
 //! | events | `POST /api/v1/events_batch` | protobuf `EventsPayload` | 2,621,440 / 4,194,304 / 100 events |
+//! | check series (system checks) | `POST /api/v2/series` | protobuf `MetricPayload` | as series |
+//! | host metadata | `POST /intake/` | the caller's JSON, one document | 2,621,440 / 4,194,304 / – |
 //!
 //! The protobuf messages are the hand-written prost structs of
 //! [`adp_wire::proto`] (no `protoc` at build time); the test intake decodes
@@ -21,12 +23,21 @@
 //! zlib or none selectable), and every [`EncodedPayload`] names its endpoint,
 //! `Content-Type` and `Content-Encoding`.
 //!
-//! The agent calls four methods of the [`Encoder`]:
+//! The agent calls these methods of the [`Encoder`]:
+//! [`flush_writer`](Encoder::flush_writer), the
+//! [`FlushSink`](adp_model::FlushSink) the aggregator's flush writes its
+//! series and sketches into, straight into the compressor, with the names
+//! and tags borrowed from the context store (the caller takes each payload
+//! as it is finished, so a flush never holds all its compressed payloads at
+//! once); [`encode_service_checks`](Encoder::encode_service_checks) and
+//! [`encode_events`](Encoder::encode_events); for the host and its system
+//! checks, [`check_series_payloads`](Encoder::check_series_payloads),
+//! [`host_metadata_payload`](Encoder::host_metadata_payload) and
+//! [`set_host_tags`](Encoder::set_host_tags) (see `src/host.rs`).
 //! [`series_payloads`](Encoder::series_payloads) and
-//! [`sketch_payloads`](Encoder::sketch_payloads), which build each payload
-//! when the previous one is taken (so a flush never holds all its compressed
-//! payloads at once), [`encode_service_checks`](Encoder::encode_service_checks)
-//! and [`encode_events`](Encoder::encode_events):
+//! [`sketch_payloads`](Encoder::sketch_payloads) encode owned
+//! [`Series`](adp_model::Series) the same way, each payload built when the
+//! previous one is taken:
 //!
 //! ```
 //! use adp_encoder::{Encoder, EncoderConfig};
@@ -101,6 +112,7 @@
 
 mod direct;
 mod encode;
+mod host;
 mod inputs;
 mod items;
 mod split;
@@ -114,6 +126,7 @@ use adp_wire::{CompressionKind, Endpoint};
 
 pub use direct::{dogsketch_ref, DogsketchRef, FlushWriter, SeriesRef, SeriesWriter, SketchWriter};
 pub use encode::Encoder;
+pub use host::{check_origin_service, CheckSeriesParts};
 #[cfg(any(test, feature = "test-support"))]
 pub use items::{dogsketch, CheckParts, EventParts, SeriesType};
 

@@ -61,7 +61,8 @@
 //!   flush larger than the bound is delayed, not evicted); while it backs off,
 //!   the oldest copies are evicted first, to disk storage when
 //!   `forwarder_storage_max_size_in_bytes` is set ([`storage`]
-//!   documents the file format).
+//!   documents the file format) — except host metadata (`/intake/`), whose
+//!   body holds the API key: as in the Agent, it is never written to disk.
 //! - Shutdown: when the `shutdown` future given to [`Forwarder::run`]
 //!   completes (or every handle is dropped), the forwarder stops accepting,
 //!   keeps sending for up to `forwarder_stop_timeout`, then persists what is
@@ -427,6 +428,9 @@ impl Forwarder {
                     report.persisted += r.persisted;
                     report.dropped += r.dropped;
                 }
+                // Only the runtime's own shutdown cancels a worker (the agent is
+                // exiting after a failed start): not a failure of the worker.
+                Err(e) if e.is_cancelled() => tracing::debug!("Forwarder worker cancelled at runtime shutdown."),
                 Err(e) => tracing::error!(error = %e, "Forwarder worker failed."),
             }
         }

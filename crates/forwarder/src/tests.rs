@@ -630,6 +630,47 @@ async fn queued_payloads_are_persisted_at_shutdown_and_replayed_after_a_restart(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_metadata_is_retried_but_never_written_to_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let intake = Intake::start(|_, _| Reply::Status(503)).await;
+    let registry = Registry::new();
+    let c = ForwarderConfig {
+        forwarder_storage_max_size_in_bytes: 1 << 20,
+        forwarder_storage_path: dir.path().to_owned(),
+        forwarder_stop_timeout: Duration::from_millis(50),
+        // Memory holds one payload: the second one evicts the first.
+        forwarder_retry_queue_payloads_max_size: 40,
+        ..config(&intake)
+    };
+    let f = Running::start(c, &registry);
+    f.send(payload(Endpoint::Intake, r#"{"apiKey":"main-key","host":"h"}"#))
+        .await;
+    wait_for("host metadata retried", || intake.attempts() >= 3).await;
+    f.send(payload(Endpoint::Series, "series body that evicts")).await;
+    wait_for("the metadata evicted", || {
+        value(&registry, "adp_forwarder_payloads_dropped", &[("reason", "evicted")]) == 1
+    })
+    .await;
+    f.send(payload(Endpoint::Intake, r#"{"apiKey":"main-key","again":1}"#))
+        .await;
+    let report = f.stop().await;
+    // The series went to disk (evicted by the second metadata payload, or at
+    // shutdown); the second metadata payload was dropped at shutdown.
+    assert_eq!(report.dropped, 1, "{report:?}");
+    assert_eq!(value(&registry, "adp_forwarder_payloads_persisted", &[]), 1);
+    assert_eq!(
+        value(&registry, "adp_forwarder_payloads_dropped", &[("reason", "shutdown")]),
+        1
+    );
+    let files = retry_files(dir.path());
+    assert_eq!(files.len(), 1);
+    for file in files {
+        let data = std::fs::read(file).unwrap();
+        assert!(!data.windows(8).any(|w| w == b"main-key"), "no stored API key");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_stored_payload_is_skipped_and_the_rest_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let intake = Intake::start(|_, _| Reply::Status(503)).await;

@@ -54,5 +54,6 @@ pub(crate) fn endpoint_index(e: Endpoint) -> usize {
         Endpoint::Sketches => 1,
         Endpoint::CheckRun => 2,
         Endpoint::Events => 3,
+        Endpoint::Intake => 4,
     }
 }

@@ -293,10 +293,12 @@ impl DomainWorker {
     }
 
     /// Moves a copy that cannot stay in memory to disk, or drops it with
-    /// `reason` when storage is off. Returns whether it was persisted.
+    /// `reason` when storage is off or the payload must not be stored (host
+    /// metadata, which holds the API key). Returns whether it was persisted.
     fn overflow(&self, t: Transaction, reason: &'static str) -> bool {
         let metrics = &self.shared.metrics;
-        let Some(storage) = &self.shared.storage else {
+        let storage = self.shared.storage.as_ref().filter(|_| t.endpoint.storable_on_disk());
+        let Some(storage) = storage else {
             tracing::warn!(domain = %self.base, endpoint = t.endpoint.as_str(), reason, bytes = t.size(),
                 "Retry queue full (forwarder_retry_queue_payloads_max_size); dropping the oldest payload.");
             metrics.dropped(reason, 1);
@@ -376,7 +378,7 @@ impl DomainWorker {
 
     fn finish(mut self) -> WorkerReport {
         while let Some(t) = self.pop_front() {
-            if self.shared.storage.is_some() {
+            if self.shared.storage.is_some() && t.endpoint.storable_on_disk() {
                 if self.overflow(t, "shutdown") {
                     self.report.persisted += 1;
                 } else {

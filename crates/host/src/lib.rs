@@ -27,6 +27,19 @@
 //! Sending it is the forwarder's job: `Content-Type: application/json`,
 //! compressed like the other payloads, never stored on disk.
 //!
+//! # Configuration
+//!
+//! [`HostSettings::read`] declares and reads this crate's keys through the
+//! shared reader (`adp-config`): `hostname`, `hostname_file`,
+//! `hostname_fqdn`, `hostname_trust_uts_namespace`,
+//! `hostname_force_config_as_canonical`, `tags` (`DD_TAGS`, space-separated),
+//! `extra_tags`, `env`, `tag_value_split_separator`, `host_aliases`,
+//! `expected_tags_duration` (a Go duration, as the Agent reads it: a bare
+//! number is nanoseconds, warned about), `enable_metadata_collection` and
+//! `metadata_providers` (its `host` entry). The binary resolves the hostname
+//! at start, gives it to the encoder, and sends the payload from a
+//! supervised task.
+//!
 //! # Missing
 //!
 //! - Cloud and container providers (GCE, Azure, EC2, Fargate, Docker,
@@ -39,10 +52,15 @@
 //!   `network`, `processes`), and no `resources` payload is sent.
 //! - `meta.socket-fqdn` is the `getaddrinfo` canonical name, where the Agent
 //!   does a forward then a reverse lookup.
+//! - `agent-flavor` is `agent-data-plane` (the name Saluki's ADP registers
+//!   under), not a flavor the Agent itself sends.
+//! - `no_proxy_nonexact_match` is not read: `proxy-info` reports the Agent's
+//!   defaults although the forwarder always matches `no_proxy` non-exactly.
 #![deny(missing_docs)]
 
 pub mod hostname;
 pub mod metadata;
+pub mod settings;
 pub mod tags;
 
 pub use hostname::{
@@ -53,4 +71,5 @@ pub use metadata::{
     collection_interval, HostMetadata, HostMetadataConfig, InstallMethod, MetadataSchedule, Payload, SystemInfo,
     SystemPaths,
 };
+pub use settings::{HostSettings, MetadataProvider, AGENT_FLAVOR};
 pub use tags::{expected_tags_active, host_tags, ExpectedHostTags, HostTagsConfig};

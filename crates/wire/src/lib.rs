@@ -9,6 +9,7 @@
 //! | `Sketches` | `POST /api/beta/sketches` | protobuf [`proto::SketchPayload`] |
 //! | `CheckRun` | `POST /api/v1/check_run` | JSON array of service checks |
 //! | `Events` | `POST /api/v1/events_batch` | protobuf [`proto::EventsPayload`] |
+//! | `Intake` | `POST /intake/` | the v5 host-metadata JSON (never stored on disk) |
 //!
 //! An [`EncodedPayload`] is one request body with its endpoint,
 //! `Content-Type` and `Content-Encoding`. Bodies are compressed with a

@@ -13,11 +13,14 @@ pub enum Endpoint {
     CheckRun,
     /// `POST /api/v1/events_batch`.
     Events,
+    /// `POST /intake/`: the v5 host-metadata JSON, which carries the API key
+    /// in its body and so is never stored on disk.
+    Intake,
 }
 
 impl Endpoint {
     /// Every endpoint, for registering per-endpoint telemetry.
-    pub const ALL: [Self; 4] = [Self::Series, Self::Sketches, Self::CheckRun, Self::Events];
+    pub const ALL: [Self; 5] = [Self::Series, Self::Sketches, Self::CheckRun, Self::Events, Self::Intake];
 
     /// The request path, relative to the site's base URL.
     pub fn path(&self) -> &'static str {
@@ -26,6 +29,7 @@ impl Endpoint {
             Self::Sketches => "/api/beta/sketches",
             Self::CheckRun => "/api/v1/check_run",
             Self::Events => "/api/v1/events_batch",
+            Self::Intake => "/intake/",
         }
     }
 
@@ -36,6 +40,7 @@ impl Endpoint {
             Self::Sketches => "sketches",
             Self::CheckRun => "check_run",
             Self::Events => "events",
+            Self::Intake => "intake",
         }
     }
 
@@ -47,9 +52,18 @@ impl Endpoint {
     /// The `Content-Type` of this endpoint's bodies.
     pub fn content_type(&self) -> &'static str {
         match self {
-            Self::CheckRun => CONTENT_TYPE_JSON,
+            Self::CheckRun | Self::Intake => CONTENT_TYPE_JSON,
             Self::Series | Self::Sketches | Self::Events => CONTENT_TYPE_PROTOBUF,
         }
+    }
+}
+
+impl Endpoint {
+    /// Whether a payload for this endpoint may be written to disk storage:
+    /// not the host metadata, whose body holds the API key (the Agent's
+    /// `storableOnDisk = false` for `/intake/` host metadata).
+    pub fn storable_on_disk(&self) -> bool {
+        !matches!(self, Self::Intake)
     }
 }
 
@@ -93,9 +107,14 @@ mod tests {
                 ("sketches", "/api/beta/sketches"),
                 ("check_run", "/api/v1/check_run"),
                 ("events", "/api/v1/events_batch"),
+                ("intake", "/intake/"),
             ]
         );
         assert_eq!(Endpoint::from_path("/api/beta/sketches"), Some(Endpoint::Sketches));
-        assert_eq!(Endpoint::from_path("/intake/"), None);
+        assert_eq!(Endpoint::from_path("/intake/"), Some(Endpoint::Intake));
+        assert_eq!(Endpoint::from_path("/intake"), None);
+        assert_eq!(Endpoint::Intake.content_type(), CONTENT_TYPE_JSON);
+        let storable: Vec<bool> = Endpoint::ALL.iter().map(Endpoint::storable_on_disk).collect();
+        assert_eq!(storable, [true, true, true, true, false]);
     }
 }

@@ -12,6 +12,8 @@
 //! - `storage`: the on-disk retry storage across kill -9 and damaged files;
 //! - `input`: malformed, oversized and hostile DogStatsD input;
 //! - `security`: secrets in logs and endpoints, API access, file modes;
+//! - `host`: the system checks against /proc and statvfs, ntp against a
+//!   loopback responder, the host-metadata payload, host tags on metrics;
 //! - `agent_user`: the keys a Datadog Agent user has (mapper, namespace,
 //!   blocklist, `dogstatsd_tags`, histogram copies, `ENC[]` secrets, API key
 //!   validation, `forwarder_num_workers`) and `dogstatsd stats`/`top`, with
@@ -23,6 +25,7 @@ mod agent_user;
 mod bind;
 mod cli;
 mod faults;
+mod host;
 mod input;
 mod modes;
 mod pipeline;

@@ -43,8 +43,7 @@ fn json_logs_are_one_object_per_line() {
     );
 }
 
-/// A key nobody reads is named at start, once, in one line: `tags` (what
-/// nixpkgs' `services.datadog-agent.tags` writes) until host tags are read.
+/// A key nobody reads is named at start, once, in one line.
 #[tokio::test]
 async fn keys_set_that_no_component_reads_are_named_in_one_warning() {
     let dir = tempfile::tempdir().unwrap();
