@@ -27,7 +27,8 @@ pub struct ContextRef {
     /// The client's tags as on the wire: comma-separated, empty ones skipped.
     tags: Span,
     /// Tags added after the client's (mapper tags, `dogstatsd_tags`), each
-    /// prefixed by its length (`u32`, little-endian). Usually empty.
+    /// prefixed by its length (four ASCII bytes, see [`push_len`]). Usually
+    /// empty.
     extra: Span,
 }
 
@@ -99,12 +100,11 @@ fn wire_tags(raw: &str) -> impl Iterator<Item = &str> + Clone {
 /// The tags of a length-prefixed list (see [`push_len`]).
 fn prefixed_tags(mut raw: &str) -> impl Iterator<Item = &str> + Clone {
     std::iter::from_fn(move || {
-        let (prefix, rest) = raw.as_bytes().split_first_chunk::<4>()?;
+        let (prefix, _) = raw.as_bytes().split_first_chunk::<4>()?;
         let len = prefix.iter().fold(0usize, |acc, &b| (acc << 7) | usize::from(b & 0x7f));
         let tag = raw.get(4..4 + len)?;
         // The next prefix is ASCII, so `4 + len` is a char boundary.
         raw = raw.get(4 + len..).unwrap_or("");
-        let _ = rest;
         Some(tag)
     })
 }
