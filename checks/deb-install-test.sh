@@ -132,6 +132,19 @@ mount -t proc proc "$CHROOT/proc"
 mkdir -p "$CHROOT/dev/pts"
 mount -t devpts -o newinstance,ptmxmode=0666 devpts "$CHROOT/dev/pts"
 in_root() { chroot "$CHROOT" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 "$@"; }
+# apt_get LOG ARGS...: apt-get -y -q ARGS in the root, its output shown indented
+# and kept in $work/LOG; fails as apt-get does.
+apt_get() {
+    local log=$1
+    shift
+    in_root apt-get -y -q "$@" 2>&1 | tee "$work/$log" | sed 's/^/  | /'
+    return "${PIPESTATUS[0]}"
+}
+# expect_installed DEB WHAT: dpkg must have DEB's version installed; sets $status.
+expect_installed() {
+    status=$(in_root dpkg-query -W -f='${Status} ${Version}' agent-data-plane)
+    [ "$status" = "install ok installed $(dpkg-deb --field "$1" Version)" ] || die "$2: $status"
+}
 say "root: $(in_root cat /etc/debian_version), $(in_root dpkg --print-architecture), $(in_root uname -m) under emulation"
 run in_root apt-get update -q >"$work/apt-update.log" 2>&1 || { cat "$work/apt-update.log" >&2; die "apt-get update failed in the root"; }
 phase "unpack the root, apt-get update (qemu-arm)"
@@ -164,11 +177,9 @@ snapshot >"$work/before.txt"
 
 # --- install ---------------------------------------------------------------------
 say "apt-get install $D1"
-in_root apt-get install -y -q "$D1" 2>&1 | tee "$work/install.log" | sed 's/^/  | /'
-[ "${PIPESTATUS[0]}" = 0 ] || die "apt-get install failed"
+apt_get install.log install "$D1" || die "apt-get install failed"
 phase "apt-get install ./...-1_armhf.deb"
-status=$(in_root dpkg-query -W -f='${Status} ${Version}' agent-data-plane)
-[ "$status" = "install ok installed $(dpkg-deb --field "$DEB1" Version)" ] || die "dpkg status: $status"
+expect_installed "$DEB1" "dpkg status"
 say "ok: $status"
 passwd_line=$(in_root getent passwd dd-agent) || die "no dd-agent user after install"
 say "ok: user $passwd_line"
@@ -250,11 +261,9 @@ phase "metric to the intake, SIGTERM"
 
 # --- upgrade -----------------------------------------------------------------------
 say "apt-get install $D2 (upgrade)"
-in_root apt-get install -y -q "$D2" 2>&1 | tee "$work/upgrade.log" | sed 's/^/  | /'
-[ "${PIPESTATUS[0]}" = 0 ] || die "the upgrade failed"
+apt_get upgrade.log install "$D2" || die "the upgrade failed"
 phase "apt-get install ./...-2_armhf.deb (upgrade)"
-status=$(in_root dpkg-query -W -f='${Status} ${Version}' agent-data-plane)
-[ "$status" = "install ok installed $(dpkg-deb --field "$DEB2" Version)" ] || die "dpkg status after the upgrade: $status"
+expect_installed "$DEB2" "dpkg status after the upgrade"
 [ "$(sha256sum <"$CHROOT/etc/datadog-agent/datadog.yaml" | cut -d' ' -f1)" = "$edited" ] ||
     die "the upgrade changed the edited datadog.yaml"
 leftovers=$(cd "$CHROOT/etc/datadog-agent" && ls -A | grep -E '\.dpkg-' || true)
@@ -266,8 +275,7 @@ say "ok: $(in_root /usr/bin/agent-data-plane version)"
 
 # --- purge ---------------------------------------------------------------------------
 say "apt-get purge agent-data-plane"
-in_root apt-get purge -y -q agent-data-plane 2>&1 | tee "$work/purge.log" | sed 's/^/  | /'
-[ "${PIPESTATUS[0]}" = 0 ] || die "apt-get purge failed"
+apt_get purge.log purge agent-data-plane || die "apt-get purge failed"
 phase "apt-get purge"
 status=$(in_root dpkg-query -W -f='${Status}' agent-data-plane 2>/dev/null || true)
 case $status in "" | "unknown ok not-installed" | "purge ok not-installed") ;; *) die "dpkg status after purge: $status" ;; esac

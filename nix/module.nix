@@ -26,6 +26,14 @@
 let
   inherit (lib) mkOption types;
   cfg = config.services.agent-data-plane;
+  # A string key of datadog.yaml that is left out while null (the agent's default).
+  unsetOrStr =
+    example: description:
+    mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      inherit example description;
+    };
   stateDir = "/var/lib/agent-data-plane";
 
   # What this module sets; extraConfig is merged over it.
@@ -80,29 +88,14 @@ in
       '';
     };
 
-    site = mkOption {
-      type = types.nullOr types.str;
-      default = null;
-      example = "datadoghq.eu";
-      description = "The Datadog site to send to (the agent's default: datadoghq.com).";
-    };
+    site = unsetOrStr "datadoghq.eu" "The Datadog site to send to (the agent's default: datadoghq.com).";
 
-    ddUrl = mkOption {
-      type = types.nullOr types.str;
-      default = null;
-      example = "http://haproxy.example.com:3834";
-      description = ''
-        Custom dd_url (a proxy, or a test intake); use `site` to choose
-        another Datadog site.
-      '';
-    };
+    ddUrl = unsetOrStr "http://haproxy.example.com:3834" ''
+      Custom dd_url (a proxy, or a test intake); use `site` to choose
+      another Datadog site.
+    '';
 
-    hostname = mkOption {
-      type = types.nullOr types.str;
-      default = null;
-      example = "mymachine.mydomain";
-      description = "The host name the metrics are reported under (default: the system's).";
-    };
+    hostname = unsetOrStr "mymachine.mydomain" "The host name the metrics are reported under (default: the system's).";
 
     tags = mkOption {
       type = types.listOf types.str;

@@ -62,31 +62,12 @@ pub fn tarball_tree(inputs: &Inputs) -> Result<Tree, Error> {
     let mut tree = Tree::new();
     tree.file(BIN_PATH, inputs.binary.clone(), 0o755, Owner::ROOT)?;
     tree.dir(CONFIG_DIR, 0o755, Owner::ROOT)?;
-    tree.file(
-        &format!("{CONFIG_DIR}/datadog.yaml.example"),
-        inputs.config_example.clone(),
-        0o644,
-        Owner::ROOT,
-    )?;
     add_confd(&mut tree)?;
-    tree.file(
-        &format!("usr/lib/systemd/system/{UNIT_NAME}"),
-        inputs.unit.clone(),
-        0o644,
-        Owner::ROOT,
-    )?;
     tree.dir(DOC_DIR, 0o755, Owner::ROOT)?;
-    tree.file(
-        &format!("{DOC_DIR}/LICENSE"),
-        inputs.license.clone(),
-        0o644,
-        Owner::ROOT,
-    )?;
-    tree.file(
-        &format!("{DOC_DIR}/sbom.cdx.json"),
-        inputs.sbom.clone(),
-        0o644,
-        Owner::ROOT,
+    add_documents(&mut tree, shared_documents(inputs))?;
+    add_documents(
+        &mut tree,
+        [(format!("usr/lib/systemd/system/{UNIT_NAME}"), inputs.unit.clone())],
     )?;
     Ok(tree)
 }
@@ -128,44 +109,46 @@ pub fn deb_tree(inputs: &Inputs, changelog: &[u8]) -> Result<Tree, Error> {
     tree.file(BIN_PATH, inputs.binary.clone(), 0o755, Owner::ROOT)?;
     tree.file(CONFIG, inputs.config_example.clone(), 0o644, Owner::ROOT)?;
     add_confd(&mut tree)?;
-    tree.file(
-        &format!("lib/systemd/system/{UNIT_NAME}"),
-        inputs.unit.clone(),
-        0o644,
-        Owner::ROOT,
-    )?;
-    tree.file(
-        &format!("{DOC_DIR}/copyright"),
-        inputs.copyright.clone(),
-        0o644,
-        Owner::ROOT,
-    )?;
-    tree.file(
-        &format!("{DOC_DIR}/changelog.Debian.gz"),
-        archive::gzip(changelog)?,
-        0o644,
-        Owner::ROOT,
-    )?;
-    tree.file(
-        &format!("{DOC_DIR}/sbom.cdx.json"),
-        inputs.sbom.clone(),
-        0o644,
-        Owner::ROOT,
-    )?;
-    tree.file(
-        "usr/share/man/man1/agent-data-plane.1.gz",
-        archive::gzip(&inputs.manpage)?,
-        0o644,
-        Owner::ROOT,
-    )?;
-    tree.file(
-        &format!("usr/share/lintian/overrides/{PACKAGE}"),
-        inputs.lintian_overrides.clone(),
-        0o644,
-        Owner::ROOT,
+    add_documents(
+        &mut tree,
+        [
+            (format!("lib/systemd/system/{UNIT_NAME}"), inputs.unit.clone()),
+            (format!("{DOC_DIR}/copyright"), inputs.copyright.clone()),
+            (format!("{DOC_DIR}/changelog.Debian.gz"), archive::gzip(changelog)?),
+            (format!("{DOC_DIR}/sbom.cdx.json"), inputs.sbom.clone()),
+            (
+                "usr/share/man/man1/agent-data-plane.1.gz".to_owned(),
+                archive::gzip(&inputs.manpage)?,
+            ),
+            (
+                format!("usr/share/lintian/overrides/{PACKAGE}"),
+                inputs.lintian_overrides.clone(),
+            ),
+        ],
     )?;
     tree.add_parents();
     Ok(tree)
+}
+
+/// The read-only files the tarball and the image both ship: the
+/// configuration example, the licence and the SBOM.
+fn shared_documents(inputs: &Inputs) -> [(String, Vec<u8>); 3] {
+    [
+        (
+            format!("{CONFIG_DIR}/datadog.yaml.example"),
+            inputs.config_example.clone(),
+        ),
+        (format!("{DOC_DIR}/LICENSE"), inputs.license.clone()),
+        (format!("{DOC_DIR}/sbom.cdx.json"), inputs.sbom.clone()),
+    ]
+}
+
+/// Adds files that are root's and read-only to everyone else (`0644`).
+fn add_documents<const N: usize>(tree: &mut Tree, files: [(String, Vec<u8>); N]) -> Result<(), Error> {
+    for (path, data) in files {
+        tree.file(&path, data, 0o644, Owner::ROOT)?;
+    }
+    Ok(())
 }
 
 /// The `.deb`'s `changelog.Debian`: one entry for this build.
@@ -225,25 +208,8 @@ pub fn rootfs_tree(inputs: &Inputs, runtime: &Runtime, user: Owner) -> Result<Tr
     for (dir, owner) in user_owned(user) {
         tree.dir(dir, 0o755, owner)?;
     }
-    tree.file(
-        &format!("{CONFIG_DIR}/datadog.yaml.example"),
-        inputs.config_example.clone(),
-        0o644,
-        Owner::ROOT,
-    )?;
+    add_documents(&mut tree, shared_documents(inputs))?;
     add_confd(&mut tree)?;
-    tree.file(
-        &format!("{DOC_DIR}/LICENSE"),
-        inputs.license.clone(),
-        0o644,
-        Owner::ROOT,
-    )?;
-    tree.file(
-        &format!("{DOC_DIR}/sbom.cdx.json"),
-        inputs.sbom.clone(),
-        0o644,
-        Owner::ROOT,
-    )?;
     // Debian's layout: /var/run is a symlink to /run.
     tree.dir("run", 0o755, Owner::ROOT)?;
     tree.symlink("var/run", "../run")?;

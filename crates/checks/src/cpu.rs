@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 use crate::check::{Check, CheckError};
 use crate::output::Emitter;
-use crate::procfs::{malformed, u64_of, Counter, Reader, Roots};
+use crate::procfs::{count_processors, malformed, u64_of, Counter, Reader, Roots};
 
 const FIELDS: usize = 10;
 const TOTAL_NAMES: [&str; FIELDS] = [
@@ -113,16 +113,6 @@ fn parse_cpu_line(rest: &str) -> [u64; FIELDS] {
     values
 }
 
-fn count_processors(cpuinfo: &str) -> u32 {
-    cpuinfo
-        .lines()
-        .filter(|l| {
-            l.split_once(':')
-                .is_some_and(|(k, v)| k.trim() == "processor" && v.trim().parse::<u32>().is_ok())
-        })
-        .count() as u32
-}
-
 /// A signed difference of two counters (iowait may go backwards, and the
 /// Agent lets the percentage go negative then).
 fn diff(a: u64, b: u64) -> f64 {
@@ -142,10 +132,7 @@ impl Check for CpuCheck {
     }
 
     fn run(&mut self, out: &mut Emitter, now: Instant) -> Result<(), CheckError> {
-        let text = self
-            .reader
-            .read(&self.stat_path)
-            .map_err(|e| CheckError::read(&self.stat_path, e))?;
+        let text = self.reader.read_required(&self.stat_path)?;
         let mut total = None;
         let mut ctxt = None;
         self.per_cpu.clear();
@@ -167,10 +154,7 @@ impl Check for CpuCheck {
             }
         }
         let Some(total) = total else {
-            return Err(CheckError::read(
-                &self.stat_path,
-                malformed(&self.stat_path, "no `cpu` line"),
-            ));
+            return Err(malformed(&self.stat_path, "no `cpu` line"));
         };
 
         let tags = Arc::clone(&self.tags);
@@ -179,10 +163,7 @@ impl Check for CpuCheck {
         }
 
         if self.per_cpu.len() != self.stat_cpu_lines {
-            let cpuinfo = self
-                .reader
-                .read(&self.cpuinfo_path)
-                .map_err(|e| CheckError::read(&self.cpuinfo_path, e))?;
+            let cpuinfo = self.reader.read_required(&self.cpuinfo_path)?;
             self.num_cores = count_processors(cpuinfo);
             self.stat_cpu_lines = self.per_cpu.len();
         }

@@ -41,7 +41,7 @@ use tracing::{debug, info, warn};
 
 use crate::check::{Check, CheckError};
 use crate::output::{Emitter, ServiceCheckStatus};
-use crate::procfs::{u64_of, Counter, Reader, Roots};
+use crate::procfs::{diskstats_line, Counter, Reader, Roots};
 
 /// `disk` `init_config` options.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -526,9 +526,7 @@ impl DiskCheck {
             self.physical_fs();
         }
         let mut text = std::mem::take(&mut self.reader);
-        let mounts = text
-            .read(&self.mounts_path)
-            .map_err(|e| CheckError::read(&self.mounts_path, e))?;
+        let mounts = text.read_required(&self.mounts_path)?;
         self.usages.clear();
         for line in mounts.lines() {
             let Some((device, mount_point, fstype, opts)) = parse_mount_line(line) else {
@@ -615,23 +613,11 @@ impl DiskCheck {
     }
 
     fn collect_io(&mut self, out: &mut Emitter, now: Instant) -> Result<(), CheckError> {
-        let text = self
-            .reader
-            .read(&self.diskstats_path)
-            .map_err(|e| CheckError::read(&self.diskstats_path, e))?;
+        let text = self.reader.read_required(&self.diskstats_path)?;
         for line in text.lines() {
-            let mut fields = line.split_ascii_whitespace();
-            let Some(name) = fields.nth(2) else { continue };
-            let mut values = [0u64; 11];
-            let mut n = 0;
-            for (slot, v) in values.iter_mut().zip(fields) {
-                *slot = u64_of(v).unwrap_or(0);
-                n += 1;
-            }
-            // gopsutil skips malformed lines and devices without any activity.
-            if n < 11 || values.iter().all(|v| *v == 0) {
+            let Some((name, values)) = diskstats_line(line) else {
                 continue;
-            }
+            };
             let (read_time, write_time) = (values[3], values[7]);
             let index = match self.devices.iter().position(|d| d.name == name) {
                 Some(i) => i,
@@ -915,11 +901,12 @@ mod tests {
             parse_mount_line("36 35 98:0 / /mnt rw,noatime master:1 - ext3 /dev/root rw,errors=continue"),
             Some(("/dev/root", "/mnt", "ext3", "rw,noatime"))
         );
-        assert_eq!(unescape("/media/usb\\040key"), "/media/usb key");
-        assert_eq!(unescape("BOOT\\x20FS"), "BOOT FS");
-        assert_eq!(base_name(""), ".");
-        assert_eq!(base_name("/dev/sda1"), "sda1");
-        assert_eq!(base_name("tmpfs"), "tmpfs");
+        for (escaped, text) in [("/media/usb\\040key", "/media/usb key"), ("BOOT\\x20FS", "BOOT FS")] {
+            assert_eq!(unescape(escaped), text, "{escaped}");
+        }
+        for (device, base) in [("", "."), ("/dev/sda1", "sda1"), ("tmpfs", "tmpfs")] {
+            assert_eq!(base_name(device), base, "{device:?}");
+        }
     }
 
     #[test]

@@ -36,19 +36,13 @@ impl Check for FileHandleCheck {
     }
 
     fn run(&mut self, out: &mut Emitter, _now: Instant) -> Result<(), CheckError> {
-        let text = self
-            .reader
-            .read(&self.path)
-            .map_err(|e| CheckError::read(&self.path, e))?;
+        let text = self.reader.read_required(&self.path)?;
         let mut fields = text.trim_end_matches('\n').split('\t');
         let mut next = || fields.next().and_then(|f| f.trim().parse::<f64>().ok());
         let (Some(allocated), Some(unused), Some(max), None) = (next(), next(), next(), next()) else {
-            return Err(CheckError::read(
+            return Err(malformed(
                 &self.path,
-                malformed(
-                    &self.path,
-                    format!("expected 3 tab-separated numbers, got {:?}", text.trim()),
-                ),
+                format!("expected 3 tab-separated numbers, got {:?}", text.trim()),
             ));
         };
         let tags = &self.tags;

@@ -25,7 +25,7 @@ use tracing::{debug, warn};
 
 use crate::check::{Check, CheckError};
 use crate::output::Emitter;
-use crate::procfs::{increment_with_overflow, u64_of, Counter, Reader, Roots};
+use crate::procfs::{diskstats_line, increment_with_overflow, vmstat_values, Counter, Reader, Roots};
 
 const SECTOR: u64 = 512;
 const KB: f64 = 1024.0;
@@ -153,9 +153,7 @@ impl Check for IoCheck {
 
     fn run(&mut self, out: &mut Emitter, now: Instant) -> Result<(), CheckError> {
         let mut reader = std::mem::take(&mut self.reader);
-        let text = reader
-            .read(&self.diskstats)
-            .map_err(|e| CheckError::read(&self.diskstats, e))?;
+        let text = reader.read_required(&self.diskstats)?;
         let delta_ms = self
             .last_run
             .map(|last| now.saturating_duration_since(last).as_secs_f64() * 1000.0);
@@ -163,17 +161,9 @@ impl Check for IoCheck {
             d.seen = false;
         }
         for line in text.lines() {
-            let mut fields = line.split_ascii_whitespace();
-            let Some(name) = fields.nth(2) else { continue };
-            let mut raw = [0u64; 11];
-            let mut n = 0;
-            for (slot, v) in raw.iter_mut().zip(fields) {
-                *slot = u64_of(v).unwrap_or(0);
-                n += 1;
-            }
-            if n < 11 || raw.iter().all(|v| *v == 0) {
+            let Some((name, raw)) = diskstats_line(line) else {
                 continue;
-            }
+            };
             if self.exclude.as_ref().is_some_and(|re| re.is_match(name)) {
                 continue;
             }
@@ -257,15 +247,7 @@ impl Check for IoCheck {
         let vmstat = reader.read(&self.vmstat).map_err(|e| CheckError::read(&self.vmstat, e));
         match vmstat {
             Ok(text) => {
-                let (mut pgin, mut pgout) = (None, None);
-                for line in text.lines() {
-                    let mut f = line.split_ascii_whitespace();
-                    match (f.next(), f.next().and_then(u64_of)) {
-                        (Some("pgpgin"), Some(v)) => pgin = Some(v),
-                        (Some("pgpgout"), Some(v)) => pgout = Some(v),
-                        _ => {}
-                    }
-                }
+                let [pgin, pgout] = vmstat_values(text, ["pgpgin", "pgpgout"]);
                 out.rate(
                     "system.io.block_in",
                     pgin.and_then(|v| self.block_in.rate(v.saturating_mul(4096), now)),

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::check::{Check, CheckError};
 use crate::output::Emitter;
-use crate::procfs::{malformed, Reader, Roots};
+use crate::procfs::{count_processors, malformed, Reader, Roots};
 
 /// The load check.
 #[derive(Debug)]
@@ -43,30 +43,14 @@ impl Check for LoadCheck {
         let cpus = match self.cpus {
             Some(n) => n,
             None => {
-                let text = self
-                    .reader
-                    .read(&self.cpuinfo)
-                    .map_err(|e| CheckError::read(&self.cpuinfo, e))?;
-                let n = text
-                    .lines()
-                    .filter(|l| {
-                        l.split_once(':')
-                            .is_some_and(|(k, v)| k.trim() == "processor" && v.trim().parse::<u32>().is_ok())
-                    })
-                    .count() as f64;
-                *self.cpus.insert(n)
+                let n = count_processors(self.reader.read_required(&self.cpuinfo)?);
+                *self.cpus.insert(f64::from(n))
             }
         };
-        let text = self
-            .reader
-            .read(&self.loadavg)
-            .map_err(|e| CheckError::read(&self.loadavg, e))?;
+        let text = self.reader.read_required(&self.loadavg)?;
         let mut fields = text.split_ascii_whitespace().map(str::parse::<f64>);
         let (Some(Ok(l1)), Some(Ok(l5)), Some(Ok(l15))) = (fields.next(), fields.next(), fields.next()) else {
-            return Err(CheckError::read(
-                &self.loadavg,
-                malformed(&self.loadavg, "expected three load averages"),
-            ));
+            return Err(malformed(&self.loadavg, "expected three load averages"));
         };
         let tags = &self.tags;
         out.gauge("system.load.1", l1, tags);
@@ -82,7 +66,7 @@ impl Check for LoadCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{fixture, run, value};
+    use crate::testutil::{first_number_in, fixture, run, value};
 
     #[test]
     fn load_averages_and_their_per_cpu_norms() {
@@ -105,13 +89,7 @@ mod tests {
     fn the_live_load_matches_proc_loadavg() {
         let mut check = LoadCheck::new(&Roots::default(), Arc::from(Vec::new()));
         let out = run(&mut check, Instant::now());
-        let proc: f64 = std::fs::read_to_string("/proc/loadavg")
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let proc = first_number_in("/proc/loadavg");
         let got = value(&out, "system.load.1").unwrap();
         assert!(
             (got - proc).abs() <= 0.5,

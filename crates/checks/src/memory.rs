@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use crate::check::{Check, CheckError};
 use crate::output::Emitter;
-use crate::procfs::{u64_of, Counter, Reader, Roots};
+use crate::procfs::{u64_of, vmstat_values, Counter, Reader, Roots};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -110,10 +110,7 @@ impl Check for MemoryCheck {
     }
 
     fn run(&mut self, out: &mut Emitter, now: Instant) -> Result<(), CheckError> {
-        let text = self
-            .reader
-            .read(&self.meminfo)
-            .map_err(|e| CheckError::read(&self.meminfo, e))?;
+        let text = self.reader.read_required(&self.meminfo)?;
         let m = parse_meminfo(text);
         let tags = &self.tags;
         let mib = |b: u64| b as f64 / MIB;
@@ -148,15 +145,7 @@ impl Check for MemoryCheck {
 
         // The swap counters are optional: a missing vmstat only loses the rates.
         if let Ok(vmstat) = self.reader.read(&self.vmstat) {
-            let (mut pswpin, mut pswpout) = (None, None);
-            for line in vmstat.lines() {
-                let mut f = line.split_ascii_whitespace();
-                match (f.next(), f.next().and_then(u64_of)) {
-                    (Some("pswpin"), Some(v)) => pswpin = Some(v),
-                    (Some("pswpout"), Some(v)) => pswpout = Some(v),
-                    _ => {}
-                }
-            }
+            let [pswpin, pswpout] = vmstat_values(vmstat, ["pswpin", "pswpout"]);
             let rate_mib = |c: &mut Counter, pages: Option<u64>| {
                 pages
                     .and_then(|p| c.rate(p.saturating_mul(4096), now))

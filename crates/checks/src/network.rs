@@ -298,9 +298,7 @@ impl NetworkCheck {
 
     fn interfaces(&mut self, out: &mut Emitter, now: Instant) -> Result<(), CheckError> {
         let mut reader = std::mem::take(&mut self.reader);
-        let text = reader
-            .read(&self.net_dev)
-            .map_err(|e| CheckError::read(&self.net_dev, e))?;
+        let text = reader.read_required(&self.net_dev)?;
         for iface in &mut self.interfaces {
             iface.seen = false;
         }

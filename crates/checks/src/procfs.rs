@@ -5,6 +5,8 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::check::CheckError;
+
 /// The roots the checks read, injectable so that tests run on fixture trees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Roots {
@@ -57,6 +59,53 @@ impl Reader {
         std::fs::File::open(path)?.read_to_string(&mut self.buf)?;
         Ok(&self.buf)
     }
+
+    /// [`Reader::read`] for a file the run cannot do without: failing to
+    /// read it fails the run.
+    pub(crate) fn read_required(&mut self, path: &Path) -> Result<&str, CheckError> {
+        self.read(path).map_err(|e| CheckError::read(path, e))
+    }
+}
+
+/// The logical CPUs in `/proc/cpuinfo`: its `processor : N` lines.
+pub(crate) fn count_processors(cpuinfo: &str) -> u32 {
+    cpuinfo
+        .lines()
+        .filter(|l| {
+            l.split_once(':')
+                .is_some_and(|(k, v)| k.trim() == "processor" && v.trim().parse::<u32>().is_ok())
+        })
+        .count() as u32
+}
+
+/// One line of `/proc/diskstats`: the device name and its first 11 counters.
+/// `None` for a line with fewer than 11 counters and for a device without
+/// any activity (all zero), which gopsutil skips too.
+pub(crate) fn diskstats_line(line: &str) -> Option<(&str, [u64; 11])> {
+    let mut fields = line.split_ascii_whitespace();
+    let name = fields.nth(2)?;
+    let mut values = [0u64; 11];
+    let mut n = 0;
+    for (slot, v) in values.iter_mut().zip(fields) {
+        *slot = u64_of(v).unwrap_or(0);
+        n += 1;
+    }
+    (n == 11 && values.iter().any(|v| *v != 0)).then_some((name, values))
+}
+
+/// The values of the named counters in `/proc/vmstat` (`None` where a name
+/// is missing or its value is not a number).
+pub(crate) fn vmstat_values<const N: usize>(vmstat: &str, names: [&str; N]) -> [Option<u64>; N] {
+    let mut values = [None; N];
+    for line in vmstat.lines() {
+        let mut f = line.split_ascii_whitespace();
+        if let (Some(name), Some(v)) = (f.next(), f.next().and_then(u64_of)) {
+            if let Some(i) = names.iter().position(|n| *n == name) {
+                values[i] = Some(v);
+            }
+        }
+    }
+    values
 }
 
 /// Parses an unsigned decimal number.
@@ -64,12 +113,13 @@ pub(crate) fn u64_of(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
-/// `<what> in <path>: <why>` as an I/O error for a malformed file.
-pub(crate) fn malformed(path: &Path, why: impl std::fmt::Display) -> io::Error {
-    io::Error::new(
+/// The run's error for a file it read but could not make sense of.
+pub(crate) fn malformed(path: &Path, why: impl std::fmt::Display) -> CheckError {
+    let e = io::Error::new(
         io::ErrorKind::InvalidData,
         format!("unexpected format of {}: {why}", path.display()),
-    )
+    );
+    CheckError::read(path, e)
 }
 
 /// A raw kernel counter followed from run to run, turned into the Agent's

@@ -16,6 +16,16 @@ pub(crate) fn fixture(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// The first whitespace-separated number in a live file (`/proc/uptime`,
+/// `/proc/loadavg`), to compare a check's value with.
+pub(crate) fn first_number_in(path: &str) -> f64 {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let first = text.split_whitespace().next();
+    first
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| panic!("{path} does not start with a number: {text:?}"))
+}
+
 /// Runs the check once, panicking on error.
 pub(crate) fn run(check: &mut dyn Check, now: Instant) -> Vec<CheckSeries> {
     let mut out = Emitter::new(1_700_000_000, 64);

@@ -39,15 +39,12 @@ impl Check for UptimeCheck {
     }
 
     fn run(&mut self, out: &mut Emitter, _now: Instant) -> Result<(), CheckError> {
-        let text = self
-            .reader
-            .read(&self.path)
-            .map_err(|e| CheckError::read(&self.path, e))?;
+        let text = self.reader.read_required(&self.path)?;
         let seconds = text
             .split_ascii_whitespace()
             .next()
             .and_then(|s| s.parse::<f64>().ok())
-            .ok_or_else(|| CheckError::read(&self.path, malformed(&self.path, "expected seconds since boot")))?;
+            .ok_or_else(|| malformed(&self.path, "expected seconds since boot"))?;
         out.gauge("system.uptime", seconds.trunc(), &self.tags);
         Ok(())
     }
@@ -56,7 +53,7 @@ impl Check for UptimeCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{fixture, run, value};
+    use crate::testutil::{first_number_in, fixture, run, value};
 
     #[test]
     fn uptime_is_whole_seconds() {
@@ -72,13 +69,7 @@ mod tests {
     fn the_live_uptime_matches_proc_uptime() {
         let mut check = UptimeCheck::new(&Roots::default(), Arc::from(Vec::new()));
         let got = value(&run(&mut check, Instant::now()), "system.uptime").unwrap();
-        let proc: f64 = std::fs::read_to_string("/proc/uptime")
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let proc = first_number_in("/proc/uptime");
         assert!(
             (got - proc).abs() <= 5.0,
             "system.uptime = {got}, /proc/uptime = {proc}"

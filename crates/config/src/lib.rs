@@ -81,7 +81,7 @@ pub use parse::format_duration;
 #[cfg(any(test, feature = "test-support"))]
 pub use reader::read_for_test;
 pub use reader::{Effective, KeyRecord, Reader};
-pub use redact::{is_secret_key, redact_url, redact_value, REDACTED};
+pub use redact::{is_secret_key, redact_url, redact_value, url_authority, REDACTED};
 pub use secrets::{ResolvedReport, SecretBackend, SecretError};
 pub use source::{env_var_name, Environment, InvalidValue, Origin, Raw};
 pub use value::ConfigValue;

@@ -30,16 +30,23 @@ pub fn is_secret_key(key: &str) -> bool {
         || leaf.ends_with("secret")
 }
 
+/// Where the authority (`[userinfo@]host[:port]`) of `scheme://authority/...`
+/// is in `url`: from after `://` to the first `/`, `?` or `#`. `None` without `://`.
+pub fn url_authority(url: &str) -> Option<std::ops::Range<usize>> {
+    let start = url.find("://")? + 3;
+    let rest = &url[start..];
+    let len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(start..start + len)
+}
+
 /// `scheme://user:password@host/...` → `scheme://user:********@host/...`. Strings
 /// that are not URLs with credentials are returned unchanged.
 pub fn redact_url(s: &str) -> String {
-    let Some(scheme_end) = s.find("://") else {
+    let Some(span) = url_authority(s) else {
         return s.to_owned();
     };
-    let authority_start = scheme_end + 3;
-    let rest = &s[authority_start..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_len];
+    let authority_start = span.start;
+    let authority = &s[span];
     let Some(at) = authority.rfind('@') else {
         return s.to_owned();
     };
@@ -127,6 +134,19 @@ mod tests {
             "keys",
         ] {
             assert!(!is_secret_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn the_authority_ends_at_the_path_query_or_fragment() {
+        for (url, authority) in [
+            ("http://u:p@proxy:3128/x", Some("u:p@proxy:3128")),
+            ("https://app.datadoghq.eu?q=1", Some("app.datadoghq.eu")),
+            ("https://h#f", Some("h")),
+            ("https://", Some("")),
+            ("no scheme", None),
+        ] {
+            assert_eq!(url_authority(url).map(|r| &url[r]), authority, "{url}");
         }
     }
 

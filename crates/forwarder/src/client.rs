@@ -590,21 +590,12 @@ mod tests {
         let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = proxy.local_addr().unwrap();
         let server = tokio::spawn(async move {
-            let (mut s, _) = proxy.accept().await.unwrap();
-            let mut head = Vec::new();
-            let mut b = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                s.read_exact(&mut b).await.unwrap();
-                head.push(b[0]);
-            }
-            s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                .await
-                .unwrap();
+            let (mut s, head) = accept_connect(&proxy).await;
             // Echo what follows, as the tunnelled peer would see it.
             let mut payload = [0u8; 5];
             s.read_exact(&mut payload).await.unwrap();
             s.write_all(&payload).await.unwrap();
-            String::from_utf8(head).unwrap()
+            head
         });
         let mut s = TcpStream::connect(addr).await.unwrap();
         let auth = HeaderValue::from_static("Basic dTpw");
@@ -666,6 +657,22 @@ mod tests {
         addr
     }
 
+    /// A CONNECT proxy's side of [`tunnel`]: accepts one connection, reads
+    /// the request head and answers 200; the stream then carries the tunnel.
+    async fn accept_connect(proxy: &TcpListener) -> (TcpStream, String) {
+        let (mut s, _) = proxy.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).await.unwrap();
+            head.push(b[0]);
+        }
+        s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .await
+            .unwrap();
+        (s, String::from_utf8(head).unwrap())
+    }
+
     fn test_client(proxy: &ProxyConfig) -> HttpClient {
         let mut roots = rustls::RootCertStore::empty();
         assert_eq!(
@@ -713,20 +720,10 @@ mod tests {
         let proxy_addr = proxy.local_addr().unwrap();
         let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let (mut client, _) = proxy.accept().await.unwrap();
-            let mut head = Vec::new();
-            let mut b = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                client.read_exact(&mut b).await.unwrap();
-                head.push(b[0]);
-            }
-            let _ = seen_tx.send(String::from_utf8(head).unwrap());
+            let (mut client, head) = accept_connect(&proxy).await;
+            let _ = seen_tx.send(head);
             // intake.example does not resolve: this proxy routes it to the test intake.
             let mut upstream = TcpStream::connect(intake).await.unwrap();
-            client
-                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                .await
-                .unwrap();
             let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
         });
         let config = ProxyConfig {

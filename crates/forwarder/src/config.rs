@@ -221,54 +221,52 @@ impl ForwarderConfig {
                 return Err(ConfigError::MissingAdditionalKey { url: url.clone() });
             }
         }
-        let positive = |key, d: Duration| {
-            if d.is_zero() {
-                Err(ConfigError::OutOfRange {
-                    key,
-                    reason: "must be greater than zero",
-                })
-            } else {
-                Ok(())
-            }
-        };
-        positive("forwarder_timeout", self.forwarder_timeout)?;
-        positive("forwarder_backoff_base", self.forwarder_backoff_base)?;
-        if self.forwarder_backoff_max < self.forwarder_backoff_base {
-            return Err(ConfigError::OutOfRange {
-                key: "forwarder_backoff_max",
-                reason: "must be at least forwarder_backoff_base",
-            });
-        }
-        // NaN fails this comparison too.
-        if !(self.forwarder_backoff_factor >= 2.0 && self.forwarder_backoff_factor.is_finite()) {
-            return Err(ConfigError::OutOfRange {
-                key: "forwarder_backoff_factor",
-                reason: "must be a number >= 2",
-            });
-        }
-        if self.forwarder_retry_queue_payloads_max_size == 0 {
-            return Err(ConfigError::OutOfRange {
-                key: "forwarder_retry_queue_payloads_max_size",
-                reason: "must be greater than zero",
-            });
-        }
-        if self.forwarder_high_prio_buffer_size == 0 {
-            return Err(ConfigError::OutOfRange {
-                key: "forwarder_high_prio_buffer_size",
-                reason: "must be greater than zero",
-            });
-        }
-        if self.forwarder_num_workers == 0 {
-            return Err(ConfigError::OutOfRange {
-                key: "forwarder_num_workers",
-                reason: "must be at least 1 (requests in flight per destination)",
-            });
-        }
-        if self.forwarder_storage_max_size_in_bytes > 0 && self.forwarder_storage_path.as_os_str().is_empty() {
-            return Err(ConfigError::OutOfRange {
-                key: "forwarder_storage_path",
-                reason: "must be set when forwarder_storage_max_size_in_bytes > 0",
-            });
+        // Each range rule: whether the value breaks it, the key, what it must be.
+        let out_of_range = [
+            (
+                self.forwarder_timeout.is_zero(),
+                "forwarder_timeout",
+                "must be greater than zero",
+            ),
+            (
+                self.forwarder_backoff_base.is_zero(),
+                "forwarder_backoff_base",
+                "must be greater than zero",
+            ),
+            (
+                self.forwarder_backoff_max < self.forwarder_backoff_base,
+                "forwarder_backoff_max",
+                "must be at least forwarder_backoff_base",
+            ),
+            (
+                // NaN fails this comparison too.
+                !(self.forwarder_backoff_factor >= 2.0 && self.forwarder_backoff_factor.is_finite()),
+                "forwarder_backoff_factor",
+                "must be a number >= 2",
+            ),
+            (
+                self.forwarder_retry_queue_payloads_max_size == 0,
+                "forwarder_retry_queue_payloads_max_size",
+                "must be greater than zero",
+            ),
+            (
+                self.forwarder_high_prio_buffer_size == 0,
+                "forwarder_high_prio_buffer_size",
+                "must be greater than zero",
+            ),
+            (
+                self.forwarder_num_workers == 0,
+                "forwarder_num_workers",
+                "must be at least 1 (requests in flight per destination)",
+            ),
+            (
+                self.forwarder_storage_max_size_in_bytes > 0 && self.forwarder_storage_path.as_os_str().is_empty(),
+                "forwarder_storage_path",
+                "must be set when forwarder_storage_max_size_in_bytes > 0",
+            ),
+        ];
+        if let Some((_, key, reason)) = out_of_range.into_iter().find(|(broken, ..)| *broken) {
+            return Err(ConfigError::OutOfRange { key, reason });
         }
         for (key, proxy) in [("proxy.https", &self.proxy.https), ("proxy.http", &self.proxy.http)] {
             if let Some(p) = proxy {
@@ -308,16 +306,22 @@ impl ForwarderConfig {
     }
 }
 
-fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
-    let invalid = |reason: &str| ConfigError::InvalidUrl {
+/// `url` (of `key`) parsed, and how to say what is wrong with it: its errors
+/// show the URL as `shown`.
+fn parse_url(key: &'static str, url: &str, shown: String) -> Result<(Uri, impl Fn(&str) -> ConfigError), ConfigError> {
+    let invalid = move |reason: &str| ConfigError::InvalidUrl {
         key,
-        url: url.to_owned(),
+        url: shown.clone(),
         reason: reason.to_owned(),
     };
-    let uri: Uri = url
-        .trim()
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
+    match url.trim().parse::<Uri>() {
+        Ok(uri) => Ok((uri, invalid)),
+        Err(e) => Err(invalid(&e.to_string())),
+    }
+}
+
+fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
+    let (uri, invalid) = parse_url(key, url, url.to_owned())?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
         _ => return Err(invalid("the scheme must be http:// or https://")),
@@ -332,15 +336,7 @@ fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
 }
 
 fn check_proxy_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
-    let invalid = |reason: &str| ConfigError::InvalidUrl {
-        key,
-        url: redact_userinfo(url),
-        reason: reason.to_owned(),
-    };
-    let uri: Uri = url
-        .trim()
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
+    let (uri, invalid) = parse_url(key, url, redact_userinfo(url))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some(_) => {
@@ -610,39 +606,24 @@ mod tests {
     fn validation_names_the_key_to_fix() {
         let err = ForwarderConfig::default().validate().unwrap_err();
         assert!(err.to_string().contains("`api_key`"), "{err}");
-        let err = ForwarderConfig {
-            dd_url: Some("ftp://x".into()),
-            ..valid()
+        // The key the message must name, and how to make the configuration invalid there.
+        type Breakage = (&'static str, fn(&mut ForwarderConfig));
+        let breakages: [Breakage; 5] = [
+            ("`dd_url`", |c| c.dd_url = Some("ftp://x".into())),
+            ("`forwarder_timeout`", |c| c.forwarder_timeout = Duration::ZERO),
+            ("`forwarder_backoff_factor`", |c| c.forwarder_backoff_factor = 1.5),
+            ("`forwarder_num_workers`", |c| c.forwarder_num_workers = 0),
+            ("`additional_endpoints`", |c| {
+                c.additional_endpoints
+                    .insert("https://app.datadoghq.eu".into(), vec![" ".into()]);
+            }),
+        ];
+        for (key, break_it) in breakages {
+            let mut c = valid();
+            break_it(&mut c);
+            let err = c.validate().unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
         }
-        .validate()
-        .unwrap_err();
-        assert!(err.to_string().contains("`dd_url`"), "{err}");
-        let err = ForwarderConfig {
-            forwarder_timeout: Duration::ZERO,
-            ..valid()
-        }
-        .validate()
-        .unwrap_err();
-        assert!(err.to_string().contains("`forwarder_timeout`"), "{err}");
-        let err = ForwarderConfig {
-            forwarder_backoff_factor: 1.5,
-            ..valid()
-        }
-        .validate()
-        .unwrap_err();
-        assert!(err.to_string().contains("`forwarder_backoff_factor`"), "{err}");
-        let err = ForwarderConfig {
-            forwarder_num_workers: 0,
-            ..valid()
-        }
-        .validate()
-        .unwrap_err();
-        assert!(err.to_string().contains("`forwarder_num_workers`"), "{err}");
-        let mut c = valid();
-        c.additional_endpoints
-            .insert("https://app.datadoghq.eu".into(), vec![" ".into()]);
-        let err = c.validate().unwrap_err();
-        assert!(err.to_string().contains("`additional_endpoints`"), "{err}");
         let mut c = valid();
         c.proxy.https = Some("socks5://u:secret@proxy:1080".into());
         let err = c.validate().unwrap_err().to_string();

@@ -29,13 +29,11 @@ pub(crate) fn version_prefix(version: &str) -> String {
 /// (`https://app.datadoghq.eu` → `https://7-72-0-app.agent.datadoghq.eu`);
 /// any other URL (custom intake, proxy, port given) is returned unchanged.
 pub(crate) fn versioned_base(base: &str, agent_version: &str) -> String {
-    let Some(scheme_end) = base.find("://") else {
+    let Some(span) = adp_config::url_authority(base) else {
         return base.to_owned();
     };
-    let authority_start = scheme_end + 3;
-    let rest = &base[authority_start..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_len];
+    let authority_start = span.start;
+    let authority = &base[span];
     let host_start = authority.rfind('@').map_or(0, |at| at + 1);
     let host = &authority[host_start..];
     if !is_versionable_host(host) {
@@ -127,11 +125,15 @@ mod tests {
 
     #[test]
     fn agent_versions_become_dash_separated_prefixes() {
-        assert_eq!(version_prefix("7.72.0"), "7-72-0");
-        assert_eq!(version_prefix("7.72.0-devel+git.1.abc"), "7-72-0");
-        assert_eq!(version_prefix("0.1.0"), "0-1-0");
-        assert_eq!(version_prefix("garbage"), "0-0-0");
-        assert_eq!(version_prefix("7.72"), "0-0-0");
+        for (version, prefix) in [
+            ("7.72.0", "7-72-0"),
+            ("7.72.0-devel+git.1.abc", "7-72-0"),
+            ("0.1.0", "0-1-0"),
+            ("garbage", "0-0-0"),
+            ("7.72", "0-0-0"),
+        ] {
+            assert_eq!(version_prefix(version), prefix, "{version}");
+        }
     }
 
     #[test]
@@ -201,10 +203,14 @@ mod tests {
 
     #[test]
     fn keys_in_logs_show_only_their_last_characters() {
-        assert_eq!(hide_key_except_last_chars("abcd"), "********");
-        assert_eq!(hide_key_except_last_chars("abcde"), "****e");
-        assert_eq!(hide_key_except_last_chars("abcdefgh"), "******gh");
-        assert_eq!(hide_key_except_last_chars("0123456789abcdef"), "*************def");
+        for (key, shown) in [
+            ("abcd", "********"),
+            ("abcde", "****e"),
+            ("abcdefgh", "******gh"),
+            ("0123456789abcdef", "*************def"),
+        ] {
+            assert_eq!(hide_key_except_last_chars(key), shown, "{key}");
+        }
         let key = "0123456789abcdef0123456789abcdef";
         assert_eq!(hide_key_except_last_chars(key), format!("{}cdef", "*".repeat(28)));
     }

@@ -441,6 +441,13 @@ mod tests {
         }
     }
 
+    fn resolved(hostname: &str, provider: Provider) -> ResolvedHostname {
+        ResolvedHostname {
+            hostname: hostname.into(),
+            provider,
+        }
+    }
+
     const BOARD: Fake = Fake {
         os: Some("board7"),
         fqdn: Some("board7.lab.example"),
@@ -485,13 +492,9 @@ mod tests {
             hostname_fqdn: true,
             ..Default::default()
         };
-        let r = resolve_with(&config, &BOARD).unwrap();
         assert_eq!(
-            r,
-            ResolvedHostname {
-                hostname: "edge-12".into(),
-                provider: Provider::Configuration
-            }
+            resolve_with(&config, &BOARD).unwrap(),
+            resolved("edge-12", Provider::Configuration)
         );
     }
 
@@ -505,24 +508,13 @@ mod tests {
             hostname_file: file.to_str().unwrap().into(),
             ..Default::default()
         };
-        let r = resolve_with(&config, &BOARD).unwrap();
         assert_eq!(
-            r,
-            ResolvedHostname {
-                hostname: "from-file-3".into(),
-                provider: Provider::HostnameFile
-            }
+            resolve_with(&config, &BOARD).unwrap(),
+            resolved("from-file-3", Provider::HostnameFile)
         );
 
         std::fs::write(&file, "localhost\n").unwrap();
-        let r = resolve_with(&config, &BOARD).unwrap();
-        assert_eq!(
-            r,
-            ResolvedHostname {
-                hostname: "board7".into(),
-                provider: Provider::Os
-            }
-        );
+        assert_eq!(resolve_with(&config, &BOARD).unwrap(), resolved("board7", Provider::Os));
 
         let missing = HostnameConfig {
             hostname_file: dir.path().join("nope").to_str().unwrap().into(),
@@ -537,13 +529,9 @@ mod tests {
             hostname_fqdn: true,
             ..Default::default()
         };
-        let r = resolve_with(&config, &BOARD).unwrap();
         assert_eq!(
-            r,
-            ResolvedHostname {
-                hostname: "board7.lab.example".into(),
-                provider: Provider::Fqdn
-            }
+            resolve_with(&config, &BOARD).unwrap(),
+            resolved("board7.lab.example", Provider::Fqdn)
         );
 
         // An unresolvable FQDN falls back to the OS hostname.
@@ -608,21 +596,12 @@ mod tests {
         for name in ["board7", "pi-kitchen", "debianbox"] {
             assert!(!is_shared_default(name), "{name}");
         }
-        let os = ResolvedHostname {
-            hostname: "raspberrypi".into(),
-            provider: Provider::Os,
-        };
+        let os = resolved("raspberrypi", Provider::Os);
         let warning = shared_default_warning(&os).unwrap();
         assert!(warning.contains("'raspberrypi'") && warning.contains("`hostname`") && warning.contains("DD_HOSTNAME"));
-        let fqdn = ResolvedHostname {
-            hostname: "debian.lan".into(),
-            provider: Provider::Fqdn,
-        };
+        let fqdn = resolved("debian.lan", Provider::Fqdn);
         assert!(shared_default_warning(&fqdn).is_some());
-        let configured = ResolvedHostname {
-            hostname: "raspberrypi".into(),
-            provider: Provider::Configuration,
-        };
+        let configured = resolved("raspberrypi", Provider::Configuration);
         assert_eq!(shared_default_warning(&configured), None);
     }
 

@@ -171,68 +171,65 @@ pub struct Sketch {
     pub metadata: Option<Metadata>,
 }
 
-/// `SketchPayload.Sketch.Distribution` (the legacy GK encoding).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Distribution {
-    /// Field 1.
-    #[prost(int64, tag = "1")]
-    pub ts: i64,
-    /// Field 2.
-    #[prost(int64, tag = "2")]
-    pub cnt: i64,
-    /// Field 3.
-    #[prost(double, tag = "3")]
-    pub min: f64,
-    /// Field 4.
-    #[prost(double, tag = "4")]
-    pub max: f64,
-    /// Field 5.
-    #[prost(double, tag = "5")]
-    pub avg: f64,
-    /// Field 6.
-    #[prost(double, tag = "6")]
-    pub sum: f64,
-    /// Field 7.
-    #[prost(double, repeated, tag = "7")]
-    pub v: Vec<f64>,
-    /// Field 8.
-    #[prost(uint32, repeated, tag = "8")]
-    pub g: Vec<u32>,
-    /// Field 9.
-    #[prost(uint32, repeated, tag = "9")]
-    pub delta: Vec<u32>,
-    /// Field 10.
-    #[prost(double, repeated, tag = "10")]
-    pub buf: Vec<f64>,
+/// Declares one of the `.proto`'s two sketch encodings: both begin with the
+/// same six summary fields (`ts`, `cnt`, `min`, `max`, `avg`, `sum`, fields
+/// 1–6); the fields given follow them.
+macro_rules! sketch_message {
+    ($(#[$meta:meta])* $name:ident { $($(#[$field_meta:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct $name {
+            /// Field 1: bucket start, seconds since the Unix epoch.
+            #[prost(int64, tag = "1")]
+            pub ts: i64,
+            /// Field 2: number of samples.
+            #[prost(int64, tag = "2")]
+            pub cnt: i64,
+            /// Field 3: the smallest sample.
+            #[prost(double, tag = "3")]
+            pub min: f64,
+            /// Field 4: the largest sample.
+            #[prost(double, tag = "4")]
+            pub max: f64,
+            /// Field 5: the mean.
+            #[prost(double, tag = "5")]
+            pub avg: f64,
+            /// Field 6: the sum.
+            #[prost(double, tag = "6")]
+            pub sum: f64,
+            $($(#[$field_meta])* pub $field: $ty,)*
+        }
+    };
 }
 
-/// `SketchPayload.Sketch.Dogsketch`: one Agent DDSketch as sparse bins.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Dogsketch {
-    /// Field 1: bucket start, seconds since the Unix epoch.
-    #[prost(int64, tag = "1")]
-    pub ts: i64,
-    /// Field 2: number of samples.
-    #[prost(int64, tag = "2")]
-    pub cnt: i64,
-    /// Field 3.
-    #[prost(double, tag = "3")]
-    pub min: f64,
-    /// Field 4.
-    #[prost(double, tag = "4")]
-    pub max: f64,
-    /// Field 5.
-    #[prost(double, tag = "5")]
-    pub avg: f64,
-    /// Field 6.
-    #[prost(double, tag = "6")]
-    pub sum: f64,
-    /// Field 7: bin keys (zigzag `sint32`, packed).
-    #[prost(sint32, repeated, tag = "7")]
-    pub k: Vec<i32>,
-    /// Field 8: bin counts, parallel to `k`.
-    #[prost(uint32, repeated, tag = "8")]
-    pub n: Vec<u32>,
+sketch_message! {
+    /// `SketchPayload.Sketch.Distribution` (the legacy GK encoding).
+    Distribution {
+        /// Field 7.
+        #[prost(double, repeated, tag = "7")]
+        v: Vec<f64>,
+        /// Field 8.
+        #[prost(uint32, repeated, tag = "8")]
+        g: Vec<u32>,
+        /// Field 9.
+        #[prost(uint32, repeated, tag = "9")]
+        delta: Vec<u32>,
+        /// Field 10.
+        #[prost(double, repeated, tag = "10")]
+        buf: Vec<f64>,
+    }
+}
+
+sketch_message! {
+    /// `SketchPayload.Sketch.Dogsketch`: one Agent DDSketch as sparse bins.
+    Dogsketch {
+        /// Field 7: bin keys (zigzag `sint32`, packed).
+        #[prost(sint32, repeated, tag = "7")]
+        k: Vec<i32>,
+        /// Field 8: bin counts, parallel to `k`.
+        #[prost(uint32, repeated, tag = "8")]
+        n: Vec<u32>,
+    }
 }
 
 /// `datadog.agentpayload.EventsPayload`: the body of `POST /api/v1/events_batch`.

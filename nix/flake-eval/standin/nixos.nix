@@ -24,7 +24,11 @@ let
     types.path
   ];
   unitOption = types.either atom (types.listOf atom);
-  units = types.listOf types.str;
+  # Unit names, warnings, tmpfiles rules: a list of strings, empty by default.
+  strings = mkOption {
+    type = types.listOf types.str;
+    default = [ ];
+  };
   service = {
     options = {
       enable = mkOption {
@@ -34,30 +38,6 @@ let
       description = mkOption {
         type = types.singleLineStr;
         default = "";
-      };
-      wantedBy = mkOption {
-        type = units;
-        default = [ ];
-      };
-      requiredBy = mkOption {
-        type = units;
-        default = [ ];
-      };
-      wants = mkOption {
-        type = units;
-        default = [ ];
-      };
-      requires = mkOption {
-        type = units;
-        default = [ ];
-      };
-      after = mkOption {
-        type = units;
-        default = [ ];
-      };
-      before = mkOption {
-        type = units;
-        default = [ ];
       };
       restartTriggers = mkOption {
         type = types.listOf types.unspecified;
@@ -94,7 +74,16 @@ let
         type = types.attrsOf unitOption;
         default = { };
       };
-    };
+    }
+    # The unit's dependency lists.
+    // lib.genAttrs [
+      "wantedBy"
+      "requiredBy"
+      "wants"
+      "requires"
+      "after"
+      "before"
+    ] (_: strings);
   };
 in
 {
@@ -103,10 +92,7 @@ in
       type = types.listOf types.unspecified;
       default = [ ];
     };
-    warnings = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-    };
+    warnings = strings;
     environment.etc = mkOption {
       type = types.attrsOf (
         types.submodule {
@@ -137,9 +123,6 @@ in
       type = types.attrsOf (types.submodule service);
       default = { };
     };
-    systemd.tmpfiles.rules = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-    };
+    systemd.tmpfiles.rules = strings;
   };
 }

@@ -74,15 +74,7 @@ let
             "bin"
           ];
         };
-        ldso =
-          if platform.isx86_64 then
-            "ld-linux-x86-64.so.2"
-          else if platform.isAarch64 then
-            "ld-linux-aarch64.so.1"
-          else if platform.isAarch32 then
-            "ld-linux-armhf.so.3"
-          else
-            throw "flake-eval stand-in: no dynamic linker name for ${platform.system}";
+        ldso = builders.dynamicLinkerName platform;
         targetPrefix = lib.optionalString isCross "${platform.config}-";
         bintools = raw "binutils-wrapper-standin" {
           passthru = {
@@ -141,18 +133,20 @@ let
           datadog = pkg "python3-datadog" { };
         };
       in
-      {
+      # Package-set plumbing (pkgs/top-level/stage.nix and splice.nix for
+      # a native package set: every pkgs* set is this one, no splicing).
+      lib.genAttrs [
+        "pkgs"
+        "pkgsBuildBuild"
+        "pkgsBuildHost"
+        "pkgsBuildTarget"
+        "pkgsHostHost"
+        "pkgsTargetTarget"
+        "pkgsHostTarget"
+      ] (_: self)
+      // {
         inherit lib;
 
-        # Package-set plumbing (pkgs/top-level/stage.nix and splice.nix for
-        # a native package set: every pkgs* set is this one, no splicing).
-        pkgs = self;
-        pkgsBuildBuild = self;
-        pkgsBuildHost = self;
-        pkgsBuildTarget = self;
-        pkgsHostHost = self;
-        pkgsTargetTarget = self;
-        pkgsHostTarget = self;
         splicePackages =
           {
             pkgsBuildBuild,

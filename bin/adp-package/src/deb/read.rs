@@ -79,22 +79,17 @@ impl Deb {
     /// Parses the bytes of a `.deb`; `name` is used in error messages.
     pub fn parse(name: &str, bytes: &[u8]) -> Result<Deb, DebError> {
         let members = ar_members(name, bytes)?;
-        let (control_name, control_tar) =
+        let member = |prefix: &str| {
             members
                 .iter()
-                .find(|(n, _)| n.starts_with("control.tar"))
+                .find(|(n, _)| n.starts_with(prefix))
                 .ok_or_else(|| DebError::Member {
                     deb: name.to_owned(),
-                    reason: "no control.tar.* member".to_owned(),
-                })?;
-        let (data_name, data_tar) =
-            members
-                .iter()
-                .find(|(n, _)| n.starts_with("data.tar"))
-                .ok_or_else(|| DebError::Member {
-                    deb: name.to_owned(),
-                    reason: "no data.tar.* member".to_owned(),
-                })?;
+                    reason: format!("no {prefix}.* member"),
+                })
+        };
+        let (control_name, control_tar) = member("control.tar")?;
+        let (data_name, data_tar) = member("data.tar")?;
         let control_tar = decompress(name, control_name, control_tar)?;
         let control_entries = read_tar(name, control_name, &control_tar)?;
         let control = match control_entries.get("control") {

@@ -25,22 +25,8 @@ impl Unprivileged {
             return error(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported");
         }
         match req.uri().path() {
-            "/health/live" => {
-                let status = if self.health.is_live() {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                };
-                json(status, &self.health.report())
-            }
-            "/health/ready" => {
-                let status = if self.health.is_ready() {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                };
-                json(status, &self.health.report())
-            }
+            "/health/live" => self.health_report(self.health.is_live()),
+            "/health/ready" => self.health_report(self.health.is_ready()),
             "/metrics" => respond(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -48,5 +34,15 @@ impl Unprivileged {
             ),
             other => error(StatusCode::NOT_FOUND, format!("no such endpoint: {other}")),
         }
+    }
+
+    /// The health report, answered 503 when the probe (live or ready) fails.
+    fn health_report(&self, ok: bool) -> Response<Body> {
+        let status = if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        json(status, &self.health.report())
     }
 }
