@@ -2,7 +2,10 @@
 # service. The options follow nixpkgs' services.datadog-agent
 # (nixos/modules/services/monitoring/datadog-agent.nix): the same names and
 # types for enable, package, apiKeyFile, site, ddUrl, hostname, tags,
-# logLevel and extraConfig, plus the DogStatsD port and socket.
+# logLevel, extraConfig, checks, diskCheck and networkCheck (diskCheck and
+# networkCheck nullable: the package's defaults apply unless set), plus the
+# DogStatsD port and socket. The system checks run as with the IoT Agent:
+# /etc/datadog-agent/conf.d holds the package's conf.yaml.default files.
 #
 # The API key is never in the store: apiKeyFile is a path string, read by
 # systemd (LoadCredential) into the unit's credentials directory, from where
@@ -66,6 +69,28 @@ let
   # JSON is YAML; nixpkgs' datadog-agent module writes its datadog.yaml the
   # same way.
   configFile = pkgs.writeText "datadog.yaml" (builtins.toJSON (lib.recursiveUpdate generated cfg.extraConfig));
+
+  # The agent's default confd_path, /etc/datadog-agent/conf.d: the package's
+  # conf.yaml.default files (the system checks on by default, as in the IoT
+  # Agent) and a conf.yaml per entry of `checks`, which the agent prefers
+  # over the default beside it.
+  confd = pkgs.runCommand "agent-data-plane-conf.d" { } (
+    ''
+      cp -r ${cfg.package}/etc/datadog-agent/conf.d $out
+      chmod -R u+w $out
+    ''
+    + lib.concatStrings (
+      lib.mapAttrsToList (name: value: ''
+        mkdir -p $out/${name}.d
+        cp ${pkgs.writeText "${name}.yaml" (builtins.toJSON value)} $out/${name}.d/conf.yaml
+      '') allChecks
+    )
+  );
+  # services.datadog-agent configures these two in options of their own.
+  allChecks =
+    lib.optionalAttrs (cfg.diskCheck != null) { disk = cfg.diskCheck; }
+    // lib.optionalAttrs (cfg.networkCheck != null) { network = cfg.networkCheck; }
+    // cfg.checks;
 in
 {
   options.services.agent-data-plane = {
@@ -141,6 +166,43 @@ in
       };
     };
 
+    checks = mkOption {
+      # As services.datadog-agent.checks: a check's instances are up to the
+      # check, so the values are not typed further.
+      type = types.attrsOf types.attrs;
+      default = { };
+      example = {
+        disk.instances = [ { use_mount = false; } ];
+        file_handle.instances = [ { } ];
+      };
+      description = ''
+        Check configurations, written to conf.d/<name>.d/conf.yaml. The
+        system checks of the IoT Agent (cpu, disk, io, load, memory, network,
+        ntp, uptime) run with their defaults without an entry here;
+        file_handle runs once it has one.
+      '';
+    };
+
+    diskCheck = mkOption {
+      type = types.nullOr types.attrs;
+      default = null;
+      example = {
+        init_config = { };
+        instances = [ { use_mount = false; } ];
+      };
+      description = "The disk check's conf.yaml, as services.datadog-agent.diskCheck (null: the shipped default).";
+    };
+
+    networkCheck = mkOption {
+      type = types.nullOr types.attrs;
+      default = null;
+      example = {
+        init_config = { };
+        instances = [ { excluded_interfaces = [ "lo" ]; } ];
+      };
+      description = "The network check's conf.yaml, as services.datadog-agent.networkCheck (null: the shipped default).";
+    };
+
     extraConfig = mkOption {
       type = types.attrs;
       default = { };
@@ -164,13 +226,17 @@ in
     ];
 
     environment.etc."datadog-agent/datadog.yaml".source = configFile;
+    environment.etc."datadog-agent/conf.d".source = confd;
 
     systemd.services.agent-data-plane = {
       description = "Datadog Agent Data Plane (DogStatsD)";
       wantedBy = [ "multi-user.target" ];
       wants = [ "network-online.target" ];
       after = [ "network-online.target" ];
-      restartTriggers = [ configFile ];
+      restartTriggers = [
+        configFile
+        confd
+      ];
 
       script = ''
         DD_API_KEY=$(head -n 1 "$CREDENTIALS_DIRECTORY/api_key")

@@ -34,6 +34,14 @@ rustPlatform.buildRustPackage {
   # and the Python client); this derivation only builds.
   doCheck = false;
 
+  # The system checks' shipped configuration (the IoT Agent's set of
+  # conf.yaml.default files), where the release puts it under /etc; the NixOS
+  # module links it to /etc/datadog-agent/conf.d, the agent's confd_path.
+  postInstall = ''
+    mkdir -p $out/etc/datadog-agent
+    cp -r crates/checks/conf.d $out/etc/datadog-agent/conf.d
+  '';
+
   # The agent's build identity, as the release has it (see build-info.nix).
   env = {
     ADP_REVISION = buildInfo.revision;

@@ -2,7 +2,8 @@
 # testers.runNixOSTest). The machine boots with services.agent-data-plane
 # pointed at the workspace's test intake (a second unit), a metric goes in
 # over UDP and one over the Unix socket from an unprivileged user, and the
-# test intake must show both with the configured host and tags. It also
+# test intake must show both with the configured host and tags, and the
+# system checks' metrics from the package's conf.d. It also
 # checks that the API key is nowhere in /etc or the unit.
 #
 # It needs KVM and the binary cache, so `make check` has no twin of it
@@ -45,6 +46,8 @@ pkgs.testers.runNixOSTest {
         hostname = "vm-board";
         tags = [ "env:vm" ];
         logLevel = "DEBUG";
+        # file_handle is shipped off (conf.yaml.example); an entry turns it on.
+        checks.file_handle.instances = [ { min_collection_interval = 5; } ];
         # Flush every second instead of every 15 (extraConfig is merged in).
         extraConfig = {
           aggregate_window_duration_seconds = 1;
@@ -78,6 +81,15 @@ pkgs.testers.runNixOSTest {
             return "vm.udp.count" in seen and "vm.uds.gauge" in seen and "vm-board" in seen
         retry(received, timeout=120)
         print(json.dumps(json.loads(machine.succeed("curl -sf http://127.0.0.1:8080/_intake/received")), indent=2)[:4000])
+
+    with subtest("the system checks run from the package's conf.d and the module's checks: the host's metrics arrive"):
+        def host_metrics(_):
+            seen = machine.succeed("curl -sf http://127.0.0.1:8080/_intake/received")
+            return all(
+                name in seen
+                for name in ("system.load.1", "system.mem.total", "system.uptime", "system.fs.file_handles.allocated")
+            )
+        retry(host_metrics, timeout=120)
 
     with subtest("the API key is not in the configuration or the unit"):
         machine.fail("grep -R 0123456789abcdef0123456789abcdef /etc/datadog-agent /etc/systemd/system/agent-data-plane.service")

@@ -169,56 +169,43 @@ async fn run_standalone(settings: Arc<Settings>, logging: LogControl) -> anyhow:
     let context_limit = usize::try_from(settings.aggregate.aggregate_context_limit).unwrap_or(usize::MAX);
     let (dogstatsd_debug, debug_server) = adp_dogstatsd::debug::channel(context_limit);
 
-    let listener = api::bind(
-        settings.agent.data_plane.api_listen_address,
-        "unprivileged",
-        "data_plane.api_listen_address",
-    )
-    .await?;
     let unprivileged = Unprivileged {
         health: health.clone(),
         registry: registry.clone(),
     };
-    tracing::info!("Serving unprivileged API on {}.", listener.local_addr()?);
-    let api_tasks = vec![
-        supervisor.spawn(
-            "unprivileged API",
-            None,
-            api::serve(
-                listener,
-                None,
-                move |req| unprivileged.clone().handle(req),
-                stop_rx.clone(),
-            ),
+    let unprivileged_api = api::spawn(
+        &supervisor,
+        "unprivileged API",
+        (
+            settings.agent.data_plane.api_listen_address,
+            "data_plane.api_listen_address",
         ),
-        {
-            let token = api::load_or_create_auth_token(&settings.agent.auth_token_file_path)?;
-            let tls = api::load_or_generate_tls(&settings.agent.ipc_cert_file_path)?;
-            let listener = api::bind(
-                settings.agent.data_plane.secure_api_listen_address,
-                "privileged",
-                "data_plane.secure_api_listen_address",
-            )
-            .await?;
-            let privileged = Privileged {
-                token: token.into(),
-                settings: settings.clone(),
-                logging,
-                dogstatsd: dogstatsd_debug,
-            };
-            tracing::info!("Serving privileged API on {}.", listener.local_addr()?);
-            supervisor.spawn(
-                "privileged API",
-                None,
-                api::serve(
-                    listener,
-                    Some(tls),
-                    move |req| privileged.clone().handle(req),
-                    stop_rx.clone(),
-                ),
-            )
-        },
-    ];
+        None,
+        move |req| unprivileged.clone().handle(req),
+        stop_rx.clone(),
+    )
+    .await?;
+    let token = api::load_or_create_auth_token(&settings.agent.auth_token_file_path)?;
+    let tls = api::load_or_generate_tls(&settings.agent.ipc_cert_file_path)?;
+    let privileged = Privileged {
+        token: token.into(),
+        settings: settings.clone(),
+        logging,
+        dogstatsd: dogstatsd_debug,
+    };
+    let privileged_api = api::spawn(
+        &supervisor,
+        "privileged API",
+        (
+            settings.agent.data_plane.secure_api_listen_address,
+            "data_plane.secure_api_listen_address",
+        ),
+        Some(tls),
+        move |req| privileged.clone().handle(req),
+        stop_rx.clone(),
+    )
+    .await?;
+    let api_tasks = [unprivileged_api, privileged_api];
 
     let running = pipeline::start(&settings, &registry, &health, &supervisor, limiter, debug_server).await?;
     tracing::info!("Agent Data Plane running.");

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 
 use adp_wire::{proto, Endpoint};
-use prost::Message;
 use serde::{Deserialize, Serialize};
 
 /// Largest body the intake inflates (a zstd bomb must fail, not OOM).
@@ -359,6 +358,15 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Decodes a protobuf payload `P` and converts each item of its list.
+fn each<P: prost::Message + Default, T, U>(
+    body: &[u8],
+    list: impl FnOnce(P) -> Vec<T>,
+    convert: impl FnMut(T) -> U,
+) -> Result<Vec<U>, prost::DecodeError> {
+    Ok(list(P::decode(body)?).into_iter().map(convert).collect())
+}
+
 /// Decompresses and decodes one intake body.
 pub fn decode(endpoint: Endpoint, content_encoding: &str, body: &[u8]) -> Result<Decoded, String> {
     let plain = adp_wire::decompress(content_encoding, body, MAX_DECOMPRESSED_BYTES).map_err(|e| with_causes(&e))?;
@@ -366,28 +374,13 @@ pub fn decode(endpoint: Endpoint, content_encoding: &str, body: &[u8]) -> Result
     let bad_protobuf = |e: prost::DecodeError| format!("{what}: body is not a valid protobuf payload: {e}");
     Ok(match endpoint {
         Endpoint::Series => Decoded::Series {
-            series: proto::MetricPayload::decode(plain.as_slice())
-                .map_err(bad_protobuf)?
-                .series
-                .into_iter()
-                .map(series)
-                .collect(),
+            series: each(&plain, |p: proto::MetricPayload| p.series, series).map_err(bad_protobuf)?,
         },
         Endpoint::Sketches => Decoded::Sketches {
-            sketches: proto::SketchPayload::decode(plain.as_slice())
-                .map_err(bad_protobuf)?
-                .sketches
-                .into_iter()
-                .map(sketch)
-                .collect(),
+            sketches: each(&plain, |p: proto::SketchPayload| p.sketches, sketch).map_err(bad_protobuf)?,
         },
         Endpoint::Events => Decoded::Events {
-            events: proto::EventsPayload::decode(plain.as_slice())
-                .map_err(bad_protobuf)?
-                .events
-                .into_iter()
-                .map(event)
-                .collect(),
+            events: each(&plain, |p: proto::EventsPayload| p.events, event).map_err(bad_protobuf)?,
         },
         Endpoint::CheckRun => Decoded::ServiceChecks {
             service_checks: serde_json::from_slice(&plain)

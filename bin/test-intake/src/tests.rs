@@ -67,6 +67,13 @@ async fn post(addr: SocketAddr, p: &EncodedPayload) -> Result<StatusCode, hyper:
         .map(|(s, _)| s)
 }
 
+/// Posts each payload and asserts that the intake accepted it.
+async fn post_accepted<'a>(intake: &TestIntake, payloads: impl IntoIterator<Item = &'a EncodedPayload>) {
+    for p in payloads {
+        assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::ACCEPTED);
+    }
+}
+
 #[tokio::test]
 async fn series_and_sketches_are_decoded_for_every_compression_kind() {
     for kind in [CompressionKind::Zstd, CompressionKind::Zlib, CompressionKind::None] {
@@ -91,9 +98,7 @@ async fn series_and_sketches_are_decoded_for_every_compression_kind() {
             vec![1, 2, 1],
         );
         let sketches = enc.encode_sketch_parts([("app.latency", &tags[1..], vec![d])]).unwrap();
-        for p in series.iter().chain(&sketches) {
-            assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::ACCEPTED);
-        }
+        post_accepted(&intake, series.iter().chain(&sketches)).await;
         let r = intake
             .wait_for(WAIT, |r| r.series.len() == 2 && r.sketches.len() == 1)
             .await
@@ -175,9 +180,7 @@ async fn service_checks_and_events_are_decoded() {
             ..Default::default()
         }])
         .unwrap();
-    for p in checks.iter().chain(&events) {
-        assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::ACCEPTED);
-    }
+    post_accepted(&intake, checks.iter().chain(&events)).await;
     let r = intake
         .wait_for(WAIT, |r| r.service_checks.len() == 1 && r.events.len() == 1)
         .await
@@ -257,34 +260,28 @@ async fn a_missing_api_key_is_forbidden_and_validate_checks_for_one() {
     let p = &encoder(CompressionKind::Zstd)
         .encode_series_protos([proto::MetricSeries::default()])
         .unwrap()[0];
-    let (status, _) = send(intake.addr(), "POST", p.endpoint.path(), &[], p.body.clone())
-        .await
-        .unwrap();
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, body) = send(
-        intake.addr(),
-        "GET",
-        "/api/v1/validate",
-        &[("dd-api-key", "k")],
-        Bytes::new(),
-    )
-    .await
-    .unwrap();
-    assert_eq!((status, body.as_ref()), (StatusCode::OK, &b"{\"valid\":true}"[..]));
-    let (status, _) = send(intake.addr(), "GET", "/api/v1/validate", &[], Bytes::new())
-        .await
-        .unwrap();
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = send(
-        intake.addr(),
-        "POST",
-        "/api/v1/series",
-        &[("dd-api-key", "k")],
-        Bytes::new(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    let key: &[(&str, &str)] = &[("dd-api-key", "k")];
+    // A payload without a key, the key check with and without one, then an
+    // unknown path with a key.
+    let cases = [
+        (
+            "POST",
+            p.endpoint.path(),
+            &[][..],
+            p.body.clone(),
+            StatusCode::FORBIDDEN,
+        ),
+        ("GET", "/api/v1/validate", key, Bytes::new(), StatusCode::OK),
+        ("GET", "/api/v1/validate", &[], Bytes::new(), StatusCode::FORBIDDEN),
+        ("POST", "/api/v1/series", key, Bytes::new(), StatusCode::NOT_FOUND),
+    ];
+    for (method, path, headers, body, expected) in cases {
+        let (status, answer) = send(intake.addr(), method, path, headers, body).await.unwrap();
+        assert_eq!(status, expected, "{method} {path} {headers:?}");
+        if status == StatusCode::OK {
+            assert_eq!(answer.as_ref(), b"{\"valid\":true}");
+        }
+    }
     let r = intake.received();
     assert!(r.series.is_empty());
     assert_eq!(r.errors.len(), 3, "{:?}", r.errors);
@@ -572,9 +569,7 @@ async fn a_split_batch_arrives_whole() {
         )
         .unwrap();
     assert!(payloads.len() >= 2);
-    for p in &payloads {
-        assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::ACCEPTED);
-    }
+    post_accepted(&intake, &payloads).await;
     let r = intake.wait_for(WAIT, |r| r.series.len() == 12_000).await.unwrap();
     assert_eq!(r.series_value_sum("split.me"), 12_000.0);
     assert_eq!(r.accepted_by(Endpoint::Series), u64::try_from(payloads.len()).unwrap());

@@ -538,7 +538,7 @@ impl hyper::rt::Write for Conn {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rustls::pki_types::PrivateKeyDer;
     use std::net::SocketAddr;
@@ -657,9 +657,9 @@ mod tests {
         addr
     }
 
-    /// A CONNECT proxy's side of [`tunnel`]: accepts one connection, reads
-    /// the request head and answers 200; the stream then carries the tunnel.
-    async fn accept_connect(proxy: &TcpListener) -> (TcpStream, String) {
+    /// Accepts one connection on `proxy` and reads its request head (up to
+    /// the blank line); the answer is the caller's.
+    pub(crate) async fn read_connect_head(proxy: &TcpListener) -> (TcpStream, String) {
         let (mut s, _) = proxy.accept().await.unwrap();
         let mut head = Vec::new();
         let mut b = [0u8; 1];
@@ -667,10 +667,17 @@ mod tests {
             s.read_exact(&mut b).await.unwrap();
             head.push(b[0]);
         }
+        (s, String::from_utf8(head).unwrap())
+    }
+
+    /// A CONNECT proxy's side of [`tunnel`]: accepts one connection, reads
+    /// the request head and answers 200; the stream then carries the tunnel.
+    async fn accept_connect(proxy: &TcpListener) -> (TcpStream, String) {
+        let (mut s, head) = read_connect_head(proxy).await;
         s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
             .await
             .unwrap();
-        (s, String::from_utf8(head).unwrap())
+        (s, head)
     }
 
     fn test_client(proxy: &ProxyConfig) -> HttpClient {

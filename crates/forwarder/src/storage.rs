@@ -45,22 +45,18 @@ use adp_wire::Endpoint;
 use bytes::Bytes;
 use http::HeaderValue;
 
-use crate::transaction::Transaction;
+use crate::transaction::{endpoint_index, Transaction};
 
 const MAGIC: &[u8; 4] = b"ADPR";
 const VERSION: u8 = 1;
 const EXTENSION: &str = "retry";
 
 /// The numeric code of an endpoint in stored files.
+/// It is the endpoint's dense index (`Intake`, 4, is never written
+/// (`Endpoint::storable_on_disk`); a file naming it is refused as corrupted).
 fn endpoint_code(e: Endpoint) -> u8 {
-    match e {
-        Endpoint::Series => 0,
-        Endpoint::Sketches => 1,
-        Endpoint::CheckRun => 2,
-        Endpoint::Events => 3,
-        // Never written (`Endpoint::storable_on_disk`); a file naming it is refused as corrupted.
-        Endpoint::Intake => 4,
-    }
+    // Five endpoints: the index fits a byte.
+    endpoint_index(e) as u8
 }
 
 fn endpoint_from_code(code: u8) -> Option<Endpoint> {
@@ -380,6 +376,11 @@ mod tests {
         }
     }
 
+    /// Storage of 1 MiB for one domain under `root`.
+    fn open_one_domain(root: &Path, outdated_after: Duration) -> (DiskStorage, OpenReport) {
+        DiskStorage::open(root, &["http://x".to_owned()], 1 << 20, outdated_after).unwrap()
+    }
+
     #[test]
     fn files_round_trip_and_every_truncation_is_detected() {
         let t = txn(b"some body bytes");
@@ -437,8 +438,7 @@ mod tests {
     #[test]
     fn corrupted_files_are_skipped_and_reported_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        let bases = vec!["http://x".to_owned()];
-        let (mut s, _) = DiskStorage::open(dir.path(), &bases, 1 << 20, Duration::from_secs(3600)).unwrap();
+        let (mut s, _) = open_one_domain(dir.path(), Duration::from_secs(3600));
         s.store(0, &txn(b"first")).unwrap();
         s.store(0, &txn(b"second")).unwrap();
         let first = s.files[0].path.clone();
@@ -446,7 +446,7 @@ mod tests {
         fs::write(&first, &data[..data.len() / 2]).unwrap();
         fs::write(s.dirs[0].join(".leftover.retry.tmp"), b"x").unwrap();
         drop(s);
-        let (mut s, report) = DiskStorage::open(dir.path(), &bases, 1 << 20, Duration::from_secs(3600)).unwrap();
+        let (mut s, report) = open_one_domain(dir.path(), Duration::from_secs(3600));
         assert_eq!(report.temporaries, 1);
         let mut corrupt = Vec::new();
         let t = s
@@ -461,12 +461,11 @@ mod tests {
     #[test]
     fn outdated_files_are_removed_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        let bases = vec!["http://x".to_owned()];
-        let (mut s, _) = DiskStorage::open(dir.path(), &bases, 1 << 20, Duration::from_secs(3600)).unwrap();
+        let (mut s, _) = open_one_domain(dir.path(), Duration::from_secs(3600));
         s.store(0, &txn(b"old")).unwrap();
         drop(s);
         std::thread::sleep(Duration::from_millis(20));
-        let (s, report) = DiskStorage::open(dir.path(), &bases, 1 << 20, Duration::from_millis(1)).unwrap();
+        let (s, report) = open_one_domain(dir.path(), Duration::from_millis(1));
         assert_eq!(report.outdated, 1);
         assert_eq!(s.bytes(), 0);
     }

@@ -188,6 +188,23 @@ fn payload(endpoint: Endpoint, body: &str) -> EncodedPayload {
     }
 }
 
+/// [`config`] with a retry queue of `bytes`.
+fn config_with_queue(intake: &Intake, bytes: u64) -> ForwarderConfig {
+    ForwarderConfig {
+        forwarder_retry_queue_payloads_max_size: bytes,
+        ..config(intake)
+    }
+}
+
+/// [`config`] with 1 MiB of disk storage in `dir`.
+fn config_with_storage(intake: &Intake, dir: &Path) -> ForwarderConfig {
+    ForwarderConfig {
+        forwarder_storage_max_size_in_bytes: 1 << 20,
+        forwarder_storage_path: dir.to_owned(),
+        ..config(intake)
+    }
+}
+
 fn config(intake: &Intake) -> ForwarderConfig {
     ForwarderConfig {
         api_key: "main-key".into(),
@@ -473,11 +490,7 @@ async fn connection_errors_are_retried_until_the_intake_comes_up() {
 async fn a_full_retry_queue_evicts_the_oldest_payloads() {
     let intake = Intake::start(|_, _| Reply::Status(503)).await;
     let registry = Registry::new();
-    let c = ForwarderConfig {
-        forwarder_retry_queue_payloads_max_size: 300,
-        ..config(&intake)
-    };
-    let f = Running::start(c, &registry);
+    let f = Running::start(config_with_queue(&intake, 300), &registry);
     for i in 0..5 {
         f.send(payload(Endpoint::Series, &format!("{i}{}", "x".repeat(99))))
             .await;
@@ -499,11 +512,7 @@ async fn a_full_retry_queue_evicts_the_oldest_payloads() {
     firsts.sort_unstable();
     assert_eq!(firsts, ['2', '3', '4'], "payloads 0 and 1 were the oldest");
     let too_big = Registry::new();
-    let c = ForwarderConfig {
-        forwarder_retry_queue_payloads_max_size: 10,
-        ..config(&intake)
-    };
-    let f = Running::start(c, &too_big);
+    let f = Running::start(config_with_queue(&intake, 10), &too_big);
     f.send(payload(Endpoint::Series, "more than ten bytes")).await;
     wait_for("too_large", || {
         value(&too_big, "adp_forwarder_payloads_dropped", &[("reason", "too_large")]) == 1
@@ -521,11 +530,7 @@ async fn a_burst_larger_than_the_retry_queue_is_delivered_while_the_intake_accep
     let registry = Registry::new();
     // Not a multiple of the payload size: the queue is under its bound right
     // after an eviction, which once kept admitting and evicting in turn.
-    let c = ForwarderConfig {
-        forwarder_retry_queue_payloads_max_size: 350,
-        ..config(&intake)
-    };
-    let f = Running::start(c, &registry);
+    let f = Running::start(config_with_queue(&intake, 350), &registry);
     // 20 × 100 bytes submitted back to back: far faster than requests complete.
     for i in 0..20 {
         f.send(payload(Endpoint::Series, &format!("{i:02}{}", "x".repeat(98))))
@@ -551,10 +556,8 @@ async fn a_payload_larger_than_the_memory_queue_is_delivered_through_disk_storag
     let intake = Intake::start(|n, _| Reply::Status(if n == 0 { 503 } else { 200 })).await;
     let registry = Registry::new();
     let c = ForwarderConfig {
-        forwarder_storage_max_size_in_bytes: 1 << 20,
-        forwarder_storage_path: dir.path().to_owned(),
         forwarder_retry_queue_payloads_max_size: 10,
-        ..config(&intake)
+        ..config_with_storage(&intake, dir.path())
     };
     let f = Running::start(c, &registry);
     f.send(payload(Endpoint::Series, "more than ten bytes")).await;
@@ -578,12 +581,10 @@ async fn queued_payloads_are_persisted_at_shutdown_and_replayed_after_a_restart(
     let intake = Intake::start(|_, _| Reply::Status(503)).await;
     let registry = Registry::new();
     let c = ForwarderConfig {
-        forwarder_storage_max_size_in_bytes: 1 << 20,
-        forwarder_storage_path: dir.path().to_owned(),
         forwarder_stop_timeout: Duration::from_millis(100),
         // Memory holds two payloads; the third overflows to disk while running.
         forwarder_retry_queue_payloads_max_size: 2 * 6,
-        ..config(&intake)
+        ..config_with_storage(&intake, dir.path())
     };
     let f = Running::start(c.clone(), &registry);
     for i in 0..5 {
@@ -635,12 +636,10 @@ async fn host_metadata_is_retried_but_never_written_to_disk() {
     let intake = Intake::start(|_, _| Reply::Status(503)).await;
     let registry = Registry::new();
     let c = ForwarderConfig {
-        forwarder_storage_max_size_in_bytes: 1 << 20,
-        forwarder_storage_path: dir.path().to_owned(),
         forwarder_stop_timeout: Duration::from_millis(50),
         // Memory holds one payload: the second one evicts the first.
         forwarder_retry_queue_payloads_max_size: 40,
-        ..config(&intake)
+        ..config_with_storage(&intake, dir.path())
     };
     let f = Running::start(c, &registry);
     f.send(payload(Endpoint::Intake, r#"{"apiKey":"main-key","host":"h"}"#))
@@ -675,10 +674,8 @@ async fn a_corrupted_stored_payload_is_skipped_and_the_rest_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let intake = Intake::start(|_, _| Reply::Status(503)).await;
     let c = ForwarderConfig {
-        forwarder_storage_max_size_in_bytes: 1 << 20,
-        forwarder_storage_path: dir.path().to_owned(),
         forwarder_stop_timeout: Duration::from_millis(50),
-        ..config(&intake)
+        ..config_with_storage(&intake, dir.path())
     };
     let registry = Registry::new();
     let f = Running::start(c.clone(), &registry);
@@ -1039,15 +1036,9 @@ async fn datadog_app_hosts_get_the_version_prefix_and_keys_are_checked_at_the_ap
     let connect_addr = connect.local_addr().unwrap();
     let (seen_tx, seen_rx) = oneshot::channel();
     tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut s, _) = connect.accept().await.unwrap();
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            s.read_exact(&mut b).await.unwrap();
-            head.push(b[0]);
-        }
-        let _ = seen_tx.send(String::from_utf8(head).unwrap());
+        use tokio::io::AsyncWriteExt;
+        let (mut s, head) = crate::client::tests::read_connect_head(&connect).await;
+        let _ = seen_tx.send(head);
         let _ = s.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
     });
     let mut c = ForwarderConfig {
@@ -1195,9 +1186,7 @@ async fn requests_in_flight_at_the_shutdown_deadline_are_kept() {
         ForwarderConfig {
             forwarder_num_workers: 3,
             forwarder_stop_timeout: Duration::from_millis(200),
-            forwarder_storage_max_size_in_bytes: 1 << 20,
-            forwarder_storage_path: dir.path().to_owned(),
-            ..config(&intake)
+            ..config_with_storage(&intake, dir.path())
         },
         &registry,
     );

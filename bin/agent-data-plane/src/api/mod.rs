@@ -29,7 +29,10 @@ use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
+
+use crate::supervisor::Supervisor;
 
 pub use tls::{load_or_create_auth_token, load_or_generate_tls};
 
@@ -61,11 +64,25 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     json(status, &serde_json::json!({ "error": message.into() }))
 }
 
-/// Binds `addr` for the API named `what`, naming the key to change on failure.
-pub async fn bind(addr: SocketAddr, what: &str, key: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
+/// Listens on `addr` (the setting `key`, named on failure) and serves the API
+/// `name` there with `handler` as a supervised task until `shutdown` turns true.
+pub async fn spawn<H, F>(
+    supervisor: &Supervisor,
+    name: &'static str,
+    (addr, key): (SocketAddr, &str),
+    tls: Option<TlsAcceptor>,
+    handler: H,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<()>>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("could not listen for the {what} API on {addr} (`{key}`)"))
+        .with_context(|| format!("could not listen for the {name} on {addr} (`{key}`)"))?;
+    tracing::info!("Serving {name} on {}.", listener.local_addr()?);
+    Ok(supervisor.spawn(name, None, serve(listener, tls, handler, shutdown)))
 }
 
 /// Serves connections from `listener` with `handler` until `shutdown` turns true.

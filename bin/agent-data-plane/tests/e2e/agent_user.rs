@@ -338,11 +338,20 @@ async fn an_api_key_the_intake_refuses_is_reported_as_the_agent_reports_it() {
         .wait_for_line("No valid api key found, reporting the forwarder as unhealthy.")
         .await;
     assert!(unhealthy.contains("ERROR"), "{unhealthy}");
-    let (status, body) = http_get(&api, "/health/ready");
-    assert_eq!(status, 503, "{body}");
-    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(health["components"]["forwarder"]["ready"], false, "{body}");
+    // The key is checked while the listeners start: wait for DogStatsD to be
+    // ready, then only the forwarder keeps the agent unready.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (status, health, body) = loop {
+        let (status, body) = http_get(&api, "/health/ready");
+        let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if health["components"]["dogstatsd"]["ready"] == true || std::time::Instant::now() > deadline {
+            break (status, health, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(health["components"]["dogstatsd"]["ready"], true, "{body}");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(health["components"]["forwarder"]["ready"], false, "{body}");
     let log = adp.stop().await;
     assert!(!log.contains(API_KEY), "{log}");
     intake.shutdown().await;
@@ -413,18 +422,6 @@ for i in range({ROUNDS}):
         .sum();
     assert_eq!(samples, ROUNDS as i64);
     intake.shutdown().await;
-}
-
-/// A 64-character token and a self-signed `localhost` certificate where the
-/// standalone environment points the agent.
-fn write_credentials(dir: &Path, token: &str) {
-    std::fs::write(dir.join("auth_token"), token).unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    std::fs::write(
-        dir.join("ipc_cert.pem"),
-        format!("{}{}", cert.cert.pem(), cert.key_pair.serialize_pem()),
-    )
-    .unwrap();
 }
 
 fn free_tcp_port() -> u16 {

@@ -251,6 +251,36 @@ impl Agent {
     }
 }
 
+/// Stops `load` then `agent`, and asserts that the intake accepted every
+/// payload request at once and got every sample and event of `load` exactly once;
+/// returns what `load` sent.
+async fn stop_with_every_payload_accepted_once(agent: Agent, load: Load, intake: &TestIntake, label: &str) -> Sent {
+    let sent = load.stop();
+    agent.stop().await;
+    let r = intake.received();
+    assert!(r.payload_requests().all(|q| q.status == 202), "{:?}", r.request_log);
+    Totals::received(&r, label).assert_exact(sent);
+    sent
+}
+
+/// A normal intake, the agent of the standalone environment sending to it
+/// (its files in the returned directory), and load `label` on its socket.
+async fn agent_under_load(label: &'static str) -> (TestIntake, tempfile::TempDir, Agent, Load) {
+    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&Env::standalone(&intake.url(), dir.path()), dir.path()).await;
+    let load = Load::start(&agent.socket, label);
+    (intake, dir, agent, load)
+}
+
+/// Waits until the intake has accepted series: the load flows end to end.
+async fn wait_for_flow(intake: &TestIntake) {
+    intake
+        .wait_for(TIMEOUT, |r| r.accepted_by(Endpoint::Series) > 0)
+        .await
+        .unwrap();
+}
+
 fn accepted(r: &Received) -> u64 {
     r.accepted.values().sum()
 }
@@ -272,16 +302,10 @@ fn field<'a>(line: &'a str, name: &str) -> &'a str {
 async fn a_60_second_503_outage_then_recovery_delivers_exact_totals_without_duplicates() {
     const OUTAGE: Duration = Duration::from_secs(60);
     let started = Instant::now();
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut agent = Agent::start(&Env::standalone(&intake.url(), dir.path()), dir.path()).await;
-    let load = Load::start(&agent.socket, "outage");
+    let (intake, _dir, mut agent, load) = agent_under_load("outage").await;
 
     // The outage starts under flow.
-    intake
-        .wait_for(TIMEOUT, |r| r.accepted_by(Endpoint::Series) > 0)
-        .await
-        .unwrap();
+    wait_for_flow(&intake).await;
     intake.set_behaviour(Behaviour::status(503).for_duration(OUTAGE));
     let outage_started = Instant::now();
     // After the first refusal every request is refused until the outage ends
@@ -345,10 +369,7 @@ async fn answers_slower_than_the_forwarder_timeout_are_retried_and_arrive_at_lea
     let env = Env::standalone(&intake.url(), dir.path()).set("DD_FORWARDER_TIMEOUT", "2s");
     let mut agent = Agent::start(&env, dir.path()).await;
     let load = Load::start(&agent.socket, "slow");
-    intake
-        .wait_for(TIMEOUT, |r| r.accepted_by(Endpoint::Series) > 0)
-        .await
-        .unwrap();
+    wait_for_flow(&intake).await;
 
     // Slow before taking the payload: the agent gives up after 2 s, the
     // intake drops the request (logged with status 0).
@@ -409,18 +430,12 @@ async fn answers_slower_than_the_forwarder_timeout_are_retried_and_arrive_at_lea
 /// A status the forwarder does not retry (413, 403): the refused payloads are
 /// dropped with one log line each and counted; the next payloads still
 /// arrive; nothing is lost besides the refused payloads and nothing arrives
-/// twice. Returns the log.
+/// twice. Returns the refusal's log line.
 async fn a_refusal_is_dropped_not_retried(status: u16, prefix: &'static str) -> String {
     const REFUSED: u64 = 2;
     let started = Instant::now();
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut agent = Agent::start(&Env::standalone(&intake.url(), dir.path()), dir.path()).await;
-    let load = Load::start(&agent.socket, prefix);
-    intake
-        .wait_for(TIMEOUT, |r| r.accepted_by(Endpoint::Series) > 0)
-        .await
-        .unwrap();
+    let (intake, _dir, mut agent, load) = agent_under_load(prefix).await;
+    wait_for_flow(&intake).await;
     intake.set_behaviour(Behaviour::status(status).for_next(REFUSED));
     let r = intake
         .wait_for(TIMEOUT, |r| r.refused.len() as u64 == REFUSED)
@@ -460,16 +475,15 @@ async fn a_refusal_is_dropped_not_retried(status: u16, prefix: &'static str) -> 
         "status {status}: sent {sent:?}; {REFUSED} payloads refused and dropped [{:.1?}]",
         started.elapsed()
     );
-    log
+    log.lines()
+        .find(|l| l.contains("Payload refused and dropped (not retried)"))
+        .unwrap_or_else(|| panic!("no refusal logged:\n{log}"))
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_413_drops_the_payload_with_a_log_line_and_a_counter_and_later_payloads_arrive() {
-    let log = a_refusal_is_dropped_not_retried(413, "too-large").await;
-    let line = log
-        .lines()
-        .find(|l| l.contains("Payload refused and dropped (not retried)"))
-        .unwrap();
+    let line = a_refusal_is_dropped_not_retried(413, "too-large").await;
     assert!(
         line.contains("the payload was too large for the intake") && line.contains("`serializer_max_payload_size`"),
         "says what to do: {line}"
@@ -479,11 +493,7 @@ async fn a_413_drops_the_payload_with_a_log_line_and_a_counter_and_later_payload
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_403_is_not_retried_and_logs_an_api_key_problem_without_the_key() {
-    let log = a_refusal_is_dropped_not_retried(403, "forbidden").await;
-    let line = log
-        .lines()
-        .find(|l| l.contains("Payload refused and dropped (not retried)"))
-        .unwrap();
+    let line = a_refusal_is_dropped_not_retried(403, "forbidden").await;
     assert!(line.contains("API key") && line.contains("`api_key`"), "{line}");
     eprintln!("403 log line: {line}");
     // Agent::stop scanned the whole log for the key.
@@ -513,11 +523,7 @@ async fn connection_refused_until_the_intake_comes_up_then_exact_totals() {
     let intake = TestIntake::start(addr, Behaviour::normal()).await.unwrap();
     intake.wait_for(TIMEOUT, |r| accepted(r) > 0).await.unwrap();
     agent.wait_drained().await;
-    let sent = load.stop();
-    agent.stop().await;
-    let r = intake.received();
-    assert!(r.payload_requests().all(|q| q.status == 202), "{:?}", r.request_log);
-    Totals::received(&r, "refused").assert_exact(sent);
+    let sent = stop_with_every_payload_accepted_once(agent, load, &intake, "refused").await;
     eprintln!("connection refused: sent {sent:?} [{:.1?}]", started.elapsed());
 }
 
@@ -527,14 +533,8 @@ async fn connection_refused_until_the_intake_comes_up_then_exact_totals() {
 async fn connections_closed_or_reset_without_an_answer_are_retried_with_exact_totals() {
     const EACH: u64 = 2;
     let started = Instant::now();
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut agent = Agent::start(&Env::standalone(&intake.url(), dir.path()), dir.path()).await;
-    let load = Load::start(&agent.socket, "reset");
-    intake
-        .wait_for(TIMEOUT, |r| r.accepted_by(Endpoint::Series) > 0)
-        .await
-        .unwrap();
+    let (intake, _dir, mut agent, load) = agent_under_load("reset").await;
+    wait_for_flow(&intake).await;
     for fault in [Behaviour::close(), Behaviour::reset()] {
         let unanswered = |r: &Received| r.payload_requests().filter(|q| q.status == 0).count() as u64;
         let before = unanswered(&intake.received());
@@ -607,21 +607,14 @@ async fn an_unresolvable_host_is_logged_and_the_retry_queue_stays_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_delivers_exact_totals() {
     let started = Instant::now();
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let agent = Agent::start(&Env::standalone(&intake.url(), dir.path()), dir.path()).await;
-    let load = Load::start(&agent.socket, "sigterm");
+    let (intake, _dir, agent, load) = agent_under_load("sigterm").await;
     intake
         .wait_for(TIMEOUT, |r| {
             r.accepted_by(Endpoint::Series) >= 4 && !r.events.is_empty()
         })
         .await
         .unwrap();
-    let sent = load.stop();
-    agent.stop().await;
-    let r = intake.received();
-    assert!(r.payload_requests().all(|q| q.status == 202), "{:?}", r.request_log);
-    Totals::received(&r, "sigterm").assert_exact(sent);
+    let sent = stop_with_every_payload_accepted_once(agent, load, &intake, "sigterm").await;
     eprintln!("SIGTERM under load: sent {sent:?} [{:.1?}]", started.elapsed());
 }
 

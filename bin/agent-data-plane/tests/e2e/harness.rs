@@ -219,6 +219,34 @@ pub async fn start_healthy_with_args(env: &Env, args: &[&str], dir: &Path) -> (R
     (adp, api)
 }
 
+/// Runs the agent with `env` (its pidfile in `dir`), whose supervised `task`
+/// ends early (debug builds honour `ADP_TEST_PANIC_TASK`): asserts that it exits
+/// 1 and logs the task's name, and returns the log.
+pub async fn assert_task_end_stops_the_agent(env: Env, dir: &Path, task: &str) -> String {
+    let env = env.set("ADP_TEST_PANIC_TASK", task);
+    let mut adp = Running::start(env.vars(), &dir.join("adp.pid"));
+    let status = adp.wait_exit().await;
+    let log = adp.log();
+    assert_eq!(status.code(), Some(1), "{task}:\n{log}");
+    let expected =
+        format!("ERROR Task `{task}` stopped unexpectedly; exiting so that the service manager restarts the agent.");
+    assert!(log.lines().any(|l| l.ends_with(&expected)), "{task}:\n{log}");
+    log
+}
+
+/// Writes `token` and a self-signed `localhost` certificate with its key
+/// where the environment of [`Env::standalone`] points the agent.
+pub fn write_credentials(dir: &Path, token: &str) -> rcgen::CertifiedKey {
+    std::fs::write(dir.join("auth_token"), token).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(
+        dir.join("ipc_cert.pem"),
+        format!("{}{}", cert.cert.pem(), cert.key_pair.serialize_pem()),
+    )
+    .unwrap();
+    cert
+}
+
 /// What a crash leaves in a log.
 const CRASH_MARKS: [&str; 3] = ["panic", "bus error", "segmentation fault"];
 

@@ -369,15 +369,7 @@ async fn a_checks_or_host_metadata_task_that_ends_early_stops_the_agent() {
         );
         let env = Env::standalone("http://127.0.0.1:9", dir.path())
             .set("DD_DOGSTATSD_PORT", "0")
-            .set("DD_ENABLE_METADATA_COLLECTION", "true")
-            .set("ADP_TEST_PANIC_TASK", task);
-        let mut adp = Running::start(env.vars(), &dir.path().join("adp.pid"));
-        let status = adp.wait_exit().await;
-        let log = adp.log();
-        assert_eq!(status.code(), Some(1), "{task}:\n{log}");
-        let expected = format!(
-            "ERROR Task `{task}` stopped unexpectedly; exiting so that the service manager restarts the agent."
-        );
-        assert!(log.lines().any(|l| l.ends_with(&expected)), "{task}:\n{log}");
+            .set("DD_ENABLE_METADATA_COLLECTION", "true");
+        assert_task_end_stops_the_agent(env, dir.path(), task).await;
     }
 }

@@ -73,17 +73,8 @@ async fn keys_set_that_no_component_reads_are_named_in_one_warning() {
 async fn a_pipeline_task_that_ends_early_stops_the_agent_with_its_name_and_exit_1() {
     for task in ["aggregator", "encoder", "forwarder", "dogstatsd"] {
         let dir = tempfile::tempdir().unwrap();
-        let env = Env::standalone("http://127.0.0.1:9", dir.path())
-            .set("DD_DOGSTATSD_PORT", "0")
-            .set("ADP_TEST_PANIC_TASK", task);
-        let mut adp = Running::start(env.vars(), &dir.path().join("adp.pid"));
-        let status = adp.wait_exit().await;
-        let log = adp.log();
-        assert_eq!(status.code(), Some(1), "{task}:\n{log}");
-        let expected = format!(
-            "ERROR Task `{task}` stopped unexpectedly; exiting so that the service manager restarts the agent."
-        );
-        assert!(log.lines().any(|l| l.ends_with(&expected)), "{task}:\n{log}");
+        let env = Env::standalone("http://127.0.0.1:9", dir.path()).set("DD_DOGSTATSD_PORT", "0");
+        let log = assert_task_end_stops_the_agent(env, dir.path(), task).await;
         assert!(!log.contains("Agent Data Plane stopped."), "{task}:\n{log}");
     }
 }

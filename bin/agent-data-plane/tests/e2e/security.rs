@@ -16,7 +16,6 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use adp_test_intake::{Behaviour, TestIntake};
@@ -26,19 +25,6 @@ use crate::harness::*;
 
 /// The auth token the tests write (64 characters, like a generated one).
 const TOKEN: &str = "5ec7e70c5ec7e70c5ec7e70c5ec7e70c5ec7e70c5ec7e70c5ec7e70c5ec7e70c";
-
-/// Writes [`TOKEN`] and a self-signed `localhost` certificate with its key
-/// where the environment of [`Env::standalone`] points the agent.
-fn write_credentials(dir: &Path) -> rcgen::CertifiedKey {
-    std::fs::write(dir.join("auth_token"), TOKEN).unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    std::fs::write(
-        dir.join("ipc_cert.pem"),
-        format!("{}{}", cert.cert.pem(), cert.key_pair.serialize_pem()),
-    )
-    .unwrap();
-    cert
-}
 
 /// A request with an optional raw `Authorization` value.
 fn request(method: &str, path: &str, authorization: Option<&str>, body: &str) -> String {
@@ -125,7 +111,7 @@ async fn secrets_reach_neither_the_trace_log_nor_any_api_response_nor_the_config
     let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
     let (proxy, proxied) = refusing_proxy().await;
     let dir = tempfile::tempdir().unwrap();
-    let cert = write_credentials(dir.path());
+    let cert = write_credentials(dir.path(), TOKEN);
     let proxy_credentials = base64(format!("{PROXY_USER}:{PROXY_PASSWORD}").as_bytes());
     let secrets = [
         API_KEY,
@@ -248,7 +234,7 @@ async fn secrets_reach_neither_the_trace_log_nor_any_api_response_nor_the_config
 async fn the_privileged_api_refuses_bad_credentials_as_the_agent_does_and_serves_no_plain_http() {
     let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cert = write_credentials(dir.path());
+    let cert = write_credentials(dir.path(), TOKEN);
     let env = Env::standalone(&intake.url(), dir.path());
     let (mut adp, api) = start_healthy(&env, dir.path()).await;
     let secure_api = address_in(&adp.wait_for_line("Serving privileged API on").await);

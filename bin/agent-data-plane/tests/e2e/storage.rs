@@ -80,9 +80,10 @@ impl StorageRun {
         log
     }
 
-    /// Sends `values` as timestamped gauges named `metric`, one payload each:
-    /// the next is sent once the forwarder has received the previous one's payload.
-    async fn send_payloads(&mut self, metric: &str, values: impl Iterator<Item = u32>) {
+    /// Sends `values` as timestamped gauges named `metric`, one payload each
+    /// (the next is sent once the forwarder has received the previous one's
+    /// payload), then waits until the forwarder has settled them ([`Self::wait_settled`]).
+    async fn send_payloads_and_settle(&mut self, metric: &str, values: impl Iterator<Item = u32>) {
         let client = UnixDatagram::unbound().unwrap();
         let socket = self.dir.path().join("dsd.socket");
         let t0 = t0();
@@ -95,6 +96,7 @@ impl StorageRun {
             let got = metric_or_zero(&self.api, SERIES_RECEIVED);
             assert_eq!(got, want, "one payload per timestamped gauge:\n{}", self.adp.log());
         }
+        self.wait_settled().await;
     }
 
     /// Waits until the forwarder's worker has settled two more failed
@@ -216,8 +218,7 @@ async fn payloads_on_disk_survive_kill_9_and_are_delivered_after_a_restart() {
     const PAYLOADS: u32 = 12;
     // Memory holds about two payloads (each ~120 body bytes); the rest overflows to disk.
     let mut run = StorageRun::start(300, 1 << 20).await;
-    run.send_payloads("kill9.g", 1..=PAYLOADS).await;
-    run.wait_settled().await;
+    run.send_payloads_and_settle("kill9.g", 1..=PAYLOADS).await;
     let persisted = metric_or_zero(&run.api, PERSISTED);
     let in_memory = metric_or_zero(&run.api, "adp_forwarder_retry_queue_bytes");
     run.kill_9().await;
@@ -281,8 +282,7 @@ async fn payloads_on_disk_survive_kill_9_and_are_delivered_after_a_restart() {
 async fn damaged_stored_files_are_skipped_by_name_and_the_intact_ones_delivered() {
     const PAYLOADS: u32 = 10;
     let mut run = StorageRun::start(300, 1 << 20).await;
-    run.send_payloads("damaged.g", 1..=PAYLOADS).await;
-    run.wait_settled().await;
+    run.send_payloads_and_settle("damaged.g", 1..=PAYLOADS).await;
     run.kill_9().await;
 
     let files = retry_files(&run.storage);
@@ -391,8 +391,7 @@ async fn the_disk_cap_holds_through_a_long_outage() {
             (samples, max, over)
         })
     };
-    run.send_payloads("cap.g", 1..=PAYLOADS).await;
-    run.wait_settled().await;
+    run.send_payloads_and_settle("cap.g", 1..=PAYLOADS).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (samples, max, over) = sampler.join().unwrap();
     assert!(over.is_empty(), "storage over {CAP} bytes: {over:?}");

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use adp_model::{EventAlertType, EventPriority};
 
-use super::fields::{fields, parse_timestamp, split_once_byte, unescape_newlines, Origin, Tags};
+use super::fields::{fields, shared_field, split_once_byte, unescape_newlines, Origin, Tags};
 use super::DecodeError;
 
 /// A parsed `_e{..}` event, borrowing from the input.
@@ -84,11 +84,7 @@ pub(super) fn parse_event(after_prefix: &str) -> Result<EventPacket<'_>, DecodeE
         origin: Origin::default(),
     };
     for field in rest.into_iter().flat_map(fields) {
-        if let Some(v) = field.strip_prefix("d:") {
-            packet.timestamp = Some(parse_timestamp(v)?);
-        } else if let Some(v) = field.strip_prefix("h:") {
-            packet.hostname = Some(v).filter(|v| !v.is_empty());
-        } else if let Some(v) = field.strip_prefix("k:") {
+        if let Some(v) = field.strip_prefix("k:") {
             packet.aggregation_key = Some(v).filter(|v| !v.is_empty());
         } else if let Some(v) = field.strip_prefix("p:") {
             packet.priority = if v.eq_ignore_ascii_case("low") {
@@ -105,10 +101,14 @@ pub(super) fn parse_event(after_prefix: &str) -> Result<EventPacket<'_>, DecodeE
                 "success" => EventAlertType::Success,
                 _ => EventAlertType::Info,
             };
-        } else if let Some(v) = field.strip_prefix('#') {
-            packet.tags = Tags::new(v);
         } else {
-            packet.origin.try_field(field);
+            shared_field(
+                field,
+                &mut packet.timestamp,
+                &mut packet.hostname,
+                &mut packet.tags,
+                &mut packet.origin,
+            )?;
         }
     }
     Ok(packet)
@@ -117,14 +117,9 @@ pub(super) fn parse_event(after_prefix: &str) -> Result<EventPacket<'_>, DecodeE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{parse_message, Cardinality, CodecConfig, Message};
+    use crate::codec::Cardinality;
 
-    fn event(s: &str) -> Result<EventPacket<'_>, DecodeError> {
-        match parse_message(s.as_bytes(), &CodecConfig::default())? {
-            Message::Event(e) => Ok(e),
-            other => panic!("expected an event, got {other:?}"),
-        }
-    }
+    parse_as!(event, Event, EventPacket);
 
     #[test]
     fn events_decode_with_every_field() {

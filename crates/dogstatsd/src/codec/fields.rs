@@ -135,18 +135,40 @@ pub(super) fn split_once_byte(s: &str, delim: u8) -> Option<(&str, &str)> {
 pub(super) fn fields(s: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(s);
     std::iter::from_fn(move || {
-        let r = rest?;
-        match split_once_byte(r, b'|') {
-            Some((field, tail)) => {
-                rest = Some(tail);
-                Some(field)
-            }
-            None => {
-                rest = None;
-                Some(r)
-            }
-        }
+        let (field, tail) = first_field(rest?);
+        rest = tail;
+        Some(field)
     })
+}
+
+/// The first `|`-separated field of `s` and what follows the `|`, if any.
+#[inline]
+pub(super) fn first_field(s: &str) -> (&str, Option<&str>) {
+    match split_once_byte(s, b'|') {
+        Some((field, tail)) => (field, Some(tail)),
+        None => (s, None),
+    }
+}
+
+/// Fills in the field events and service checks share that `field` is (`d:`,
+/// `h:`, `#` or an origin field); any other field is ignored, like the Agent does.
+pub(super) fn shared_field<'a>(
+    field: &'a str,
+    timestamp: &mut Option<i64>,
+    hostname: &mut Option<&'a str>,
+    tags: &mut Tags<'a>,
+    origin: &mut Origin<'a>,
+) -> Result<(), DecodeError> {
+    if let Some(v) = field.strip_prefix("d:") {
+        *timestamp = Some(parse_timestamp(v)?);
+    } else if let Some(v) = field.strip_prefix("h:") {
+        *hostname = Some(v).filter(|v| !v.is_empty());
+    } else if let Some(v) = field.strip_prefix('#') {
+        *tags = Tags::new(v);
+    } else {
+        origin.try_field(field);
+    }
+    Ok(())
 }
 
 /// Parses a `T`/`d:` timestamp: ASCII digits fitting an `i64`.

@@ -2,7 +2,7 @@
 
 use adp_model::MetricKind;
 
-use super::fields::{fields, parse_timestamp, split_once_byte, Origin, Tags};
+use super::fields::{fields, first_field, parse_timestamp, split_once_byte, Origin, Tags};
 use super::{CodecConfig, DecodeError};
 
 /// A parsed metric message, borrowing from the input.
@@ -125,10 +125,7 @@ pub(super) fn parse_metric<'a>(message: &'a str, config: &CodecConfig) -> Result
     if raw_values.is_empty() {
         return Err(DecodeError::NoValue);
     }
-    let (raw_kind, rest) = match split_once_byte(rest, b'|') {
-        Some((k, r)) => (k, Some(r)),
-        None => (rest, None),
-    };
+    let (raw_kind, rest) = first_field(rest);
     let kind = match raw_kind {
         "c" => MetricKind::Count,
         "g" => MetricKind::Gauge,
@@ -185,14 +182,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::codec::{parse_message, Cardinality, Message, MINIMUM_SAMPLE_RATE};
+    use crate::codec::{parse_message, Cardinality, MINIMUM_SAMPLE_RATE};
 
-    fn metric(s: &str) -> Result<MetricPacket<'_>, DecodeError> {
-        match parse_message(s.as_bytes(), &CodecConfig::default())? {
-            Message::Metric(m) => Ok(m),
-            other => panic!("expected a metric, got {other:?}"),
-        }
-    }
+    parse_as!(metric, Metric, MetricPacket);
 
     fn values<'a>(m: &MetricPacket<'a>) -> Vec<Result<ValueRef<'a>, DecodeError>> {
         m.values().collect()

@@ -50,6 +50,20 @@
 //!
 //! - No per-message limits on tag count or tag length.
 
+/// Defines a message kind's test helper `$name(s)`: `s` parsed with the
+/// default configuration as a `Message::$kind` (another kind panics).
+#[cfg(test)]
+macro_rules! parse_as {
+    ($name:ident, $kind:ident, $packet:ident) => {
+        fn $name(s: &str) -> Result<$packet<'_>, DecodeError> {
+            match crate::codec::parse_message(s.as_bytes(), &crate::codec::CodecConfig::default())? {
+                crate::codec::Message::$kind(p) => Ok(p),
+                other => panic!("expected a {}, got {other:?}", stringify!($kind)),
+            }
+        }
+    };
+}
+
 mod event;
 mod fields;
 mod metric;

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use adp_model::ServiceCheckStatus;
 
-use super::fields::{parse_timestamp, split_once_byte, unescape_newlines, Origin, Tags};
+use super::fields::{first_field, shared_field, split_once_byte, unescape_newlines, Origin, Tags};
 use super::DecodeError;
 
 /// A parsed `_sc|..` service check, borrowing from the input.
@@ -45,10 +45,7 @@ pub(super) fn parse_service_check(after_prefix: &str) -> Result<ServiceCheckPack
     if name.is_empty() {
         return Err(DecodeError::ServiceCheckName);
     }
-    let (raw_status, rest) = match split_once_byte(rest, b'|') {
-        Some((s, r)) => (s, Some(r)),
-        None => (rest, None),
-    };
+    let (raw_status, rest) = first_field(rest);
     let status = match raw_status {
         "0" => ServiceCheckStatus::Ok,
         "1" => ServiceCheckStatus::Warning,
@@ -67,24 +64,21 @@ pub(super) fn parse_service_check(after_prefix: &str) -> Result<ServiceCheckPack
     };
     let mut rest = rest;
     while let Some(r) = rest {
-        let (field, tail) = match split_once_byte(r, b'|') {
-            Some((f, t)) => (f, Some(t)),
-            None => (r, None),
-        };
+        let (field, tail) = first_field(r);
         rest = tail;
         if let Some(v) = field.strip_prefix("m:") {
             // The message runs to the end of the line: clients send it last and
             // it may contain `|`.
             packet.raw_message = Some(r.get(2..).unwrap_or(v));
             break;
-        } else if let Some(v) = field.strip_prefix("d:") {
-            packet.timestamp = Some(parse_timestamp(v)?);
-        } else if let Some(v) = field.strip_prefix("h:") {
-            packet.hostname = Some(v).filter(|v| !v.is_empty());
-        } else if let Some(v) = field.strip_prefix('#') {
-            packet.tags = Tags::new(v);
         } else {
-            packet.origin.try_field(field);
+            shared_field(
+                field,
+                &mut packet.timestamp,
+                &mut packet.hostname,
+                &mut packet.tags,
+                &mut packet.origin,
+            )?;
         }
     }
     Ok(packet)
@@ -93,14 +87,8 @@ pub(super) fn parse_service_check(after_prefix: &str) -> Result<ServiceCheckPack
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{parse_message, CodecConfig, Message};
 
-    fn service_check(s: &str) -> Result<ServiceCheckPacket<'_>, DecodeError> {
-        match parse_message(s.as_bytes(), &CodecConfig::default())? {
-            Message::ServiceCheck(sc) => Ok(sc),
-            other => panic!("expected a service check, got {other:?}"),
-        }
-    }
+    parse_as!(service_check, ServiceCheck, ServiceCheckPacket);
 
     #[test]
     fn service_checks_decode_with_every_field() {

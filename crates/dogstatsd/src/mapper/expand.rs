@@ -135,60 +135,56 @@ mod tests {
         out
     }
 
+    /// Each template and its expansion against the groups of [`run`].
     #[test]
-    fn numbered_and_braced_references_expand() {
-        assert_eq!(run("$1.$2"), "one.two");
-        assert_eq!(run("${1}_x"), "one_x");
-        assert_eq!(run("a${0}b"), "awholeb");
-        // `$0b` is the group named "0b".
-        assert_eq!(run("a$0b"), "a");
-    }
-
-    #[test]
-    fn a_name_is_as_long_as_possible() {
-        // `$1x` is the (absent) group named "1x"; `${1}x` is group 1 then x.
-        assert_eq!(run("$1x"), "");
-        assert_eq!(run("${1}x"), "onex");
-        // `$10` is group 10 (absent), not group 1 then 0.
-        assert_eq!(run("$10"), "");
-    }
-
-    #[test]
-    fn named_references_expand() {
-        assert_eq!(run("$word-${word}"), "two-two");
-        assert_eq!(run("${x_1}"), "one");
-        assert_eq!(run("[$absent]"), "[]");
-        assert_eq!(run("[$nosuch]"), "[]");
-    }
-
-    #[test]
-    fn groups_outside_the_match_expand_to_nothing() {
-        assert_eq!(run("<$3><$9><$99999999>"), "<><><>");
-    }
-
-    #[test]
-    fn dollar_dollar_is_a_literal_dollar() {
-        assert_eq!(run("$$1"), "$1");
-        assert_eq!(run("a$$$1"), "a$one");
-    }
-
-    #[test]
-    fn malformed_references_keep_the_dollar() {
-        assert_eq!(run("$"), "$");
-        assert_eq!(run("a$"), "a$");
-        assert_eq!(run("$-"), "$-");
-        assert_eq!(run("${1"), "${1");
-        assert_eq!(run("${}"), "${}");
-        assert_eq!(run("${-}"), "${-}");
-        // After a malformed `$`, the rest is still expanded.
-        assert_eq!(run("${$1"), "${one");
-    }
-
-    #[test]
-    fn leading_zeros_make_a_name_not_an_index() {
-        // Go: "$01" looks up a group *named* "01".
-        assert_eq!(run("$01"), "");
-        assert_eq!(run("$0"), "whole");
+    fn references_expand_as_go_expands_them() {
+        for (template, expected) in [
+            // Numbered and braced references expand.
+            ("$1.$2", "one.two"),
+            ("${1}_x", "one_x"),
+            ("a${0}b", "awholeb"),
+            // `$0b` is the group named "0b".
+            ("a$0b", "a"),
+            // A name is as long as possible.
+            // `$1x` is the (absent) group named "1x"; `${1}x` is group 1 then x.
+            ("$1x", ""),
+            ("${1}x", "onex"),
+            // `$10` is group 10 (absent), not group 1 then 0.
+            ("$10", ""),
+            // Named references expand.
+            ("$word-${word}", "two-two"),
+            ("${x_1}", "one"),
+            ("[$absent]", "[]"),
+            ("[$nosuch]", "[]"),
+            // Groups outside the match expand to nothing.
+            ("<$3><$9><$99999999>", "<><><>"),
+            // Dollar dollar is a literal dollar.
+            ("$$1", "$1"),
+            ("a$$$1", "a$one"),
+            // Malformed references keep the dollar.
+            ("$", "$"),
+            ("a$", "a$"),
+            ("$-", "$-"),
+            ("${1", "${1"),
+            ("${}", "${}"),
+            ("${-}", "${-}"),
+            // After a malformed `$`, the rest is still expanded.
+            ("${$1", "${one"),
+            // Leading zeros make a name not an index.
+            // Go: "$01" looks up a group *named* "01".
+            ("$01", ""),
+            ("$0", "whole"),
+            // Non-ASCII letters extend a name.
+            ("$1é", ""),
+            ("${1}é", "oneé"),
+            // A non-letter ends the name.
+            ("$1→", "one→"),
+            // Templates without references are copied.
+            ("plain.name", "plain.name"),
+            ("", ""),
+        ] {
+            assert_eq!(run(template), expected, "{template}");
+        }
     }
 
     #[test]
@@ -198,19 +194,5 @@ mod tests {
         assert_eq!(parse_reference("999999999"), Reference::Index(999_999_999));
         assert_eq!(parse_reference("1000000000"), Reference::Name("1000000000"));
         assert_eq!(run("$123456789012345678901234567890"), "");
-    }
-
-    #[test]
-    fn non_ascii_letters_extend_a_name() {
-        assert_eq!(run("$1é"), "");
-        assert_eq!(run("${1}é"), "oneé");
-        // A non-letter ends the name.
-        assert_eq!(run("$1→"), "one→");
-    }
-
-    #[test]
-    fn templates_without_references_are_copied() {
-        assert_eq!(run("plain.name"), "plain.name");
-        assert_eq!(run(""), "");
     }
 }

@@ -28,6 +28,11 @@ fn profile(name: &str, prefix: &str, mappings: Vec<MetricMappingConfig>) -> Mapp
     }
 }
 
+/// The profile "test", for the names under `test.`.
+fn test_profile(mappings: Vec<MetricMappingConfig>) -> MappingProfileConfig {
+    profile("test", "test.", mappings)
+}
+
 fn mapper(profiles: Vec<MappingProfileConfig>) -> Mapper {
     Mapper::new(&profiles, DEFAULT_MAPPER_CACHE_SIZE).expect("valid profiles")
 }
@@ -53,378 +58,339 @@ fn error(profiles: Vec<MappingProfileConfig>) -> String {
         .to_string()
 }
 
-// The scenarios of the Agent's mapper_test.go (TestMappings), one test each.
-
+/// The scenarios of the Agent's mapper_test.go (TestMappings) that only map
+/// names, as its table.
 #[test]
-fn wildcard_stars_become_tags() {
-    let m = mapper(vec![profile(
-        "test",
-        "test.",
-        vec![
-            mapping(
+fn the_agent_mapping_scenarios_map_as_it_does() {
+    /// A name and what it maps to.
+    type Case = (&'static str, Option<(&'static str, &'static [&'static str])>);
+    let scenarios: Vec<(&str, Vec<MappingProfileConfig>, Vec<Case>)> = vec![
+        (
+            "wildcard stars become tags",
+            vec![test_profile(vec![
+                mapping(
+                    "test.job.duration.*.*",
+                    "test.job.duration",
+                    &[("job_type", "$1"), ("job_name", "$2")],
+                ),
+                mapping("test.job.size.*.*", "test.job.size", &[("foo", "$1"), ("bar", "$2")]),
+            ])],
+            vec![
+                (
+                    "test.job.duration.my_job_type.my_job_name",
+                    Some(("test.job.duration", &["job_type:my_job_type", "job_name:my_job_name"])),
+                ),
+                (
+                    "test.job.size.my_job_type.my_job_name",
+                    Some(("test.job.size", &["foo:my_job_type", "bar:my_job_name"])),
+                ),
+                ("test.job.size.not_match", None),
+            ],
+        ),
+        (
+            "captures may be left unused",
+            vec![test_profile(vec![
+                mapping("test.job.duration.*.*", "test.job.duration", &[("job_type", "$1")]),
+                mapping("test.task.duration.*.*", "test.task.duration", &[]),
+            ])],
+            vec![
+                (
+                    "test.job.duration.my_job_type.my_job_name",
+                    Some(("test.job.duration", &["job_type:my_job_type"])),
+                ),
+                (
+                    "test.task.duration.my_job_type.my_job_name",
+                    Some(("test.task.duration", &[])),
+                ),
+            ],
+        ),
+        (
+            "braced references may be followed by word characters",
+            vec![test_profile(vec![mapping(
                 "test.job.duration.*.*",
                 "test.job.duration",
-                &[("job_type", "$1"), ("job_name", "$2")],
-            ),
-            mapping("test.job.size.*.*", "test.job.size", &[("foo", "$1"), ("bar", "$2")]),
-        ],
-    )]);
-    assert_eq!(
-        map(&m, "test.job.duration.my_job_type.my_job_name"),
-        mapped("test.job.duration", &["job_type:my_job_type", "job_name:my_job_name"])
-    );
-    assert_eq!(
-        map(&m, "test.job.size.my_job_type.my_job_name"),
-        mapped("test.job.size", &["foo:my_job_type", "bar:my_job_name"])
-    );
-    assert_eq!(map(&m, "test.job.size.not_match"), None);
-}
-
-#[test]
-fn captures_may_be_left_unused() {
-    let m = mapper(vec![profile(
-        "test",
-        "test.",
-        vec![
-            mapping("test.job.duration.*.*", "test.job.duration", &[("job_type", "$1")]),
-            mapping("test.task.duration.*.*", "test.task.duration", &[]),
-        ],
-    )]);
-    assert_eq!(
-        map(&m, "test.job.duration.my_job_type.my_job_name"),
-        mapped("test.job.duration", &["job_type:my_job_type"])
-    );
-    assert_eq!(
-        map(&m, "test.task.duration.my_job_type.my_job_name"),
-        mapped("test.task.duration", &[])
-    );
-}
-
-#[test]
-fn braced_references_may_be_followed_by_word_characters() {
-    let m = mapper(vec![profile(
-        "test",
-        "test.",
-        vec![mapping(
-            "test.job.duration.*.*",
-            "test.job.duration",
-            &[("job_type", "${1}_x"), ("job_name", "${2}_y")],
-        )],
-    )]);
-    assert_eq!(
-        map(&m, "test.job.duration.my_job_type.my_job_name"),
-        mapped(
-            "test.job.duration",
-            &["job_type:my_job_type_x", "job_name:my_job_name_y"]
-        )
-    );
-}
-
-#[test]
-fn unbraced_references_followed_by_word_characters_are_empty() {
-    // `$1_x` is the group named "1_x": nothing (Go's rule, kept).
-    let m = mapper(vec![profile(
-        "test",
-        "test.",
-        vec![mapping("test.*", "test.$1_x", &[("t", "$1_x")])],
-    )]);
-    assert_eq!(map(&m, "test.a"), mapped("test.", &["t:"]));
-}
-
-#[test]
-fn the_name_is_expanded_too() {
-    let m = mapper(vec![profile(
-        "test",
-        "test.",
-        vec![mapping(
-            "test.job.duration.*.*",
-            "test.hello.$2.$1",
-            &[("job_type", "$1"), ("job_name", "$2")],
-        )],
-    )]);
-    assert_eq!(
-        map(&m, "test.job.duration.my_job_type.my_job_name"),
-        mapped(
-            "test.hello.my_job_name.my_job_type",
-            &["job_type:my_job_type", "job_name:my_job_name"]
-        )
-    );
-}
-
-#[test]
-fn a_star_may_end_before_an_underscore() {
-    let m = mapper(vec![profile(
-        "test",
-        "test.",
-        vec![mapping("test.*_start", "test.start", &[("job", "$1")])],
-    )]);
-    assert_eq!(map(&m, "test.my_job_start"), mapped("test.start", &["job:my_job"]));
-}
-
-#[test]
-fn mappings_without_tags_rename_only() {
-    let m = mapper(vec![profile(
-        "test",
-        "test.",
-        vec![
-            mapping("test.my-worker.start", "test.worker.start", &[]),
-            mapping("test.my-worker.stop.*", "test.worker.stop", &[]),
-        ],
-    )]);
-    assert_eq!(map(&m, "test.my-worker.start"), mapped("test.worker.start", &[]));
-    assert_eq!(
-        map(&m, "test.my-worker.stop.worker-name"),
-        mapped("test.worker.stop", &[])
-    );
-}
-
-#[test]
-fn every_allowed_wildcard_character_matches_itself() {
-    let m = mapper(vec![profile(
-        "test",
-        "test.",
-        vec![mapping(
-            "test.abcdefghijklmnopqrstuvwxyz_ABCDEFGHIJKLMNOPQRSTUVWXYZ-01234567.*",
-            "test.alphabet",
-            &[],
-        )],
-    )]);
-    assert_eq!(
-        map(
-            &m,
-            "test.abcdefghijklmnopqrstuvwxyz_ABCDEFGHIJKLMNOPQRSTUVWXYZ-01234567.123"
-        ),
-        mapped("test.alphabet", &[])
-    );
-}
-
-#[test]
-fn regex_mappings_capture_anything_they_describe() {
-    let m = mapper(vec![profile(
-        "test",
-        "test.",
-        vec![
-            regex_mapping(r"test\.job\.duration\.(.*)", "test.job.duration", &[("job_name", "$1")]),
-            regex_mapping(
-                r"test\.task\.duration\.(.*)",
-                "test.task.duration",
-                &[("task_name", "$1")],
-            ),
-        ],
-    )]);
-    assert_eq!(
-        map(&m, "test.job.duration.my.funky.job$name-abc/123"),
-        mapped("test.job.duration", &["job_name:my.funky.job$name-abc/123"])
-    );
-    assert_eq!(
-        map(&m, "test.task.duration.MY_task_name"),
-        mapped("test.task.duration", &["task_name:MY_task_name"])
-    );
-}
-
-#[test]
-fn regex_classes_and_perl_escapes_work() {
-    let m = mapper(vec![profile(
-        "test",
-        "test.",
-        vec![regex_mapping(
-            r"test\.job\.([a-z][0-9]-\w+)\.(.*)",
-            "test.job",
-            &[("job_type", "$1"), ("job_name", "$2")],
-        )],
-    )]);
-    assert_eq!(
-        map(&m, "test.job.a5-foo.bar"),
-        mapped("test.job", &["job_type:a5-foo", "job_name:bar"])
-    );
-    assert_eq!(map(&m, "test.job.foo.bar-not-match"), None);
-}
-
-#[test]
-fn only_the_profile_of_the_prefix_is_tried() {
-    let m = mapper(vec![
-        profile(
-            "test",
-            "foo.",
-            vec![mapping("foo.duration.*", "foo.duration", &[("name", "$1")])],
-        ),
-        profile(
-            "test",
-            "bar.",
-            vec![
-                mapping("bar.count.*", "bar.count", &[("name", "$1")]),
-                // Never reached: foo.* names go to the first profile.
-                mapping("foo.duration2.*", "foo.duration2", &[("name", "$1")]),
-            ],
-        ),
-    ]);
-    assert_eq!(
-        map(&m, "foo.duration.foo_name1"),
-        mapped("foo.duration", &["name:foo_name1"])
-    );
-    assert_eq!(map(&m, "foo.duration2.foo_name1"), None);
-    assert_eq!(map(&m, "bar.count.bar_name1"), mapped("bar.count", &["name:bar_name1"]));
-    assert_eq!(map(&m, "z.not.mapped"), None);
-}
-
-#[test]
-fn a_star_prefix_takes_every_name() {
-    let m = mapper(vec![profile(
-        "test",
-        "*",
-        vec![mapping("foo.duration.*", "foo.duration", &[("name", "$1")])],
-    )]);
-    assert_eq!(
-        map(&m, "foo.duration.foo_name1"),
-        mapped("foo.duration", &["name:foo_name1"])
-    );
-}
-
-#[test]
-fn the_first_of_two_star_profiles_wins() {
-    let m = mapper(vec![
-        profile(
-            "test",
-            "*",
-            vec![mapping("foo.duration.*", "foo.duration", &[("name1", "$1")])],
-        ),
-        profile(
-            "test",
-            "*",
-            vec![mapping("foo.duration.*", "foo.duration", &[("name2", "$1")])],
-        ),
-    ]);
-    assert_eq!(
-        map(&m, "foo.duration.foo_name"),
-        mapped("foo.duration", &["name1:foo_name"])
-    );
-}
-
-#[test]
-fn a_shorter_prefix_listed_first_shadows_a_longer_one() {
-    let m = mapper(vec![
-        profile(
-            "test",
-            "foo.",
-            vec![mapping(
-                "foo.*.duration.*",
-                "foo.bar1.duration",
-                &[("bar", "$1"), ("foo", "$2")],
+                &[("job_type", "${1}_x"), ("job_name", "${2}_y")],
+            )])],
+            vec![(
+                "test.job.duration.my_job_type.my_job_name",
+                Some((
+                    "test.job.duration",
+                    &["job_type:my_job_type_x", "job_name:my_job_name_y"],
+                )),
             )],
         ),
-        profile(
-            "test",
-            "foo.bar.",
-            vec![mapping("foo.bar.duration.*", "foo.bar2.duration", &[("foo_bar", "$1")])],
+        // `$1_x` is the group named "1_x": nothing (Go's rule, kept).
+        (
+            "unbraced references followed by word characters are empty",
+            vec![test_profile(vec![mapping("test.*", "test.$1_x", &[("t", "$1_x")])])],
+            vec![("test.a", Some(("test.", &["t:"])))],
         ),
-    ]);
-    assert_eq!(
-        map(&m, "foo.bar.duration.foo_name"),
-        mapped("foo.bar1.duration", &["bar:bar", "foo:foo_name"])
-    );
-}
-
-#[test]
-fn a_name_the_first_profile_misses_is_not_tried_by_later_ones() {
-    // Saluki would map this with the second profile; the Agent does not.
-    let m = mapper(vec![
-        profile("first", "app.", vec![mapping("app.requests.*", "app.requests", &[])]),
-        profile(
-            "second",
-            "app.",
-            vec![mapping("app.errors.*", "app.errors", &[("code", "$1")])],
+        (
+            "the name is expanded too",
+            vec![test_profile(vec![mapping(
+                "test.job.duration.*.*",
+                "test.hello.$2.$1",
+                &[("job_type", "$1"), ("job_name", "$2")],
+            )])],
+            vec![(
+                "test.job.duration.my_job_type.my_job_name",
+                Some((
+                    "test.hello.my_job_name.my_job_type",
+                    &["job_type:my_job_type", "job_name:my_job_name"],
+                )),
+            )],
         ),
-    ]);
-    assert_eq!(map(&m, "app.errors.500"), None);
-}
-
-#[test]
-fn the_first_matching_mapping_wins() {
-    let m = mapper(vec![profile(
-        "p",
-        "a.",
-        vec![mapping("a.*.c", "first", &[]), mapping("a.b.*", "second", &[])],
-    )]);
-    assert_eq!(map(&m, "a.b.c"), mapped("first", &[]));
-    assert_eq!(map(&m, "a.b.d"), mapped("second", &[]));
-}
-
-#[test]
-fn a_regex_alternation_is_not_anchored_as_a_whole() {
-    // The Agent compiles "^" + match + "$": `first|second` is `^first|second$`,
-    // so any name *starting* with "first" (or ending with "second") matches.
-    let m = mapper(vec![profile(
-        "p",
-        "*",
-        vec![regex_mapping(r"first|second", "alt.$0", &[])],
-    )]);
-    assert_eq!(map(&m, "first.anything"), mapped("alt.first", &[]));
-    assert_eq!(map(&m, "x.second"), mapped("alt.second", &[]));
-    assert_eq!(map(&m, "x.second.y"), None);
-}
-
-#[test]
-fn named_regex_groups_expand_by_name() {
-    let m = mapper(vec![profile(
-        "p",
-        "svc.",
-        vec![regex_mapping(
-            r"svc\.(?P<service>[a-z]+)\.(?<endpoint>\w+)\.latency",
-            "svc.latency",
-            &[
-                ("service", "${service}"),
-                ("endpoint", "$endpoint"),
-                ("both", "${service}-$2"),
+        (
+            "a star may end before an underscore",
+            vec![test_profile(vec![mapping(
+                "test.*_start",
+                "test.start",
+                &[("job", "$1")],
+            )])],
+            vec![("test.my_job_start", Some(("test.start", &["job:my_job"])))],
+        ),
+        (
+            "mappings without tags rename only",
+            vec![test_profile(vec![
+                mapping("test.my-worker.start", "test.worker.start", &[]),
+                mapping("test.my-worker.stop.*", "test.worker.stop", &[]),
+            ])],
+            vec![
+                ("test.my-worker.start", Some(("test.worker.start", &[]))),
+                ("test.my-worker.stop.worker-name", Some(("test.worker.stop", &[]))),
             ],
-        )],
-    )]);
-    assert_eq!(
-        map(&m, "svc.checkout.pay_now.latency"),
-        mapped(
-            "svc.latency",
-            &["service:checkout", "endpoint:pay_now", "both:checkout-pay_now"]
-        )
-    );
+        ),
+        (
+            "every allowed wildcard character matches itself",
+            vec![test_profile(vec![mapping(
+                "test.abcdefghijklmnopqrstuvwxyz_ABCDEFGHIJKLMNOPQRSTUVWXYZ-01234567.*",
+                "test.alphabet",
+                &[],
+            )])],
+            vec![(
+                "test.abcdefghijklmnopqrstuvwxyz_ABCDEFGHIJKLMNOPQRSTUVWXYZ-01234567.123",
+                Some(("test.alphabet", &[])),
+            )],
+        ),
+        (
+            "regex mappings capture anything they describe",
+            vec![test_profile(vec![
+                regex_mapping(r"test\.job\.duration\.(.*)", "test.job.duration", &[("job_name", "$1")]),
+                regex_mapping(
+                    r"test\.task\.duration\.(.*)",
+                    "test.task.duration",
+                    &[("task_name", "$1")],
+                ),
+            ])],
+            vec![
+                (
+                    "test.job.duration.my.funky.job$name-abc/123",
+                    Some(("test.job.duration", &["job_name:my.funky.job$name-abc/123"])),
+                ),
+                (
+                    "test.task.duration.MY_task_name",
+                    Some(("test.task.duration", &["task_name:MY_task_name"])),
+                ),
+            ],
+        ),
+        (
+            "regex classes and perl escapes work",
+            vec![test_profile(vec![regex_mapping(
+                r"test\.job\.([a-z][0-9]-\w+)\.(.*)",
+                "test.job",
+                &[("job_type", "$1"), ("job_name", "$2")],
+            )])],
+            vec![
+                (
+                    "test.job.a5-foo.bar",
+                    Some(("test.job", &["job_type:a5-foo", "job_name:bar"])),
+                ),
+                ("test.job.foo.bar-not-match", None),
+            ],
+        ),
+        (
+            "only the profile of the prefix is tried",
+            vec![
+                profile(
+                    "test",
+                    "foo.",
+                    vec![mapping("foo.duration.*", "foo.duration", &[("name", "$1")])],
+                ),
+                profile(
+                    "test",
+                    "bar.",
+                    vec![
+                        mapping("bar.count.*", "bar.count", &[("name", "$1")]),
+                        // Never reached: foo.* names go to the first profile.
+                        mapping("foo.duration2.*", "foo.duration2", &[("name", "$1")]),
+                    ],
+                ),
+            ],
+            vec![
+                ("foo.duration.foo_name1", Some(("foo.duration", &["name:foo_name1"]))),
+                ("foo.duration2.foo_name1", None),
+                ("bar.count.bar_name1", Some(("bar.count", &["name:bar_name1"]))),
+                ("z.not.mapped", None),
+            ],
+        ),
+        (
+            "a star prefix takes every name",
+            vec![profile(
+                "test",
+                "*",
+                vec![mapping("foo.duration.*", "foo.duration", &[("name", "$1")])],
+            )],
+            vec![("foo.duration.foo_name1", Some(("foo.duration", &["name:foo_name1"])))],
+        ),
+        (
+            "the first of two star profiles wins",
+            vec![
+                profile(
+                    "test",
+                    "*",
+                    vec![mapping("foo.duration.*", "foo.duration", &[("name1", "$1")])],
+                ),
+                profile(
+                    "test",
+                    "*",
+                    vec![mapping("foo.duration.*", "foo.duration", &[("name2", "$1")])],
+                ),
+            ],
+            vec![("foo.duration.foo_name", Some(("foo.duration", &["name1:foo_name"])))],
+        ),
+        (
+            "a shorter prefix listed first shadows a longer one",
+            vec![
+                profile(
+                    "test",
+                    "foo.",
+                    vec![mapping(
+                        "foo.*.duration.*",
+                        "foo.bar1.duration",
+                        &[("bar", "$1"), ("foo", "$2")],
+                    )],
+                ),
+                profile(
+                    "test",
+                    "foo.bar.",
+                    vec![mapping("foo.bar.duration.*", "foo.bar2.duration", &[("foo_bar", "$1")])],
+                ),
+            ],
+            vec![(
+                "foo.bar.duration.foo_name",
+                Some(("foo.bar1.duration", &["bar:bar", "foo:foo_name"])),
+            )],
+        ),
+        // Saluki would map this with the second profile; the Agent does not.
+        (
+            "a name the first profile misses is not tried by later ones",
+            vec![
+                profile("first", "app.", vec![mapping("app.requests.*", "app.requests", &[])]),
+                profile(
+                    "second",
+                    "app.",
+                    vec![mapping("app.errors.*", "app.errors", &[("code", "$1")])],
+                ),
+            ],
+            vec![("app.errors.500", None)],
+        ),
+        (
+            "the first matching mapping wins",
+            vec![profile(
+                "p",
+                "a.",
+                vec![mapping("a.*.c", "first", &[]), mapping("a.b.*", "second", &[])],
+            )],
+            vec![("a.b.c", Some(("first", &[]))), ("a.b.d", Some(("second", &[])))],
+        ),
+        // The Agent compiles "^" + match + "$": `first|second` is `^first|second$`,
+        // so any name *starting* with "first" (or ending with "second") matches.
+        (
+            "a regex alternation is not anchored as a whole",
+            vec![profile("p", "*", vec![regex_mapping(r"first|second", "alt.$0", &[])])],
+            vec![
+                ("first.anything", Some(("alt.first", &[]))),
+                ("x.second", Some(("alt.second", &[]))),
+                ("x.second.y", None),
+            ],
+        ),
+        (
+            "named regex groups expand by name",
+            vec![profile(
+                "p",
+                "svc.",
+                vec![regex_mapping(
+                    r"svc\.(?P<service>[a-z]+)\.(?<endpoint>\w+)\.latency",
+                    "svc.latency",
+                    &[
+                        ("service", "${service}"),
+                        ("endpoint", "$endpoint"),
+                        ("both", "${service}-$2"),
+                    ],
+                )],
+            )],
+            vec![(
+                "svc.checkout.pay_now.latency",
+                Some((
+                    "svc.latency",
+                    &["service:checkout", "endpoint:pay_now", "both:checkout-pay_now"],
+                )),
+            )],
+        ),
+        (
+            "optional regex groups that did not match expand to nothing",
+            vec![profile(
+                "p",
+                "q.",
+                vec![regex_mapping(
+                    r"q\.(\d+)(?:\.(x))?",
+                    "q.n",
+                    &[("n", "$1"), ("x", "[$2]")],
+                )],
+            )],
+            vec![
+                ("q.42", Some(("q.n", &["n:42", "x:[]"]))),
+                ("q.42.x", Some(("q.n", &["n:42", "x:[x]"]))),
+            ],
+        ),
+        (
+            "regex flags are honoured",
+            vec![profile(
+                "p",
+                "*",
+                vec![regex_mapping(
+                    r"(?i)http\.(GET|POST)",
+                    "http.requests",
+                    &[("method", "$1")],
+                )],
+            )],
+            vec![("HTTP.get", Some(("http.requests", &["method:get"])))],
+        ),
+        (
+            "tag values keep dollar signs written twice",
+            vec![profile(
+                "p",
+                "price.",
+                vec![mapping("price.*", "price", &[("currency", "$$$1")])],
+            )],
+            vec![("price.usd", Some(("price", &["currency:$usd"])))],
+        ),
+        (
+            "a profile without mappings maps nothing",
+            vec![profile("empty", "a.", vec![])],
+            vec![("a.b", None)],
+        ),
+    ];
+    for (scenario, profiles, cases) in scenarios {
+        let m = mapper(profiles);
+        for (name, expected) in cases {
+            let expected = expected.and_then(|(n, tags)| mapped(n, tags));
+            assert_eq!(map(&m, name), expected, "{scenario}: {name}");
+        }
+    }
 }
 
-#[test]
-fn optional_regex_groups_that_did_not_match_expand_to_nothing() {
-    let m = mapper(vec![profile(
-        "p",
-        "q.",
-        vec![regex_mapping(
-            r"q\.(\d+)(?:\.(x))?",
-            "q.n",
-            &[("n", "$1"), ("x", "[$2]")],
-        )],
-    )]);
-    assert_eq!(map(&m, "q.42"), mapped("q.n", &["n:42", "x:[]"]));
-    assert_eq!(map(&m, "q.42.x"), mapped("q.n", &["n:42", "x:[x]"]));
-}
-
-#[test]
-fn regex_flags_are_honoured() {
-    let m = mapper(vec![profile(
-        "p",
-        "*",
-        vec![regex_mapping(
-            r"(?i)http\.(GET|POST)",
-            "http.requests",
-            &[("method", "$1")],
-        )],
-    )]);
-    assert_eq!(map(&m, "HTTP.get"), mapped("http.requests", &["method:get"]));
-}
-
-#[test]
-fn tag_values_keep_dollar_signs_written_twice() {
-    let m = mapper(vec![profile(
-        "p",
-        "price.",
-        vec![mapping("price.*", "price", &[("currency", "$$$1")])],
-    )]);
-    assert_eq!(map(&m, "price.usd"), mapped("price", &["currency:$usd"]));
-}
+// The other scenarios of the Agent's mapper_test.go (TestMappings), one test each.
 
 #[test]
 fn tags_are_sorted_by_key() {
@@ -435,12 +401,6 @@ fn tags_are_sorted_by_key() {
     )]);
     let r = m.map("a.1.2").expect("mapped");
     assert_eq!(r.tags, vec!["alpha:2", "mid:x", "zeta:1"]);
-}
-
-#[test]
-fn a_profile_without_mappings_maps_nothing() {
-    let m = mapper(vec![profile("empty", "a.", vec![])]);
-    assert_eq!(map(&m, "a.b"), None);
 }
 
 // Validation: each message is the Agent's.
