@@ -189,6 +189,29 @@ def metric_sum(snapshot, name):
     return sum(v for k, v in snapshot.items() if k == name or k.startswith(name + "{"))
 
 
+def ingested_values(before, after):
+    """Metric values that reached the aggregator's state between two snapshots: those
+    decoded less those the aggregator refused (context limit, memory limit, bad values)."""
+
+    def kept(snap):
+        return metric_sum(snap, "adp_dogstatsd_metrics_total") - metric_sum(snap, "adp_aggregate_dropped_samples_total")
+
+    return kept(after) - kept(before)
+
+
+def drained(api, before, datagrams, timeout=30.0):
+    """The agent's counters once it has read the `datagrams` sent since `before` (and a
+    moment more, for the aggregator to take the last batches), or at the timeout."""
+    target = metric_sum(before, "adp_dogstatsd_packets_total") + datagrams
+    deadline = time.monotonic() + timeout
+    snap = scrape(api)
+    while metric_sum(snap, "adp_dogstatsd_packets_total") < target and time.monotonic() < deadline:
+        time.sleep(0.25)
+        snap = scrape(api)
+    time.sleep(1.0)
+    return scrape(api)
+
+
 class Proc:
     """A process under test with its log file; stopped with SIGTERM then SIGKILL."""
 
@@ -282,14 +305,13 @@ def run_profile(args, work, intake, name, binary, runner, duration, rate=None, s
         if name == "idle":
             lg = dict(lg, bytes_per_sec=0.0, values_per_sec=0.0)
         t1 = time.monotonic()
-        time.sleep(1.0)  # let the agent drain its queue before the counters are read
-        after = scrape(api)
+        after = drained(api, before, lg["datagrams"])
         la1 = loadavg()
     finally:
         sampler.stop()
         agent.stop()
     wall = t1 - t0
-    ingested = metric_sum(after, "adp_dogstatsd_metrics_total") - metric_sum(before, "adp_dogstatsd_metrics_total")
+    ingested = ingested_values(before, after)
     res = dict(
         profile=name,
         offered_bytes_per_sec=cfg["rate"] if rate is None else rate,
@@ -297,6 +319,9 @@ def run_profile(args, work, intake, name, binary, runner, duration, rate=None, s
         sent_values=lg["values"],
         sent_values_per_sec=round(lg["values_per_sec"]),
         ingested_metrics=int(ingested),
+        lost_percent=round(100 * (lg["values"] - ingested) / lg["values"], 2) if lg["values"] else 0.0,
+        # What the contexts sent need at the least (adp-loadgen): distinct strings + 4 B a tag reference.
+        floor=lg.get("floor"),
         # Over the sender's own send loop (building a 250,000-context pool takes a while).
         ingested_metrics_per_sec=round(ingested / lg["elapsed_secs"]) if lg["elapsed_secs"] > 0 else 0,
         agent_drops=agent_drops(before, after),
@@ -442,6 +467,14 @@ def plain_peer(args, work, name, label, cmd, port, rates):
         proc.stop()
 
 
+def plain_receive_only(args, work, rates):
+    """The smallest receiver there is (`adp-loadgen --receive`: a blocking `recv` loop that
+    discards), on the agent's default socket setup and core: what one core can receive."""
+    port = free_udp_port()
+    cmd = [args.loadgen, "--receive", f"udp://127.0.0.1:{port}", "--duration", "100000", "--max-datagram", "8192"]
+    return plain_peer(args, work, "the receive-only receiver", "receive-only", cmd, port, rates)
+
+
 def plain_etsy(args, work, rates):
     port, mgmt = free_udp_port(), free_tcp_port()
     cfg = os.path.join(work, "statsd-config.js")
@@ -476,38 +509,46 @@ def plain_collectd(args, work, rates):
 
 # --- endless new contexts ----------------------------------------------------
 
-CHURN_MILESTONES = [100_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000, 50_000_000, 100_000_000]
+CHURN_MILESTONES = [100_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000, 50_000_000, 100_000_000, 200_000_000, 400_000_000]
 
 
 def churn_line(p):
     return " ".join(
         str(v)
-        for v in (p["t"], p["offered_contexts"], p["ingested_samples"], p["aggregator_contexts"], p["aggregator_drops"], sum(p["resolver_drops"].values()), p["rss_mib"])
+        for v in (p["t"], p["offered_contexts"], p["kept_samples"], p["aggregator_contexts"], sum(p["refused"].values()), p["rss_mib"])
     )
 
 
-def churn(args, work, intake):
-    """Ever-new contexts (adp-loadgen --profile churn, unpaced, Unix datagram) against the
-    default limits for --churn-duration seconds: RSS every 250 ms, the agent's counters every
-    second. Shows where the contexts go (the resolver's and the aggregator's
-    aggregate_context_limit, the interner) and that memory stops growing once they are full."""
+def churn(args, work, intake, duration, extra_env=None):
+    """Ever-new contexts (adp-loadgen --profile churn, unpaced, Unix datagram) for `duration`
+    seconds against the default limits, plus `extra_env` (e.g. a memory limit): RSS every
+    250 ms, the agent's counters every second. Shows where the contexts go (the
+    aggregator's aggregate_context_limit, the memory limiter's refusals) and that memory
+    stops growing once they are full; records the firm memory bound the agent logs at start."""
     sock = os.path.join(work, "dsd-churn.sock")
-    agent, api = start_agent(args, work, intake, args.agent, [], dict(limit=None, interner=None), socket_path=sock)
+    agent, api = start_agent(args, work, intake, args.agent, [], dict(limit=None, interner=None), socket_path=sock, extra_env=extra_env)
+    m = re.search(r"Memory bounds computed\..*?firm_bytes=(\d+)", agent.log_text())
+    firm = int(m.group(1)) if m else None
     sampler = Sampler(agent.p.pid)
     sampler.start()
     points = []
 
     def point(t0, snap):
-        resolver = {k.split('reason="', 1)[1].rstrip('"}'): v for k, v in snap.items() if k.startswith("adp_dogstatsd_context_drops_total{")}
-        ingested = metric_sum(snap, "adp_dogstatsd_metrics_total")
+        refused = {
+            k.split('reason="', 1)[1].rstrip('"}'): int(v)
+            for k, v in snap.items()
+            if k.startswith("adp_aggregate_dropped_samples_total{") and 'reason="invalid_value"' not in k
+        }
+        decoded = metric_sum(snap, "adp_dogstatsd_metrics_total")
         rss = sampler.samples[-1][1] if sampler.samples else None
         return dict(
             t=round(time.monotonic() - t0, 2),
-            offered_contexts=int(ingested + sum(resolver.values())),
-            ingested_samples=int(ingested),
-            resolver_drops={k: int(v) for k, v in resolver.items()},
+            # Every churn message is a context never seen before.
+            offered_contexts=int(decoded),
+            kept_samples=int(decoded - sum(refused.values())),
+            refused=refused,
             aggregator_contexts=int(snap.get("adp_aggregate_contexts", 0)),
-            aggregator_drops=int(snap.get('adp_aggregate_dropped_samples_total{reason="context_limit"}', 0)),
+            context_memory_mib=round(snap.get("adp_context_memory_bytes", 0) / MIB, 2),
             rss_mib=round(rss / MIB, 2) if rss else None,
         )
 
@@ -516,7 +557,7 @@ def churn(args, work, intake):
         t0 = time.monotonic()
         points.append(point(t0, scrape(api)))
         la0 = loadavg()
-        cmd = pin(LOAD_CPU) + [args.loadgen, "--target", f"unix://{sock}", "--profile", "churn", "--duration", str(args.churn_duration)]
+        cmd = pin(LOAD_CPU) + [args.loadgen, "--target", f"unix://{sock}", "--profile", "churn", "--duration", str(duration)]
         lg = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         while lg.poll() is None:
             time.sleep(1.0)
@@ -528,6 +569,7 @@ def churn(args, work, intake):
         time.sleep(2.0)  # the agent drains its queue
         points.append(point(t0, scrape(api)))
         la1 = loadavg()
+        warnings = len(re.findall(r"Refused samples of new contexts", agent.log_text()))
     finally:
         sampler.stop()
         agent.stop()
@@ -539,18 +581,21 @@ def churn(args, work, intake):
         if p:
             milestones.append(dict(contexts=m, **p))
     res = dict(
-        duration_secs=args.churn_duration,
+        duration_secs=duration,
+        env=extra_env or {},
+        firm_bound_bytes=firm,
         sent_messages=summary["messages"],
         sent_bytes=summary["bytes"],
         uds_would_block_retries=summary.get("would_block_retries", 0),
         rss_start_mib=points[0]["rss_mib"],
         rss_peak_mib=round(max(rss) / MIB, 2) if rss else None,
         rss_last_quarter_mib=[round(min(tail) / MIB, 2), round(max(tail) / MIB, 2)] if tail else None,
+        refusal_warnings=warnings,
         start=points[0],
         final=points[-1],
         milestones=milestones,
-        # Every sample, one line each: t s, offered contexts, decoded samples, aggregator
-        # contexts, aggregator drops, resolver drops (all reasons), RSS MiB.
+        # Every sample, one line each: t s, offered contexts, kept samples, aggregator
+        # contexts, refused samples (all reasons), RSS MiB.
         timeline=[churn_line(p) for p in points],
         loadavg_before=la0,
         loadavg_after=la1,
@@ -777,7 +822,9 @@ def main():
     ap.add_argument("--arm-duration", type=float, default=15.0)
     ap.add_argument("--step-secs", type=float, default=4.0, help="seconds per zero-drop search step")
     ap.add_argument("--plain-datagram", type=int, default=1432)
-    ap.add_argument("--churn-duration", type=float, default=120.0, help="seconds of ever-new contexts (churn part)")
+    ap.add_argument("--churn-duration", type=float, default=120.0, help="seconds of ever-new contexts with the default limits (churn part)")
+    ap.add_argument("--churn-limited-duration", type=float, default=480.0, help="seconds of ever-new contexts under --churn-memory-limit (churn part)")
+    ap.add_argument("--churn-memory-limit", default="64MiB", help="memory_limit of the second churn run")
     ap.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts to run, of {', '.join(PARTS)}")
     ap.add_argument("--profiles", default=",".join(PROFILES))
     ap.add_argument("--alloc-profiles", default=",".join(ALLOC_MESSAGES), help="profiles of the alloc part (DHAT); idle is the baseline")
@@ -834,12 +881,19 @@ def main():
                 ("agent_rcvbuf", lambda: dict(plain_agent(args, work, intake, (4 * MIB, 256 * MIB), {"DD_DOGSTATSD_SO_RCVBUF": str(rcvbuf_bytes())}), so_rcvbuf=rcvbuf_bytes())),
                 ("etsy", lambda: plain_etsy(args, work, (16 * 1024, 256 * MIB))),
                 ("collectd", lambda: plain_collectd(args, work, (16 * 1024, 256 * MIB))),
+                ("receive_only", lambda: plain_receive_only(args, work, (4 * MIB, 1024 * MIB))),
             ):
                 results["plain"][key] = run_part(f"plain StatsD zero-drop search: {key}", fn)
         if "heavy_udp" in only:
             results["heavy_udp"] = run_part("heavy over UDP, one core", lambda: heavy_udp_one_core(args, work, intake))
         if "churn" in only:
-            results["churn"] = run_part("churn: endless new contexts", lambda: churn(args, work, intake))
+            results["churn"] = {
+                "defaults": run_part("churn: endless new contexts, default limits", lambda: churn(args, work, intake, args.churn_duration)),
+                "memory_limit": run_part(
+                    f"churn: endless new contexts, memory_limit {args.churn_memory_limit}",
+                    lambda: churn(args, work, intake, args.churn_limited_duration, {"DD_MEMORY_LIMIT": args.churn_memory_limit}),
+                ),
+            }
         if "alloc" in only:
             results["alloc"] = run_part("alloc: DHAT heap profiles", lambda: alloc(args, work, intake, alloc_names))
         if "checks" in only:

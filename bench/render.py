@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 
-from gates import ADP_OBSERVED, GOAL, MIB, PROFILES
+from gates import ADP_OBSERVED, GOAL, MIB, PEAK_GOAL, PROFILES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,15 +56,37 @@ def offered_achieved(r):
     return f"{mib(r['offered_bytes_per_sec'])} → {mib(r['achieved_bytes_per_sec'])}"
 
 
+def floor_mib(r):
+    """The data floor of a profile's run in MiB (adp-loadgen's `floor.bytes`), or None."""
+    f = r.get("floor") or {}
+    return f["bytes"] / MIB if f.get("bytes") else None
+
+
+def lost(r):
+    """Values sent but not aggregated, as a share of those sent."""
+    if not r.get("sent_values"):
+        return "–"
+    pct = r.get("lost_percent")
+    if pct is None:
+        pct = 100 * (r["sent_values"] - r["ingested_metrics"]) / r["sent_values"]
+    return f"**{pct:.1f} %**" if pct > 0.05 else f"{pct:.0f} %"
+
+
 def host_row(r, nproc):
     """A profile's row in the host table: ⚠ where the load average exceeded the `nproc` cores."""
     p = r["profile"]
-    ratio = r["rss_steady_mib"] / ADP_OBSERVED[p] if r["rss_steady_mib"] else None
-    goal_ok = "✓" if r["rss_steady_mib"] is not None and r["rss_steady_mib"] <= GOAL[p] else "✗"
+    steady, peak = r["rss_steady_mib"], r["rss_peak_mib"]
+    ratio = steady / ADP_OBSERVED[p] if steady else None
+    goal_ok = "✓" if steady is not None and steady <= GOAL[p] else "✗"
+    peak_ok = "✓" if steady and peak is not None and peak <= PEAK_GOAL * steady else "✗"
+    floor = floor_mib(r)
+    over_floor = f"{steady / floor:.2f}×" if floor and steady else "–"
     warn = " ⚠" if r["loadavg_before"][0] > nproc else ""
     return (
-        f"| {p} | {offered_achieved(r)} | **{fmt(r['rss_steady_mib'])} MiB** | {fmt(r['rss_peak_mib'])} MiB | {GOAL[p]} MiB {goal_ok} | {ADP_OBSERVED[p]} MiB | {fmt(ratio, 2)}× | {fmt(r['cpu_percent'])} | "
-        f"{fmt(r['ingested_metrics_per_sec'])} | {drops_detail(r['agent_drops'])}; {fmt(r['uds_would_block_retries'])} UDS retries | {la(r['loadavg_before'])}{warn} |"
+        f"| {p} | {offered_achieved(r)} | {fmt(r.get('sent_values'))} | {fmt(r['ingested_metrics'])} | {lost(r)} | "
+        f"**{fmt(steady)} MiB** | {fmt(peak)} MiB {peak_ok} | {GOAL[p]} MiB {goal_ok} | {fmt(floor, 2) + ' MiB' if floor else '–'} | {over_floor} | "
+        f"{ADP_OBSERVED[p]} MiB | {fmt(ratio, 2)}× | {fmt(r['cpu_percent'])} | "
+        f"{drops_detail(r['agent_drops'])}; {fmt(r['uds_would_block_retries'])} UDS retries | {la(r['loadavg_before'])}{warn} |"
     )
 
 
@@ -168,6 +190,82 @@ def render_alloc(al):
     return L
 
 
+def render_churn_run(title, ch):
+    """One churn run: its milestones and its memory against the bound it was given."""
+    L = [f"#### {title}", ""]
+    if "error" in ch:
+        return L + [f"Not measured: {ch['error']}", ""]
+    L.append("| offered contexts | at | RSS | aggregator contexts | context store | refused (by reason) |")
+    L.append("|---|---|---|---|---|---|")
+    seen, rows = set(), []
+    for r in [ch["start"]] + ch["milestones"] + [ch["final"]]:
+        if r["t"] not in seen:
+            seen.add(r["t"])
+            rows.append(r)
+    for r in rows:
+        refused = ", ".join(f"{fmt(v)} `{k}`" for k, v in r["refused"].items() if v) or "0"
+        L.append(
+            f"| {fmt(r['offered_contexts'])} | {r['t']:.0f} s | {fmt(r['rss_mib'])} MiB | {fmt(r['aggregator_contexts'])} | "
+            f"{fmt(r.get('context_memory_mib'))} MiB | {refused} |"
+        )
+    L.append("")
+    lq = ch.get("rss_last_quarter_mib") or [None, None]
+    firm = ch.get("firm_bound_bytes")
+    bound = ""
+    if ch["env"].get("DD_MEMORY_LIMIT"):
+        bound = f" `memory_limit` {ch['env']['DD_MEMORY_LIMIT']}: peak {'within' if ch['rss_peak_mib'] is not None and ch['rss_peak_mib'] <= parse_size(ch['env']['DD_MEMORY_LIMIT']) / MIB else '**over**'} it."
+    elif firm:
+        bound = f" The firm bound the agent logged at start: {firm / MIB:,.1f} MiB; peak {'within' if ch['rss_peak_mib'] is not None and ch['rss_peak_mib'] <= firm / MIB else '**over**'} it."
+    refused = sum(ch["final"]["refused"].values())
+    L.append(
+        f"RSS: {fmt(ch['rss_start_mib'])} MiB before the load, peak {fmt(ch['rss_peak_mib'])} MiB, "
+        f"{fmt(lq[0])}–{fmt(lq[1])} MiB over the last quarter of the run.{bound} "
+        f"{fmt(ch['sent_messages'])} messages sent ({fmt(ch['uds_would_block_retries'])} UDS would-block retries), "
+        f"{fmt(ch['final']['offered_contexts'])} decoded, {fmt(refused)} refused and counted "
+        f"({ch.get('refusal_warnings', 0)} warnings logged, one per flush with refusals); load average {la(ch['loadavg_before'])}."
+    )
+    L.append("")
+    return L
+
+
+def parse_size(text):
+    """`64MiB` and the like, in bytes."""
+    units = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "b": 1}
+    t = text.strip().lower()
+    for u, f in units.items():
+        if t.endswith(u):
+            return float(t[: -len(u)]) * f
+    return float(t)
+
+
+def render_churn(ch):
+    """The churn part: the default limits, then a memory limit."""
+    L = ["### Endless new contexts (`--only churn`)", ""]
+    if "error" in ch:
+        return L + [f"Not measured: {ch['error']}", ""]
+    if "defaults" not in ch:  # a results file from before the memory-limited run
+        return L + ["(re-run `--only churn`: this results file predates the current churn part)", ""]
+    L.append(
+        "`adp-loadgen --profile churn` sends counters whose every message is a context never seen before "
+        "(`churn.<n>:1|c|#env:bench,load:churn`), unpaced over the Unix datagram socket, first to the agent with its "
+        "default limits (`aggregate_context_limit` 1,000,000 contexts; idle counters stay `counter_expiry_seconds` "
+        "300 s; no `memory_limit`), then with `memory_limit` alone set, whose limiter refuses new contexts once the "
+        "projected RSS reaches 90 % of the usable limit (`memory_limit` less `memory_slop_factor` 0.25), unless "
+        "they fit memory freed by expired ones. Refused samples are counted in `adp_aggregate_dropped_samples_total` "
+        "by reason. *Context store*: `adp_context_memory_bytes` (strings, tag lists, context slots, index)."
+    )
+    L.append("")
+    L.append(
+        "Each row is the first once-a-second sample past 0.1 / 0.5 / 1 / 2 / 5 / 10 / 20 / 50 / 100 / 200 / 400 million "
+        "offered contexts, then the last (after the load, the agent drained)."
+    )
+    L.append("")
+    d, m = ch["defaults"], ch["memory_limit"]
+    L.extend(render_churn_run(f"Default limits, {d.get('duration_secs', 0):g} s", d))
+    L.extend(render_churn_run(f"`memory_limit: {m.get('env', {}).get('DD_MEMORY_LIMIT', '?')}`, {m.get('duration_secs', 0):g} s", m))
+    return L
+
+
 def render_checks(ck):
     """The system checks on vs off (`--only checks`): a row per run, then the difference."""
     L = ["### System checks and host payload, on vs off (`--only checks`)", ""]
@@ -236,17 +334,22 @@ def render(results):
         "- The agent is the release build, standalone, configured only by `DD_*` variables as ADP's gates are: "
         "DogStatsD over a Unix datagram socket, `DD_DOGSTATSD_PORT=0`, `DD_DD_URL` at `adp-test-intake --blackhole`, "
         "`DD_AGGREGATE_CONTEXT_LIMIT` 3,100 / 10,100 / 100,100 / 250,100 and `DD_DOGSTATSD_STRING_INTERNER_SIZE` "
-        "32 / 64 MiB for heavy / ultraheavy. One deviation: medium runs with an 8 MiB interner, not the 2 MiB default, "
-        "because ADP falls back to heap strings when its interner is full while this agent drops the context (counted "
-        "in `adp_dogstatsd_context_drops_total`); with 2 MiB three quarters of medium's samples were dropped, which "
-        "would make its RSS incomparable. Every process under test is pinned to CPU 0 (`taskset -c 0`) and "
-        "`adp-loadgen` to CPU 1, so \"CPU %\" is of one core."
+        "32 / 64 MiB for heavy / ultraheavy (low and medium keep the 2 MiB default). Every process under test is "
+        "pinned to CPU 0 (`taskset -c 0`) and `adp-loadgen` to CPU 1, so \"CPU %\" is of one core."
     )
     L.append(
         f"- `adp-loadgen` (seeded; the load shape of benchmarks.md) sends each profile for {results['params']['duration']} s. "
         "RSS is `VmRSS` and CPU `utime+stime` from `/proc/PID`, sampled every 250 ms while the load runs; "
-        "*steady* is the median of the last half of the samples, *peak* the maximum. "
-        "Ingested metrics/s is the delta of `adp_dogstatsd_metrics_total` over the run."
+        "*steady* is the median of the last half of the samples, *peak* the maximum (✓: at most "
+        f"{PEAK_GOAL:g} × steady). *Values sent* is what `adp-loadgen` sent (one per value of a multi-value message); "
+        "*ingested* the values that reached the aggregator's state (`adp_dogstatsd_metrics_total` less "
+        "`adp_aggregate_dropped_samples_total`, read once the agent has received every datagram sent); *lost* the "
+        "difference, as a share of those sent."
+    )
+    L.append(
+        "- *Data floor*: what the contexts sent need at the least, as `adp-loadgen` computes it from its own context "
+        "pool: the bytes of every distinct name and tag once, plus 4 bytes (a `u32` id) for each tag of each context. "
+        "No agent that keeps every context can hold less; *RSS ÷ floor* is the steady RSS over it."
     )
     L.append(
         "- Drops: every agent counter named `*drop*`, `*error*` or `*truncated*` (decode errors, context drops, "
@@ -266,7 +369,7 @@ def render(results):
 
     L.append("### RSS per profile against ADP's gates")
     L.append("")
-    L.extend(table("| profile | offered → achieved | steady RSS | peak RSS | goal | ADP observed | ours / ADP | CPU % (1 core) | ingested metrics/s | drops | load avg |", results["profiles"], lambda r: host_row(r, m["nproc"])))
+    L.extend(table("| profile | offered → achieved | values sent | ingested | lost | steady RSS | peak RSS | goal | data floor | RSS ÷ floor | ADP observed | ours / ADP | CPU % (1 core) | drops | load avg |", results["profiles"], lambda r: host_row(r, m["nproc"])))
     L.append("")
     L.append("![RSS per profile](benchmarks-rss.png)")
     L.append("")
@@ -289,11 +392,20 @@ def render(results):
 
     L.append("### Plain StatsD, zero-drop rate over UDP (one core each)")
     L.append("")
-    L.append("| receiver | zero-drop rate | metrics/s at that rate | first failing step | RSS steady at best | CPU % at best | ours ÷ theirs (defaults / tuned buffer) | load avg |")
-    L.append("|---|---|---|---|---|---|---|---|")
     plain = results.get("plain", {})
+    ro = (plain.get("receive_only") or {}).get("best")
+    L.append(
+        "The *receive-only* row is the smallest receiver there is (`adp-loadgen --receive`: a blocking `recv` loop "
+        "that discards every datagram), on the agent's default socket setup and the same core, searched the same way "
+        "in the same run: what this machine can receive over UDP on one core at all (or what one sender core can "
+        "send, when the sender fell short first). *Share* is each receiver's zero-drop rate over it."
+    )
+    L.append("")
+    L.append("| receiver | zero-drop rate | metrics/s at that rate | share of receive-only | first failing step | RSS steady at best | CPU % at best | ours ÷ theirs (defaults / tuned buffer) | load avg |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
     ours = [((plain.get(k) or {}).get("best"), (plain.get(k) or {}).get("capped_at_max")) for k in ("agent", "agent_rcvbuf")]
     for key, name in (
+        ("receive_only", "receive-only (read and discard)"),
         ("agent", "agent-data-plane (defaults)"),
         ("agent_rcvbuf", f"agent-data-plane, `dogstatsd_so_rcvbuf` {(plain.get('agent_rcvbuf') or {}).get('so_rcvbuf', 0) / MIB:g} MiB"),
         ("etsy", "Etsy statsd"),
@@ -303,19 +415,20 @@ def render(results):
         if not r:
             continue
         if "error" in r:
-            L.append(failed_row(name, r, 8))
+            L.append(failed_row(name, r, 9))
             continue
         b, f = r["best"], r["first_failure"]
         if r.get("version"):
             name += f" ({r['version']})"
         ratio = "–"
-        if not key.startswith("agent") and b:
+        if key in ("etsy", "collectd") and b:
             ratio = " / ".join(
                 f"{o['values_per_sec'] / b['values_per_sec']:.1f}×" + (" (capped)" if capped else "") for o, capped in ours if o
             )
+        share = f"{b['offered_bytes_per_sec'] / ro['offered_bytes_per_sec']:.0%}" if b and ro else "–"
         fail = "none up to the cap" if f is None else f"{mib(f['offered_bytes_per_sec'])}: {fmt(f['kernel_drops'])} kernel drops" + ("" if f["loadgen_kept_up"] else ", sender fell short")
         L.append(
-            f"| {name} | {mib(b['offered_bytes_per_sec']) if b else 'none'} | {fmt(b['values_per_sec']) if b else '–'} | {fail} | "
+            f"| {name} | {mib(b['offered_bytes_per_sec']) if b else 'none'} | {fmt(b['values_per_sec']) if b else '–'} | {share} | {fail} | "
             f"{fmt(b.get('rss_steady_mib')) if b else '–'} MiB | {fmt(b.get('cpu_percent')) if b else '–'} | {ratio} | {la(b['loadavg']) if b else '–'} |"
         )
     L.append("")
@@ -341,44 +454,8 @@ def render(results):
         L.append(f"Highest zero-drop rate: **{mib(b['offered_bytes_per_sec']) if b else 'none'}**" + (" (the search's cap)" if hv["capped_at_max"] else "") + ".")
         L.append("")
     ch = results.get("churn")
-    if ch and "error" not in ch:
-        f = ch["final"]
-        L.append("### Endless new contexts (`--only churn`)")
-        L.append("")
-        L.append(
-            f"`adp-loadgen --profile churn` sends counters whose every message is a context never seen before "
-            f"(`churn.<n>:1|c|#env:bench,load:churn`, names short enough to be stored inline, so no interner budget), "
-            f"unpaced over the Unix datagram socket for {ch['duration_secs']:g} s, to the agent with its default limits: "
-            "`aggregate_context_limit` 1,000,000 for both the DogStatsD context resolver (contexts idle for "
-            "`dogstatsd_context_expiry_seconds` 20 s leave it) and the aggregator (idle counters stay "
-            "`counter_expiry_seconds` 300 s), interner 2 MiB. Offered contexts = decoded samples + context drops."
-        )
-        L.append("")
-        L.append(
-            "Each row is the first once-a-second sample past 0.1 / 0.5 / 1 / 2 / 5 / 10 / 20 / 50 / 100 million "
-            "offered contexts, then the last (after the load, the agent drained)."
-        )
-        L.append("")
-        L.append("| offered contexts | at | RSS | aggregator contexts | resolver drops | aggregator drops |")
-        L.append("|---|---|---|---|---|---|")
-        seen, rows = set(), []
-        for r in [ch["start"]] + ch["milestones"] + [f]:
-            if r["t"] not in seen:
-                seen.add(r["t"])
-                rows.append(r)
-        for r in rows:
-            L.append(
-                f"| {fmt(r['offered_contexts'])} | {r['t']:.0f} s | {fmt(r['rss_mib'])} MiB | {fmt(r['aggregator_contexts'])} | "
-                f"{', '.join(f'{fmt(v)} `{k}`' for k, v in r['resolver_drops'].items() if v) or '0'} | {fmt(r['aggregator_drops'])} |"
-            )
-        L.append("")
-        lq = ch.get("rss_last_quarter_mib") or [None, None]
-        L.append(
-            f"RSS: {fmt(ch['rss_start_mib'])} MiB before the load, peak {fmt(ch['rss_peak_mib'])} MiB, "
-            f"{fmt(lq[0])}–{fmt(lq[1])} MiB over the last quarter of the run; {fmt(ch['sent_messages'])} messages sent "
-            f"({fmt(ch['uds_would_block_retries'])} UDS would-block retries); load average {la(ch['loadavg_before'])}."
-        )
-        L.append("")
+    if ch:
+        L.extend(render_churn(ch))
     al = results.get("alloc")
     if al:
         L.extend(render_alloc(al))

@@ -52,11 +52,11 @@ while :; do
     sleep 0.2
 done
 [ "$got" -eq "$sent_values" ] || fail "the agent counted $got metrics, $sent_values were sent: $(grep '^adp_dogstatsd' <<<"$m")"
-for c in adp_dogstatsd_decode_errors_total adp_dogstatsd_context_drops_total adp_dogstatsd_truncated_packets_total; do
+for c in adp_dogstatsd_decode_errors_total adp_aggregate_dropped_samples_total adp_dogstatsd_truncated_packets_total; do
     n=$(counter "$c" "$m")
     [ "$n" -eq 0 ] || fail "$c = $n: $(grep "^$c" <<<"$m")"
 done
-say "ok: the agent counted exactly $got metric values from $sent_messages messages; zero decode errors, context drops and truncated packets"
+say "ok: the agent counted exactly $got metric values from $sent_messages messages; zero decode errors, dropped samples and truncated packets"
 kill -TERM "$ADP_PID"; wait "$ADP_PID" || fail "the agent exited non-zero after SIGTERM"
 ADP_PID=
 say "passed"

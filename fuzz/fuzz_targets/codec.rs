@@ -1,25 +1,21 @@
 //! Arbitrary bytes through everything that reads untrusted input: the codec
-//! (via the decoder, context resolution included) and the stream framer.
-//! Any panic, overflow or out-of-bounds access is a finding.
+//! (via the decoder), context resolution in the aggregator's context store,
+//! and the stream framer. Any panic, overflow or out-of-bounds access is a
+//! finding.
 #![no_main]
 
-use std::num::NonZeroUsize;
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::Mutex;
 
+use adp_aggregate::{AggregateConfig, Aggregator, Growth};
 use adp_dogstatsd::codec::{parse_message, split_messages, CodecConfig, Message};
-use adp_dogstatsd::context::{ContextBudget, ContextResolver};
 use adp_dogstatsd::listener::framing::StreamFramer;
 use adp_dogstatsd::telemetry::DecoderTelemetry;
 use adp_dogstatsd::{Batch, Decoder};
-use adp_model::MetricValue;
 use libfuzzer_sys::fuzz_target;
 
-fn budget() -> ContextBudget {
-    // Small on purpose: the interner-full and context-limit paths get exercised too.
-    static BUDGET: OnceLock<ContextBudget> = OnceLock::new();
-    BUDGET.get_or_init(|| ContextBudget::new(NonZeroUsize::new(64 * 1024).unwrap(), 512)).clone()
-}
+/// One aggregator across inputs, small on purpose: the interner-full and
+/// context-limit paths get exercised too, and its flush runs now and then.
+static AGGREGATOR: Mutex<Option<(Aggregator, i64)>> = Mutex::new(None);
 
 fuzz_target!(|data: &[u8]| {
     let strict = CodecConfig { permissive: false, ..CodecConfig::default() };
@@ -44,18 +40,26 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let mut decoder = Decoder::new(
-        CodecConfig::default(),
-        ContextResolver::new(budget(), Duration::from_secs(20)),
-        DecoderTelemetry::detached(),
-    );
+    let mut decoder = Decoder::new(CodecConfig::default(), DecoderTelemetry::detached());
     let mut batch = Batch::default();
     decoder.decode_packet(data, &mut batch);
-    for m in &batch.metrics {
-        if let MetricValue::Number(n) = m.value {
-            assert!(n.is_finite());
-        }
-        assert!(m.sample_rate > 0.0 && m.sample_rate <= 1.0);
+    for s in batch.metrics.samples() {
+        assert!(s.is_member() || s.number().is_finite());
+        assert!(s.sample_rate > 0.0 && s.sample_rate <= 1.0);
+    }
+    let mut guard = AGGREGATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let (aggregator, now) = guard.get_or_insert_with(|| {
+        let config = AggregateConfig {
+            aggregate_context_limit: 512,
+            ..AggregateConfig::default()
+        };
+        let registry = adp_telemetry::Registry::new();
+        (Aggregator::new(config, &registry).unwrap().with_interner(64 * 1024, false), 1_700_000_000)
+    });
+    *now += 1;
+    aggregator.insert_batch(&batch.metrics, *now, Growth::Allowed);
+    if *now % 64 == 0 {
+        let _ = aggregator.flush(*now, false);
     }
 
     let mut framer = StreamFramer::new(256);

@@ -21,6 +21,15 @@
 //! (`adp_memory_backpressure_events_total`,
 //! `adp_memory_backpressure_delay_microseconds_total`).
 //!
+//! New contexts are what grows without bound under load (every new name and
+//! tag set a client sends), so they are refused before the limit is reached:
+//! [`Admission`] projects the RSS from the last reading plus what the
+//! aggregator's context store has grown since, and once that reaches 90 % of
+//! the usable limit the aggregator admits a new context only into memory it
+//! already holds (freed contexts' slots and strings), refusing and counting
+//! the rest (`adp_aggregate_dropped_samples_total{reason="memory_limit"}`,
+//! logged once per flush). Known contexts keep aggregating.
+//!
 //! All sizes are `u64` and the arithmetic is checked or done in `u128`, so
 //! limits above 4 GiB behave on 32-bit targets as on 64-bit ones.
 //!
@@ -33,6 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use adp_aggregate::Growth;
 use adp_config::{key, parse, ConfigValue, MemoryBounds, Reader};
 use adp_telemetry::{Counter, Gauge, Registry};
 use tokio::sync::watch;
@@ -193,9 +203,14 @@ pub fn backpressure_delay(rss: u64, limit: u64) -> Option<Duration> {
     ))
 }
 
+/// New contexts may grow memory below this share of the usable limit (per mille).
+const CONTEXT_MARK_PER_MILLE: u64 = 900;
+
 struct Shared {
     limit: u64,
     rss: AtomicU64,
+    /// Counts RSS readings, so that a reader can tell a new one.
+    readings: AtomicU64,
     rss_gauge: Gauge,
     events: Counter,
     delay_us: Counter,
@@ -217,6 +232,7 @@ impl MemoryLimiter {
             shared: Arc::new(Shared {
                 limit: limit.unwrap_or(0),
                 rss: AtomicU64::new(0),
+                readings: AtomicU64::new(0),
                 rss_gauge: registry.gauge("adp_memory_rss_bytes", "Resident set size of the process.", &[]),
                 events: registry.counter(
                     "adp_memory_backpressure_events",
@@ -235,7 +251,20 @@ impl MemoryLimiter {
     /// Records a new RSS reading.
     pub fn observe(&self, rss: u64) {
         self.shared.rss.store(rss, Ordering::Relaxed);
+        self.shared.readings.fetch_add(1, Ordering::Release);
         self.shared.rss_gauge.set(i64::try_from(rss).unwrap_or(i64::MAX));
+    }
+
+    /// The RSS above which new contexts may not grow memory (`None`: no limit).
+    fn context_mark(&self) -> Option<u64> {
+        let limit = u128::from(self.shared.limit);
+        (limit > 0).then(|| u64::try_from(limit * u128::from(CONTEXT_MARK_PER_MILLE) / 1000).unwrap_or(u64::MAX))
+    }
+
+    /// The last RSS reading and its sequence number.
+    fn reading(&self) -> (u64, u64) {
+        let seq = self.shared.readings.load(Ordering::Acquire);
+        (seq, self.shared.rss.load(Ordering::Relaxed))
     }
 
     /// Waits as long as the current memory use asks for (usually not at all).
@@ -266,6 +295,39 @@ impl MemoryLimiter {
                 },
                 () = stopped(&mut shutdown) => return,
             }
+        }
+    }
+}
+
+/// Decides, batch by batch, whether new contexts may grow the aggregator's
+/// memory: the RSS of the last reading (every [`POLL_INTERVAL`]) plus what the
+/// context store has grown since, against 90 % of the usable limit. The
+/// projection closes the gap between readings, when a flood of new contexts
+/// could otherwise outgrow the limit before the next one.
+#[derive(Debug, Default)]
+pub struct Admission {
+    seq: u64,
+    /// The store's resident bytes when the reading `seq` was seen.
+    base: u64,
+}
+
+impl Admission {
+    /// The growth allowed for the next batch, the context store holding
+    /// `store_resident` bytes now.
+    pub fn growth(&mut self, limiter: &MemoryLimiter, store_resident: u64) -> Growth {
+        let Some(mark) = limiter.context_mark() else {
+            return Growth::Allowed;
+        };
+        let (seq, rss) = limiter.reading();
+        if seq != self.seq {
+            self.seq = seq;
+            self.base = store_resident;
+        }
+        let projected = rss.saturating_add(store_resident.saturating_sub(self.base));
+        if projected < mark {
+            Growth::Allowed
+        } else {
+            Growth::ReuseOnly
         }
     }
 }
@@ -361,6 +423,28 @@ mod tests {
         );
         verify_bounds(&memory(2000, MemoryMode::Strict), &b).unwrap();
         verify_bounds(&memory(0, MemoryMode::Strict), &b).unwrap();
+    }
+
+    #[test]
+    fn new_contexts_may_grow_memory_until_the_projected_rss_reaches_90_percent() {
+        let registry = Registry::new();
+        let mut admission = Admission::default();
+        let unlimited = MemoryLimiter::new(None, &registry);
+        unlimited.observe(u64::MAX / 2);
+        assert_eq!(admission.growth(&unlimited, u64::MAX / 2), Growth::Allowed);
+
+        let limiter = MemoryLimiter::new(Some(1_000_000), &Registry::new());
+        let mut admission = Admission::default();
+        limiter.observe(800_000);
+        assert_eq!(admission.growth(&limiter, 5_000_000), Growth::Allowed);
+        // The store grew by 100,000 bytes since that reading: 900,000 projected.
+        assert_eq!(admission.growth(&limiter, 5_099_999), Growth::Allowed);
+        assert_eq!(admission.growth(&limiter, 5_100_000), Growth::ReuseOnly);
+        // A new reading says where the RSS really is.
+        limiter.observe(850_000);
+        assert_eq!(admission.growth(&limiter, 5_100_000), Growth::Allowed);
+        limiter.observe(950_000);
+        assert_eq!(admission.growth(&limiter, 5_100_000), Growth::ReuseOnly);
     }
 
     #[tokio::test]

@@ -1,8 +1,11 @@
 //! The DogStatsD pipeline, wired from the library crates:
 //!
 //! ```text
-//! listeners ──Batch──▶ [bounded queue: dogstatsd_queue_size] ──▶ aggregator task ──Output──▶ encoder task ──EncodedPayload──▶ forwarder
-//!  (adp-dogstatsd)                                                (adp-aggregate)   [2]     (adp-encoder)                  (adp-forwarder)
+//! listeners ──Batch──▶ [bounded queue: dogstatsd_queue_size] ──▶ aggregator task ──┐ Arc<Mutex<Aggregator>>
+//!  (adp-dogstatsd)                                                (insert batches) │
+//!                                                                                  ▼
+//!                             events, service checks [2] ──▶ encoder task (flush in steps) ──EncodedPayload──▶ forwarder
+//!                                                             (adp-aggregate → adp-encoder)                  (adp-forwarder)
 //! ```
 //!
 //! The listeners' decoders already did the Agent's DogStatsD enrichment
@@ -10,29 +13,37 @@
 //! `adp_dogstatsd::enrich`); the aggregator drops the histogram series the
 //! blocklist names (`.max`, `.95percentile` entries).
 //!
-//! The aggregator task owns the [`Aggregator`]. It inserts every metric as it
-//! arrives (after the memory limiter's back pressure, see [`crate::memory`]),
-//! keeps events and service checks aside, answers `dogstatsd stats` and `top`
-//! ([`DebugServer`]), and:
+//! The [`Aggregator`] (and its context store) sits behind one mutex. The
+//! aggregator task takes it once per batch to insert the batch's samples
+//! (after the memory limiter's back pressure and admission, see
+//! [`crate::memory`]); it keeps events and service checks aside and hands
+//! them to the encoder task every second (or the flush interval, if
+//! shorter), as they are not aggregated. It also answers `dogstatsd stats`
+//! and `top` ([`DebugServer`]).
 //!
-//! - every `aggregate_flush_interval`, flushes the closed windows;
-//! - every second (or the flush interval, if shorter), hands over the events
-//!   and service checks received since the last time: they are not
-//!   aggregated, so they are sent promptly, batched per tick;
-//! - when the queue closes (the listeners stopped at shutdown), force-flushes
-//!   every open window, hands over what is left and ends.
+//! The encoder task owns the [`Encoder`] and the flush timer. Every
+//! `aggregate_flush_interval` it flushes in steps: it takes the mutex for
+//! [`FLUSH_STEP`] contexts at a time, during which the aggregator writes their
+//! closed windows straight into the compressor (names and tags borrowed from
+//! the context store, no copy of the flush), releases it, and hands the
+//! finished payloads to the forwarder before the next step. Encoding a large
+//! flush (100,000 contexts) takes a fraction of a second spread over
+//! hundreds of steps, between which the aggregator task keeps draining the
+//! listeners' queue. When the queue closes (the listeners stopped at
+//! shutdown), the aggregator task inserts what is left, hands over the last
+//! events and checks and ends; the encoder task then force-flushes every
+//! open window and ends.
 //!
-//! The encoder task owns the [`Encoder`]: it turns each hand-over into
-//! payloads and gives them to the forwarder. Encoding a large flush (100,000
-//! contexts: ~2 s of protobuf and zstd on one core) runs there, so the
-//! aggregator keeps draining the listeners' queue meanwhile; the hand-over
-//! channel holds at most two flushes, so a slow encoder still slows the
-//! aggregator rather than growing memory.
-//!
-//! Payloads go to the forwarder with [`ForwarderHandle::send`], which waits when
-//! the forwarder's buffer is full: that wait is the back pressure from the
-//! network to the encoder, and through the bounded channels, to the aggregator
-//! and the listeners.
+//! A flush keeps at most one of its payloads in the forwarder while it builds
+//! the next ([`InFlight`]: a payload's body counts until the forwarder frees
+//! it, sent or dropped), so a flush costs the steady state about two
+//! compressed payloads, not a queue of them; if the forwarder holds on to a
+//! payload for more than [`IN_FLIGHT_WAIT`] (the intake is slow or down), the
+//! flush goes on and the forwarder's own bounds apply. Other payloads go to
+//! the forwarder with [`ForwarderHandle::send`], which waits when the
+//! forwarder's buffer is full: that wait is the back pressure from the network
+//! to the encoder task, and through the bounded channels, to the listeners.
+
 //!
 //! # The host and its system checks
 //!
@@ -46,14 +57,15 @@
 //! encoder. The system checks (`adp-checks`, configured from `confd_path`) run
 //! on their own two threads; the supervised `checks` task hands each run's
 //! series and service checks to the encoder task through the same channel as
-//! the aggregator's flushes, past the aggregator: check series keep their own
+//! the aggregator's events, past the aggregator: check series keep their own
 //! timestamps, as the Agent's check sampler sends them. While
 //! `expected_tags_duration` lasts, the encoder adds the host tags to every
 //! series and sketch. The `host metadata` task sends the v5 host payload at
 //! start and on the Agent's schedule, compressed like the other payloads; the
 //! forwarder never stores it on disk (it holds the API key).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use adp_aggregate::Aggregator;
@@ -63,20 +75,96 @@ use adp_dogstatsd::{Batch, RunningSource};
 use adp_encoder::{CheckSeriesParts, EncodeError, Encoder, EncoderConfig};
 use adp_forwarder::{ApiKeyStatus, Forwarder, ForwarderHandle, ShutdownReport};
 use adp_host::{ExpectedHostTags, HostMetadata, MetadataSchedule, SystemInfo, SystemPaths};
-use adp_model::{Event, Flushed, SeriesKind, ServiceCheck, ServiceCheckStatus};
+use adp_model::{Event, SeriesKind, ServiceCheck, ServiceCheckStatus};
 use adp_telemetry::Registry;
 use adp_wire::EncodedPayload;
 use anyhow::Context as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use crate::health::Health;
-use crate::memory::MemoryLimiter;
+use crate::memory::{Admission, MemoryLimiter};
 use crate::settings::Settings;
 use crate::supervisor::Supervisor;
 
 /// Events and service checks are sent at least this often.
 const EVENTS_TICK: Duration = Duration::from_secs(1);
+
+/// Contexts flushed per hold of the aggregator's mutex: at 100,000 contexts
+/// of ~26 tags, about a millisecond of encoding, after which the aggregator
+/// task may insert the next batch.
+const FLUSH_STEP: usize = 128;
+
+/// The longest a flush waits for the forwarder to free its previous payload
+/// before building the next one anyway.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
+
+/// The shared aggregator.
+type Shared = Arc<Mutex<Aggregator>>;
+
+/// A flush's payloads handed to the forwarder and not yet freed by it.
+#[derive(Default)]
+struct InFlight {
+    payloads: AtomicUsize,
+    freed: Notify,
+}
+
+/// A payload body that counts itself in [`InFlight`] until its last
+/// reference (the forwarder's, or a retry's) is dropped.
+struct TrackedBody {
+    body: Vec<u8>,
+    in_flight: Arc<InFlight>,
+}
+
+impl AsRef<[u8]> for TrackedBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        self.in_flight.payloads.fetch_sub(1, Ordering::AcqRel);
+        self.in_flight.freed.notify_waiters();
+    }
+}
+
+impl InFlight {
+    /// `payload`, its body tracked.
+    fn track(self: &Arc<Self>, mut payload: EncodedPayload) -> EncodedPayload {
+        self.payloads.fetch_add(1, Ordering::AcqRel);
+        // Zero-copy: the body was made from a Vec and is not shared yet.
+        let body: Vec<u8> = std::mem::take(&mut payload.body).into();
+        payload.body = bytes::Bytes::from_owner(TrackedBody {
+            body,
+            in_flight: Arc::clone(self),
+        });
+        payload
+    }
+
+    /// Waits until at most `n` tracked payloads are held, or [`IN_FLIGHT_WAIT`].
+    async fn wait_for_at_most(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            // Registered before the check, so a free in between is not missed.
+            freed.as_mut().enable();
+            if self.payloads.load(Ordering::Acquire) <= n {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn lock(aggregator: &Shared) -> MutexGuard<'_, Aggregator> {
+    // A panic aborts the process (panic = "abort"); a poisoned lock can only
+    // come from a test, where the state is still usable.
+    aggregator.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Check runs waiting for the checks task (each holds one run's series).
 const CHECK_QUEUE: usize = 16;
@@ -192,8 +280,10 @@ pub async fn start(
         tracing::warn!("Metadata collection disabled, only do that if another agent/dogstatsd is running on this host");
         None
     };
-    let mut aggregator =
-        Aggregator::new(settings.aggregate.clone(), registry).context("invalid aggregation configuration")?;
+    let interner_bytes = usize::try_from(settings.dogstatsd.dogstatsd_string_interner_size).unwrap_or(usize::MAX);
+    let mut aggregator = Aggregator::new(settings.aggregate.clone(), registry)
+        .context("invalid aggregation configuration")?
+        .with_interner(interner_bytes, settings.dogstatsd.dogstatsd_allow_context_heap_allocs);
     let histogram_blocklist = settings
         .dogstatsd
         .enrich
@@ -202,6 +292,7 @@ pub async fn start(
     if !histogram_blocklist.is_empty() {
         aggregator.set_histogram_filter(move |name| histogram_blocklist.contains(name));
     }
+    let aggregator: Shared = Arc::new(Mutex::new(aggregator));
     let (tx, rx) = mpsc::channel::<Batch>(settings.dogstatsd.dogstatsd_queue_size);
     let (output, outputs) = mpsc::channel::<Output>(OUTPUT_QUEUE);
     let checks_output = output.clone();
@@ -211,6 +302,9 @@ pub async fn start(
         EncoderTask {
             encoder,
             forwarder: handle,
+            aggregator: aggregator.clone(),
+            flush_interval: settings.aggregate.aggregate_flush_interval,
+            in_flight: Arc::default(),
             host_tags,
         }
         .run(outputs),
@@ -221,9 +315,15 @@ pub async fn start(
         Some(aggregator_health.clone()),
         AggregatorTask {
             aggregator,
+            queued: registry.gauge(
+                "adp_dogstatsd_queued_batches",
+                "Decoded batches waiting for the aggregator (dogstatsd_queue_size at most).",
+                &[],
+            ),
             output,
             limiter,
-            flush_interval: settings.aggregate.aggregate_flush_interval,
+            admission: Admission::default(),
+            events_every: EVENTS_TICK.min(settings.aggregate.aggregate_flush_interval),
             events: Vec::new(),
             checks: Vec::new(),
             debug,
@@ -235,7 +335,7 @@ pub async fn start(
     let dogstatsd_health = health.register("dogstatsd");
     let source = settings
         .dogstatsd
-        .build(registry, settings.aggregate.aggregate_context_limit)
+        .build(registry)
         .context("invalid DogStatsD configuration")?;
     let source = source.start(tx).await.context("cannot start the DogStatsD listeners")?;
     // A listener ends before shutdown only on a fatal socket error, which it
@@ -425,15 +525,13 @@ impl Running {
     }
 }
 
-/// Flushes handed from the aggregator to the encoder task before the
-/// aggregator waits: one being encoded, two waiting.
+/// Hand-overs of events and service checks waiting for the encoder task.
 const OUTPUT_QUEUE: usize = 2;
 
 /// What the aggregator (at a tick) and the checks task (after check runs)
 /// hand to the encoder task.
 #[derive(Default)]
 struct Output {
-    flushed: Flushed,
     events: Vec<Event>,
     checks: Vec<ServiceCheck>,
     /// System check runs: their series go to the encoder as they are.
@@ -441,10 +539,13 @@ struct Output {
 }
 
 struct AggregatorTask {
-    aggregator: Aggregator,
+    aggregator: Shared,
+    /// Batches waiting in the queue when the last one was taken.
+    queued: adp_telemetry::Gauge,
     output: mpsc::Sender<Output>,
     limiter: MemoryLimiter,
-    flush_interval: Duration,
+    admission: Admission,
+    events_every: Duration,
     events: Vec<Event>,
     checks: Vec<ServiceCheck>,
     debug: DebugServer,
@@ -453,6 +554,9 @@ struct AggregatorTask {
 struct EncoderTask {
     encoder: Encoder,
     forwarder: ForwarderHandle,
+    aggregator: Shared,
+    flush_interval: Duration,
+    in_flight: Arc<InFlight>,
     /// The host tags, added to series and sketches while they last.
     host_tags: ExpectedHostTags,
 }
@@ -465,38 +569,28 @@ fn unix_now() -> i64 {
 impl AggregatorTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
         let start = tokio::time::Instant::now();
-        let mut flush = tokio::time::interval_at(start + self.flush_interval, self.flush_interval);
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let events_every = EVENTS_TICK.min(self.flush_interval);
-        let mut events = tokio::time::interval_at(start + events_every, events_every);
+        let mut events = tokio::time::interval_at(start + self.events_every, self.events_every);
         events.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 batch = rx.recv() => match batch {
                     Some(batch) => {
+                        self.queued.set(i64::try_from(rx.len()).unwrap_or(i64::MAX));
                         self.limiter.wait().await;
                         self.insert(batch);
                     }
                     None => break,
                 },
-                _ = flush.tick() => {
-                    let started = std::time::Instant::now();
-                    let flushed = self.aggregator.flush(unix_now(), false);
-                    tracing::debug!(
-                        points = flushed.point_count(),
-                        contexts = self.aggregator.context_count(),
-                        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                        "Flushed the closed aggregation windows."
-                    );
-                    self.hand_over(flushed).await;
+                _ = events.tick() => self.hand_over().await,
+                event = self.debug.next() => {
+                    // A copy of every context, taken under the mutex (`top` is rare).
+                    let aggregator = &self.aggregator;
+                    self.debug.handle(event, || lock(aggregator).contexts().collect::<Vec<_>>().into_iter());
                 }
-                _ = events.tick() => self.hand_over(Flushed::default()).await,
-                event = self.debug.next() => self.debug.handle(event, || self.aggregator.contexts()),
             }
         }
-        let flushed = self.aggregator.flush(unix_now(), true);
-        tracing::debug!(points = flushed.point_count(), "Flushed every open aggregation window.");
-        self.hand_over(flushed).await;
+        self.hand_over().await;
+        // Dropping the sender tells the encoder task to flush everything and end.
     }
 
     fn insert(&mut self, batch: Batch) {
@@ -508,28 +602,43 @@ impl AggregatorTask {
         } = batch;
         let now = unix_now();
         self.debug.observe(&metrics, now);
-        for metric in metrics {
-            // Drops (limits, bad shapes) are counted by the aggregator.
-            self.aggregator.insert_at(metric, now);
+        if !metrics.is_empty() {
+            let mut aggregator = lock(&self.aggregator);
+            let resident = u64::try_from(aggregator.memory().resident_bytes).unwrap_or(u64::MAX);
+            let growth = self.admission.growth(&self.limiter, resident);
+            // Drops (limits, bad values) are counted by the aggregator.
+            aggregator.insert_batch(&metrics, now, growth);
         }
         self.events.extend(events);
         self.checks.extend(service_checks);
     }
 
-    /// Gives `flushed` and the events and checks kept so far to the encoder task.
-    async fn hand_over(&mut self, flushed: Flushed) {
+    /// Gives the events and checks kept so far to the encoder task.
+    async fn hand_over(&mut self) {
         let output = Output {
-            flushed,
             events: std::mem::take(&mut self.events),
             checks: std::mem::take(&mut self.checks),
             check_batches: Vec::new(),
         };
-        if output.flushed.is_empty() && output.events.is_empty() && output.checks.is_empty() {
+        if output.events.is_empty() && output.checks.is_empty() {
             return;
         }
         if self.output.send(output).await.is_err() {
-            tracing::error!("The encoder task is gone; flushed metrics are lost.");
+            tracing::error!("The encoder task is gone; events and service checks are lost.");
         }
+    }
+}
+
+/// Gives the allocator's free memory back to the kernel. glibc returns only
+/// the top of a heap by itself; the batches queued during a burst, or the
+/// contexts a flush removed, leave free chunks in the middle that stay
+/// resident until reused. Once per flush, the walk costs a few milliseconds.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own
+    // heaps to the kernel; it takes the allocator's locks itself.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -561,51 +670,108 @@ fn each(
 
 impl EncoderTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Output>) {
-        while let Some(Output {
-            flushed,
+        let start = tokio::time::Instant::now();
+        let mut flush = tokio::time::interval_at(start + self.flush_interval, self.flush_interval);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = flush.tick() => {
+                    self.update_host_tags();
+                    self.flush(false).await;
+                }
+                output = rx.recv() => match output {
+                    Some(output) => {
+                        self.update_host_tags();
+                        self.send_outputs(output).await;
+                    }
+                    None => break,
+                },
+            }
+        }
+        self.update_host_tags();
+        self.flush(true).await;
+    }
+
+    /// Gives the encoder the host tags of now (none once
+    /// `expected_tags_duration` has passed).
+    fn update_host_tags(&mut self) {
+        let host_tags = self.host_tags.tags_at(Instant::now());
+        if host_tags.len() != self.encoder.host_tags().len() {
+            if host_tags.is_empty() {
+                tracing::debug!("expected_tags_duration has passed: host tags are no longer added to metrics.");
+            }
+            self.encoder.set_host_tags(host_tags);
+        }
+    }
+
+    /// Flushes the aggregator's closed windows (every window with `force`)
+    /// in steps, handing each payload to the forwarder as it is finished.
+    async fn flush(&self, force: bool) {
+        let started = std::time::Instant::now();
+        let mut writer = self.encoder.flush_writer();
+        let mut job = lock(&self.aggregator).start_flush(unix_now(), force);
+        loop {
+            // One payload with the forwarder while the next is built.
+            self.in_flight.wait_for_at_most(1).await;
+            let step = lock(&self.aggregator).flush_step(&mut job, &mut writer, FLUSH_STEP);
+            let done = match step {
+                Ok(done) => done,
+                Err(e) => {
+                    // `{:#}`: the error and its cause (the compressor's error).
+                    let error = format!("{:#}", anyhow::Error::new(e));
+                    tracing::error!(error = %error, "Cannot encode the flushed series and sketches; the rest of this flush is dropped.");
+                    return;
+                }
+            };
+            while let Some(payload) = writer.next_ready() {
+                if self.forwarder.send(self.in_flight.track(payload)).await.is_err() {
+                    tracing::error!("The forwarder is gone; flushed series and sketches are lost.");
+                    return;
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        let last = writer
+            .finish()
+            .map(|payloads| payloads.into_iter().map(|p| self.in_flight.track(p)).collect());
+        self.send_each(each(last), "series and sketches").await;
+        release_free_memory();
+        let contexts = lock(&self.aggregator).context_count();
+        tracing::debug!(
+            points = job.points(),
+            contexts,
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            force,
+            "Flushed and encoded the closed aggregation windows."
+        );
+    }
+
+    /// Encodes and sends what the aggregator task (events, service checks)
+    /// or the checks task (check runs) handed over.
+    async fn send_outputs(&self, output: Output) {
+        let Output {
             events,
             checks,
             check_batches,
-        }) = rx.recv().await
-        {
-            let now = unix_now();
-            let host_tags = self.host_tags.tags_at(Instant::now());
-            if host_tags.len() != self.encoder.host_tags().len() {
-                if host_tags.is_empty() {
-                    tracing::debug!("expected_tags_duration has passed: host tags are no longer added to metrics.");
-                }
-                self.encoder.set_host_tags(host_tags);
-            }
-            if !flushed.is_empty() {
-                let started = std::time::Instant::now();
-                // One payload compressed at a time, each handed over before the
-                // next is built: a flush never holds all its payloads at once.
-                self.send_each(self.encoder.series_payloads(&flushed.series), "series")
-                    .await;
-                self.send_each(self.encoder.sketch_payloads(&flushed.sketches), "sketches")
-                    .await;
-                tracing::debug!(
-                    points = flushed.point_count(),
-                    elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                    "Encoded and handed over the flushed series and sketches."
-                );
-            }
-            if !check_batches.is_empty() {
-                // Collected: an iterator of closures held across the awaits
-                // below would not be `Send` for the compiler (higher-ranked
-                // lifetimes); a few hundred small parts per run.
-                let parts: Vec<CheckSeriesParts<'_>> = check_batches.iter().flat_map(check_series_parts).collect();
-                self.send_each(self.encoder.check_series_payloads(parts), "check series")
-                    .await;
-            }
-            if !events.is_empty() {
-                let payloads = self.encoder.encode_events(&events, now);
-                self.send_each(each(payloads), "events").await;
-            }
-            if !checks.is_empty() {
-                let payloads = self.encoder.encode_service_checks(&checks, now);
-                self.send_each(each(payloads), "service checks").await;
-            }
+        } = output;
+        let now = unix_now();
+        if !check_batches.is_empty() {
+            // Collected: an iterator of closures held across the awaits
+            // below would not be `Send` for the compiler (higher-ranked
+            // lifetimes); a few hundred small parts per run.
+            let parts: Vec<CheckSeriesParts<'_>> = check_batches.iter().flat_map(check_series_parts).collect();
+            self.send_each(self.encoder.check_series_payloads(parts), "check series")
+                .await;
+        }
+        if !events.is_empty() {
+            let payloads = self.encoder.encode_events(&events, now);
+            self.send_each(each(payloads), "events").await;
+        }
+        if !checks.is_empty() {
+            let payloads = self.encoder.encode_service_checks(&checks, now);
+            self.send_each(each(payloads), "service checks").await;
         }
     }
 
@@ -626,5 +792,58 @@ impl EncoderTask {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(len: usize) -> EncodedPayload {
+        EncodedPayload {
+            endpoint: adp_wire::Endpoint::Series,
+            body: bytes::Bytes::from(vec![7u8; len]),
+            content_type: "application/x-protobuf",
+            content_encoding: "zstd",
+            items: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tracked_payload_counts_until_its_last_copy_is_dropped() {
+        let in_flight = Arc::new(InFlight::default());
+        let a = in_flight.track(payload(1000));
+        let b = in_flight.track(payload(10));
+        assert_eq!(a.body.len(), 1000);
+        assert!(a.body.iter().all(|&x| x == 7));
+        assert_eq!(in_flight.payloads.load(Ordering::Acquire), 2);
+        let copy = a.body.clone(); // a retry's copy, say
+        drop(a);
+        assert_eq!(in_flight.payloads.load(Ordering::Acquire), 2);
+        // Freed by another task while this one waits.
+        let waiter = {
+            let in_flight = Arc::clone(&in_flight);
+            tokio::spawn(async move { in_flight.wait_for_at_most(1).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "two payloads still held");
+        drop(copy);
+        tokio::time::timeout(Duration::from_millis(500), waiter)
+            .await
+            .expect("woken by the free")
+            .unwrap();
+        assert_eq!(in_flight.payloads.load(Ordering::Acquire), 1);
+        drop(b);
+        assert_eq!(in_flight.payloads.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_payload_held_too_long_does_not_stop_the_flush() {
+        let in_flight = Arc::new(InFlight::default());
+        let held = [in_flight.track(payload(1)), in_flight.track(payload(1))];
+        let started = std::time::Instant::now();
+        in_flight.wait_for_at_most(1).await;
+        assert!(started.elapsed() >= IN_FLIGHT_WAIT);
+        drop(held);
     }
 }

@@ -86,7 +86,33 @@ pub struct Generator {
     /// Churn: the number of the next new context.
     churn: Option<u64>,
     contexts: Vec<Ctx>,
+    /// Which contexts of the pool were drawn at least once.
+    sent: Vec<bool>,
     pending: Option<(Vec<u8>, u64)>,
+}
+
+/// What the contexts sent so far need at the least: each distinct string
+/// once (names and tags) and one 4-byte reference per tag of each context.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Floor {
+    /// Contexts of the pool sent at least once.
+    pub contexts: u64,
+    /// Bytes of the distinct names sent.
+    pub name_bytes: u64,
+    /// Bytes of the distinct tags sent.
+    pub tag_bytes: u64,
+    /// Distinct tags of each context sent, summed over the contexts.
+    pub tag_refs: u64,
+}
+
+impl Floor {
+    /// Bytes a reference to a stored string takes at the least (a `u32` id).
+    pub const BYTES_PER_REF: u64 = 4;
+
+    /// The floor in bytes: every distinct string once plus a reference per tag.
+    pub fn bytes(&self) -> u64 {
+        self.name_bytes + self.tag_bytes + Self::BYTES_PER_REF * self.tag_refs
+    }
 }
 
 impl Generator {
@@ -154,9 +180,36 @@ impl Generator {
             rng,
             plain: profile.plain,
             churn: profile.churn.then_some(0),
+            sent: vec![false; pool.len()],
             contexts: pool,
             pending: None,
         }
+    }
+
+    /// The data floor of the contexts sent so far (the pool's, not churn's,
+    /// whose every context is new: its floor grows without bound).
+    pub fn floor(&self) -> Floor {
+        let mut floor = Floor::default();
+        let mut names = std::collections::HashSet::new();
+        let mut tags = std::collections::HashSet::new();
+        let mut mine = std::collections::HashSet::new();
+        for (ctx, _) in self.contexts.iter().zip(&self.sent).filter(|(_, sent)| **sent) {
+            floor.contexts += 1;
+            if names.insert(ctx.name.as_str()) {
+                floor.name_bytes += ctx.name.len() as u64;
+            }
+            mine.clear();
+            for tag in ctx.tags.split(',').filter(|t| !t.is_empty()) {
+                // A tag repeated within one context is one tag of it.
+                if mine.insert(tag) {
+                    floor.tag_refs += 1;
+                    if tags.insert(tag) {
+                        floor.tag_bytes += tag.len() as u64;
+                    }
+                }
+            }
+        }
+        floor
     }
 
     /// A message that did not fit the previous datagram, sent first next time.
@@ -181,6 +234,7 @@ impl Generator {
             return 0;
         }
         let idx = self.rng.range(0, self.contexts.len() as u32 - 1) as usize;
+        self.sent[idx] = true;
         let ctx = &self.contexts[idx];
         out.extend_from_slice(ctx.name.as_bytes());
         let kind = ctx.kind;
@@ -270,6 +324,29 @@ mod tests {
         assert_eq!(distinct.len(), 1_000);
         assert_eq!(msgs[0], b"churn.0:1|c|#env:bench,load:churn");
         assert_eq!(msgs[999], b"churn.999:1|c|#env:bench,load:churn");
+    }
+
+    #[test]
+    fn the_floor_counts_each_sent_string_once_and_each_tag_of_each_context() {
+        let p = Profile::named("low").unwrap();
+        let mut gen = Generator::new(p, 50, 9);
+        assert_eq!(gen.floor(), Floor::default(), "nothing sent yet");
+        take(&mut gen, 2_000);
+        let floor = gen.floor();
+        assert_eq!(floor.contexts, 50, "2,000 draws of 50 contexts meet every one");
+        // The obvious way: every context's distinct tags, and the union of the strings.
+        let mut strings = std::collections::HashSet::new();
+        let mut refs = 0u64;
+        for c in &gen.contexts {
+            strings.insert(format!("name:{}", c.name));
+            let mine: std::collections::HashSet<&str> = c.tags.split(',').collect();
+            refs += mine.len() as u64;
+            strings.extend(mine.iter().map(|t| format!("tag:{t}")));
+        }
+        let bytes: u64 = strings.iter().map(|s| s.split_once(':').unwrap().1.len() as u64).sum();
+        assert_eq!(floor.tag_refs, refs);
+        assert_eq!(floor.name_bytes + floor.tag_bytes, bytes);
+        assert_eq!(floor.bytes(), bytes + 4 * refs);
     }
 
     #[test]

@@ -10,11 +10,21 @@
 //! context limits holding memory (`make bench`'s churn part).
 //!
 //! It only sends to loopback (127.0.0.0/8, ::1) or a Unix socket, is bounded
-//! by a message count and a duration, and prints one JSON summary line.
+//! by a message count and a duration, and prints one JSON summary line. The
+//! summary carries the *data floor* of the contexts it sent: the bytes of every
+//! distinct name and tag once plus 4 bytes (a `u32` id) per tag of each context,
+//! what any agent must hold to aggregate them.
+//!
+//! `--receive` turns it into the smallest possible receiver instead: it binds
+//! a loopback UDP port with the agent's socket setup (`--so-rcvbuf`, a buffer
+//! of `--max-datagram` + 1 bytes), reads and discards datagrams for
+//! `--duration` seconds and prints how many it read. Benchmarks race it against
+//! the agent to show what one core can receive at all.
 //!
 //! ```text
 //! adp-loadgen --target udp://127.0.0.1:8125 --profile low --duration 10
 //! adp-loadgen --target unix:///tmp/dsd.sock --profile heavy --max-messages 1000000
+//! adp-loadgen --receive udp://127.0.0.1:8125 --duration 60
 //! ```
 
 mod generator;
@@ -38,8 +48,16 @@ use generator::{Generator, Profile};
 )]
 struct Args {
     /// Where to send: udp://127.0.0.1:PORT or unix:///path/to/socket (datagram).
+    #[arg(long, required_unless_present = "receive", conflicts_with = "receive")]
+    target: Option<String>,
+    /// Receive instead of sending: bind udp://127.0.0.1:PORT, read and discard
+    /// datagrams for --duration seconds, print the counts.
     #[arg(long)]
-    target: String,
+    receive: Option<String>,
+    /// With --receive: the socket's receive buffer (SO_RCVBUF) in bytes; 0 keeps
+    /// the OS default (as the agent's `dogstatsd_so_rcvbuf`).
+    #[arg(long, default_value_t = 0)]
+    so_rcvbuf: usize,
     /// Load profile: idle, low, medium, heavy, ultraheavy, plain, churn (every message a new context).
     #[arg(long, default_value = "low")]
     profile: String,
@@ -106,8 +124,68 @@ impl Sink {
     }
 }
 
+/// `--receive`: reads and discards datagrams on a loopback UDP port until the
+/// duration is over, then prints one JSON line.
+fn receive(addr: &str, args: &Args) -> anyhow::Result<()> {
+    let addr: SocketAddr = addr
+        .strip_prefix("udp://")
+        .with_context(|| format!("invalid --receive {addr:?}: expected udp://127.0.0.1:PORT"))?
+        .parse()
+        .with_context(|| format!("invalid --receive address {addr:?}"))?;
+    if !addr.ip().is_loopback() {
+        bail!("refusing to receive on {addr}: only loopback addresses are allowed");
+    }
+    let sock = UdpSocket::bind(addr).with_context(|| format!("binding {addr}"))?;
+    if args.so_rcvbuf > 0 {
+        let size = libc::c_int::try_from(args.so_rcvbuf).context("--so-rcvbuf is too large")?;
+        // SAFETY: a valid socket and a pointer to a c_int of the length given.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&sock),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&raw const size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error()).context("setting SO_RCVBUF");
+        }
+    }
+    let deadline = Duration::from_secs_f64(args.duration.max(0.0));
+    // Wake up now and then to notice the deadline when nothing arrives.
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .context("setting the receive timeout")?;
+    let mut buf = vec![0u8; args.max_datagram + 1];
+    let start = Instant::now();
+    let (mut datagrams, mut bytes) = (0u64, 0u64);
+    while start.elapsed() < deadline {
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                datagrams += 1;
+                bytes += n as u64;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e).context("receiving"),
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({"receive": addr.to_string(), "datagrams": datagrams, "bytes": bytes, "elapsed_secs": start.elapsed().as_secs_f64()})
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(addr) = &args.receive {
+        return receive(addr, &args);
+    }
+    let target = args.target.as_deref().unwrap_or_default();
     let profile = Profile::named(&args.profile).with_context(|| {
         format!(
             "unknown --profile {:?}: expected idle, low, medium, heavy, ultraheavy, plain or churn",
@@ -129,7 +207,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let sink = Sink::open(&args.target)?;
+    let sink = Sink::open(target)?;
     let start = Instant::now();
     let (mut messages, mut values, mut bytes, mut datagrams, mut errors, mut would_block) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
@@ -209,9 +287,10 @@ fn main() -> anyhow::Result<()> {
         std::thread::sleep(deadline);
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let floor = gen.floor();
     let summary = serde_json::json!({
         "profile": args.profile,
-        "target": args.target,
+        "target": target,
         "seed": args.seed,
         // Churn: every message was a new context.
         "contexts": if profile.churn { messages } else { u64::from(contexts) },
@@ -224,6 +303,15 @@ fn main() -> anyhow::Result<()> {
         "elapsed_secs": elapsed,
         "bytes_per_sec": if elapsed > 0.0 { bytes as f64 / elapsed } else { 0.0 },
         "values_per_sec": if elapsed > 0.0 { values as f64 / elapsed } else { 0.0 },
+        // What the contexts sent need at the least (none for churn, which never repeats).
+        "floor": {
+            "contexts": floor.contexts,
+            "name_bytes": floor.name_bytes,
+            "tag_bytes": floor.tag_bytes,
+            "tag_refs": floor.tag_refs,
+            "bytes_per_ref": generator::Floor::BYTES_PER_REF,
+            "bytes": floor.bytes(),
+        },
     });
     println!("{summary}");
     Ok(())

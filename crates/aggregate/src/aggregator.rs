@@ -1,59 +1,69 @@
-//! The [`Aggregator`]: per-context, per-window state and the flush that turns
-//! closed windows into [`Series`] and [`SketchSeries`].
+//! The [`Aggregator`]: the context store, per-context window state, and the
+//! flush that writes closed windows into a [`FlushSink`] (an encoder, or
+//! [`Flushed`] for owned copies).
 //!
-//! # State
+//! # Contexts
 //!
-//! One hash map holds an entry per *context*: a metric name, its tags and its
-//! type class (count, gauge, set, histogram/timer or distribution, so `x:1|c`
-//! and `x:1|g` aggregate separately). The map is keyed by the context's
-//! precomputed 64-bit key, hashed with an identity hasher, so a sample costs
-//! one probe and no allocation unless it opens a new context or window.
-//! Each entry holds its unflushed windows, oldest first (normally one, two
-//! around a window boundary). A flush drains the closed windows and removes
-//! entries with nothing left, so memory follows the live contexts, not
-//! history. Counters stay after their last window while they still owe zeros.
+//! A context (a metric name, its tags and its type class: count, gauge, set,
+//! histogram/timer or distribution, so `x:1|c` and `x:1|g` aggregate
+//! separately) is one [`Entry`] in a slab, found by its key in a
+//! `hashbrown` table of `u32` slab indices. The entry holds the key, the
+//! offset of its name-and-tags list and its window state inline: a sample
+//! costs one hash probe (none for the further values of a multi-value
+//! message) and no allocation unless it opens a new context. Strings live
+//! once each in a [`StringStore`] (4-byte ids, reference-counted per
+//! context, not per sample); a context's name and sorted, unique tags are
+//! one [`IdLists`] list of those ids, `4 × (tags + 2)` bytes.
+//!
+//! The store's first `dogstatsd_string_interner_size` bytes are the
+//! interner; strings past it go to the heap (counted) unless
+//! `dogstatsd_allow_context_heap_allocs` is false. A new context is refused,
+//! counted by reason in `adp_aggregate_dropped_samples` and logged once per
+//! flush, only at `aggregate_context_limit`, when the memory limit forbids
+//! growing ([`Growth::ReuseOnly`]), or, without heap strings, when the
+//! interner is full.
+//!
+//! # Windows
+//!
+//! Each entry keeps its unflushed windows, oldest first: up to two inline
+//! (the window being filled and the one before it, until the next flush),
+//! more in a heap vector when flushes fall behind. A flush releases the
+//! closed windows and removes entries with nothing left, so memory follows
+//! the live contexts, not history. Counters stay after their last window
+//! while they still owe zeros.
+//!
+//! # Flushing in steps
+//!
+//! [`Aggregator::start_flush`] fixes the cutoffs; [`Aggregator::flush_step`]
+//! walks a bounded number of entries, writing each one's closed windows
+//! straight into the sink with borrowed names and tags, then dropping them:
+//! nothing of a flush is materialised, so a caller holding the aggregator
+//! behind a lock can release it between steps while samples keep arriving
+//! (they land in open windows, which this flush does not touch). An entry
+//! emptied by the flush is removed in the same step, after the sink has
+//! written its strings.
 //!
 //! # Time
 //!
-//! The aggregator keeps no clock. [`Aggregator::insert_at`] takes the arrival
-//! time and [`Aggregator::flush`] the current time, both in Unix seconds, so
-//! tests drive time explicitly; [`Aggregator::insert`] reads the wall clock.
+//! The aggregator keeps no clock. Inserts take the arrival time and flushes
+//! the current time, both in Unix seconds, so tests drive time explicitly.
 //! A sample whose window was already flushed (the clock stepped back) goes to
 //! the oldest open window rather than producing a second point for a
-//! timestamp the intake already has.
+//! timestamp the intake already has. Window starts and arrival times are
+//! kept as `u32` seconds (until 2106).
 
-use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use adp_model::{Context, Flushed, Metric, MetricKind, MetricValue, Series, SeriesKind, SketchSeries};
+use adp_model::{
+    context_key, Context, ContextRef, FlushSink, Flushed, MetricBatch, MetricKind, SeriesKind, SeriesView,
+};
 use adp_telemetry::{Counter, Gauge, Registry};
 use ddsketch::AgentSketch;
-use stringtheory::MetaString;
+use hashbrown::HashTable;
+use stringtheory::{IdLists, MetaString, Refused, StrId, StringStore};
 
 use crate::config::{AggregateConfig, ConfigError, HistogramAggregate};
-
-/// A `Hasher` for keys that already are good 64-bit hashes.
-#[derive(Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used by `EntryKey`; fold anything else in.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type IdentityMap<K, V> = HashMap<K, V, BuildHasherDefault<IdentityHasher>>;
 
 /// The aggregation a DogStatsD type gets; timers are histograms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,28 +85,203 @@ impl Class {
             MetricKind::Distribution => Self::Distribution,
         }
     }
-}
 
-#[derive(Clone, PartialEq, Eq)]
-struct EntryKey {
-    context: Context,
-    class: Class,
-}
-
-impl Hash for EntryKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // The context key is an xxh3-based hash already; spread the class
-        // with a Fibonacci multiplier so the classes of one context differ.
-        let class = (self.class as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        state.write_u64(self.context.key() ^ class);
+    /// The entry key of a context key and this class: the context key is an
+    /// XXH3-based hash already; a Fibonacci multiple spreads the class so the
+    /// classes of one context differ.
+    fn key(self, context_key: u64) -> u64 {
+        context_key ^ (self as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
+}
+
+/// Whether a new context may make the aggregator's memory grow (the memory
+/// limiter's verdict for this batch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Growth {
+    /// Allocate as needed.
+    Allowed,
+    /// Near the memory limit: a new context is admitted only into memory the
+    /// aggregator already holds (freed slots and strings, spare capacity);
+    /// otherwise it is refused and counted (`reason="memory_limit"`).
+    ReuseOnly,
+}
+
+/// Unix seconds as kept in window state (`u32`: until 2106).
+fn secs32(t: i64) -> u32 {
+    u32::try_from(t.max(0)).unwrap_or(u32::MAX)
+}
+
+/// One window's state, carrying its start.
+trait Window: Default {
+    fn start(&self) -> u32;
 }
 
 /// One window of a counter: the weighted sum and the arrival time of its
 /// latest sample (which decides the zeros owed after it).
+#[derive(Clone, Copy, Default)]
 struct CounterWindow {
     sum: f64,
-    last_update: i64,
+    start: u32,
+    last_update: u32,
+}
+
+impl Window for CounterWindow {
+    fn start(&self) -> u32 {
+        self.start
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct GaugeWindow {
+    value: f64,
+    start: u32,
+}
+
+impl Window for GaugeWindow {
+    fn start(&self) -> u32 {
+        self.start
+    }
+}
+
+/// A window whose state lives on the heap (sets, histograms, sketches).
+struct BoxWindow<T> {
+    data: Option<Box<T>>,
+    start: u32,
+}
+
+impl<T> Default for BoxWindow<T> {
+    fn default() -> Self {
+        Self { data: None, start: 0 }
+    }
+}
+
+impl<T> Window for BoxWindow<T> {
+    fn start(&self) -> u32 {
+        self.start
+    }
+}
+
+impl<T: Default> BoxWindow<T> {
+    fn new(start: u32) -> Self {
+        Self {
+            data: Some(Box::default()),
+            start,
+        }
+    }
+
+    fn get(&mut self) -> &mut T {
+        self.data.get_or_insert_with(Box::default)
+    }
+}
+
+/// The unflushed windows of one context, ascending by start: two inline,
+/// more on the heap (only when flushes fall behind the windows).
+enum Windows<W> {
+    Inline { n: u8, w: [W; 2] },
+    Spilled(Vec<W>),
+}
+
+impl<W: Window> Windows<W> {
+    fn new() -> Self {
+        Self::Inline {
+            n: 0,
+            w: [W::default(), W::default()],
+        }
+    }
+
+    fn as_slice(&self) -> &[W] {
+        match self {
+            Self::Inline { n, w } => &w[..usize::from(*n)],
+            Self::Spilled(v) => v,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [W] {
+        match self {
+            Self::Inline { n, w } => &mut w[..usize::from(*n)],
+            Self::Spilled(v) => v,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    /// The number of leading windows that start before `cutoff`.
+    fn closed(&self, cutoff: i64) -> usize {
+        self.as_slice().partition_point(|w| i64::from(w.start()) < cutoff)
+    }
+
+    /// The window starting at `start`, created with `init` if absent.
+    fn get_or_insert(&mut self, start: u32, init: impl FnOnce(u32) -> W) -> &mut W {
+        // The newest window is last and the most likely target.
+        let at = {
+            let slice = self.as_slice();
+            match slice.iter().rposition(|w| w.start() <= start) {
+                Some(i) if slice[i].start() == start => None,
+                Some(i) => Some(i + 1),
+                None => Some(0),
+            }
+        };
+        let i = match at {
+            None => self.as_slice().iter().rposition(|w| w.start() == start).unwrap_or(0),
+            Some(at) => {
+                self.insert(at, init(start));
+                at
+            }
+        };
+        &mut self.as_mut_slice()[i]
+    }
+
+    fn insert(&mut self, at: usize, window: W) {
+        match self {
+            Self::Inline { n, w } if *n < 2 => {
+                if at == 0 && *n == 1 {
+                    w.swap(0, 1);
+                }
+                w[at] = window;
+                *n += 1;
+            }
+            Self::Inline { w, .. } => {
+                let mut v: Vec<W> = Vec::with_capacity(4);
+                v.extend(w.iter_mut().map(std::mem::take));
+                v.insert(at, window);
+                *self = Self::Spilled(v);
+            }
+            Self::Spilled(v) => v.insert(at, window),
+        }
+    }
+
+    /// Removes the first `k` windows, oldest first, giving each to `f`.
+    fn take_front(&mut self, k: usize, mut f: impl FnMut(W)) {
+        if k == 0 {
+            return;
+        }
+        match self {
+            Self::Inline { n, w } => {
+                for window in w.iter_mut().take(k) {
+                    f(std::mem::take(window));
+                }
+                if k == 1 && *n == 2 {
+                    w.swap(0, 1);
+                }
+                *n -= k as u8;
+            }
+            Self::Spilled(v) => {
+                for window in v.drain(..k) {
+                    f(window);
+                }
+                if v.len() <= 2 {
+                    let mut w = [W::default(), W::default()];
+                    let n = v.len();
+                    for (slot, window) in w.iter_mut().zip(v.drain(..)) {
+                        *slot = window;
+                    }
+                    *self = Self::Inline { n: n as u8, w };
+                }
+            }
+        }
+    }
 }
 
 /// One window's histogram samples, kept exactly as the Agent keeps them
@@ -145,90 +330,182 @@ impl Histogram {
     }
 }
 
-/// The unflushed windows of one context, `(window start, state)`, ascending.
-enum Windows {
-    Count(Vec<(i64, CounterWindow)>),
-    Gauge(Vec<(i64, f64)>),
-    Set(Vec<(i64, HashSet<MetaString>)>),
-    Histogram(Vec<(i64, Histogram)>),
-    Distribution(Vec<(i64, AgentSketch)>),
+/// A context's windows, by class.
+enum State {
+    Count {
+        windows: Windows<CounterWindow>,
+        /// Arrival time of the latest sample in a flushed window (0: none).
+        last_update: u32,
+        /// The first window not yet flushed (as data or as a zero).
+        next_window: u32,
+    },
+    Gauge(Windows<GaugeWindow>),
+    Set(Windows<BoxWindow<HashSet<MetaString>>>),
+    Histogram(Windows<BoxWindow<Histogram>>),
+    Distribution(Windows<BoxWindow<AgentSketch>>),
+    /// A free slot.
+    Free,
 }
 
-impl Windows {
-    fn new(class: Class) -> Self {
+impl State {
+    fn new(class: Class, start: u32) -> Self {
         match class {
-            Class::Count => Self::Count(Vec::new()),
-            Class::Gauge => Self::Gauge(Vec::new()),
-            Class::Set => Self::Set(Vec::new()),
-            Class::Histogram => Self::Histogram(Vec::new()),
-            Class::Distribution => Self::Distribution(Vec::new()),
+            Class::Count => Self::Count {
+                windows: Windows::new(),
+                last_update: 0,
+                next_window: start,
+            },
+            Class::Gauge => Self::Gauge(Windows::new()),
+            Class::Set => Self::Set(Windows::new()),
+            Class::Histogram => Self::Histogram(Windows::new()),
+            Class::Distribution => Self::Distribution(Windows::new()),
         }
     }
 }
 
-/// The state of window `start`, created with `init` if absent.
-fn window_mut<T>(windows: &mut Vec<(i64, T)>, start: i64, init: impl FnOnce() -> T) -> &mut T {
-    // The newest window is last and the most likely target.
-    let at = match windows.iter().rposition(|(s, _)| *s <= start) {
-        Some(i) if windows[i].0 == start => i,
-        Some(i) => {
-            windows.insert(i + 1, (start, init()));
-            i + 1
-        }
-        None => {
-            windows.insert(0, (start, init()));
-            0
-        }
-    };
-    &mut windows[at].1
-}
-
-/// The number of leading windows that start before `cutoff`.
-fn closed<T>(windows: &[(i64, T)], cutoff: i64) -> usize {
-    windows.partition_point(|(s, _)| *s < cutoff)
-}
-
+/// A slab slot: a context and its windows, or a free slot.
 struct Entry {
-    windows: Windows,
-    /// Counters: arrival time of the latest sample in a flushed window.
-    last_update: i64,
-    /// Counters: the first window not yet flushed (as data or as a zero).
-    next_window: i64,
+    /// [`Class::key`] of the context's key.
+    key: u64,
+    /// The offset of `[name, tags...]` in the id lists; [`FREE`] for a free slot.
+    list: u32,
+    class: Class,
+    /// Timestamped samples wait in the aggregator's passthrough map.
+    passthrough: bool,
+    state: State,
 }
 
-/// A sample's value after validation.
-enum Sample {
-    Number(f64),
-    Member(MetaString),
+const FREE: u32 = u32::MAX;
+
+/// Why a sample was dropped (the `reason` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    ContextLimit,
+    MemoryLimit,
+    InternerFull,
+    InvalidValue,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 4] = [
+        Self::ContextLimit,
+        Self::MemoryLimit,
+        Self::InternerFull,
+        Self::InvalidValue,
+    ];
+
+    fn reason(self) -> &'static str {
+        match self {
+            Self::ContextLimit => "context_limit",
+            Self::MemoryLimit => "memory_limit",
+            Self::InternerFull => "interner_full",
+            Self::InvalidValue => "invalid_value",
+        }
+    }
+
+    fn of(refused: Refused) -> Self {
+        match refused {
+            Refused::InternerFull => Self::InternerFull,
+            Refused::NoGrowth | Refused::ArenaFull => Self::MemoryLimit,
+        }
+    }
 }
 
 struct Telemetry {
     contexts: Gauge,
-    dropped_context_limit: Counter,
-    dropped_invalid: Counter,
+    dropped: [Counter; 4],
     series_points: Counter,
     sketch_points: Counter,
+    strings: Gauge,
+    interner_bytes: Gauge,
+    heap_bytes: Gauge,
+    memory_bytes: Gauge,
+    fallback_strings: Counter,
+    fallback_bytes: Counter,
 }
 
 impl Telemetry {
     fn new(registry: &Registry) -> Self {
         const DROPPED: &str = "adp_aggregate_dropped_samples";
         const DROPPED_HELP: &str = "Samples the aggregator dropped, by reason.";
+        const STRING_BYTES: &str = "adp_context_string_bytes";
+        const STRING_BYTES_HELP: &str =
+            "Bytes of the context store's strings in use (headers included), in the interner and past it on the heap.";
         Self {
             contexts: registry.gauge(
                 "adp_aggregate_contexts",
                 "Contexts held by the aggregator: open windows and idle counters still sending zeros.",
                 &[],
             ),
-            dropped_context_limit: registry.counter(DROPPED, DROPPED_HELP, &[("reason", "context_limit")]),
-            dropped_invalid: registry.counter(DROPPED, DROPPED_HELP, &[("reason", "invalid_value")]),
+            dropped: Refusal::ALL.map(|r| registry.counter(DROPPED, DROPPED_HELP, &[("reason", r.reason())])),
             series_points: registry.counter(
                 "adp_aggregate_flushed_series_points",
                 "Series points flushed (aggregated and timestamped).",
                 &[],
             ),
             sketch_points: registry.counter("adp_aggregate_flushed_sketch_points", "Sketch points flushed.", &[]),
+            strings: registry.gauge("adp_context_strings", "Distinct context names and tags stored.", &[]),
+            interner_bytes: registry.gauge(STRING_BYTES, STRING_BYTES_HELP, &[("storage", "interner")]),
+            heap_bytes: registry.gauge(STRING_BYTES, STRING_BYTES_HELP, &[("storage", "heap")]),
+            memory_bytes: registry.gauge(
+                "adp_context_memory_bytes",
+                "Heap memory of the context store: strings, tag lists, context slots and the index.",
+                &[],
+            ),
+            fallback_strings: registry.counter(
+                "adp_context_interner_fallback_strings",
+                "Context strings stored on the heap because the string interner was full.",
+                &[],
+            ),
+            fallback_bytes: registry.counter(
+                "adp_context_interner_fallback_bytes",
+                "Bytes of context strings stored on the heap because the string interner was full.",
+                &[],
+            ),
         }
+    }
+
+    fn dropped(&self, r: Refusal) -> &Counter {
+        &self.dropped[r as usize]
+    }
+}
+
+/// The context store's memory, for accounting and telemetry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContextMemory {
+    /// Contexts held.
+    pub contexts: usize,
+    /// Distinct strings stored.
+    pub strings: usize,
+    /// Bytes of strings in use in the interner (headers included).
+    pub interner_bytes: usize,
+    /// Bytes of strings in use past the interner, on the heap.
+    pub heap_bytes: usize,
+    /// Heap memory held by the store: strings' arena, tag lists, context
+    /// slots (with their inline windows) and the index. Sketches, histogram
+    /// samples and set members are not included.
+    pub allocated_bytes: usize,
+    /// Of that, what has been written: the arenas and slots up to their
+    /// lengths (a large allocation's pages become resident when written).
+    /// It grows with new contexts and stays when they are freed (their
+    /// memory is reused).
+    pub resident_bytes: usize,
+}
+
+/// The state of a flush in progress; see [`Aggregator::start_flush`].
+#[derive(Debug)]
+pub struct FlushJob {
+    data_cutoff: i64,
+    zero_cutoff: i64,
+    next: usize,
+    end: usize,
+    points: u64,
+}
+
+impl FlushJob {
+    /// Series and sketch points written so far.
+    pub fn points(&self) -> u64 {
+        self.points
     }
 }
 
@@ -236,20 +513,15 @@ impl Telemetry {
 /// Agent's semantics (see the [crate documentation](crate)).
 ///
 /// ```
-/// use adp_aggregate::{AggregateConfig, Aggregator};
-/// use adp_model::{context_key, Context, Metric, MetricKind, MetricValue, SeriesKind};
+/// use adp_aggregate::{AggregateConfig, Aggregator, Growth};
+/// use adp_model::{MetricBatch, MetricKind, SeriesKind};
 ///
 /// let mut agg = Aggregator::new(AggregateConfig::default(), &adp_telemetry::Registry::new()).unwrap();
-/// let context = Context::from_parts(context_key("requests", []), "requests".into(), Box::new([]));
-/// let hit = |v| Metric {
-///     context: context.clone(),
-///     kind: MetricKind::Count,
-///     value: MetricValue::Number(v),
-///     sample_rate: 1.0,
-///     timestamp: None,
-/// };
-/// agg.insert_at(hit(3.0), 1_700_000_001);
-/// agg.insert_at(hit(2.0), 1_700_000_009);
+/// let mut batch = MetricBatch::new();
+/// let requests = batch.add_context("requests", "env:prod", std::iter::empty());
+/// batch.push_number(requests, MetricKind::Count, 3.0, 1.0, None);
+/// batch.push_number(requests, MetricKind::Count, 2.0, 1.0, None);
+/// agg.insert_batch(&batch, 1_700_000_001, Growth::Allowed);
 /// assert!(agg.flush(1_700_000_009, false).is_empty()); // window still open
 /// let out = agg.flush(1_700_000_010, false);
 /// assert_eq!(out.series[0].kind, SeriesKind::Rate);
@@ -264,11 +536,24 @@ pub struct Aggregator {
     percents: Vec<u8>,
     /// Suffix and type of each histogram series, aggregates then percentiles.
     histogram_series: Vec<(String, SeriesKind)>,
-    entries: IdentityMap<EntryKey, Entry>,
-    passthrough: IdentityMap<EntryKey, Vec<(i64, f64)>>,
+    strings: StringStore,
+    lists: IdLists,
+    entries: Vec<Entry>,
+    free_entries: Vec<u32>,
+    index: HashTable<u32>,
+    live: usize,
+    passthrough: HashMap<u32, Vec<(i64, f64)>>,
     /// Every window starting before this has been flushed.
     flushed_until: i64,
     telemetry: Telemetry,
+    /// Refusals since the last flush, by reason, for the log line.
+    refused: [u64; 4],
+    /// Fallback counts already added to the telemetry counters.
+    reported_fallbacks: (u64, u64),
+    /// Scratch: a new context's ids, and a flush's points and values.
+    ids: Vec<u32>,
+    points: Vec<(i64, f64)>,
+    values: Vec<f64>,
     /// Histogram series (by full name) not to send: see [`Aggregator::set_histogram_filter`].
     histogram_filter: Option<HistogramFilter>,
 }
@@ -280,16 +565,20 @@ impl std::fmt::Debug for Aggregator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Aggregator")
             .field("window_secs", &self.window_secs)
-            .field("contexts", &self.entries.len())
-            .field("passthrough_contexts", &self.passthrough.len())
+            .field("contexts", &self.live)
+            .field("strings", &self.strings)
             .field("flushed_until", &self.flushed_until)
             .finish_non_exhaustive()
     }
 }
 
+/// The default interner: `dogstatsd_string_interner_size`'s default.
+const DEFAULT_INTERNER_BYTES: usize = 2 << 20;
+
 impl Aggregator {
     /// Validates `config` and builds an aggregator that registers its
-    /// `adp_aggregate_*` counters in `registry`.
+    /// `adp_aggregate_*` and `adp_context_*` telemetry in `registry`. Its
+    /// interner is 2 MiB with heap strings past it (see [`Self::with_interner`]).
     pub fn new(config: AggregateConfig, registry: &Registry) -> Result<Self, ConfigError> {
         config.validate()?;
         let aggregates = config.aggregates();
@@ -314,12 +603,31 @@ impl Aggregator {
             aggregates,
             percents,
             histogram_series,
-            entries: IdentityMap::default(),
-            passthrough: IdentityMap::default(),
+            strings: StringStore::new(DEFAULT_INTERNER_BYTES, true),
+            lists: IdLists::new(),
+            entries: Vec::new(),
+            free_entries: Vec::new(),
+            index: HashTable::new(),
+            live: 0,
+            passthrough: HashMap::new(),
             flushed_until: i64::MIN,
             telemetry: Telemetry::new(registry),
+            refused: [0; 4],
+            reported_fallbacks: (0, 0),
+            ids: Vec::new(),
+            points: Vec::new(),
+            values: Vec::new(),
             histogram_filter: None,
         })
+    }
+
+    /// Sets the string interner to `interner_bytes`
+    /// (`dogstatsd_string_interner_size`) and whether strings past it go to
+    /// the heap (`dogstatsd_allow_context_heap_allocs`). Call before inserting.
+    pub fn with_interner(mut self, interner_bytes: usize, allow_heap: bool) -> Self {
+        debug_assert!(self.strings.is_empty(), "the interner is set before any string");
+        self.strings = StringStore::new(interner_bytes, allow_heap);
+        self
     }
 
     /// The suffixes of the series a histogram is sent as, in order:
@@ -337,19 +645,59 @@ impl Aggregator {
         self.histogram_filter = Some(Box::new(drop));
     }
 
-    /// Every context held: those with open windows or idle counters, then
-    /// those with timestamped samples waiting for the next flush. A context
-    /// with samples of two types is listed twice.
-    pub fn contexts(&self) -> impl Iterator<Item = &Context> {
-        self.entries
-            .keys()
-            .chain(self.passthrough.keys())
-            .map(|key| &key.context)
+    /// Every context held, copied (for `dogstatsd top`): those with open
+    /// windows, idle counters or timestamped samples waiting for the next
+    /// flush. A context with samples of two types is listed twice.
+    pub fn contexts(&self) -> impl Iterator<Item = Context> + '_ {
+        self.entries.iter().filter(|e| e.list != FREE).map(|e| {
+            let ids = self.lists.get(e.list);
+            let name = self.strings.get(StrId::from_raw(ids[0]));
+            let tags: Vec<&str> = ids[1..]
+                .iter()
+                .map(|&id| self.strings.get(StrId::from_raw(id)))
+                .collect();
+            Context::from_parts(
+                context_key(name, tags.iter().copied()),
+                MetaString::from(name),
+                tags.into_iter().map(MetaString::from).collect(),
+            )
+        })
     }
 
-    /// The number of contexts held (open windows and idle counters).
+    /// The number of contexts held (open windows, idle counters and
+    /// timestamped samples waiting for the next flush).
     pub fn context_count(&self) -> usize {
-        self.entries.len()
+        self.live
+    }
+
+    /// The context store's memory.
+    pub fn memory(&self) -> ContextMemory {
+        let strings = self.strings.stats();
+        // hashbrown keeps at most 7/8 of its buckets full: a u32 and a
+        // control byte per bucket.
+        let index = self.index.capacity() * 8 / 7 * (std::mem::size_of::<u32>() + 1);
+        let string_index = strings.allocated_bytes.saturating_sub(self.strings_arena_capacity());
+        ContextMemory {
+            contexts: self.live,
+            strings: strings.strings,
+            interner_bytes: strings.used_bytes - strings.heap_bytes,
+            heap_bytes: strings.heap_bytes,
+            allocated_bytes: strings.allocated_bytes
+                + self.lists.allocated_bytes()
+                + self.entries.capacity() * std::mem::size_of::<Entry>()
+                + self.free_entries.capacity() * 4
+                + index,
+            resident_bytes: strings.arena_bytes
+                + string_index
+                + self.lists.arena_bytes()
+                + self.entries.len() * std::mem::size_of::<Entry>()
+                + self.free_entries.len() * 4
+                + index,
+        }
+    }
+
+    fn strings_arena_capacity(&self) -> usize {
+        self.strings.arena_capacity()
     }
 
     /// The start of the window holding `t`.
@@ -357,96 +705,230 @@ impl Aggregator {
         t - t.rem_euclid(self.window)
     }
 
-    /// [`insert_at`](Self::insert_at) with the wall clock as arrival time.
-    pub fn insert(&mut self, metric: Metric) -> bool {
-        self.insert_at(metric, unix_now())
-    }
-
-    /// Adds one sample that arrived at `now_unix_secs`. Returns `false` if it
-    /// was dropped: a non-finite number, a value of the wrong shape (a set
-    /// member for a number type or the reverse), or a new context beyond
-    /// `aggregate_context_limit`. Drops are counted in
-    /// `adp_aggregate_dropped_samples`.
+    /// Adds every sample of `batch`, which arrived at `now_unix_secs`.
+    /// Returns how many were kept; the others (a non-finite number, a value
+    /// of the wrong shape, a new context refused) are counted in
+    /// `adp_aggregate_dropped_samples` by reason.
     ///
     /// Counts and gauges with a timestamp bypass the windows and are
     /// released as they are at the next flush; the timestamp of other types
     /// is ignored, as the Agent does.
-    pub fn insert_at(&mut self, metric: Metric, now_unix_secs: i64) -> bool {
-        let Metric {
-            context,
-            kind,
-            value,
-            sample_rate,
-            timestamp,
-        } = metric;
-        let class = Class::of(kind);
-        let sample = match (value, class) {
-            (MetricValue::Number(v), c) if c != Class::Set && v.is_finite() => Sample::Number(v),
-            (MetricValue::SetMember(m), Class::Set) => Sample::Member(m),
-            _ => {
-                self.telemetry.dropped_invalid.inc();
-                return false;
+    pub fn insert_batch(&mut self, batch: &MetricBatch, now_unix_secs: i64, growth: Growth) -> usize {
+        let start = secs32(self.window_start(now_unix_secs).max(self.flushed_until));
+        let now = secs32(now_unix_secs);
+        let mut kept = 0;
+        // The entry of the previous sample's context and class: the values of
+        // one message share it, without another probe.
+        let mut last: Option<(u32, Class, u32)> = None;
+        for sample in batch.samples() {
+            let class = Class::of(sample.kind);
+            let number = sample.number();
+            let valid = if class == Class::Set {
+                sample.is_member()
+            } else {
+                !sample.is_member() && number.is_finite()
+            };
+            if !valid {
+                self.refuse(Refusal::InvalidValue);
+                continue;
             }
-        };
-        let key = EntryKey { context, class };
-
-        if let (Some(ts), Sample::Number(v), Class::Count | Class::Gauge) = (timestamp, &sample, class) {
-            // Timestamped counts ignore the sample rate (DogStatsD v1.3).
-            self.passthrough.entry(key).or_default().push((ts, *v));
-            return true;
-        }
-
-        let start = self.window_start(now_unix_secs).max(self.flushed_until);
-        let held = self.entries.len();
-        let entry = match self.entries.entry(key) {
-            MapEntry::Occupied(o) => o.into_mut(),
-            MapEntry::Vacant(v) => {
-                if held >= self.context_limit {
-                    self.telemetry.dropped_context_limit.inc();
-                    return false;
+            let slot = match last {
+                Some((context, c, slot)) if context == sample.context && c == class => slot,
+                _ => {
+                    let context = batch.context_of(sample);
+                    match self.find_or_create(batch, context, class, start, growth) {
+                        Ok(slot) => {
+                            last = Some((sample.context, class, slot));
+                            slot
+                        }
+                        Err(r) => {
+                            self.refuse(r);
+                            last = None;
+                            continue;
+                        }
+                    }
                 }
-                self.telemetry.contexts.set(i64::try_from(held + 1).unwrap_or(i64::MAX));
-                v.insert(Entry {
-                    windows: Windows::new(class),
-                    last_update: i64::MIN,
-                    next_window: start,
-                })
+            };
+            kept += 1;
+            if let (Some(ts), Class::Count | Class::Gauge) = (sample.timestamp(), class) {
+                // Timestamped counts ignore the sample rate (DogStatsD v1.3).
+                self.passthrough.entry(slot).or_default().push((ts, number));
+                self.entries[slot as usize].passthrough = true;
+                continue;
             }
-        };
-        let weight = inverse_rate(sample_rate);
-        match (&mut entry.windows, sample) {
-            (Windows::Count(w), Sample::Number(v)) => {
-                let init = || CounterWindow {
-                    sum: 0.0,
-                    last_update: now_unix_secs,
-                };
-                let counter = window_mut(w, start, init);
-                counter.sum += v * weight;
-                counter.last_update = counter.last_update.max(now_unix_secs);
+            let weight = inverse_rate(sample.sample_rate);
+            let entry = &mut self.entries[slot as usize];
+            match &mut entry.state {
+                State::Count { windows, .. } => {
+                    let counter = windows.get_or_insert(start, |start| CounterWindow {
+                        sum: 0.0,
+                        start,
+                        last_update: now,
+                    });
+                    counter.sum += number * weight;
+                    counter.last_update = counter.last_update.max(now);
+                }
+                State::Gauge(windows) => {
+                    windows
+                        .get_or_insert(start, |start| GaugeWindow { value: 0.0, start })
+                        .value = number;
+                }
+                State::Set(windows) => {
+                    windows
+                        .get_or_insert(start, BoxWindow::new)
+                        .get()
+                        .insert(MetaString::from(batch.member(sample)));
+                }
+                State::Histogram(windows) => {
+                    windows.get_or_insert(start, BoxWindow::new).get().push(number, weight);
+                }
+                State::Distribution(windows) => {
+                    windows
+                        .get_or_insert(start, BoxWindow::new)
+                        .get()
+                        .insert_sampled(number, sample.sample_rate);
+                }
+                State::Free => unreachable!("a context found or created is live"),
             }
-            (Windows::Gauge(w), Sample::Number(v)) => *window_mut(w, start, || 0.0) = v,
-            (Windows::Set(w), Sample::Member(m)) => {
-                window_mut(w, start, HashSet::new).insert(m);
-            }
-            (Windows::Histogram(w), Sample::Number(v)) => {
-                window_mut(w, start, Histogram::default).push(v, weight);
-            }
-            (Windows::Distribution(w), Sample::Number(v)) => {
-                window_mut(w, start, AgentSketch::new).insert_sampled(v, sample_rate);
-            }
-            // The class, and so the window type, follows from the kind that
-            // was checked against the value above.
-            _ => unreachable!("window type and sample shape both follow from the metric kind"),
         }
-        true
+        self.update_gauges();
+        kept
     }
 
-    /// Releases every closed window: those ending at or before the start of
-    /// the window holding `now_unix_secs`, plus, with `force` (shutdown), the
-    /// open ones. Timestamped metrics received since the last flush are
+    fn refuse(&mut self, r: Refusal) {
+        self.telemetry.dropped(r).inc();
+        self.refused[r as usize] += 1;
+    }
+
+    /// The slot of `context` in `class`, created if new.
+    fn find_or_create(
+        &mut self,
+        batch: &MetricBatch,
+        context: &ContextRef,
+        class: Class,
+        start: u32,
+        growth: Growth,
+    ) -> Result<u32, Refusal> {
+        let key = class.key(context.key);
+        let Self { index, entries, .. } = self;
+        if let Some(&slot) = index.find(key, |&s| entries[s as usize].key == key) {
+            return Ok(slot);
+        }
+        self.create(batch, context, key, class, start, growth)
+    }
+
+    #[cold]
+    fn create(
+        &mut self,
+        batch: &MetricBatch,
+        context: &ContextRef,
+        key: u64,
+        class: Class,
+        start: u32,
+        growth: Growth,
+    ) -> Result<u32, Refusal> {
+        if self.live >= self.context_limit {
+            return Err(Refusal::ContextLimit);
+        }
+        let grow = growth == Growth::Allowed;
+        // The index may still grow: hashbrown resizes a table whose room is
+        // held by tombstones once it is over half full, a few bytes per context.
+        if !grow && self.free_entries.is_empty() && self.entries.len() == self.entries.capacity() {
+            return Err(Refusal::MemoryLimit);
+        }
+        // One allocation, sized by a first pass (rather than 4–5 doublings).
+        let mut tags: Vec<&str> = Vec::with_capacity(batch.tags_of(context).count());
+        tags.extend(batch.tags_of(context));
+        tags.sort_unstable();
+        tags.dedup();
+        self.ids.clear();
+        for s in std::iter::once(batch.name(context)).chain(tags.iter().copied()) {
+            match self.strings.intern(s, grow) {
+                Ok(id) => self.ids.push(id.get()),
+                Err(refused) => {
+                    for &id in &self.ids {
+                        self.strings.release(StrId::from_raw(id));
+                    }
+                    return Err(Refusal::of(refused));
+                }
+            }
+        }
+        let Some(list) = self.lists.push(&self.ids, grow) else {
+            for &id in &self.ids {
+                self.strings.release(StrId::from_raw(id));
+            }
+            return Err(Refusal::MemoryLimit);
+        };
+        let entry = Entry {
+            key,
+            list,
+            class,
+            passthrough: false,
+            state: State::new(class, start),
+        };
+        let slot = match self.free_entries.pop() {
+            Some(slot) => {
+                self.entries[slot as usize] = entry;
+                slot
+            }
+            None => {
+                self.entries.push(entry);
+                u32::try_from(self.entries.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        let Self { index, entries, .. } = self;
+        index.insert_unique(key, slot, |&s| entries[s as usize].key);
+        self.live += 1;
+        Ok(slot)
+    }
+
+    /// Removes the context in `slot`: its strings, list, index entry.
+    fn remove(&mut self, slot: u32) {
+        let entry = &mut self.entries[slot as usize];
+        let (key, list) = (entry.key, entry.list);
+        entry.list = FREE;
+        entry.state = State::Free;
+        entry.passthrough = false;
+        for &id in self.lists.get(list) {
+            self.strings.release(StrId::from_raw(id));
+        }
+        self.lists.remove(list);
+        if let Ok(found) = self.index.find_entry(key, |&s| s == slot) {
+            found.remove();
+        }
+        self.free_entries.push(slot);
+        self.live -= 1;
+    }
+
+    fn update_gauges(&mut self) {
+        let t = &self.telemetry;
+        let stats = self.strings.stats();
+        t.contexts.set(i64::try_from(self.live).unwrap_or(i64::MAX));
+        t.strings.set(i64::try_from(stats.strings).unwrap_or(i64::MAX));
+        t.interner_bytes
+            .set(i64::try_from(stats.used_bytes - stats.heap_bytes).unwrap_or(i64::MAX));
+        t.heap_bytes.set(i64::try_from(stats.heap_bytes).unwrap_or(i64::MAX));
+        let (strings, bytes) = self.reported_fallbacks;
+        t.fallback_strings.add(stats.fallback_strings - strings);
+        t.fallback_bytes.add(stats.fallback_bytes - bytes);
+        self.reported_fallbacks = (stats.fallback_strings, stats.fallback_bytes);
+        let memory = self.memory().allocated_bytes;
+        self.telemetry
+            .memory_bytes
+            .set(i64::try_from(memory).unwrap_or(i64::MAX));
+    }
+
+    /// Starts a flush of every closed window: those ending at or before the
+    /// start of the window holding `now_unix_secs`, plus, with `force`
+    /// (shutdown), the open ones. Timestamped metrics received so far are
     /// released too. Idle counters get a 0 point for each newly closed window
-    /// until `counter_expiry_seconds` after their last update.
-    pub fn flush(&mut self, now_unix_secs: i64, force: bool) -> Flushed {
+    /// until `counter_expiry_seconds` after their last update. Run the job
+    /// with [`Self::flush_step`]; samples inserted meanwhile go to open
+    /// windows, which it leaves alone.
+    ///
+    /// New contexts refused since the last flush are logged here, once per
+    /// flush interval, with their counts by reason.
+    pub fn start_flush(&mut self, now_unix_secs: i64, force: bool) -> FlushJob {
         let current = self.window_start(now_unix_secs);
         // Windows starting before `data_cutoff` are released; counters owe
         // zeros for windows starting before `zero_cutoff`.
@@ -455,7 +937,66 @@ impl Aggregator {
         } else {
             (current, current)
         };
+        self.flushed_until = self.flushed_until.max(zero_cutoff);
+        self.log_refusals();
+        FlushJob {
+            data_cutoff,
+            zero_cutoff,
+            next: 0,
+            end: self.entries.len(),
+            points: 0,
+        }
+    }
+
+    fn log_refusals(&mut self) {
+        let refused = std::mem::take(&mut self.refused);
+        let [limit, memory, interner, _invalid] = refused;
+        if limit + memory + interner == 0 {
+            return;
+        }
+        tracing::warn!(
+            context_limit = limit,
+            memory_limit = memory,
+            interner_full = interner,
+            contexts = self.live,
+            aggregate_context_limit = self.context_limit,
+            "Refused samples of new contexts since the last flush (counted in adp_aggregate_dropped_samples_total): \
+             raise `aggregate_context_limit` or `memory_limit`, or send fewer distinct contexts."
+        );
+    }
+
+    /// Writes the closed windows of up to `max_entries` more contexts into
+    /// `sink` and removes the contexts left with nothing; returns whether the
+    /// flush is done. A sink error stops the step (the windows not written
+    /// yet stay for the next flush).
+    pub fn flush_step<S: FlushSink>(
+        &mut self,
+        job: &mut FlushJob,
+        sink: &mut S,
+        max_entries: usize,
+    ) -> Result<bool, S::Error> {
+        let stop = job.next.saturating_add(max_entries).min(job.end);
+        while job.next < stop {
+            let slot = job.next;
+            job.next += 1;
+            self.flush_entry(slot, job, sink)?;
+        }
+        let done = job.next >= job.end;
+        if done {
+            self.update_gauges();
+        }
+        Ok(done)
+    }
+
+    /// [`Self::start_flush`] and every step, into owned series and sketches.
+    pub fn flush(&mut self, now_unix_secs: i64, force: bool) -> Flushed {
         let mut out = Flushed::default();
+        let mut job = self.start_flush(now_unix_secs, force);
+        while !self.flush_step(&mut job, &mut out, usize::MAX).unwrap_or(true) {}
+        out
+    }
+
+    fn flush_entry<S: FlushSink>(&mut self, slot: usize, job: &mut FlushJob, sink: &mut S) -> Result<(), S::Error> {
         let Self {
             window,
             window_secs,
@@ -463,137 +1004,171 @@ impl Aggregator {
             aggregates,
             percents,
             histogram_series,
+            strings,
+            lists,
             entries,
             passthrough,
+            telemetry,
+            points,
+            values,
             histogram_filter,
             ..
         } = self;
+        let entry = &mut entries[slot];
+        if entry.list == FREE {
+            return Ok(());
+        }
         let (window, window_secs, expiry) = (*window, *window_secs, *expiry);
         let window_f = window_secs as f64;
+        let (data_cutoff, zero_cutoff) = (job.data_cutoff, job.zero_cutoff);
+        let ids = lists.get(entry.list);
+        let strings = &*strings;
+        let name = strings.get(StrId::from_raw(ids[0]));
+        let tags = ids[1..].iter().map(|&id| strings.get(StrId::from_raw(id)));
+        let mut series_points = 0u64;
+        let mut sketch_points = 0u64;
+        // One series of this context.
+        macro_rules! series {
+            ($suffix:expr, $kind:expr, $interval:expr, $points:expr) => {{
+                let points: &[(i64, f64)] = $points;
+                series_points += points.len() as u64;
+                sink.series(SeriesView {
+                    name,
+                    suffix: $suffix,
+                    tags: tags.clone(),
+                    kind: $kind,
+                    interval_secs: $interval,
+                    points,
+                })?;
+            }};
+        }
 
-        entries.retain(|key, entry| {
-            let context = &key.context;
-            let series = |kind, points| Series {
-                name: context.name().clone(),
-                context: context.clone(),
-                kind,
-                interval_secs: window_secs,
-                points,
-            };
-            match &mut entry.windows {
-                Windows::Count(windows) => {
-                    let n = closed(windows, data_cutoff);
-                    let mut points = Vec::new();
-                    let mut next = entry.next_window;
-                    // A window gets a zero if it starts less than `expiry`
-                    // after the last sample *before* it, so each gap between
-                    // data windows is judged by the update that preceded it.
-                    let mut last = entry.last_update;
-                    for (start, counter) in windows.drain(..n) {
-                        let zeros_end = start.min(zero_cutoff).min(last.saturating_add(expiry));
-                        push_zeros(&mut points, &mut next, zeros_end, window);
-                        points.push((start, counter.sum / window_f));
-                        next = next.max(start.saturating_add(window));
-                        last = last.max(counter.last_update);
-                    }
-                    push_zeros(
-                        &mut points,
-                        &mut next,
-                        zero_cutoff.min(last.saturating_add(expiry)),
-                        window,
+        let keep = match &mut entry.state {
+            State::Count {
+                windows,
+                last_update,
+                next_window,
+            } => {
+                let n = windows.closed(data_cutoff);
+                points.clear();
+                let mut next = i64::from(*next_window);
+                // A window gets a zero if it starts less than `expiry` after
+                // the last sample *before* it, so each gap between data
+                // windows is judged by the update that preceded it.
+                let mut last = if *last_update == 0 {
+                    i64::MIN
+                } else {
+                    i64::from(*last_update)
+                };
+                for w in &windows.as_slice()[..n] {
+                    let start = i64::from(w.start);
+                    let zeros_end = start.min(zero_cutoff).min(last.saturating_add(expiry));
+                    push_zeros(points, &mut next, zeros_end, window);
+                    points.push((start, w.sum / window_f));
+                    next = next.max(start.saturating_add(window));
+                    last = last.max(i64::from(w.last_update));
+                }
+                push_zeros(points, &mut next, zero_cutoff.min(last.saturating_add(expiry)), window);
+                if !points.is_empty() {
+                    series!("", SeriesKind::Rate, window_secs, points);
+                }
+                windows.take_front(n, drop);
+                *last_update = if last == i64::MIN { 0 } else { secs32(last) };
+                let next = next.max(zero_cutoff);
+                *next_window = secs32(next);
+                !windows.is_empty() || last.saturating_add(expiry) > next
+            }
+            State::Gauge(windows) => {
+                let n = windows.closed(data_cutoff);
+                if n > 0 {
+                    points.clear();
+                    points.extend(windows.as_slice()[..n].iter().map(|w| (i64::from(w.start), w.value)));
+                    series!("", SeriesKind::Gauge, window_secs, points);
+                    windows.take_front(n, drop);
+                }
+                !windows.is_empty()
+            }
+            State::Set(windows) => {
+                let n = windows.closed(data_cutoff);
+                if n > 0 {
+                    points.clear();
+                    points.extend(
+                        windows.as_slice()[..n]
+                            .iter()
+                            .map(|w| (i64::from(w.start), w.data.as_ref().map_or(0, |m| m.len()) as f64)),
                     );
-                    entry.last_update = last;
-                    entry.next_window = next.max(zero_cutoff);
-                    if !points.is_empty() {
-                        out.series.push(series(SeriesKind::Rate, points));
-                    }
-                    !windows.is_empty() || last.saturating_add(expiry) > entry.next_window
+                    series!("", SeriesKind::Gauge, window_secs, points);
+                    windows.take_front(n, drop);
                 }
-                Windows::Gauge(windows) => {
-                    let n = closed(windows, data_cutoff);
-                    if n > 0 {
-                        out.series.push(series(SeriesKind::Gauge, windows.drain(..n).collect()));
+                !windows.is_empty()
+            }
+            State::Histogram(windows) => {
+                let n = windows.closed(data_cutoff);
+                if n > 0 {
+                    let per = histogram_series.len();
+                    values.clear();
+                    for w in &mut windows.as_mut_slice()[..n] {
+                        summarize(w.get(), aggregates, percents, window_f, values);
                     }
-                    !windows.is_empty()
-                }
-                Windows::Set(windows) => {
-                    let n = closed(windows, data_cutoff);
-                    if n > 0 {
-                        let points = windows.drain(..n).map(|(s, m)| (s, m.len() as f64)).collect();
-                        out.series.push(series(SeriesKind::Gauge, points));
-                    }
-                    !windows.is_empty()
-                }
-                Windows::Histogram(windows) => {
-                    let n = closed(windows, data_cutoff);
-                    if n > 0 {
-                        let mut per_series: Vec<Vec<(i64, f64)>> = vec![Vec::with_capacity(n); histogram_series.len()];
-                        for (start, mut h) in windows.drain(..n) {
-                            let values = summarize(&mut h, aggregates, percents, window_f);
-                            for (points, value) in per_series.iter_mut().zip(values) {
-                                points.push((start, value));
-                            }
-                        }
-                        for ((suffix, kind), points) in histogram_series.iter().zip(per_series) {
-                            let name = format!("{}{suffix}", context.name());
-                            if histogram_filter.as_ref().is_some_and(|drop| drop(&name)) {
+                    for (i, (suffix, kind)) in histogram_series.iter().enumerate() {
+                        if let Some(drop) = histogram_filter {
+                            if drop(&format!("{name}{suffix}")) {
                                 continue;
                             }
-                            out.series.push(Series {
-                                name: MetaString::from(name),
-                                context: context.clone(),
-                                kind: *kind,
-                                interval_secs: window_secs,
-                                points,
-                            });
                         }
+                        points.clear();
+                        points.extend(
+                            windows.as_slice()[..n]
+                                .iter()
+                                .enumerate()
+                                .map(|(w, win)| (i64::from(win.start), values[w * per + i])),
+                        );
+                        series!(suffix, *kind, window_secs, points);
                     }
-                    !windows.is_empty()
+                    windows.take_front(n, drop);
                 }
-                Windows::Distribution(windows) => {
-                    let n = closed(windows, data_cutoff);
-                    if n > 0 {
-                        out.sketches.push(SketchSeries {
-                            context: context.clone(),
-                            interval_secs: window_secs,
-                            points: windows.drain(..n).collect(),
-                        });
-                    }
-                    !windows.is_empty()
-                }
+                !windows.is_empty()
             }
-        });
+            State::Distribution(windows) => {
+                let n = windows.closed(data_cutoff);
+                if n > 0 {
+                    let closed = windows.as_slice()[..n]
+                        .iter()
+                        .filter_map(|w| w.data.as_deref().map(|s| (i64::from(w.start), s)));
+                    sketch_points += n as u64;
+                    sink.sketches(name, tags.clone(), window_secs, closed)?;
+                    windows.take_front(n, drop);
+                }
+                !windows.is_empty()
+            }
+            State::Free => unreachable!("free slots are skipped"),
+        };
 
-        for (key, mut points) in passthrough.drain() {
-            points.sort_by_key(|&(ts, _)| ts);
-            out.series.push(Series {
-                name: key.context.name().clone(),
-                kind: if key.class == Class::Count {
+        if entry.passthrough {
+            if let Some(mut pts) = passthrough.remove(&(slot as u32)) {
+                pts.sort_by_key(|&(ts, _)| ts);
+                let kind = if entry.class == Class::Count {
                     SeriesKind::Count
                 } else {
                     SeriesKind::Gauge
-                },
-                context: key.context,
-                interval_secs: 0,
-                points,
-            });
+                };
+                series!("", kind, 0, &pts);
+            }
+            entry.passthrough = false;
         }
-
-        self.flushed_until = self.flushed_until.max(zero_cutoff);
-        let series_points: usize = out.series.iter().map(|s| s.points.len()).sum();
-        let sketch_points: usize = out.sketches.iter().map(|s| s.points.len()).sum();
-        self.telemetry.series_points.add(series_points as u64);
-        self.telemetry.sketch_points.add(sketch_points as u64);
-        self.telemetry
-            .contexts
-            .set(i64::try_from(self.entries.len()).unwrap_or(i64::MAX));
-        out
+        telemetry.series_points.add(series_points);
+        telemetry.sketch_points.add(sketch_points);
+        job.points += series_points + sketch_points;
+        if !keep {
+            self.remove(slot as u32);
+        }
+        Ok(())
     }
 
     /// Whether nothing is held: no open window, idle counter or timestamped
     /// metric.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.passthrough.is_empty()
+        self.live == 0
     }
 }
 
@@ -615,15 +1190,20 @@ fn inverse_rate(rate: f64) -> f64 {
     }
 }
 
-/// The values of one window's histogram series, in `histogram_series` order
-/// (the Agent's `Histogram.flush`).
-fn summarize(h: &mut Histogram, aggregates: &[HistogramAggregate], percents: &[u8], window_f: f64) -> Vec<f64> {
+/// Appends the values of one window's histogram series to `values`, in
+/// `histogram_series` order (the Agent's `Histogram.flush`).
+fn summarize(
+    h: &mut Histogram,
+    aggregates: &[HistogramAggregate],
+    percents: &[u8],
+    window_f: f64,
+    values: &mut Vec<f64>,
+) {
     h.sort();
     // Windows are created by their first sample, so these exist.
     let first = h.ascending().next().map_or(0.0, |s| s.0);
     let last = h.ascending().last().map_or(0.0, |s| s.0);
     let count = h.count;
-    let mut values = Vec::with_capacity(aggregates.len() + percents.len());
     for a in aggregates {
         values.push(match a {
             HistogramAggregate::Max => last,
@@ -640,7 +1220,6 @@ fn summarize(h: &mut Histogram, aggregates: &[HistogramAggregate], percents: &[u
         let target = (u128::from(p) * u128::from(count)).saturating_sub(1) / 100;
         values.push(weighted_rank(h, u64::try_from(target).unwrap_or(u64::MAX)));
     }
-    values
 }
 
 /// The first sample (ascending) whose cumulative weight exceeds `target`.
@@ -657,7 +1236,8 @@ fn weighted_rank(h: &Histogram, target: u64) -> f64 {
     last
 }
 
-fn unix_now() -> i64 {
+/// The wall clock in Unix seconds.
+pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -665,10 +1245,40 @@ fn unix_now() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use adp_model::context_key;
+    use adp_model::{context_key, Context, Series};
     use proptest::prelude::*;
 
     use super::*;
+
+    /// One sample as the tests write it: a context, a type and a value.
+    #[derive(Clone)]
+    struct Metric {
+        context: Context,
+        kind: MetricKind,
+        value: MetricValue,
+        sample_rate: f64,
+        timestamp: Option<i64>,
+    }
+
+    #[derive(Clone)]
+    enum MetricValue {
+        Number(f64),
+        SetMember(MetaString),
+    }
+
+    impl Aggregator {
+        /// Inserts one sample, as a batch of one; whether it was kept.
+        fn insert_at(&mut self, m: Metric, now: i64) -> bool {
+            let mut batch = MetricBatch::new();
+            let tags: Vec<&str> = m.context.tags().iter().map(|t| t.as_str()).collect();
+            let c = batch.add_context(m.context.name(), &tags.join(","), std::iter::empty());
+            match m.value {
+                MetricValue::Number(v) => batch.push_number(c, m.kind, v, m.sample_rate, m.timestamp),
+                MetricValue::SetMember(s) => batch.push_member(c, &s, m.sample_rate, m.timestamp),
+            }
+            self.insert_batch(&batch, now, Growth::Allowed) == 1
+        }
+    }
 
     const T0: i64 = 1_700_000_000; // a window start for 10 s windows
 
@@ -1084,13 +1694,12 @@ mod tests {
         let x = ctx("x", &[]);
         assert!(!agg.insert_at(metric(&x, MetricKind::Gauge, f64::NAN), T0));
         assert!(!agg.insert_at(metric(&x, MetricKind::Distribution, f64::INFINITY), T0));
+        // A set sample without a member (a number): the batch API cannot
+        // build a member of another type.
         assert!(!agg.insert_at(metric(&x, MetricKind::Set, 1.0), T0));
-        let mut wrong = member(&x, "m");
-        wrong.kind = MetricKind::Count;
-        assert!(!agg.insert_at(wrong, T0));
         assert_eq!(
             registry.value("adp_aggregate_dropped_samples", &[("reason", "invalid_value")]),
-            Some(4)
+            Some(3)
         );
         assert!(agg.is_empty());
     }
@@ -1129,6 +1738,116 @@ mod tests {
             Aggregator::new(config, &Registry::new()).unwrap_err(),
             ConfigError::ZeroWindow
         );
+    }
+
+    /// A batch of one sample per `(name, wire tags, kind, value)`.
+    fn batch(samples: &[(&str, &str, MetricKind, f64)]) -> MetricBatch {
+        let mut b = MetricBatch::new();
+        for &(name, tags, kind, v) in samples {
+            let c = b.add_context(name, tags, std::iter::empty());
+            b.push_number(c, kind, v, 1.0, None);
+        }
+        b
+    }
+
+    #[test]
+    fn one_context_per_name_tag_set_and_type_whatever_the_tag_order() {
+        let mut agg = default_aggregator();
+        let b = batch(&[
+            ("m", "b:2,a:1", MetricKind::Count, 1.0),
+            ("m", "a:1,b:2,a:1", MetricKind::Count, 2.0),
+            ("m", "a:1,b:2", MetricKind::Gauge, 3.0),
+        ]);
+        assert_eq!(agg.insert_batch(&b, T0, Growth::Allowed), 3);
+        assert_eq!(agg.context_count(), 2);
+        // "m", "a:1", "b:2": each stored once.
+        assert_eq!(agg.memory().strings, 3);
+        let out = agg.flush(T0 + 10, false);
+        let rate = out.series.iter().find(|s| s.kind == SeriesKind::Rate).unwrap();
+        assert_eq!(rate.context.tags(), ["a:1", "b:2"]);
+        assert_eq!(rate.points, [(T0, 0.3)]);
+    }
+
+    #[test]
+    fn flushed_contexts_give_back_their_strings_and_slots() {
+        let mut agg = default_aggregator();
+        let names: Vec<String> = (0..100).map(|i| format!("metric.with.a.long.name.{i}")).collect();
+        let samples: Vec<(&str, &str, MetricKind, f64)> = names
+            .iter()
+            .map(|n| (n.as_str(), "env:prod,service:web", MetricKind::Gauge, 1.0))
+            .collect();
+        agg.insert_batch(&batch(&samples), T0, Growth::Allowed);
+        assert_eq!((agg.context_count(), agg.memory().strings), (100, 102));
+        assert_eq!(agg.flush(T0 + 10, false).series.len(), 100);
+        assert_eq!((agg.context_count(), agg.memory().strings), (0, 0));
+        let held = agg.memory().allocated_bytes;
+        assert!(agg.is_empty());
+        // The same number of new contexts fits the memory already held.
+        let renamed: Vec<String> = names.iter().map(|n| n.replace("metric", "gauges")).collect();
+        let samples: Vec<(&str, &str, MetricKind, f64)> = renamed
+            .iter()
+            .map(|n| (n.as_str(), "env:prod,service:api", MetricKind::Gauge, 1.0))
+            .collect();
+        assert_eq!(agg.insert_batch(&batch(&samples), T0 + 10, Growth::ReuseOnly), 100);
+        // Only the index may have grown (hashbrown resizes over tombstones).
+        assert!(
+            agg.memory().allocated_bytes < held + 4096,
+            "{} > {held}",
+            agg.memory().allocated_bytes
+        );
+    }
+
+    #[test]
+    fn strings_past_the_interner_go_to_the_heap_or_refuse_their_context() {
+        let long = |i: usize| format!("{i:03}-{}", "x".repeat(60));
+        let names: Vec<String> = (0..50).map(long).collect();
+        let samples: Vec<(&str, &str, MetricKind, f64)> =
+            names.iter().map(|n| (n.as_str(), "", MetricKind::Count, 1.0)).collect();
+        let registry = Registry::new();
+        let mut heap = Aggregator::new(AggregateConfig::default(), &registry)
+            .unwrap()
+            .with_interner(1024, true);
+        assert_eq!(heap.insert_batch(&batch(&samples), T0, Growth::Allowed), 50);
+        let memory = heap.memory();
+        assert_eq!(memory.strings, 50);
+        assert!(memory.heap_bytes > 0 && memory.interner_bytes <= 1024, "{memory:?}");
+        let fallbacks = registry.value("adp_context_interner_fallback_strings", &[]).unwrap();
+        assert!((34..50).contains(&fallbacks), "{fallbacks} heap strings");
+        assert_eq!(heap.flush(T0 + 10, false).series.len(), 50);
+
+        let registry = Registry::new();
+        let mut strict = Aggregator::new(AggregateConfig::default(), &registry)
+            .unwrap()
+            .with_interner(1024, false);
+        let kept = strict.insert_batch(&batch(&samples), T0, Growth::Allowed);
+        assert!((1..50).contains(&kept), "{kept}");
+        assert_eq!(
+            registry.value("adp_aggregate_dropped_samples", &[("reason", "interner_full")]),
+            Some(50 - kept as i64)
+        );
+        // Refused contexts took no string with them.
+        assert_eq!(strict.memory().strings, kept);
+    }
+
+    #[test]
+    fn without_growth_new_contexts_are_refused_and_known_ones_aggregate() {
+        let (mut agg, registry) = aggregator(AggregateConfig::default());
+        agg.insert_batch(&batch(&[("known", "", MetricKind::Count, 1.0)]), T0, Growth::Allowed);
+        let names: Vec<String> = (0..10_000).map(|i| format!("new.{i}")).collect();
+        let samples: Vec<(&str, &str, MetricKind, f64)> =
+            names.iter().map(|n| (n.as_str(), "", MetricKind::Count, 1.0)).collect();
+        let kept = agg.insert_batch(&batch(&samples), T0, Growth::ReuseOnly);
+        assert!(kept < 10_000, "spare capacity only: {kept}");
+        let refused = registry
+            .value("adp_aggregate_dropped_samples", &[("reason", "memory_limit")])
+            .unwrap();
+        assert_eq!(refused, 10_000 - kept as i64);
+        assert_eq!(
+            agg.insert_batch(&batch(&[("known", "", MetricKind::Count, 2.0)]), T0, Growth::ReuseOnly),
+            1
+        );
+        let out = agg.flush(T0 + 10, false);
+        assert_eq!(series(&out, "known").points, [(T0, 0.3)]);
     }
 
     #[test]
@@ -1226,6 +1945,49 @@ mod tests {
                 }
             }
             prop_assert_eq!(got, expected);
+        }
+
+        /// A flush run in steps of a few contexts, with samples for the open
+        /// window arriving between the steps, sends what one flush sends.
+        #[test]
+        fn property_test_a_flush_in_steps_with_inserts_between_sends_the_same(
+            samples in prop::collection::vec((0usize..40, 0u8..4, -100i32..100), 1..300),
+            late in prop::collection::vec((0usize..40, -100i32..100), 0..50),
+            step in 1usize..7,
+        ) {
+            let kinds = [MetricKind::Count, MetricKind::Gauge, MetricKind::Distribution, MetricKind::Histogram];
+            let names: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+            let b = {
+                let mut b = MetricBatch::new();
+                for &(n, k, v) in &samples {
+                    let c = b.add_context(&names[n], "t:1", std::iter::empty());
+                    b.push_number(c, kinds[usize::from(k)], f64::from(v), 1.0, None);
+                }
+                b
+            };
+            let (mut whole, _) = aggregator(AggregateConfig::default());
+            let (mut stepped, _) = aggregator(AggregateConfig::default());
+            whole.insert_batch(&b, T0, Growth::Allowed);
+            stepped.insert_batch(&b, T0, Growth::Allowed);
+            let expected = whole.flush(T0 + 10, false);
+            let mut got = Flushed::default();
+            let mut job = stepped.start_flush(T0 + 10, false);
+            let mut late = late.into_iter();
+            while !stepped.flush_step(&mut job, &mut got, step).unwrap() {
+                if let Some((n, v)) = late.next() {
+                    let mut b = MetricBatch::new();
+                    let c = b.add_context(&names[n], "t:1", std::iter::empty());
+                    b.push_number(c, MetricKind::Gauge, f64::from(v), 1.0, None);
+                    stepped.insert_batch(&b, T0 + 11, Growth::Allowed);
+                }
+            }
+            let key = |s: &Series| (s.name.to_string(), s.kind as u8);
+            let mut a = expected.series.clone();
+            let mut g = got.series.clone();
+            a.sort_by_key(key);
+            g.sort_by_key(key);
+            prop_assert_eq!(a, g);
+            prop_assert_eq!(expected.sketches.len(), got.sketches.len());
         }
 
         #[test]

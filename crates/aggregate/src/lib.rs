@@ -1,7 +1,26 @@
-//! Time-window aggregation of DogStatsD metrics with the Datadog Agent's
-//! semantics, producing the series and sketches the intake expects (both
-//! in, [`Metric`](adp_model::Metric), and out, [`Flushed`](adp_model::Flushed),
-//! are `adp-model` types).
+//! The context store and time-window aggregation of DogStatsD metrics with
+//! the Datadog Agent's semantics: decoded samples in
+//! ([`MetricBatch`](adp_model::MetricBatch)), and, at each flush, the series
+//! and sketches the intake expects written into a
+//! [`FlushSink`](adp_model::FlushSink) — the encoder's payload writer, or
+//! [`Flushed`](adp_model::Flushed) for owned copies.
+//!
+//! # The context store
+//!
+//! A sample arrives with its context key already computed by the decoder
+//! (name and tags, order-independent). The aggregator finds the context's
+//! slot with one hash probe (none for the further values of the same
+//! message); the slot holds the key, the offset of the context's name and
+//! tag ids, and its windows inline. Only a context not seen before reads the
+//! batch's strings: its tags are sorted and deduplicated and each distinct
+//! string is stored once in a [`StringStore`](stringtheory::StringStore),
+//! named by a 4-byte id whose reference count moves when a context is
+//! created or removed, never per sample. Per context that is 64 bytes of
+//! slot (windows included), `4 × (tags + 2)` bytes of ids, about 9 bytes of
+//! index, plus its share of the distinct strings (each string costs 5–6
+//! bytes of header and about 7 of index besides its bytes). The decoder keeps
+//! no context cache: there is one place a context lives, and one memory
+//! bound for all of them.
 //!
 //! # Semantics
 //!
@@ -37,16 +56,26 @@
 //!
 //! # Limits and telemetry
 //!
-//! At most `aggregate_context_limit` contexts are held; samples that would
-//! open another are dropped. `adp_aggregate_contexts` (gauge),
-//! `adp_aggregate_dropped_samples{reason}`,
-//! `adp_aggregate_flushed_series_points` and
-//! `adp_aggregate_flushed_sketch_points` report what happens.
+//! A new context is refused, and its samples dropped and counted in
+//! `adp_aggregate_dropped_samples{reason}`, only when `aggregate_context_limit`
+//! contexts are held (`context_limit`), when the memory limiter forbids
+//! growth and no freed memory can hold it ([`Growth::ReuseOnly`],
+//! `memory_limit`), or, with `dogstatsd_allow_context_heap_allocs: false`,
+//! when the interner is full (`interner_full`); non-finite values are
+//! `invalid_value`. Refusals are logged once per flush with their counts.
+//! `adp_aggregate_contexts` (gauge), `adp_aggregate_flushed_series_points`
+//! and `adp_aggregate_flushed_sketch_points` report the rest; the store:
+//! `adp_context_strings`, `adp_context_string_bytes{storage="interner"|"heap"}`,
+//! `adp_context_memory_bytes`, `adp_context_interner_fallback_strings` and
+//! `_bytes` (strings that went to the heap).
 //!
 //! # Missing
 //!
-//! - Timestamped metrics are grouped per context until the next flush without
-//!   a bound of their own (they do not count toward the context limit).
+//! - Timestamped metrics wait per context until the next flush without a
+//!   bound of their own on their points (their contexts count toward the
+//!   context limit).
+//! - Tag sets shared by many contexts are stored once per context (as id
+//!   lists), not once per distinct set.
 //! - A context with several types keeps one state per type class, where the
 //!   Agent folds them into whichever type arrived first in the window.
 //! - No `host` per series: the payload encoder adds the agent's hostname.
@@ -55,5 +84,5 @@
 mod aggregator;
 pub mod config;
 
-pub use aggregator::Aggregator;
+pub use aggregator::{unix_now, Aggregator, ContextMemory, FlushJob, Growth};
 pub use config::{AggregateConfig, ConfigError, HistogramAggregate, BYTES_PER_CONTEXT};

@@ -240,7 +240,7 @@ impl AgentSketch {
 
     /// The bins as `(key, count)`, in ascending key order; a key with more
     /// than 65,535 samples appears more than once.
-    pub fn bins(&self) -> impl ExactSizeIterator<Item = (i16, u16)> + '_ {
+    pub fn bins(&self) -> impl ExactSizeIterator<Item = (i16, u16)> + Clone + '_ {
         self.bins.iter().map(|b| (b.k, b.n))
     }
 
@@ -346,6 +346,12 @@ impl AgentSketch {
             }
             _ => None,
         };
+        if existing.is_none() && n <= MAX_BIN {
+            // A new key that fits one bin (the usual case): no spill to lay out.
+            self.bins.insert(at, Bin { k, n: n as u16 });
+            trim_left(&mut self.bins, BIN_LIMIT);
+            return;
+        }
         // The Agent merges the new count into the key's first bin with
         // `appendSafe`, leaving any full bins after it untouched.
         let mut replacement = Vec::new();

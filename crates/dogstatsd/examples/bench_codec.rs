@@ -1,5 +1,7 @@
-//! Decode + intern throughput of the DogStatsD codec on the load shape of the
-//! Saluki memory gates (lading's dogstatsd generator), on one core.
+//! Throughput from datagram to aggregation state on one core: the DogStatsD
+//! codec (decode, context key) and the aggregator's insert (one hash probe
+//! per message, the context store's interning for a new context), on the
+//! load shape of the Saluki memory gates (lading's dogstatsd generator).
 //!
 //! ```text
 //! cargo run --release -p adp-dogstatsd --example bench_codec   # or: make bench-codec
@@ -23,11 +25,10 @@
 //! `dogstatsd_mapper_cache_size`, default 1000: fewer than the corpus's
 //! names, so most lookups miss and run the pattern).
 
-use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
+use adp_aggregate::{AggregateConfig, Aggregator, Growth};
 use adp_dogstatsd::codec::CodecConfig;
-use adp_dogstatsd::context::{ContextBudget, ContextResolver};
 use adp_dogstatsd::enrich::{EnrichConfig, Enricher};
 use adp_dogstatsd::mapper::{MappingProfileConfig, MetricMappingConfig};
 use adp_dogstatsd::telemetry::DecoderTelemetry;
@@ -180,13 +181,14 @@ fn main() {
     let mut rng = Rng(seed | 1);
     let corpus = generate(&mut rng, contexts, 48 << 20);
 
-    let budget = ContextBudget::new(NonZeroUsize::new(64 << 20).unwrap(), 1_000_000);
     let telemetry = DecoderTelemetry::detached();
-    let mut decoder = Decoder::new(
-        CodecConfig::default(),
-        ContextResolver::new(budget.clone(), Duration::from_secs(3600)),
-        telemetry.clone(),
-    );
+    let mut decoder = Decoder::new(CodecConfig::default(), telemetry.clone());
+    let registry = adp_telemetry::Registry::new();
+    let mut aggregator = Aggregator::new(AggregateConfig::default(), &registry)
+        .expect("default configuration")
+        .with_interner(64 << 20, true);
+    // One window for the whole run: every sample lands in open state.
+    let now = 1_700_000_000;
     let enrich = std::env::var("BENCH_ENRICH").unwrap_or_default();
     if !enrich.is_empty() {
         let all = enrich == "1" || enrich == "all";
@@ -223,6 +225,7 @@ fn main() {
     let start = thread_cpu_time();
     for p in &corpus.packets {
         decoder.decode_packet(p, &mut batch);
+        aggregator.insert_batch(&batch.metrics, now, Growth::Allowed);
         batch.metrics.clear();
     }
     let warmup = thread_cpu_time() - start;
@@ -235,6 +238,7 @@ fn main() {
     loop {
         for p in &corpus.packets {
             decoder.decode_packet(p, &mut batch);
+            aggregator.insert_batch(&batch.metrics, now, Growth::Allowed);
             batch.metrics.clear();
         }
         passes += 1;
@@ -247,7 +251,7 @@ fn main() {
     let samples = corpus.samples * passes;
     assert_eq!(telemetry.metrics.get(), decoded * (passes + 1));
 
-    println!("DogStatsD codec benchmark (decode + context resolve/intern, 1 thread)");
+    println!("DogStatsD datagram-to-aggregation benchmark (decode + context key + aggregator insert, 1 thread)");
     println!(
         "corpus: {} packets, {:.1} MiB, {} messages, {} samples, {} contexts in pool, seed {seed:#x}",
         corpus.packets.len(),
@@ -256,10 +260,11 @@ fn main() {
         corpus.samples,
         contexts
     );
+    let memory = aggregator.memory();
     println!(
-        "first pass (interning {} contexts, {} KiB interned): {:.0} metrics/s",
-        budget.contexts(),
-        budget.interner().used_bytes() / 1024,
+        "first pass (creating {} contexts, {} KiB of strings): {:.0} metrics/s",
+        memory.contexts,
+        (memory.interner_bytes + memory.heap_bytes) / 1024,
         corpus.samples as f64 / warmup.as_secs_f64()
     );
     println!(

@@ -37,9 +37,15 @@ pub struct DogStatsDConfig {
     pub dogstatsd_so_rcvbuf: usize,
     /// `dogstatsd_string_interner_size`: the byte budget of the interner
     /// holding context names and tags (units such as `4MiB` accepted), as the
-    /// Agent Data Plane reads it. When it is full, new contexts are dropped
-    /// and counted. Defaults to 2 MiB (the Agent's 4096 entries × 512 B).
+    /// Agent Data Plane reads it: the first bytes of the aggregator's context
+    /// store. When it is full, strings go to the heap (see
+    /// `dogstatsd_allow_context_heap_allocs`). Defaults to 2 MiB (the Agent's
+    /// 4096 entries × 512 B).
     pub dogstatsd_string_interner_size: u64,
+    /// `dogstatsd_allow_context_heap_allocs`: when the interner is full, store
+    /// a new context's strings on the heap (counted) rather than drop the
+    /// context (the Agent Data Plane's key). Defaults to true.
+    pub dogstatsd_allow_context_heap_allocs: bool,
     /// `dogstatsd_queue_size`: decoded batches that may wait between the
     /// listeners and the aggregator before the listeners slow down (back
     /// pressure). Defaults to 1024.
@@ -51,8 +57,12 @@ pub struct DogStatsDConfig {
     /// `dogstatsd_minimum_sample_rate`: sample rates below this are clamped to
     /// it; in (0, 1]. Defaults to 0.000000003845.
     pub dogstatsd_minimum_sample_rate: f64,
-    /// `dogstatsd_context_expiry_seconds`: an unused context leaves the
-    /// resolver's cache after this long. Defaults to 20.
+    /// `dogstatsd_context_expiry_seconds`: in the Agent, an unused context
+    /// leaves the DogStatsD resolver's cache after this long. Accepted for
+    /// compatibility and unused: this agent has no resolver cache; a context
+    /// lives in the aggregator until a flush leaves it with nothing to send
+    /// (counters: `counter_expiry_seconds` after their last sample).
+    /// Defaults to 20.
     pub dogstatsd_context_expiry_seconds: u64,
     /// What happens to a metric between the codec and the aggregator:
     /// `dogstatsd_mapper_profiles`, `statsd_metric_namespace`, the blocklist,
@@ -72,6 +82,7 @@ impl Default for DogStatsDConfig {
             dogstatsd_buffer_size: 8192,
             dogstatsd_so_rcvbuf: 0,
             dogstatsd_string_interner_size: 2 * 1024 * 1024,
+            dogstatsd_allow_context_heap_allocs: true,
             dogstatsd_queue_size: 1024,
             dogstatsd_permissive_decoding: true,
             dogstatsd_minimum_sample_rate: MINIMUM_SAMPLE_RATE,
@@ -135,6 +146,11 @@ impl DogStatsDConfig {
                 d.dogstatsd_string_interner_size,
                 addressable_size,
             ),
+            dogstatsd_allow_context_heap_allocs: r.get(
+                key!("dogstatsd_allow_context_heap_allocs"),
+                d.dogstatsd_allow_context_heap_allocs,
+                parse::boolean,
+            ),
             dogstatsd_queue_size: r.get(
                 key!("dogstatsd_queue_size"),
                 d.dogstatsd_queue_size,
@@ -178,10 +194,12 @@ impl DogStatsDConfig {
         Ok(())
     }
 
-    /// The source's memory: a receive buffer per listener and the interner's
-    /// arena from the start; at most, also a full queue of decoded batches (a
-    /// batch is the decoded form of less than 1.5 buffers of packets, about
-    /// twice their wire size).
+    /// The source's memory: a receive buffer per listener and the interner
+    /// (allocated at the first context) from the start; at most, also a full
+    /// queue of decoded batches: a batch is the decoded form of less than 1.5
+    /// buffers of packets, at most about 4 times their wire size (a plain
+    /// StatsD message of 20 bytes decodes to its name and a 32-byte context
+    /// and sample).
     pub fn memory_bounds(&self) -> MemoryBounds {
         let listeners = u64::from(self.dogstatsd_port != 0)
             + u64::from(self.dogstatsd_socket.is_some())
@@ -194,7 +212,7 @@ impl DogStatsDConfig {
         MemoryBounds {
             component: "dogstatsd",
             minimum,
-            firm: minimum.saturating_add(queue.saturating_mul(buffer).saturating_mul(3)),
+            firm: minimum.saturating_add(queue.saturating_mul(buffer).saturating_mul(6)),
             key: "dogstatsd_queue_size",
         }
     }
@@ -372,7 +390,7 @@ dogstatsd_mapper_profiles:
         };
         let b = c.memory_bounds();
         assert_eq!(b.minimum, 2 * 8192 + (2 << 20));
-        assert_eq!(b.firm, b.minimum + 1024 * 8192 * 3);
+        assert_eq!(b.firm, b.minimum + 1024 * 8192 * 6);
         let huge = DogStatsDConfig {
             dogstatsd_string_interner_size: 6 << 30,
             ..DogStatsDConfig::default()

@@ -18,9 +18,10 @@
 //! The aggregator task owns a [`DebugServer`] and the API a [`DebugHandle`]
 //! (made together by [`channel`]). Outside a stats collection,
 //! [`DebugServer::observe`] is one branch per batch. A `top` request costs the
-//! aggregator task one reference-count increment per context (a snapshot of
-//! its [`Context`]s); the summary is computed by the caller, off that task
-//! ([`ContextReport::from_contexts`]). A collection tracks at most as many
+//! aggregator task a copy of every context it holds (an owned [`Context`]
+//! each, built from the context store's borrowed strings; short strings are
+//! inline, so mostly one allocation for the tag list); the summary is
+//! computed by the caller, off that task ([`ContextReport::from_contexts`]). A collection tracks at most as many
 //! contexts as the limit given to [`channel`] (the aggregator's
 //! `aggregate_context_limit`); samples of contexts beyond it are counted in
 //! [`StatsReport::untracked`].
@@ -39,8 +40,9 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use adp_model::{Context, Metric};
+use adp_model::{Context, ContextRef, MetricBatch};
 use serde::{Deserialize, Serialize};
+use stringtheory::MetaString;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -86,19 +88,22 @@ impl StatsCollector {
         }
     }
 
-    /// Counts `metric`, received at `now` (Unix seconds).
-    pub fn record(&mut self, metric: &Metric, now: i64) {
-        let held = self.entries.len();
-        match self.entries.get_mut(&metric.context.key()) {
-            Some((_, count, last_seen)) => {
-                *count += 1;
-                *last_seen = now;
+    /// Counts every sample of `batch`, received at `now` (Unix seconds).
+    pub fn record(&mut self, batch: &MetricBatch, now: i64) {
+        for sample in batch.samples() {
+            let context = batch.context_of(sample);
+            let held = self.entries.len();
+            match self.entries.get_mut(&context.key) {
+                Some((_, count, last_seen)) => {
+                    *count += 1;
+                    *last_seen = now;
+                }
+                None if held < self.limit => {
+                    self.entries
+                        .insert(context.key, (owned_context(batch, context), 1, now));
+                }
+                None => self.untracked += 1,
             }
-            None if held < self.limit => {
-                self.entries
-                    .insert(metric.context.key(), (metric.context.clone(), 1, now));
-            }
-            None => self.untracked += 1,
         }
     }
 
@@ -124,6 +129,18 @@ impl StatsCollector {
             untracked: self.untracked,
         }
     }
+}
+
+/// `context` of `batch` as an owned [`Context`] (tags sorted and unique).
+fn owned_context(batch: &MetricBatch, context: &ContextRef) -> Context {
+    let mut tags: Vec<&str> = batch.tags_of(context).collect();
+    tags.sort_unstable();
+    tags.dedup();
+    Context::from_parts(
+        context.key,
+        MetaString::from(batch.name(context)),
+        tags.into_iter().map(MetaString::from).collect(),
+    )
 }
 
 /// One metric name's contexts in the aggregator.
@@ -434,7 +451,7 @@ impl DebugHandle {
         report.await.unwrap_or(Err(DebugError::Gone))
     }
 
-    /// The contexts the aggregator holds now (a snapshot of shared handles).
+    /// The contexts the aggregator holds now (a snapshot, copied).
     pub async fn contexts(&self) -> Result<Vec<Context>, DebugError> {
         let (reply, contexts) = oneshot::channel();
         self.tx
@@ -498,11 +515,9 @@ impl DebugServer {
     /// Counts `metrics`, received at `now` (Unix seconds), when a stats
     /// collection runs; otherwise does nothing.
     #[inline]
-    pub fn observe(&mut self, metrics: &[Metric], now: i64) {
+    pub fn observe(&mut self, metrics: &MetricBatch, now: i64) {
         if let Some(c) = &mut self.collection {
-            for m in metrics {
-                c.collector.record(m, now);
-            }
+            c.collector.record(metrics, now);
         }
     }
 
@@ -533,9 +548,9 @@ impl DebugServer {
 
     /// Handles what [`Self::next`] returned; `contexts` lists the
     /// aggregator's contexts, called only for a `top` request.
-    pub fn handle<'a, I>(&mut self, event: DebugEvent, contexts: impl FnOnce() -> I)
+    pub fn handle<I>(&mut self, event: DebugEvent, contexts: impl FnOnce() -> I)
     where
-        I: Iterator<Item = &'a Context>,
+        I: Iterator<Item = Context>,
     {
         match event.0 {
             Event::CollectionDone => {
@@ -546,7 +561,7 @@ impl DebugServer {
                 }
             }
             Event::Request(Request::Contexts { reply }) => {
-                let _ = reply.send(contexts().cloned().collect());
+                let _ = reply.send(contexts().collect());
             }
             Event::Request(Request::Stats { duration, reply }) => {
                 // A collection whose client went away does not block the next.

@@ -1,11 +1,14 @@
 //! From packets to owned values: the [`Decoder`] runs the codec over every
-//! message of a packet, enriches metrics, resolves their contexts and fills a
-//! [`Batch`].
+//! message of a packet, enriches metrics and fills a [`Batch`].
 //!
-//! A multi-value metric becomes one [`Metric`] per value, all sharing one
-//! [`Context`](adp_model::Context). A message whose values include one that is not a
-//! number is rejected whole; non-finite values are dropped one by one. Every
-//! rejection and drop is counted in [`DecoderTelemetry`].
+//! Metric messages become samples of an [`adp_model::MetricBatch`]: the
+//! message's final name and tags are copied into the batch once and keyed
+//! ([`adp_model::context_key`]), and each value becomes one sample of that
+//! context. Contexts are resolved downstream, by the aggregator, in one hash
+//! probe per message: the decoder keeps no context state of its own. A
+//! message whose values include one that is not a number is rejected whole;
+//! non-finite values are dropped one by one. Every rejection and drop is
+//! counted in [`DecoderTelemetry`].
 //!
 //! A message refused as invalid UTF-8 is parsed once more with its tags
 //! repaired ([`repair_tags`]); it is kept when the invalid bytes were only in
@@ -13,21 +16,17 @@
 //!
 //! With an [`Enricher`] ([`Decoder::with_enricher`]), each metric is renamed,
 //! tagged, dropped or copied as the Agent's DogStatsD server does (see
-//! [`crate::enrich`]): its context is resolved from the final name and the
-//! client's tags followed by the added ones, a histogram or timer may also be
-//! sent as a distribution, and events and service checks get
-//! `dogstatsd_tags`. With nothing configured the enricher is skipped
-//! altogether: one branch per metric message.
+//! [`crate::enrich`]): its context is the final name and the client's tags
+//! followed by the added ones, a histogram or timer may also be sent as a
+//! distribution (a second context of the batch, the same samples), and
+//! events and service checks get `dogstatsd_tags`. With nothing configured
+//! the enricher is skipped altogether: one branch per metric message.
 
-use std::time::Instant;
-
-use adp_model::{Event, Metric, MetricKind, MetricValue, ServiceCheck};
-use stringtheory::MetaString;
+use adp_model::{Event, MetricBatch, MetricKind, ServiceCheck};
 
 use crate::codec::{
     parse_message, repair_tags, split_messages, CodecConfig, DecodeError, Message, MetricPacket, Tags, ValueRef,
 };
-use crate::context::ContextResolver;
 use crate::enrich::{Enricher, MetricDecision};
 use crate::listener::credentials::Credentials;
 use crate::telemetry::DecoderTelemetry;
@@ -35,8 +34,8 @@ use crate::telemetry::DecoderTelemetry;
 /// What one packet (or a run of packets) decoded to.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
-    /// Metric samples, one per value.
-    pub metrics: Vec<Metric>,
+    /// Metric samples, one per value, with their contexts' names and tags.
+    pub metrics: MetricBatch,
     /// Events.
     pub events: Vec<Event>,
     /// Service checks.
@@ -51,28 +50,26 @@ impl Batch {
         self.metrics.is_empty() && self.events.is_empty() && self.service_checks.is_empty()
     }
 
-    /// Number of metrics, events and service checks.
+    /// Number of metric samples, events and service checks.
     pub fn len(&self) -> usize {
         self.metrics.len() + self.events.len() + self.service_checks.len()
     }
 }
 
-/// Decodes packets into [`Batch`]es: codec, context resolution and counters.
+/// Decodes packets into [`Batch`]es: codec and counters.
 #[derive(Debug)]
 pub struct Decoder {
     config: CodecConfig,
-    resolver: ContextResolver,
     telemetry: DecoderTelemetry,
     /// `None` when nothing is configured ([`Enricher::is_passthrough`]).
     enricher: Option<Enricher>,
 }
 
 impl Decoder {
-    /// A decoder with its own context cache on `resolver`'s shared budget.
-    pub fn new(config: CodecConfig, resolver: ContextResolver, telemetry: DecoderTelemetry) -> Self {
+    /// A decoder counting into `telemetry`.
+    pub fn new(config: CodecConfig, telemetry: DecoderTelemetry) -> Self {
         Self {
             config,
-            resolver,
             telemetry,
             enricher: None,
         }
@@ -85,23 +82,15 @@ impl Decoder {
         self
     }
 
-    /// The context resolver.
-    pub fn resolver(&self) -> &ContextResolver {
-        &self.resolver
-    }
-
     /// The counters.
     pub fn telemetry(&self) -> &DecoderTelemetry {
         &self.telemetry
     }
 
-    /// Advances the context cache's clock (expiring idle contexts now and then).
-    pub fn tick(&mut self, now: Instant) {
-        self.resolver.tick(now);
-    }
-
     /// Decodes every message of `packet` into `batch`, counting errors.
     pub fn decode_packet(&mut self, packet: &[u8], batch: &mut Batch) {
+        let messages = memchr::memchr_iter(b'\n', packet).count() + 1;
+        batch.metrics.reserve(packet.len(), messages);
         for message in split_messages(packet) {
             if let Err(e) = self.decode_message(message, batch) {
                 self.telemetry.error(e).inc();
@@ -123,24 +112,13 @@ impl Decoder {
             other => other?,
         };
         let Self {
-            resolver,
-            telemetry,
-            enricher,
-            ..
+            telemetry, enricher, ..
         } = self;
         let extra_tags = enricher.as_ref().map_or(&[][..], |e| e.dogstatsd_tags());
         match parsed {
             Message::Metric(packet) => {
                 let Some(enricher) = enricher else {
-                    let added = push_samples(
-                        resolver,
-                        telemetry,
-                        &packet,
-                        packet.name,
-                        packet.kind,
-                        std::iter::empty(),
-                        batch,
-                    )?;
+                    let added = push_samples(telemetry, &packet, packet.name, std::iter::empty(), &mut batch.metrics)?;
                     telemetry.metrics.add(added);
                     return Ok(());
                 };
@@ -160,33 +138,15 @@ impl Decoder {
                         telemetry.filtered(reason).add(dropped);
                     }
                     MetricDecision::Keep(enriched) => {
-                        let added_tags = enriched.added_tags();
-                        let start = batch.metrics.len();
-                        let added = push_samples(
-                            resolver,
-                            telemetry,
-                            &packet,
-                            enriched.name(),
-                            packet.kind,
-                            added_tags.clone(),
-                            batch,
-                        )?;
+                        let metrics = &mut batch.metrics;
+                        let start = metrics.len();
+                        let added = push_samples(telemetry, &packet, enriched.name(), enriched.added_tags(), metrics)?;
                         telemetry.metrics.add(added);
-                        if let Some(name) = enriched.distribution_name() {
+                        if let (Some(name), Some(first)) = (enriched.distribution_name(), metrics.samples().get(start))
+                        {
                             // The same samples, as a distribution of its own context.
-                            match resolver.resolve(&name, packet.tags.iter().chain(added_tags)) {
-                                Ok(context) => {
-                                    for i in start..batch.metrics.len() {
-                                        let copy = Metric {
-                                            context: context.clone(),
-                                            kind: MetricKind::Distribution,
-                                            ..batch.metrics[i].clone()
-                                        };
-                                        batch.metrics.push(copy);
-                                    }
-                                }
-                                Err(drop) => telemetry.context_drop(drop).inc(),
-                            }
+                            let copy = metrics.add_renamed_context(first.context, &name);
+                            metrics.copy_samples(start, copy, MetricKind::Distribution);
                         }
                     }
                 }
@@ -221,50 +181,40 @@ impl Decoder {
     }
 }
 
-/// Resolves the context of `name` with `packet`'s tags followed by
-/// `added_tags`, and pushes one metric of `kind` per value of `packet`.
-/// Returns how many were pushed; on an error none are. A context that cannot
-/// be created is counted and pushes nothing.
+/// Adds the context of `name` with `packet`'s tags followed by `added_tags`
+/// to `metrics`, and one sample of `packet`'s kind per value. Returns how
+/// many samples were added; on an error, or when every value was dropped,
+/// nothing is (no context either).
 fn push_samples<'t>(
-    resolver: &mut ContextResolver,
     telemetry: &DecoderTelemetry,
     packet: &MetricPacket<'t>,
     name: &str,
-    kind: MetricKind,
     added_tags: impl Iterator<Item = &'t str> + Clone,
-    batch: &mut Batch,
+    metrics: &mut MetricBatch,
 ) -> Result<u64, DecodeError> {
-    let context = match resolver.resolve(name, packet.tags.iter().chain(added_tags)) {
-        Ok(c) => c,
-        Err(drop) => {
-            telemetry.context_drop(drop).inc();
-            return Ok(0);
-        }
-    };
+    let mark = metrics.mark();
+    let context = metrics.add_context(name, packet.tags.as_raw(), added_tags);
     let sample_rate = packet.effective_sample_rate();
-    let start = batch.metrics.len();
+    let mut added = 0u64;
     for value in packet.values() {
-        let value = match value {
-            Ok(ValueRef::Number(n)) => MetricValue::Number(n),
-            Ok(ValueRef::SetMember(m)) => MetricValue::SetMember(MetaString::from(m)),
+        match value {
+            Ok(ValueRef::Number(n)) => metrics.push_number(context, packet.kind, n, sample_rate, packet.timestamp),
+            Ok(ValueRef::SetMember(m)) => metrics.push_member(context, m, sample_rate, packet.timestamp),
             Err(DecodeError::NonFinite) => {
                 telemetry.error(DecodeError::NonFinite).inc();
                 continue;
             }
             Err(e) => {
-                batch.metrics.truncate(start);
+                metrics.truncate(mark);
                 return Err(e);
             }
-        };
-        batch.metrics.push(Metric {
-            context: context.clone(),
-            kind,
-            value,
-            sample_rate,
-            timestamp: packet.timestamp,
-        });
+        }
+        added += 1;
     }
-    Ok((batch.metrics.len() - start) as u64)
+    if added == 0 {
+        metrics.truncate(mark);
+    }
+    Ok(added)
 }
 
 /// `tags` and `extra`, sorted and deduplicated, owned.
@@ -277,28 +227,42 @@ fn sorted_tags(tags: Tags<'_>, extra: &[String]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::num::NonZeroUsize;
-    use std::time::Duration;
-
     use proptest::prelude::*;
 
     use super::*;
-    use crate::context::{ContextBudget, ContextDrop};
     use crate::enrich::{DropReason, EnrichConfig};
     use crate::mapper::{MappingProfileConfig, MetricMappingConfig};
     use adp_model::{EventAlertType, EventPriority, ServiceCheckStatus};
 
-    fn decoder_with(bytes: usize, limit: usize) -> Decoder {
-        let budget = ContextBudget::new(NonZeroUsize::new(bytes).unwrap(), limit);
-        Decoder::new(
-            CodecConfig::default(),
-            ContextResolver::new(budget, Duration::from_secs(20)),
-            DecoderTelemetry::detached(),
-        )
+    fn decoder() -> Decoder {
+        Decoder::new(CodecConfig::default(), DecoderTelemetry::detached())
     }
 
-    fn decoder() -> Decoder {
-        decoder_with(1 << 20, 1000)
+    /// A sample as `(name, tags, kind, number or member, rate, timestamp)`.
+    type Row = (String, Vec<String>, MetricKind, String, f64, Option<i64>);
+
+    /// Each sample as a [`Row`].
+    fn samples(b: &Batch) -> Vec<Row> {
+        let m = &b.metrics;
+        m.samples()
+            .iter()
+            .map(|s| {
+                let c = m.context_of(s);
+                let value = if s.is_member() {
+                    m.member(s).to_owned()
+                } else {
+                    s.number().to_string()
+                };
+                (
+                    m.name(c).to_owned(),
+                    m.tags_of(c).map(str::to_owned).collect(),
+                    s.kind,
+                    value,
+                    s.sample_rate,
+                    s.timestamp(),
+                )
+            })
+            .collect()
     }
 
     fn decode(d: &mut Decoder, packet: &str) -> Batch {
@@ -309,10 +273,11 @@ mod tests {
 
     fn numbers(b: &Batch) -> Vec<f64> {
         b.metrics
+            .samples()
             .iter()
-            .map(|m| match m.value {
-                MetricValue::Number(n) => n,
-                MetricValue::SetMember(_) => panic!("set"),
+            .map(|s| {
+                assert!(!s.is_member(), "set");
+                s.number()
             })
             .collect()
     }
@@ -327,20 +292,25 @@ mod tests {
         assert_eq!(b.metrics.len(), 6);
         assert_eq!(b.events.len(), 1);
         assert_eq!(b.service_checks.len(), 1);
-        assert_eq!(b.metrics[0].context.name(), "page.views");
-        assert_eq!(b.metrics[0].context.tags(), ["env:prod"]);
-        assert_eq!(b.metrics[0].kind, MetricKind::Count);
-        assert_eq!(b.metrics[2].value, MetricValue::SetMember(MetaString::from("bob")));
+        let s = samples(&b);
         assert_eq!(
-            numbers(&Batch {
-                metrics: b.metrics[3..].to_vec(),
-                ..Batch::default()
-            }),
-            vec![1.0, 2.0, 3.0]
+            s[0],
+            (
+                "page.views".into(),
+                vec!["env:prod".into()],
+                MetricKind::Count,
+                "1".into(),
+                1.0,
+                None
+            )
         );
-        assert!(b.metrics[3..]
-            .iter()
-            .all(|m| m.sample_rate == 0.5 && m.context == b.metrics[3].context));
+        assert_eq!((s[2].2, s[2].3.as_str()), (MetricKind::Set, "bob"));
+        let lat: Vec<(&str, f64)> = s[3..].iter().map(|x| (x.3.as_str(), x.4)).collect();
+        assert_eq!(lat, [("1", 0.5), ("2", 0.5), ("3", 0.5)]);
+        // The values of one message share its context.
+        let m = &b.metrics;
+        assert!(m.samples()[3..].iter().all(|x| x.context == m.samples()[3].context));
+        assert_eq!(m.context_of(&m.samples()[3]).key, adp_model::context_key("lat", []));
         assert_eq!(d.telemetry().metrics.get(), 6);
         assert_eq!(d.telemetry().events.get(), 1);
         assert_eq!(d.telemetry().service_checks.get(), 1);
@@ -384,9 +354,9 @@ mod tests {
     fn timestamped_counts_carry_a_sample_rate_of_one() {
         let mut d = decoder();
         let b = decode(&mut d, "c:4|c|@0.25|T1700000000\ng:4|g|@0.25|T1700000000");
-        assert_eq!(b.metrics[0].sample_rate, 1.0);
-        assert_eq!(b.metrics[0].timestamp, Some(1_700_000_000));
-        assert_eq!(b.metrics[1].sample_rate, 0.25);
+        let s = samples(&b);
+        assert_eq!((s[0].4, s[0].5), (1.0, Some(1_700_000_000)));
+        assert_eq!(s[1].4, 0.25);
     }
 
     #[test]
@@ -425,20 +395,26 @@ mod tests {
     }
 
     #[test]
-    fn the_same_context_is_shared_across_packets_and_tag_orders() {
+    fn the_same_context_has_the_same_key_across_packets_and_tag_orders() {
         let mut d = decoder();
         let a = decode(&mut d, "m:1|c|#a,b");
         let b = decode(&mut d, "m:1|c|#b,a,a");
-        assert_eq!(a.metrics[0].context, b.metrics[0].context);
-        assert_eq!(d.resolver().cached(), 1);
+        let key = |b: &Batch| b.metrics.context_of(&b.metrics.samples()[0]).key;
+        assert_eq!(key(&a), key(&b));
+        assert_ne!(key(&a), key(&decode(&mut d, "m:1|c|#a")));
     }
 
     #[test]
-    fn context_drops_are_counted_and_known_contexts_keep_working() {
-        let mut d = decoder_with(1 << 16, 2);
-        let b = decode(&mut d, "a:1|c\nb:1|c\nc:1|c\na:2|c");
-        assert_eq!(numbers(&b), vec![1.0, 1.0, 2.0]);
-        assert_eq!(d.telemetry().context_drop(ContextDrop::ContextLimit).get(), 1);
+    fn a_rejected_message_leaves_nothing_in_the_batch() {
+        let mut d = decoder();
+        let mut b = Batch::default();
+        d.decode_packet(b"ok:1|c", &mut b);
+        let after_one = b.clone();
+        d.decode_packet(b"bad:1:2:zz|d|#t\nnan:nan|g", &mut b);
+        assert_eq!(
+            b, after_one,
+            "the bad value's message and the all-NaN one added nothing"
+        );
     }
 
     fn enriched(config: EnrichConfig) -> Decoder {
@@ -447,8 +423,12 @@ mod tests {
         decoder().with_enricher(enricher)
     }
 
-    fn tags(m: &Metric) -> Vec<&str> {
-        m.context.tags().iter().map(|t| t.as_str()).collect()
+    /// A row's tags as its context holds them: sorted, unique.
+    fn tags(row: &Row) -> Vec<&str> {
+        let mut t: Vec<&str> = row.1.iter().map(String::as_str).collect();
+        t.sort_unstable();
+        t.dedup();
+        t
     }
 
     #[test]
@@ -477,14 +457,15 @@ mod tests {
             &mut d,
             "airflow.job.duration_sec.etl.nightly:12|g|#env:prod\nkafka.lag:3|g\n_e{1,1}:t|x|#a\n_sc|chk|0|#site:lab",
         );
-        assert_eq!(b.metrics[0].context.name(), "board.job.duration");
+        let rows = samples(&b);
+        assert_eq!(rows[0].0, "board.job.duration");
         assert_eq!(
-            tags(&b.metrics[0]),
+            tags(&rows[0]),
             ["env:prod", "job_name:nightly", "job_type:etl", "rack:3", "site:lab"]
         );
         // `kafka` is in the namespace blacklist by default.
-        assert_eq!(b.metrics[1].context.name(), "kafka.lag");
-        assert_eq!(tags(&b.metrics[1]), ["rack:3", "site:lab"]);
+        assert_eq!(rows[1].0, "kafka.lag");
+        assert_eq!(tags(&rows[1]), ["rack:3", "site:lab"]);
         assert_eq!(b.events[0].tags, ["a", "rack:3", "site:lab"]);
         assert_eq!(b.service_checks[0].tags, ["rack:3", "site:lab"], "deduplicated");
     }
@@ -497,7 +478,7 @@ mod tests {
             ..EnrichConfig::default()
         });
         let b = decode(&mut d, "noisy:1:2:3|d\nnoisy:1|c\nquiet:1|c\nnoisy:1:x|d");
-        let names: Vec<_> = b.metrics.iter().map(|m| m.context.name().to_string()).collect();
+        let names: Vec<_> = samples(&b).into_iter().map(|r| r.0).collect();
         assert_eq!(names, ["ns.quiet"]);
         let t = d.telemetry();
         assert_eq!(t.filtered(DropReason::Blocklist).get(), 4);
@@ -517,26 +498,22 @@ mod tests {
             ..EnrichConfig::default()
         });
         let b = decode(&mut d, "lat:1:2|h|@0.5|#r:a\nrt:7|ms\ng:1|g");
-        let got: Vec<_> = b
-            .metrics
-            .iter()
-            .map(|m| (m.context.name().to_string(), m.kind, m.value.clone(), m.sample_rate))
-            .collect();
+        let rows = samples(&b);
+        let got: Vec<_> = rows.iter().map(|r| (r.0.as_str(), r.2, r.3.as_str(), r.4)).collect();
         use MetricKind::*;
-        let n = MetricValue::Number;
         assert_eq!(
             got,
             [
-                ("lat".to_owned(), Histogram, n(1.0), 0.5),
-                ("lat".to_owned(), Histogram, n(2.0), 0.5),
-                ("dist.lat".to_owned(), Distribution, n(1.0), 0.5),
-                ("dist.lat".to_owned(), Distribution, n(2.0), 0.5),
-                ("rt".to_owned(), Timer, n(7.0), 1.0),
-                ("dist.rt".to_owned(), Distribution, n(7.0), 1.0),
-                ("g".to_owned(), Gauge, n(1.0), 1.0),
+                ("lat", Histogram, "1", 0.5),
+                ("lat", Histogram, "2", 0.5),
+                ("dist.lat", Distribution, "1", 0.5),
+                ("dist.lat", Distribution, "2", 0.5),
+                ("rt", Timer, "7", 1.0),
+                ("dist.rt", Distribution, "7", 1.0),
+                ("g", Gauge, "1", 1.0),
             ]
         );
-        assert_eq!(tags(&b.metrics[2]), ["r:a"]);
+        assert_eq!(tags(&rows[2]), ["r:a"]);
         assert_eq!(d.telemetry().metrics.get(), 4, "copies are not counted as decoded");
     }
 
@@ -555,7 +532,7 @@ mod tests {
             b"m:1|c|#env:\xff\xfeprod\n_sc|chk|0|#x\xe2\x82|m:ok\nbad\xff:1|c\n_e{1,2}:t|\xff\xff|#a",
             &mut b,
         );
-        assert_eq!(tags(&b.metrics[0]), ["env:\u{FFFD}prod"]);
+        assert_eq!(tags(&samples(&b)[0]), ["env:\u{FFFD}prod"]);
         assert_eq!(b.service_checks[0].tags, ["x\u{FFFD}"]);
         assert_eq!(b.metrics.len(), 1);
         assert!(b.events.is_empty());
@@ -570,10 +547,7 @@ mod tests {
             let mut d = decoder();
             let mut b = Batch::default();
             d.decode_packet(&bytes, &mut b);
-            let all_finite = b.metrics.iter().all(|m| match m.value {
-                MetricValue::Number(n) => n.is_finite(),
-                MetricValue::SetMember(_) => true,
-            });
+            let all_finite = b.metrics.samples().iter().all(|s| s.is_member() || s.number().is_finite());
             prop_assert!(all_finite);
         }
     }

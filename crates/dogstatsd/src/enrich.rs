@@ -422,8 +422,8 @@ impl<'a> EnrichedMetric<'a> {
     }
 
     /// Every tag to append to the client's, in the Agent's order: the
-    /// mapper's, then `dogstatsd_tags`. Cloneable, as the context resolver
-    /// walks the tags twice (its key, then a new context's strings).
+    /// mapper's, then `dogstatsd_tags`. Cloneable, as the decoder walks the
+    /// tags twice (the context key, then the batch's copy of them).
     pub fn added_tags(&self) -> impl Iterator<Item = &str> + Clone + '_ {
         self.mapper_tags().iter().chain(self.dogstatsd_tags).map(String::as_str)
     }

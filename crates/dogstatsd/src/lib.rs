@@ -1,6 +1,6 @@
 //! DogStatsD ingestion for the Agent Data Plane: UDP and Unix-socket listeners
-//! with origin credentials, the complete v1.3 codec, and context resolution
-//! under a fixed memory budget.
+//! with origin credentials and the complete v1.3 codec, decoding into keyed,
+//! unresolved metric samples.
 //!
 //! The path of a packet:
 //!
@@ -12,13 +12,13 @@
 //!    the [`mapper`] (`dogstatsd_mapper_profiles`), the namespace, the
 //!    blocklist, `dogstatsd_tags` (on events and service checks too) and the
 //!    histogram copies; with nothing configured it is skipped;
-//! 4. metric names and tags become a shared [`Context`](adp_model::Context)
-//!    through the [`context::ContextResolver`], interned in `stringtheory`'s
-//!    fixed-budget interner;
-//! 5. the owned `adp-model` values ([`Metric`](adp_model::Metric),
-//!    [`Event`](adp_model::Event), [`ServiceCheck`](adp_model::ServiceCheck))
-//!    go downstream in a [`decoder::Batch`] over a bounded channel, counted in
-//!    [`telemetry`].
+//! 4. each metric message's final name and tags are copied once into the
+//!    batch's [`MetricBatch`](adp_model::MetricBatch) with their context key,
+//!    one sample per value: the aggregator resolves the context (one hash
+//!    probe; the strings are read only for a context it has not seen);
+//! 5. the batch, with owned [`Event`](adp_model::Event)s and
+//!    [`ServiceCheck`](adp_model::ServiceCheck)s, goes downstream in a
+//!    [`decoder::Batch`] over a bounded channel, counted in [`telemetry`].
 //!
 //! [`source::DogStatsDConfig`] (Agent key names) builds the whole thing.
 //! [`debug`] serves `agent-data-plane dogstatsd stats` and `top` from the
@@ -34,7 +34,6 @@
 
 pub mod codec;
 pub mod config;
-pub mod context;
 pub mod debug;
 pub mod decoder;
 pub mod enrich;

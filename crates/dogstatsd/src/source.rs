@@ -16,7 +16,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use adp_dogstatsd::DogStatsDConfig;
 //! let registry = adp_telemetry::Registry::new();
-//! let source = DogStatsDConfig::default().build(&registry, 1_000_000)?;
+//! let source = DogStatsDConfig::default().build(&registry)?;
 //! let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
 //! let running = source.start(tx).await?;
 //! while let Some(batch) = rx.recv().await {
@@ -28,10 +28,8 @@
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use adp_telemetry::Registry;
 use tokio::sync::{mpsc, watch};
@@ -39,7 +37,6 @@ use tokio::task::JoinSet;
 
 use crate::codec::CodecConfig;
 pub use crate::config::{ConfigError, DogStatsDConfig};
-use crate::context::{ContextBudget, ContextResolver};
 use crate::decoder::{Batch, Decoder};
 use crate::enrich::Enricher;
 use crate::listener::{udp, unix, ListenAddr, ListenerError, Pipe};
@@ -57,8 +54,6 @@ pub struct DogStatsDSource {
     buffer_size: usize,
     so_rcvbuf: usize,
     codec: CodecConfig,
-    budget: ContextBudget,
-    expiry: Duration,
     registry: Registry,
     decoder_telemetry: DecoderTelemetry,
     enricher: Enricher,
@@ -66,22 +61,17 @@ pub struct DogStatsDSource {
 
 impl DogStatsDConfig {
     /// Validates the configuration and registers the source's counters in
-    /// `registry`. `context_limit` is the aggregator's `aggregate_context_limit`:
-    /// the resolver holds no more contexts than the aggregator may.
+    /// `registry`.
     ///
     /// An invalid mapper profile does not fail the build: as the Agent does,
     /// it logs `Could not create metric mapper: <why>` (warning) and the
     /// source runs without a mapper.
-    pub fn build(&self, registry: &Registry, context_limit: u64) -> Result<DogStatsDSource, ConfigError> {
+    pub fn build(&self, registry: &Registry) -> Result<DogStatsDSource, ConfigError> {
         self.validate()?;
         let (enricher, mapper_error) = Enricher::new(&self.enrich);
         if let Some(e) = mapper_error {
             tracing::warn!("Could not create metric mapper: {e}");
         }
-        let interner_bytes = usize::try_from(self.dogstatsd_string_interner_size)
-            .ok()
-            .and_then(NonZeroUsize::new)
-            .ok_or(ConfigError::InternerSize(self.dogstatsd_string_interner_size))?;
         let udp = (self.dogstatsd_port != 0).then(|| {
             let ip = if self.dogstatsd_non_local_traffic {
                 IpAddr::V4(Ipv4Addr::UNSPECIFIED)
@@ -100,8 +90,6 @@ impl DogStatsDConfig {
                 permissive: self.dogstatsd_permissive_decoding,
                 minimum_sample_rate: self.dogstatsd_minimum_sample_rate,
             },
-            budget: ContextBudget::new(interner_bytes, usize::try_from(context_limit).unwrap_or(usize::MAX)),
-            expiry: Duration::from_secs(self.dogstatsd_context_expiry_seconds),
             registry: registry.clone(),
             decoder_telemetry: DecoderTelemetry::new(registry),
             enricher,
@@ -110,18 +98,8 @@ impl DogStatsDConfig {
 }
 
 impl DogStatsDSource {
-    /// The shared context budget (for memory reporting).
-    pub fn context_budget(&self) -> &ContextBudget {
-        &self.budget
-    }
-
     fn decoder(&self) -> Decoder {
-        Decoder::new(
-            self.codec,
-            ContextResolver::new(self.budget.clone(), self.expiry),
-            self.decoder_telemetry.clone(),
-        )
-        .with_enricher(self.enricher.clone())
+        Decoder::new(self.codec, self.decoder_telemetry.clone()).with_enricher(self.enricher.clone())
     }
 
     /// Binds every listener, then spawns their tasks on the current tokio
@@ -270,10 +248,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use adp_model::MetricValue;
 
     const WAIT: Duration = Duration::from_secs(10);
-    const LIMIT: u64 = 1_000_000;
 
     fn config() -> DogStatsDConfig {
         DogStatsDConfig {
@@ -300,7 +276,10 @@ mod tests {
     fn names(batches: &[Batch]) -> Vec<String> {
         batches
             .iter()
-            .flat_map(|b| b.metrics.iter().map(|m| m.context.name().to_string()))
+            .flat_map(|b| {
+                let m = &b.metrics;
+                m.samples().iter().map(|s| m.name(m.context_of(s)).to_owned())
+            })
             .collect()
     }
 
@@ -315,7 +294,7 @@ mod tests {
 
     #[test]
     fn no_listener_is_a_config_error_naming_the_keys() {
-        let err = config().build(&Registry::new(), LIMIT).unwrap_err();
+        let err = config().build(&Registry::new()).unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("No listeners configured"), "{msg}");
         for key in ["`dogstatsd_port`", "`dogstatsd_socket`", "`dogstatsd_stream_socket`"] {
@@ -332,7 +311,7 @@ mod tests {
                 dogstatsd_buffer_size: 0,
                 ..base.clone()
             }
-            .build(&r, LIMIT),
+            .build(&r),
             Err(ConfigError::BufferSize)
         ));
         assert!(matches!(
@@ -340,7 +319,7 @@ mod tests {
                 dogstatsd_string_interner_size: 0,
                 ..base.clone()
             }
-            .build(&r, LIMIT),
+            .build(&r),
             Err(ConfigError::InternerSize(0))
         ));
         assert!(matches!(
@@ -348,7 +327,7 @@ mod tests {
                 dogstatsd_minimum_sample_rate: 0.0,
                 ..base
             }
-            .build(&r, LIMIT),
+            .build(&r),
             Err(ConfigError::MinimumSampleRate(_))
         ));
     }
@@ -356,13 +335,13 @@ mod tests {
     #[test]
     fn non_local_traffic_binds_every_interface() {
         let r = Registry::new();
-        let local = DogStatsDConfig::default().build(&r, LIMIT).unwrap();
+        let local = DogStatsDConfig::default().build(&r).unwrap();
         assert_eq!(local.udp, Some("127.0.0.1:8125".parse().unwrap()));
         let any = DogStatsDConfig {
             dogstatsd_non_local_traffic: true,
             ..DogStatsDConfig::default()
         }
-        .build(&r, LIMIT)
+        .build(&r)
         .unwrap();
         assert_eq!(any.udp, Some("0.0.0.0:8125".parse().unwrap()));
     }
@@ -376,7 +355,7 @@ mod tests {
             dogstatsd_buffer_size: 64,
             ..config()
         }
-        .build(&registry, LIMIT)
+        .build(&registry)
         .unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let running = source.start(tx).await.unwrap();
@@ -420,7 +399,7 @@ mod tests {
             dogstatsd_port: free_udp_port(),
             ..config()
         }
-        .build(&Registry::new(), LIMIT)
+        .build(&Registry::new())
         .unwrap();
         let (tx, rx) = mpsc::channel(1);
         let running = source.start(tx).await.unwrap();
@@ -447,7 +426,7 @@ mod tests {
                 dogstatsd_buffer_size: buffer_size,
                 ..config()
             }
-            .build(&Registry::new(), LIMIT)
+            .build(&Registry::new())
             .unwrap();
             let (tx, mut rx) = mpsc::channel(64);
             let running = source.start(tx).await.unwrap();
@@ -476,7 +455,7 @@ mod tests {
             dogstatsd_socket: Some(path.clone()),
             ..config()
         }
-        .build(&registry, LIMIT)
+        .build(&registry)
         .unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let running = source.start(tx).await.unwrap();
@@ -490,7 +469,7 @@ mod tests {
         client.send_to(b"uds.metric:7|g|#b,a\n_sc|chk|0", &path).unwrap();
         let batches = metrics(&mut rx, 1).await;
         let b = &batches[0];
-        assert_eq!(b.metrics[0].value, MetricValue::Number(7.0));
+        assert_eq!(b.metrics.samples()[0].number(), 7.0);
         assert_eq!(b.service_checks.len(), 1);
         let creds = b.origin.expect("credentials");
         assert_eq!(creds.pid, i32::try_from(std::process::id()).unwrap());
@@ -502,7 +481,7 @@ mod tests {
             dogstatsd_socket: Some(path.clone()),
             ..config()
         }
-        .build(&registry, LIMIT)
+        .build(&registry)
         .unwrap();
         let (tx2, _rx2) = mpsc::channel(1);
         let err = again.start(tx2).await.unwrap_err();
@@ -521,7 +500,7 @@ mod tests {
             dogstatsd_stream_socket: Some(path.clone()),
             ..config()
         }
-        .build(&registry, LIMIT)
+        .build(&registry)
         .unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let running = source.start(tx).await.unwrap();
@@ -561,7 +540,7 @@ mod tests {
             dogstatsd_stream_socket: Some(path.clone()),
             ..config()
         }
-        .build(&Registry::new(), LIMIT)
+        .build(&Registry::new())
         .unwrap();
         let (tx, mut rx) = mpsc::channel(1);
         let running = source.start(tx).await.unwrap();
@@ -575,10 +554,8 @@ mod tests {
         let mut n = 0;
         while n < 2000 {
             let b = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
-            for m in &b.metrics {
-                if let MetricValue::Number(v) = m.value {
-                    sum += v;
-                }
+            for s in b.metrics.samples() {
+                sum += s.number();
             }
             n += b.metrics.len();
         }

@@ -10,9 +10,12 @@
 //! | `adp_dogstatsd_events` | | events decoded |
 //! | `adp_dogstatsd_service_checks` | | service checks decoded |
 //! | `adp_dogstatsd_decode_errors` | `reason` | messages rejected (or values dropped), by [`DecodeError::reason`] |
-//! | `adp_dogstatsd_context_drops` | `reason` | metric messages dropped for lack of context budget, by [`ContextDrop::reason`] |
 //! | `adp_dogstatsd_filtered_points` | `reason` | metric samples dropped by enrichment (the blocklist), by [`DropReason::reason`] |
 //! | `adp_dogstatsd_utf8_repaired` | | messages kept after their tags' invalid UTF-8 was replaced (see [`crate::utf8`]) |
+//!
+//! Contexts are resolved by the aggregator, which counts what it refuses
+//! (`adp_aggregate_dropped_samples`) and the context store's strings
+//! (`adp_context_*`).
 //!
 //! Every reason is registered up front, so the endpoint shows zeros rather
 //! than omitting a failure mode that has not happened yet.
@@ -20,7 +23,6 @@
 use adp_telemetry::{Counter, Registry};
 
 use crate::codec::DecodeError;
-use crate::context::ContextDrop;
 use crate::enrich::DropReason;
 
 /// Which listener a packet came from (the `listener` label).
@@ -84,7 +86,6 @@ pub struct DecoderTelemetry {
     /// Messages whose tags held invalid UTF-8, repaired and kept.
     pub utf8_repaired: Counter,
     errors: Vec<Counter>,
-    drops: Vec<Counter>,
     filtered: Vec<Counter>,
 }
 
@@ -110,16 +111,6 @@ impl DecoderTelemetry {
                     )
                 })
                 .collect(),
-            drops: ContextDrop::ALL
-                .iter()
-                .map(|d| {
-                    registry.counter(
-                        "adp_dogstatsd_context_drops",
-                        "DogStatsD metric messages dropped because no context could be created, by reason.",
-                        &[("reason", d.reason())],
-                    )
-                })
-                .collect(),
             filtered: DropReason::ALL
                 .iter()
                 .map(|r| {
@@ -141,11 +132,6 @@ impl DecoderTelemetry {
     /// The counter of decode errors for `error`.
     pub fn error(&self, error: DecodeError) -> &Counter {
         &self.errors[error.index()]
-    }
-
-    /// The counter of context drops for `drop`.
-    pub fn context_drop(&self, drop: ContextDrop) -> &Counter {
-        &self.drops[drop as usize]
     }
 
     /// The counter of samples dropped by enrichment for `reason`.

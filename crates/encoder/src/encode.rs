@@ -11,7 +11,15 @@ use adp_wire::{proto, CompressionKind, EncodedPayload, Endpoint};
 use prost::Message;
 use tracing::warn;
 
-use crate::items::{check_run, event_proto, series_proto, sketch_proto, CheckParts, EventParts, SeriesType};
+use std::collections::VecDeque;
+use std::fmt;
+
+#[cfg(any(test, feature = "test-support"))]
+use crate::direct::DogsketchRef;
+use crate::direct::{SeriesRef, SeriesWriter, SketchWriter};
+#[cfg(any(test, feature = "test-support"))]
+use crate::items::SeriesType;
+use crate::items::{check_run, event_proto, CheckParts, EventParts};
 use crate::split::{Body, Framing, Limits, Pushed, Splitter};
 use crate::{EncodeError, EncoderConfig};
 
@@ -143,38 +151,58 @@ impl Encoder {
         }
     }
 
+    /// The host every item is attributed to unless it names its own.
+    pub(crate) fn hostname(&self) -> &str {
+        &self.config.hostname
+    }
+
+    /// Tags added to every series and sketch: the host tags while
+    /// `expected_tags_duration` lasts (see [`Encoder::set_host_tags`]).
+    pub(crate) fn extra_tags(&self) -> &[String] {
+        &self.host_tags
+    }
+
     /// The payloads of one series per `(name, tags, type, interval, points)`,
-    /// each built when the previous one is taken (see [`Payloads`]).
+    /// each built when the previous one is taken (see [`Lazy`]).
+    #[cfg(any(test, feature = "test-support"))]
     pub(crate) fn series_from_parts<'a, T: AsRef<str> + 'a>(
         &'a self,
         series: impl IntoIterator<Item = (&'a str, &'a [T], SeriesType, u64, &'a [(i64, f64)])> + 'a,
     ) -> impl Iterator<Item = Result<EncodedPayload, EncodeError>> + 'a {
-        let host = self.config.hostname.as_str();
-        let protos = series.into_iter().map(move |(name, tags, kind, interval, points)| {
-            let mut series = series_proto(host, name, tags, kind, interval, points);
-            series.tags.extend_from_slice(&self.host_tags);
-            series
-        });
-        self.protobuf_payloads(Endpoint::Series, protos, 1, |s: &proto::MetricSeries| {
-            (s.metric.as_str(), u64::try_from(s.points.len()).unwrap_or(u64::MAX))
-        })
+        Lazy::series(
+            self,
+            series.into_iter().map(|(name, tags, kind, interval, points)| {
+                (name, "", tags.iter().map(AsRef::as_ref), kind.model(), interval, points)
+            }),
+        )
     }
 
     /// The payloads of one sketch context per `(name, tags, dogsketches)`,
     /// each built when the previous one is taken.
+    #[cfg(any(test, feature = "test-support"))]
     pub(crate) fn sketches_from_parts<'a, T: AsRef<str> + 'a>(
         &'a self,
         sketches: impl IntoIterator<Item = (&'a str, &'a [T], Vec<proto::Dogsketch>)> + 'a,
     ) -> impl Iterator<Item = Result<EncodedPayload, EncodeError>> + 'a {
-        let host = self.config.hostname.as_str();
-        let protos = sketches.into_iter().map(move |(name, tags, d)| {
-            let mut sketch = sketch_proto(host, name, tags, d);
-            sketch.tags.extend_from_slice(&self.host_tags);
-            sketch
-        });
-        self.protobuf_payloads(Endpoint::Sketches, protos, 1, |s: &proto::Sketch| {
-            (s.metric.as_str(), 0)
-        })
+        let mut items = sketches.into_iter();
+        Lazy {
+            writer: Some(self.sketch_writer()),
+            next: move |w: &mut SketchWriter<'a>| {
+                let (name, tags, dogsketches) = items.next()?;
+                let refs = dogsketches.iter().map(|d| DogsketchRef {
+                    ts: d.ts,
+                    count: d.cnt,
+                    min: d.min,
+                    max: d.max,
+                    avg: d.avg,
+                    sum: d.sum,
+                    k: d.k.iter().copied(),
+                    n: d.n.iter().copied(),
+                });
+                Some(w.push(name, tags.iter().map(AsRef::as_ref), refs))
+            },
+            pending: VecDeque::new(),
+        }
     }
 
     /// The payloads of `items`, each built when the previous one is taken:
@@ -214,7 +242,7 @@ impl Encoder {
             let run = check_run(&self.config.hostname, now, &check);
             // Serializing plain strings and integers into a Vec cannot fail.
             serde_json::to_writer(&mut buf, &run).expect("service check JSON");
-            self.push(endpoint, &mut splitter, &buf, 0, check.name)?;
+            self.push(endpoint, &mut splitter, &buf, 0, &check.name)?;
         }
         self.finish(endpoint, splitter)
     }
@@ -247,7 +275,7 @@ impl Encoder {
         splitter: &mut Splitter,
         item: &[u8],
         points: u64,
-        name: &str,
+        name: &dyn fmt::Display,
     ) -> Result<(), EncodeError> {
         match splitter
             .push(item, points)
@@ -259,7 +287,7 @@ impl Encoder {
                 let limits = self.limits(endpoint);
                 warn!(
                     endpoint = endpoint.as_str(),
-                    name,
+                    name = %name,
                     encoded_bytes = item.len(),
                     points,
                     max_uncompressed_bytes = limits.max_uncompressed,
@@ -280,7 +308,7 @@ impl Encoder {
     }
 
     /// A finished body as a payload, counted in the telemetry.
-    fn payload(&self, endpoint: Endpoint, b: Body) -> EncodedPayload {
+    pub(crate) fn payload(&self, endpoint: Endpoint, b: Body) -> EncodedPayload {
         let t = &self.telemetry[index(endpoint)];
         t.payloads.inc();
         t.items.add(b.items);
@@ -341,11 +369,101 @@ impl<M: Message, I: Iterator<Item = M>, F: Fn(&M) -> (&str, u64)> Iterator for P
             self.buf.clear();
             prost::encoding::message::encode(self.field, &item, &mut self.buf);
             let (name, points) = (self.describe)(&item);
-            if let Err(e) = self.encoder.push(self.endpoint, splitter, &self.buf, points, name) {
+            if let Err(e) = self.encoder.push(self.endpoint, splitter, &self.buf, points, &name) {
                 self.splitter = None;
                 return Some(Err(e));
             }
             self.ready.extend(splitter.take_done());
+        }
+    }
+}
+
+/// Payloads built lazily by a writer: `next` pushes one more item into the
+/// writer (`None` when there are no more), and a payload is returned as soon
+/// as one is finished, so a caller that sends every payload before asking for
+/// the next holds one compressed payload at a time.
+pub(crate) struct Lazy<W, N> {
+    pub(crate) writer: Option<W>,
+    pub(crate) next: N,
+    pub(crate) pending: VecDeque<EncodedPayload>,
+}
+
+/// A writer as [`Lazy`] drives it.
+pub(crate) trait Writer: Sized {
+    fn next_ready(&mut self) -> Option<EncodedPayload>;
+    fn finish(self) -> Result<Vec<EncodedPayload>, EncodeError>;
+}
+
+impl Writer for SeriesWriter<'_> {
+    fn next_ready(&mut self) -> Option<EncodedPayload> {
+        SeriesWriter::next_ready(self)
+    }
+    fn finish(self) -> Result<Vec<EncodedPayload>, EncodeError> {
+        SeriesWriter::finish(self)
+    }
+}
+
+impl Writer for SketchWriter<'_> {
+    fn next_ready(&mut self) -> Option<EncodedPayload> {
+        SketchWriter::next_ready(self)
+    }
+    fn finish(self) -> Result<Vec<EncodedPayload>, EncodeError> {
+        SketchWriter::finish(self)
+    }
+}
+
+impl<'e> Lazy<SeriesWriter<'e>, ()> {
+    /// Series given as `(name, suffix, tags, kind, interval, points)`.
+    pub(crate) fn series<'a, I, T>(
+        encoder: &'e Encoder,
+        items: I,
+    ) -> Lazy<SeriesWriter<'e>, impl FnMut(&mut SeriesWriter<'e>) -> Option<Result<(), EncodeError>>>
+    where
+        I: Iterator<Item = (&'a str, &'a str, T, adp_model::SeriesKind, u64, &'a [(i64, f64)])>,
+        T: Iterator<Item = &'a str> + Clone,
+    {
+        let mut items = items;
+        Lazy {
+            writer: Some(encoder.series_writer()),
+            next: move |w: &mut SeriesWriter<'e>| {
+                let (name, suffix, tags, kind, interval_secs, points) = items.next()?;
+                Some(w.push(&SeriesRef {
+                    name,
+                    suffix,
+                    tags,
+                    kind,
+                    interval_secs,
+                    points,
+                }))
+            },
+            pending: VecDeque::new(),
+        }
+    }
+}
+
+impl<W: Writer, N: FnMut(&mut W) -> Option<Result<(), EncodeError>>> Iterator for Lazy<W, N> {
+    type Item = Result<EncodedPayload, EncodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(p) = self.pending.pop_front() {
+                return Some(Ok(p));
+            }
+            let writer = self.writer.as_mut()?;
+            if let Some(p) = writer.next_ready() {
+                return Some(Ok(p));
+            }
+            match (self.next)(writer) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    self.writer = None;
+                    return Some(Err(e));
+                }
+                None => match self.writer.take()?.finish() {
+                    Ok(rest) => self.pending.extend(rest),
+                    Err(e) => return Some(Err(e)),
+                },
+            }
         }
     }
 }

@@ -21,7 +21,7 @@
 use adp_model::SeriesKind;
 use adp_wire::{proto, EncodedPayload, Endpoint};
 
-use crate::items::{series_proto, SeriesType};
+use crate::items::split_tags;
 use crate::split::Framing;
 use crate::{EncodeError, Encoder};
 
@@ -86,21 +86,45 @@ impl Encoder {
         let host = self.config.hostname.as_str();
         let protos = series.into_iter().map(move |s| {
             let kind = match s.kind {
-                SeriesKind::Count => SeriesType::Count,
-                SeriesKind::Rate => SeriesType::Rate,
-                SeriesKind::Gauge => SeriesType::Gauge,
+                SeriesKind::Count => proto::MetricType::Count,
+                SeriesKind::Rate => proto::MetricType::Rate,
+                SeriesKind::Gauge => proto::MetricType::Gauge,
             };
-            let mut series = series_proto(host, s.name, s.tags, kind, 0, &[(s.timestamp, s.value)]);
-            series.tags.extend_from_slice(&self.host_tags);
-            series.source_type_name = CHECK_SOURCE_TYPE_NAME.to_owned();
-            series.metadata = Some(proto::Metadata {
-                origin: Some(proto::Origin {
-                    origin_product: ORIGIN_PRODUCT_AGENT,
-                    origin_category: ORIGIN_CATEGORY_INTEGRATION_METRICS,
-                    origin_service: check_origin_service(s.check),
+            // A few series per run: prost's structs, not the flush's
+            // hand-written encoding.
+            let split = split_tags(s.tags, true);
+            let mut resources = vec![proto::Resource {
+                r#type: "host".to_owned(),
+                name: split.host.unwrap_or_else(|| host.to_owned()),
+            }];
+            if let Some(device) = split.device {
+                resources.push(proto::Resource {
+                    r#type: "device".to_owned(),
+                    name: device,
+                });
+            }
+            let mut tags = split.tags;
+            tags.extend_from_slice(&self.host_tags);
+            proto::MetricSeries {
+                resources,
+                metric: s.name.to_owned(),
+                tags,
+                points: vec![proto::MetricPoint {
+                    value: s.value,
+                    timestamp: s.timestamp,
+                }],
+                r#type: kind as i32,
+                unit: String::new(),
+                source_type_name: CHECK_SOURCE_TYPE_NAME.to_owned(),
+                interval: 0,
+                metadata: Some(proto::Metadata {
+                    origin: Some(proto::Origin {
+                        origin_product: ORIGIN_PRODUCT_AGENT,
+                        origin_category: ORIGIN_CATEGORY_INTEGRATION_METRICS,
+                        origin_service: check_origin_service(s.check),
+                    }),
                 }),
-            });
-            series
+            }
         });
         self.protobuf_payloads(Endpoint::Series, protos, 1, |s: &proto::MetricSeries| {
             (s.metric.as_str(), u64::try_from(s.points.len()).unwrap_or(u64::MAX))
@@ -114,7 +138,7 @@ impl Encoder {
         let endpoint = Endpoint::Intake;
         // One JSON document, no framing around it.
         let mut splitter = self.splitter(endpoint, Framing::PROTOBUF);
-        self.push(endpoint, &mut splitter, body, 0, "host metadata")?;
+        self.push(endpoint, &mut splitter, body, 0, &"host metadata")?;
         Ok(self.finish(endpoint, splitter)?.into_iter().next())
     }
 }

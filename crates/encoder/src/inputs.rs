@@ -4,36 +4,15 @@
 //! their fields to the parts path of [`crate::encode`], so conversion
 //! allocates only the strings of the one item being encoded.
 
-use adp_model::{Event, Series, SeriesKind, ServiceCheck, SketchSeries};
-use adp_wire::{proto, EncodedPayload};
-use ddsketch::AgentSketch;
+use std::collections::VecDeque;
 
-use crate::items::{self, CheckParts, EventParts, SeriesType};
+use adp_model::{Event, Series, ServiceCheck, SketchSeries};
+use adp_wire::EncodedPayload;
+
+use crate::direct::{dogsketch_ref, SketchWriter};
+use crate::encode::Lazy;
+use crate::items::{CheckParts, EventParts};
 use crate::{EncodeError, Encoder};
-
-fn series_type(kind: SeriesKind) -> SeriesType {
-    match kind {
-        SeriesKind::Count => SeriesType::Count,
-        SeriesKind::Rate => SeriesType::Rate,
-        SeriesKind::Gauge => SeriesType::Gauge,
-    }
-}
-
-/// A sketch as a `Dogsketch`; an empty sketch (which the aggregator never
-/// emits) has zero min, max and avg.
-fn dogsketch(ts: i64, sketch: &AgentSketch) -> proto::Dogsketch {
-    let (k, n) = sketch.to_dogsketch_parts();
-    items::dogsketch(
-        ts,
-        sketch.count(),
-        sketch.min().unwrap_or(0.0),
-        sketch.max().unwrap_or(0.0),
-        sketch.sum(),
-        sketch.avg().unwrap_or(0.0),
-        k,
-        n,
-    )
-}
 
 impl Encoder {
     /// Encodes aggregated series into `/api/v2/series` payloads, each built
@@ -44,15 +23,19 @@ impl Encoder {
         &'a self,
         series: &'a [Series],
     ) -> impl Iterator<Item = Result<EncodedPayload, EncodeError>> + 'a {
-        self.series_from_parts(series.iter().map(|s| {
-            (
-                s.name.as_str(),
-                s.context.tags(),
-                series_type(s.kind),
-                s.interval_secs,
-                s.points.as_slice(),
-            )
-        }))
+        Lazy::series(
+            self,
+            series.iter().map(|s| {
+                (
+                    s.name.as_str(),
+                    "",
+                    s.context.tags().iter().map(|t| t.as_str()),
+                    s.kind,
+                    s.interval_secs,
+                    s.points.as_slice(),
+                )
+            }),
+        )
     }
 
     /// Encodes distribution sketches into `/api/beta/sketches` payloads, each
@@ -61,10 +44,20 @@ impl Encoder {
         &'a self,
         sketches: &'a [SketchSeries],
     ) -> impl Iterator<Item = Result<EncodedPayload, EncodeError>> + 'a {
-        self.sketches_from_parts(sketches.iter().map(|s| {
-            let dogsketches = s.points.iter().map(|(ts, sketch)| dogsketch(*ts, sketch)).collect();
-            (s.context.name().as_str(), s.context.tags(), dogsketches)
-        }))
+        let mut items = sketches.iter();
+        Lazy {
+            writer: Some(self.sketch_writer()),
+            next: move |w: &mut SketchWriter<'a>| {
+                let s = items.next()?;
+                let tags = s.context.tags().iter().map(|t| t.as_str());
+                Some(w.push(
+                    s.context.name().as_str(),
+                    tags,
+                    s.points.iter().map(|(ts, sk)| dogsketch_ref(*ts, sk)),
+                ))
+            },
+            pending: VecDeque::new(),
+        }
     }
 
     /// Encodes service checks into `/api/v1/check_run` JSON payloads; checks
@@ -105,9 +98,11 @@ impl Encoder {
 
 #[cfg(test)]
 mod tests {
-    use adp_model::{Context, EventAlertType, EventPriority, ServiceCheckStatus};
+    use adp_model::{Context, EventAlertType, EventPriority, SeriesKind, ServiceCheckStatus};
     use adp_telemetry::Registry;
     use adp_wire::decompress;
+    use adp_wire::proto;
+    use ddsketch::AgentSketch;
     use prost::Message;
     use stringtheory::MetaString;
 

@@ -12,14 +12,18 @@ use serde::Serialize;
 
 /// Origin metadata the Agent writes for DogStatsD series and sketches:
 /// product 10 (Agent), category 10 (DogStatsD), service 0.
+#[cfg(test)]
 const ORIGIN_PRODUCT_AGENT: u32 = 10;
+#[cfg(test)]
 const ORIGIN_CATEGORY_DOGSTATSD: u32 = 10;
+#[cfg(test)]
 const ORIGIN_SERVICE_DOGSTATSD: u32 = 0;
 
 const HOST_TAG_PREFIX: &str = "host:";
 const DEVICE_TAG_PREFIX: &str = "device:";
 
 /// The v2 series metric type.
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SeriesType {
     /// `COUNT`.
@@ -30,7 +34,18 @@ pub enum SeriesType {
     Gauge,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl SeriesType {
+    /// The same kind in `adp-model`'s terms.
+    pub(crate) fn model(self) -> adp_model::SeriesKind {
+        match self {
+            Self::Count => adp_model::SeriesKind::Count,
+            Self::Rate => adp_model::SeriesKind::Rate,
+            Self::Gauge => adp_model::SeriesKind::Gauge,
+        }
+    }
+
+    #[cfg(test)]
     fn proto(self) -> proto::MetricType {
         match self {
             Self::Count => proto::MetricType::Count,
@@ -41,6 +56,7 @@ impl SeriesType {
 }
 
 /// Builds a `Dogsketch` from a sketch's summary and its sparse bins.
+#[cfg(any(test, feature = "test-support"))]
 #[allow(clippy::too_many_arguments)]
 pub fn dogsketch(
     ts: i64,
@@ -64,6 +80,7 @@ pub fn dogsketch(
     }
 }
 
+#[cfg(test)]
 fn origin_metadata() -> Option<proto::Metadata> {
     Some(proto::Metadata {
         origin: Some(proto::Origin {
@@ -102,11 +119,14 @@ pub(crate) fn split_tags<T: AsRef<str>>(tags: &[T], extract_device: bool) -> Spl
     out
 }
 
+#[cfg(test)]
 fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// One series's protobuf form.
+/// One series's protobuf form, as prost writes it: the reference the
+/// hand-written encoding (`crate::direct`) is tested against.
+#[cfg(test)]
 pub(crate) fn series_proto<T: AsRef<str>>(
     hostname: &str,
     name: &str,
@@ -142,7 +162,9 @@ pub(crate) fn series_proto<T: AsRef<str>>(
     }
 }
 
-/// One sketch context's protobuf form.
+/// One sketch context's protobuf form, as prost writes it (the reference
+/// for `crate::direct`).
+#[cfg(test)]
 pub(crate) fn sketch_proto<T: AsRef<str>>(
     hostname: &str,
     name: &str,

@@ -24,14 +24,20 @@
 //! `Content-Type` and `Content-Encoding`.
 //!
 //! The agent calls these methods of the [`Encoder`]:
-//! [`series_payloads`](Encoder::series_payloads) and
-//! [`sketch_payloads`](Encoder::sketch_payloads), which build each payload
-//! when the previous one is taken (so a flush never holds all its compressed
-//! payloads at once), [`encode_service_checks`](Encoder::encode_service_checks)
-//! and [`encode_events`](Encoder::encode_events); for the host and its system
+//! [`flush_writer`](Encoder::flush_writer), the
+//! [`FlushSink`](adp_model::FlushSink) the aggregator's flush writes its
+//! series and sketches into, straight into the compressor, with the names
+//! and tags borrowed from the context store (the caller takes each payload
+//! as it is finished, so a flush never holds all its compressed payloads at
+//! once); [`encode_service_checks`](Encoder::encode_service_checks) and
+//! [`encode_events`](Encoder::encode_events); for the host and its system
 //! checks, [`check_series_payloads`](Encoder::check_series_payloads),
 //! [`host_metadata_payload`](Encoder::host_metadata_payload) and
-//! [`set_host_tags`](Encoder::set_host_tags) (see `src/host.rs`):
+//! [`set_host_tags`](Encoder::set_host_tags) (see `src/host.rs`).
+//! [`series_payloads`](Encoder::series_payloads) and
+//! [`sketch_payloads`](Encoder::sketch_payloads) encode owned
+//! [`Series`](adp_model::Series) the same way, each payload built when the
+//! previous one is taken:
 //!
 //! ```
 //! use adp_encoder::{Encoder, EncoderConfig};
@@ -104,6 +110,7 @@
 //! - No v3 series/sketch payloads and no `/api/v1/series` JSON fallback.
 #![deny(missing_docs)]
 
+mod direct;
 mod encode;
 mod host;
 mod inputs;
@@ -117,6 +124,7 @@ use adp_config::{key, parse, MemoryBounds, Reader};
 use adp_wire::EncodedPayload;
 use adp_wire::{CompressionKind, Endpoint};
 
+pub use direct::{dogsketch_ref, DogsketchRef, FlushWriter, SeriesRef, SeriesWriter, SketchWriter};
 pub use encode::Encoder;
 pub use host::{check_origin_service, CheckSeriesParts};
 #[cfg(any(test, feature = "test-support"))]

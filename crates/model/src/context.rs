@@ -1,4 +1,7 @@
-//! A metric's identity, [`Context`]: its name, its tags and their key.
+//! A metric's identity: its [`context_key`], and [`Context`], an owned name
+//! and tags with their key (what a flush into [`Flushed`](crate::Flushed)
+//! and sources that build series themselves carry; the aggregator's own
+//! contexts live in its store).
 //!
 //! # The key
 //!
@@ -36,8 +39,7 @@ struct ContextInner {
 
 impl Context {
     /// Builds a context from a name and tags that are already sorted and
-    /// deduplicated, with `key` their [`context_key`]
-    /// (DogStatsD's context resolver is the normal way to get one).
+    /// deduplicated, with `key` their [`context_key`].
     pub fn from_parts(key: u64, name: MetaString, tags: Box<[MetaString]>) -> Self {
         debug_assert!(
             tags.windows(2).all(|w| w[0] < w[1]),
@@ -87,8 +89,9 @@ impl fmt::Debug for Context {
 
 /// The context key of `name` and `tags` (order-independent, duplicates ignored).
 ///
-/// Every [`Context`] carries this key: DogStatsD's context resolver computes
-/// it once per message and looks the context up by it.
+/// The DogStatsD decoder computes it once per message
+/// ([`MetricBatch::add_context`](crate::MetricBatch::add_context)) and the
+/// aggregator finds the context's state by it; every [`Context`] carries it.
 pub fn context_key<'a>(name: &str, tags: impl IntoIterator<Item = &'a str>) -> u64 {
     let (sum, count) = tag_hash_sum(tags);
     mix_key(xxh3_64(name.as_bytes()), sum, count)

@@ -2,18 +2,20 @@
 //! parsing, no I/O, no configuration.
 //!
 //! ```text
-//! adp-dogstatsd ──Metric, Event, ServiceCheck──▶ adp-aggregate ──Flushed──▶ adp-encoder
-//!                 └──────────── Event, ServiceCheck ─────────────────────────▶
+//! adp-dogstatsd ──MetricBatch, Event, ServiceCheck──▶ adp-aggregate ──FlushSink──▶ adp-encoder
+//!                 └──────────── Event, ServiceCheck ──────────────────────────────▶
 //! ```
 //!
-//! - A [`Context`] is a metric's identity, its name and sorted, unique tags,
-//!   with their [`context_key`]: the aggregator keys its state on it and the
-//!   encoder takes the tags from it. Cloning one is an `Arc` clone, so every
-//!   sample of a context shares one copy of its strings.
-//! - [`Metric`] (one sample, of a [`MetricKind`], with a [`MetricValue`]),
-//!   [`Event`] and [`ServiceCheck`] are what the DogStatsD decoder produces.
-//! - [`Flushed`] is what an aggregator flush releases: [`Series`] (of a
-//!   [`SeriesKind`]) and [`SketchSeries`].
+//! - A [`MetricBatch`] is what the decoder hands the aggregator: samples
+//!   ([`Sample`], of a [`MetricKind`]) whose context ([`ContextRef`]) is a
+//!   name and tags copied into the batch's text with their [`context_key`].
+//!   Contexts are resolved by the aggregator, not here.
+//! - [`Event`] and [`ServiceCheck`] are owned, as decoded.
+//! - A flush writes [`SeriesView`]s (of a [`SeriesKind`]) and sketches,
+//!   borrowed from the aggregator's store, into a [`FlushSink`]: the
+//!   encoder's, or [`Flushed`], which keeps owned [`Series`] and
+//!   [`SketchSeries`] with their [`Context`] (for tests, and for sources that
+//!   build series themselves).
 //!
 //! Each stage depends on this crate rather than on the stage before it, so
 //! the encoder compiles without the DogStatsD listeners and the aggregator
@@ -25,12 +27,14 @@
 //!   credentials, but nothing resolves them (see `adp-dogstatsd`).
 #![deny(missing_docs)]
 
+mod batch;
 mod context;
 mod event;
 mod metric;
 mod series;
 
+pub use batch::{BatchMark, ContextRef, MetricBatch, Sample};
 pub use context::{context_key, Context};
 pub use event::{Event, EventAlertType, EventPriority, ServiceCheck, ServiceCheckStatus};
-pub use metric::{Metric, MetricKind, MetricValue};
-pub use series::{Flushed, Series, SeriesKind, SketchSeries};
+pub use metric::MetricKind;
+pub use series::{FlushSink, Flushed, Series, SeriesKind, SeriesView, SketchSeries};

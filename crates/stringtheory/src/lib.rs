@@ -1,6 +1,9 @@
-//! Strings for a metrics pipeline: [`MetaString`], a three-word string that is
-//! empty, static, inline, owned, shared or interned behind one type, and
-//! [`FixedSizeInterner`], a string interner with a fixed byte budget.
+//! Strings for a metrics pipeline: [`StringStore`], every distinct string
+//! once, named by a 4-byte [`StrId`], with [`IdLists`] to hold lists of those
+//! ids (a context's name and tags) — the aggregator's context store;
+//! [`MetaString`], a three-word string that is empty, static, inline, owned,
+//! shared or interned behind one type; and [`FixedSizeInterner`], a shared
+//! string interner with a fixed byte budget.
 //!
 //! # Why this crate exists
 //!
@@ -32,9 +35,14 @@
 //!   drop of an entry takes the mutex to free it.
 #![deny(missing_docs)]
 
+mod free;
 pub mod interning;
+pub mod lists;
+pub mod store;
 
 pub use interning::{FixedSizeInterner, InternedString};
+pub use lists::IdLists;
+pub use store::{Refused, StoreStats, StrId, StringStore};
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;

@@ -15,13 +15,10 @@
 
 use std::io::Write as _;
 use std::net::UdpSocket;
-use std::num::NonZeroUsize;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::Path;
-use std::time::Duration;
 
 use adp_dogstatsd::codec::{CodecConfig, DecodeError};
-use adp_dogstatsd::context::{ContextBudget, ContextResolver};
 use adp_dogstatsd::telemetry::DecoderTelemetry;
 use adp_dogstatsd::{Batch, Decoder};
 use adp_test_intake::{Behaviour, Received, TestIntake};
@@ -58,12 +55,7 @@ fn garbage(seed: u64, len: usize) -> Vec<u8> {
 /// settings): the decode error counts by reason. Asserts that nothing in them
 /// decodes, so that every one of them is a drop.
 fn expected_errors(payloads: &[&[u8]]) -> Vec<(&'static str, u64)> {
-    let budget = ContextBudget::new(NonZeroUsize::new(1 << 20).unwrap(), 1000);
-    let mut decoder = Decoder::new(
-        CodecConfig::default(),
-        ContextResolver::new(budget, Duration::from_secs(20)),
-        DecoderTelemetry::detached(),
-    );
+    let mut decoder = Decoder::new(CodecConfig::default(), DecoderTelemetry::detached());
     let mut batch = Batch::default();
     for p in payloads {
         decoder.decode_packet(p, &mut batch);

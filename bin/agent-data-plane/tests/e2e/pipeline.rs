@@ -1,6 +1,7 @@
 //! A standalone run delivering DogStatsD over UDP and a Unix socket to an
 //! in-process test intake: the APIs, every metric type through an outage,
-//! and the final flush at SIGTERM.
+//! the final flush at SIGTERM, and more distinct strings than the string
+//! interner holds.
 
 use std::net::UdpSocket;
 use std::os::unix::net::UnixDatagram;
@@ -276,4 +277,58 @@ async fn every_metric_type_arrives_with_exact_totals_through_an_intake_outage() 
         (r.events[0].title.as_str(), r.events[0].text.as_str()),
         ("title", "text")
     );
+}
+
+/// A 4 KiB string interner and a few hundred contexts of long names and tags
+/// (about 100 KiB of distinct strings): the strings that do not fit go to
+/// the heap, counted, and every value still reaches the intake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_distinct_strings_than_the_interner_holds_all_arrive() {
+    const CONTEXTS: usize = 300;
+    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("dsd.socket");
+    let env = Env::standalone(&intake.url(), dir.path())
+        .set("DD_DOGSTATSD_STRING_INTERNER_SIZE", "4096")
+        .set("DD_AGGREGATE_WINDOW_DURATION_SECONDS", "3600");
+    let (mut adp, api) = start_healthy(&env, dir.path()).await;
+
+    // Longer than any inline string; every name and every tag distinct.
+    let name = |i: usize| format!("e2e.interner.overflow.metric.number.{i:05}.with.a.long.name");
+    let tag = |i: usize, t: usize| format!("tag{t}:value-{i:05}-{}", "x".repeat(40));
+    let client = UnixDatagram::unbound().unwrap();
+    for i in 0..CONTEXTS {
+        let tags: Vec<String> = (0..3).map(|t| tag(i, t)).collect();
+        let message = format!(
+            "{}:{}|c|#{}\n{}:{}|c|#{}",
+            name(i),
+            i,
+            tags.join(","),
+            name(i),
+            1,
+            tags.join(",")
+        );
+        client.send_to(message.as_bytes(), &socket).unwrap();
+    }
+    let heap = wait_metric(&mut adp, &api, "adp_context_interner_fallback_strings_total", |v| {
+        v > 0.0
+    })
+    .await;
+    // Every string past the first few kilobytes: most of the 1,200.
+    assert!(heap >= (CONTEXTS * 4 / 2) as f64, "{heap} heap strings");
+    adp.stop().await;
+
+    let r = intake.received();
+    for i in 0..CONTEXTS {
+        let series = r.series_named(&name(i));
+        assert_eq!(series.len(), 1, "{}: {series:#?}", name(i));
+        let s = series[0];
+        let mut expected: Vec<String> = (0..3).map(|t| tag(i, t)).collect();
+        expected.sort();
+        let mut tags = s.tags.clone();
+        tags.sort();
+        assert_eq!(tags, expected);
+        // i + 1 counted over a one-hour window, sent as a rate.
+        assert!((s.points[0].1 * 3600.0 - (i + 1) as f64).abs() < 1e-6, "{s:?}");
+    }
 }

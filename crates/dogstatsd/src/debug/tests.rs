@@ -1,4 +1,4 @@
-use adp_model::{context_key, MetricKind, MetricValue};
+use adp_model::{context_key, MetricKind};
 use stringtheory::MetaString;
 
 use super::*;
@@ -14,14 +14,20 @@ fn ctx(name: &str, tags: &[&str]) -> Context {
     )
 }
 
-fn sample(context: &Context) -> Metric {
-    Metric {
-        context: context.clone(),
-        kind: MetricKind::Count,
-        value: MetricValue::Number(1.0),
-        sample_rate: 1.0,
-        timestamp: None,
+/// A batch of one count sample of `context`.
+fn sample(context: &Context) -> MetricBatch {
+    samples(&[context])
+}
+
+/// A batch of one count sample of each context.
+fn samples(contexts: &[&Context]) -> MetricBatch {
+    let mut batch = MetricBatch::new();
+    for context in contexts {
+        let tags: Vec<&str> = context.tags().iter().map(|t| t.as_str()).collect();
+        let c = batch.add_context(context.name(), &tags.join(","), std::iter::empty());
+        batch.push_number(c, MetricKind::Count, 1.0, 1.0, None);
     }
+    batch
 }
 
 const HEADING: &str = "   Contexts\tMetric name\t(number of unique values for each tag)\n";
@@ -194,10 +200,10 @@ fn unix_seconds_print_as_utc_dates() {
 }
 
 /// The aggregator task's loop, reduced to what the server needs.
-async fn serve(mut server: DebugServer, contexts: Vec<Context>, mut batches: mpsc::Receiver<Vec<Metric>>) {
+async fn serve(mut server: DebugServer, contexts: Vec<Context>, mut batches: mpsc::Receiver<MetricBatch>) {
     loop {
         tokio::select! {
-            event = server.next() => server.handle(event, || contexts.iter()),
+            event = server.next() => server.handle(event, || contexts.iter().cloned()),
             batch = batches.recv() => match batch {
                 Some(b) => server.observe(&b, 42),
                 None => return,
@@ -213,14 +219,14 @@ async fn a_collection_runs_for_its_duration_and_a_second_one_meanwhile_is_refuse
     let (batches, rx) = mpsc::channel(4);
     let task = tokio::spawn(serve(server, vec![a.clone(), ctx("b", &[])], rx));
 
-    batches.send(vec![sample(&a)]).await.unwrap(); // before: not counted
+    batches.send(sample(&a)).await.unwrap(); // before: not counted
     tokio::task::yield_now().await;
     let first = tokio::spawn({
         let handle = handle.clone();
         async move { handle.stats(Duration::from_millis(500)).await }
     });
     tokio::time::sleep(Duration::from_millis(10)).await;
-    batches.send(vec![sample(&a), sample(&a)]).await.unwrap();
+    batches.send(samples(&[&a, &a])).await.unwrap();
     assert_eq!(handle.stats(Duration::from_millis(10)).await, Err(DebugError::Busy));
     let report = first.await.unwrap().unwrap();
     assert_eq!(report.stats.len(), 1);

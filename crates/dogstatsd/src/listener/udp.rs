@@ -1,7 +1,6 @@
 //! The UDP listener (`dogstatsd_port`).
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
@@ -37,7 +36,6 @@ pub(crate) async fn run(socket: UdpSocket, mut decoder: Decoder, mut pipe: Pipe)
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, _)) => {
                     let mut batch = Batch::default();
-                    decoder.tick(Instant::now());
                     decode(&buf, n, &mut decoder, &pipe, &mut batch);
                     add_ready_packets(&socket, &mut buf, n, &mut decoder, &pipe, &mut batch);
                     if !pipe.send(batch).await {

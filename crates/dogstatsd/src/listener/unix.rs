@@ -9,7 +9,6 @@
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use socket2::SockRef;
 use tokio::io::{AsyncReadExt, Interest};
@@ -79,7 +78,6 @@ pub(crate) async fn run_datagram(socket: UnixDatagram, path: PathBuf, mut decode
                 continue;
             }
         };
-        decoder.tick(Instant::now());
         let mut batch = Batch {
             origin: first.credentials,
             ..Batch::default()
@@ -192,7 +190,6 @@ async fn run_connection(
         };
         {
             let mut decoder = decoder.lock().unwrap_or_else(|e| e.into_inner());
-            decoder.tick(Instant::now());
             let telemetry = &pipe.telemetry;
             framer.feed(buf.get(..n).unwrap_or(&[]), &mut |frame| {
                 telemetry.packets.inc();
