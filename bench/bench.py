@@ -742,7 +742,11 @@ def checks_on_off(args, work, intake, binary, runner, startup_timeout):
     for _ in range(args.checks_rounds):
         for mode in ("off", "on"):
             extra = {"DD_CONFD_PATH": confd, "DD_ENABLE_METADATA_COLLECTION": "true"} if mode == "on" else {}
-            agent, api = start_agent(args, work, intake, binary, runner, {}, timeout=startup_timeout, extra_env=extra)
+            # An idle agent as deployed: listening (on a Unix socket here), receiving nothing.
+            sock = os.path.join(work, "dsd-checks.sock")
+            agent, api = start_agent(
+                args, work, intake, binary, runner, {}, socket_path=sock, timeout=startup_timeout, extra_env=extra
+            )
             sampler = Sampler(agent.p.pid)
             sampler.start()
             try:
