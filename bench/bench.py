@@ -199,6 +199,18 @@ def ingested_values(before, after):
     return kept(after) - kept(before)
 
 
+STORE_PARTS = ("strings", "string_index", "tag_lists", "slots", "index")
+
+
+def store_parts(snap):
+    """Where the context store's bytes go, from the agent's own accounting: its written
+    memory by part (`adp_context_resident_bytes{part}`, which only grows: freed memory is
+    kept for reuse) and the window values outside the slots at the start of the latest
+    flush (`adp_context_value_bytes`)."""
+    parts = {p: int(snap.get(f'adp_context_resident_bytes{{part="{p}"}}', 0)) for p in STORE_PARTS}
+    return dict(parts, values=int(snap.get("adp_context_value_bytes", 0)), strings_count=int(snap.get("adp_context_strings", 0)))
+
+
 def drained(api, before, datagrams, timeout=30.0):
     """The agent's counters once it has read the `datagrams` sent since `before` (and a
     moment more, for the aggregator to take the last batches), or at the timeout."""
@@ -325,6 +337,7 @@ def run_profile(args, work, intake, name, binary, runner, duration, rate=None, s
         # Over the sender's own send loop (building a 250,000-context pool takes a while).
         ingested_metrics_per_sec=round(ingested / lg["elapsed_secs"]) if lg["elapsed_secs"] > 0 else 0,
         agent_drops=agent_drops(before, after),
+        store=store_parts(after),
         uds_would_block_retries=lg.get("would_block_retries", 0),
         send_errors=lg["send_errors"],
         duration_secs=round(wall, 1),

@@ -90,6 +90,52 @@ def host_row(r, nproc):
     )
 
 
+BYTES_PARTS = (
+    ("strings", "strings (arena, with headers)"),
+    ("string_index", "string index"),
+    ("tag_lists", "id lists"),
+    ("slots", "context slots"),
+    ("index", "context index"),
+    ("values", "window values"),
+)
+
+
+def where_the_bytes_go(profiles):
+    """The steady RSS of each profile split by the agent's own accounting of its context
+    store; the rest is the process without it (binary, runtime, buffers in flight)."""
+    rows = [r for r in profiles if "error" not in r and r.get("store") and r.get("rss_steady_mib")]
+    if not rows:
+        return []
+    idle = next((r for r in rows if r["profile"] == "idle"), None)
+    L = [
+        "### Where the steady RSS goes",
+        "",
+        "The agent's own accounting of its context store at the end of each run "
+        "(`adp_context_resident_bytes{part}`: memory written, which stays once written, as freed strings, lists and "
+        "slots are reused; `adp_context_value_bytes`: sketches, histogram samples and set members at the start of "
+        "the latest flush), in MiB. *Rest* is the steady RSS less the store: the binary, the runtime, the receive "
+        "buffers and batches in flight, the payloads being encoded, and allocator slack"
+        + (f"; the idle agent's is {idle['rss_steady_mib']:.1f} MiB" if idle else "")
+        + ". *Over goal* is what a profile must shed to meet its goal.",
+        "",
+        "| profile | steady RSS | data floor | " + " | ".join(label for _, label in BYTES_PARTS) + " | store ÷ floor | rest | over goal |",
+        "|" + "---|" * (len(BYTES_PARTS) + 6),
+    ]
+    for r in rows:
+        st = r["store"]
+        store = sum(st.get(k, 0) for k, _ in BYTES_PARTS) / MIB
+        floor = floor_mib(r)
+        steady = r["rss_steady_mib"]
+        over = steady - GOAL[r["profile"]]
+        L.append(
+            f"| {r['profile']} | {steady:.1f} | {fmt(floor, 1) if floor else '–'} | "
+            + " | ".join(f"{st.get(k, 0) / MIB:.1f}" for k, _ in BYTES_PARTS)
+            + f" | {f'{store / floor:.2f}×' if floor else '–'} | {steady - store:.1f} | {f'**+{over:.1f}**' if over > 0 else '–'} |"
+        )
+    L.append("")
+    return L
+
+
 def arm_row(r):
     """A profile's row in the armv7 table."""
     return (
@@ -373,6 +419,7 @@ def render(results):
     L.append("")
     L.append("![RSS per profile](benchmarks-rss.png)")
     L.append("")
+    L.extend(where_the_bytes_go(results["profiles"]))
 
     arm = results.get("armv7")
     if arm:

@@ -420,6 +420,8 @@ struct Telemetry {
     interner_bytes: Gauge,
     heap_bytes: Gauge,
     memory_bytes: Gauge,
+    resident_bytes: [Gauge; 5],
+    value_bytes: Gauge,
     fallback_strings: Counter,
     fallback_bytes: Counter,
 }
@@ -450,6 +452,18 @@ impl Telemetry {
             memory_bytes: registry.gauge(
                 "adp_context_memory_bytes",
                 "Heap memory of the context store: strings, tag lists, context slots and the index.",
+                &[],
+            ),
+            resident_bytes: ResidentParts::default().labelled().map(|(part, _)| {
+                registry.gauge(
+                    "adp_context_resident_bytes",
+                    "Written memory of the context store by part: strings (arena), string_index, tag_lists, slots (windows inline), index.",
+                    &[("part", part)],
+                )
+            }),
+            value_bytes: registry.gauge(
+                "adp_context_value_bytes",
+                "Heap bytes of window values outside the context slots (sketches, histogram samples, set members), at the start of the latest flush.",
                 &[],
             ),
             fallback_strings: registry.counter(
@@ -488,8 +502,44 @@ pub struct ContextMemory {
     /// Of that, what has been written: the arenas and slots up to their
     /// lengths (a large allocation's pages become resident when written).
     /// It grows with new contexts and stays when they are freed (their
-    /// memory is reused).
+    /// memory is reused). The sum of [`Self::parts`].
     pub resident_bytes: usize,
+    /// `resident_bytes` by part, to show where a context's bytes go.
+    pub parts: ResidentParts,
+}
+
+/// The context store's written memory by part (see [`ContextMemory`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResidentParts {
+    /// The string arena up to its length: every distinct name and tag with
+    /// its 5–6 byte header, and freed blocks waiting for reuse.
+    pub strings: usize,
+    /// The strings' deduplication index.
+    pub string_index: usize,
+    /// The id lists (`[len, name, tags…]` per context) up to their length.
+    pub tag_lists: usize,
+    /// Context slots up to the slab's length, windows inline, and the list
+    /// of free slots.
+    pub slots: usize,
+    /// The contexts' hash index.
+    pub index: usize,
+}
+
+impl ResidentParts {
+    /// Each part with its `part` label value, in a fixed order.
+    pub fn labelled(&self) -> [(&'static str, usize); 5] {
+        [
+            ("strings", self.strings),
+            ("string_index", self.string_index),
+            ("tag_lists", self.tag_lists),
+            ("slots", self.slots),
+            ("index", self.index),
+        ]
+    }
+
+    fn total(&self) -> usize {
+        self.labelled().iter().map(|(_, b)| b).sum()
+    }
 }
 
 /// The state of a flush in progress; see [`Aggregator::start_flush`].
@@ -677,6 +727,13 @@ impl Aggregator {
         // control byte per bucket.
         let index = self.index.capacity() * 8 / 7 * (std::mem::size_of::<u32>() + 1);
         let string_index = strings.allocated_bytes.saturating_sub(self.strings_arena_capacity());
+        let parts = ResidentParts {
+            strings: strings.arena_bytes,
+            string_index,
+            tag_lists: self.lists.arena_bytes(),
+            slots: self.entries.len() * std::mem::size_of::<Entry>() + self.free_entries.len() * 4,
+            index,
+        };
         ContextMemory {
             contexts: self.live,
             strings: strings.strings,
@@ -687,13 +744,48 @@ impl Aggregator {
                 + self.entries.capacity() * std::mem::size_of::<Entry>()
                 + self.free_entries.capacity() * 4
                 + index,
-            resident_bytes: strings.arena_bytes
-                + string_index
-                + self.lists.arena_bytes()
-                + self.entries.len() * std::mem::size_of::<Entry>()
-                + self.free_entries.len() * 4
-                + index,
+            resident_bytes: parts.total(),
+            parts,
         }
+    }
+
+    /// Heap bytes of the windows' values that live outside the slots
+    /// (distribution sketches, histogram samples, set members), walking
+    /// every context: for telemetry once per flush, not per batch.
+    pub fn value_heap_bytes(&self) -> usize {
+        fn boxed<T>(windows: &Windows<BoxWindow<T>>, inner: impl Fn(&T) -> usize) -> usize {
+            let spilled = match windows {
+                Windows::Spilled(v) => v.capacity() * std::mem::size_of::<BoxWindow<T>>(),
+                Windows::Inline { .. } => 0,
+            };
+            spilled
+                + windows
+                    .as_slice()
+                    .iter()
+                    .filter_map(|w| w.data.as_deref())
+                    .map(|t| std::mem::size_of::<T>() + inner(t))
+                    .sum::<usize>()
+        }
+        self.entries
+            .iter()
+            .map(|e| match &e.state {
+                State::Distribution(w) => boxed(w, AgentSketch::heap_bytes),
+                State::Histogram(w) => boxed(w, |h| {
+                    h.unweighted.capacity() * std::mem::size_of::<f64>()
+                        + h.weighted.capacity() * std::mem::size_of::<(f64, u64)>()
+                }),
+                State::Set(w) => boxed(w, |s| s.capacity() * std::mem::size_of::<MetaString>()),
+                State::Count { windows, .. } => match windows {
+                    Windows::Spilled(v) => v.capacity() * std::mem::size_of::<CounterWindow>(),
+                    Windows::Inline { .. } => 0,
+                },
+                State::Gauge(windows) => match windows {
+                    Windows::Spilled(v) => v.capacity() * std::mem::size_of::<GaugeWindow>(),
+                    Windows::Inline { .. } => 0,
+                },
+                State::Free => 0,
+            })
+            .sum()
     }
 
     fn strings_arena_capacity(&self) -> usize {
@@ -912,10 +1004,13 @@ impl Aggregator {
         t.fallback_strings.add(stats.fallback_strings - strings);
         t.fallback_bytes.add(stats.fallback_bytes - bytes);
         self.reported_fallbacks = (stats.fallback_strings, stats.fallback_bytes);
-        let memory = self.memory().allocated_bytes;
-        self.telemetry
-            .memory_bytes
-            .set(i64::try_from(memory).unwrap_or(i64::MAX));
+        let memory = self.memory();
+        let t = &self.telemetry;
+        t.memory_bytes
+            .set(i64::try_from(memory.allocated_bytes).unwrap_or(i64::MAX));
+        for (gauge, (_, bytes)) in t.resident_bytes.iter().zip(memory.parts.labelled()) {
+            gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
     }
 
     /// Starts a flush of every closed window: those ending at or before the
@@ -939,6 +1034,11 @@ impl Aggregator {
         };
         self.flushed_until = self.flushed_until.max(zero_cutoff);
         self.log_refusals();
+        // Before the closed windows go: the most the values hold.
+        let values = self.value_heap_bytes();
+        self.telemetry
+            .value_bytes
+            .set(i64::try_from(values).unwrap_or(i64::MAX));
         FlushJob {
             data_cutoff,
             zero_cutoff,
@@ -1766,6 +1866,41 @@ mod tests {
         let rate = out.series.iter().find(|s| s.kind == SeriesKind::Rate).unwrap();
         assert_eq!(rate.context.tags(), ["a:1", "b:2"]);
         assert_eq!(rate.points, [(T0, 0.3)]);
+    }
+
+    #[test]
+    fn the_resident_parts_add_up_and_values_are_counted_until_their_window_flushes() {
+        let mut agg = default_aggregator();
+        let names: Vec<String> = (0..50).map(|i| format!("latency.{i}")).collect();
+        let samples: Vec<(&str, &str, MetricKind, f64)> = names
+            .iter()
+            .flat_map(|n| {
+                [
+                    (n.as_str(), "env:prod,zone:a", MetricKind::Distribution, 1.5),
+                    (n.as_str(), "env:prod,zone:a", MetricKind::Histogram, 2.5),
+                    (n.as_str(), "env:prod,zone:a", MetricKind::Gauge, 3.5),
+                ]
+            })
+            .collect();
+        agg.insert_batch(&batch(&samples), T0, Growth::Allowed);
+        let memory = agg.memory();
+        let parts = memory.parts;
+        assert_eq!(
+            parts.labelled().iter().map(|(_, b)| b).sum::<usize>(),
+            memory.resident_bytes
+        );
+        assert!(parts.labelled().iter().all(|&(_, b)| b > 0), "{parts:?}");
+        // 52 strings ("latency.N", "env:prod", "zone:a"), each with a 5-byte header.
+        let string_bytes: usize = names.iter().map(String::len).sum::<usize>() + "env:prod".len() + "zone:a".len();
+        assert_eq!(parts.strings, string_bytes + 52 * 5);
+        // 150 contexts, each `[len, name, tag, tag]`.
+        assert_eq!(parts.tag_lists, 150 * 4 * 4);
+        // 50 sketches and 50 histograms on the heap, gauges inline.
+        let values = agg.value_heap_bytes();
+        let least = 50 * (std::mem::size_of::<AgentSketch>() + std::mem::size_of::<Histogram>() + 8);
+        assert!(values >= least, "{values} < {least}");
+        agg.flush(T0 + 10, false);
+        assert_eq!(agg.value_heap_bytes(), 0);
     }
 
     #[test]

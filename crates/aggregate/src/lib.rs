@@ -67,7 +67,10 @@
 //! and `adp_aggregate_flushed_sketch_points` report the rest; the store:
 //! `adp_context_strings`, `adp_context_string_bytes{storage="interner"|"heap"}`,
 //! `adp_context_memory_bytes`, `adp_context_interner_fallback_strings` and
-//! `_bytes` (strings that went to the heap).
+//! `_bytes` (strings that went to the heap); where the bytes go:
+//! `adp_context_resident_bytes{part}` (strings, string_index, tag_lists,
+//! slots, index) and `adp_context_value_bytes` (sketches, histogram samples
+//! and set members, walked at the start of each flush).
 //!
 //! # Missing
 //!
@@ -84,5 +87,5 @@
 mod aggregator;
 pub mod config;
 
-pub use aggregator::{unix_now, Aggregator, ContextMemory, FlushJob, Growth};
+pub use aggregator::{unix_now, Aggregator, ContextMemory, FlushJob, Growth, ResidentParts};
 pub use config::{AggregateConfig, ConfigError, HistogramAggregate, BYTES_PER_CONTEXT};

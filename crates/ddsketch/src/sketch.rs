@@ -250,6 +250,12 @@ impl AgentSketch {
         self.bins.len()
     }
 
+    /// Heap bytes held by the bins (their allocation, used or not), for
+    /// memory accounting; the sketch itself is `size_of::<AgentSketch>()`.
+    pub fn heap_bytes(&self) -> usize {
+        self.bins.capacity() * std::mem::size_of::<Bin>()
+    }
+
     /// Removes every sample, keeping the bin allocation.
     pub fn clear(&mut self) {
         self.bins.clear();
