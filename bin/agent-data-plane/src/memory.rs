@@ -13,20 +13,23 @@
 //! # Limiter
 //!
 //! A task reads the resident set size from `/proc/self/statm` every 250 ms. When
-//! it is above 95 % of the usable limit, the aggregator waits 1 ms (at 95 %) up
-//! to 25 ms (at or above 100 %) before taking each batch from the DogStatsD
-//! queue. The queue is bounded, so the wait reaches the listeners, whose socket
-//! buffers absorb or drop the excess — the kernel counts those drops, and no
-//! memory is allocated for them. Every wait is counted
+//! it is above 95 % of the usable limit, each DogStatsD listener waits 1 ms (at
+//! 95 %) up to 25 ms (at or above 100 %) before handing over each batch (the
+//! source's [`Pacer`](adp_dogstatsd::Pacer)), so it reads its socket no faster
+//! and the socket buffer absorbs or drops the excess — the kernel counts those
+//! drops, and no memory is allocated for them. The aggregator keeps draining
+//! the queue at full speed: waiting there instead would only move the excess
+//! into up to `dogstatsd_queue_size` decoded batches, tens of MiB at the
+//! default 1024. Every wait is counted
 //! (`adp_memory_backpressure_events_total`,
 //! `adp_memory_backpressure_delay_microseconds_total`).
 //!
 //! New contexts are what grows without bound under load (every new name and
 //! tag set a client sends), so they are refused before the limit is reached:
-//! [`Admission`] projects the RSS from the last reading plus what the
-//! aggregator's context store has grown since, and once that reaches 90 % of
-//! the usable limit the aggregator admits a new context only into memory it
-//! already holds (freed contexts' slots and strings), refusing and counting
+//! the aggregator takes a reading before each batch, [`Admission`] projects
+//! the RSS from it plus what the context store has grown since, and once
+//! that reaches 90 % of the usable limit the aggregator admits a new context
+//! only into memory it already holds (freed contexts' slots and strings), refusing and counting
 //! the rest (`adp_aggregate_dropped_samples_total{reason="memory_limit"}`,
 //! logged once per flush). Known contexts keep aggregating.
 //!
@@ -255,6 +258,18 @@ impl MemoryLimiter {
         self.shared.rss_gauge.set(i64::try_from(rss).unwrap_or(i64::MAX));
     }
 
+    /// Takes a reading now, when a limit is set: the aggregator does before
+    /// each batch, as a flood of new contexts outgrows a reading 250 ms old
+    /// (reading `/proc/self/statm` costs microseconds; a batch holds up to 32
+    /// datagrams).
+    pub fn refresh(&self) {
+        if self.shared.limit > 0 {
+            if let Ok(rss) = read_rss() {
+                self.observe(rss);
+            }
+        }
+    }
+
     /// The RSS above which new contexts may not grow memory (`None`: no limit).
     fn context_mark(&self) -> Option<u64> {
         let limit = u128::from(self.shared.limit);
@@ -267,15 +282,15 @@ impl MemoryLimiter {
         (seq, self.shared.rss.load(Ordering::Relaxed))
     }
 
-    /// Waits as long as the current memory use asks for (usually not at all).
-    pub async fn wait(&self) {
-        if let Some(delay) = backpressure_delay(self.shared.rss.load(Ordering::Relaxed), self.shared.limit) {
-            self.shared.events.inc();
-            self.shared
-                .delay_us
-                .add(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX));
-            tokio::time::sleep(delay).await;
-        }
+    /// The wait the current memory use asks of the next batch (usually none),
+    /// counted as waited: the DogStatsD listeners' [`Pacer`](adp_dogstatsd::Pacer).
+    pub fn delay(&self) -> Option<Duration> {
+        let delay = backpressure_delay(self.shared.rss.load(Ordering::Relaxed), self.shared.limit)?;
+        self.shared.events.inc();
+        self.shared
+            .delay_us
+            .add(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX));
+        Some(delay)
     }
 
     /// Polls RSS every [`POLL_INTERVAL`] until `shutdown` turns true.
@@ -447,17 +462,15 @@ mod tests {
         assert_eq!(admission.growth(&limiter, 5_100_000), Growth::ReuseOnly);
     }
 
-    #[tokio::test]
-    async fn waiting_near_the_limit_is_counted() {
+    #[test]
+    fn waiting_near_the_limit_is_counted() {
         let registry = Registry::new();
         let limiter = MemoryLimiter::new(Some(1000), &registry);
         limiter.observe(100);
-        limiter.wait().await;
+        assert_eq!(limiter.delay(), None);
         assert_eq!(registry.value("adp_memory_backpressure_events", &[]), Some(0));
         limiter.observe(2000);
-        let started = std::time::Instant::now();
-        limiter.wait().await;
-        assert!(started.elapsed() >= Duration::from_millis(25));
+        assert_eq!(limiter.delay(), Some(Duration::from_millis(25)));
         assert_eq!(registry.value("adp_memory_backpressure_events", &[]), Some(1));
         assert_eq!(
             registry.value("adp_memory_backpressure_delay_microseconds", &[]),

@@ -15,8 +15,8 @@
 //!
 //! The [`Aggregator`] (and its context store) sits behind one mutex. The
 //! aggregator task takes it once per batch to insert the batch's samples
-//! (after the memory limiter's back pressure and admission, see
-//! [`crate::memory`]); it keeps events and service checks aside and hands
+//! (after the memory limiter's admission of new contexts; its back pressure
+//! paces the listeners, see [`crate::memory`]); it keeps events and service checks aside and hands
 //! them to the encoder task every second (or the flush interval, if
 //! shorter), as they are not aggregated. It also answers `dogstatsd stats`
 //! and `top` ([`DebugServer`]).
@@ -71,7 +71,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use adp_aggregate::Aggregator;
 use adp_checks::{CheckBatch, RunnerHandle};
 use adp_dogstatsd::debug::DebugServer;
-use adp_dogstatsd::{Batch, RunningSource};
+use adp_dogstatsd::{Batch, Pacer, RunningSource};
 use adp_encoder::{CheckSeriesParts, EncodeError, Encoder, EncoderConfig};
 use adp_forwarder::{ApiKeyStatus, Forwarder, ForwarderHandle, ShutdownReport};
 use adp_host::{ExpectedHostTags, HostMetadata, MetadataSchedule, SystemInfo, SystemPaths};
@@ -309,6 +309,7 @@ pub async fn start(
         }
         .run(outputs),
     );
+    let pacer = limiter.clone();
     let aggregator_health = health.register("aggregator");
     let aggregator = supervisor.spawn(
         "aggregator",
@@ -336,7 +337,8 @@ pub async fn start(
     let source = settings
         .dogstatsd
         .build(registry)
-        .context("invalid DogStatsD configuration")?;
+        .context("invalid DogStatsD configuration")?
+        .with_pacer(Pacer::new(move || pacer.delay()));
     let source = source.start(tx).await.context("cannot start the DogStatsD listeners")?;
     // A listener ends before shutdown only on a fatal socket error, which it
     // logs itself; the supervisor reports the component.
@@ -576,7 +578,6 @@ impl AggregatorTask {
                 batch = rx.recv() => match batch {
                     Some(batch) => {
                         self.queued.set(i64::try_from(rx.len()).unwrap_or(i64::MAX));
-                        self.limiter.wait().await;
                         self.insert(batch);
                     }
                     None => break,
@@ -603,6 +604,7 @@ impl AggregatorTask {
         let now = unix_now();
         self.debug.observe(&metrics, now);
         if !metrics.is_empty() {
+            self.limiter.refresh();
             let mut aggregator = lock(&self.aggregator);
             let resident = u64::try_from(aggregator.memory().resident_bytes).unwrap_or(u64::MAX);
             let growth = self.admission.growth(&self.limiter, resident);

@@ -45,4 +45,4 @@ pub mod utf8;
 
 pub use decoder::{Batch, Decoder};
 pub use listener::credentials::Credentials;
-pub use source::{DogStatsDConfig, DogStatsDSource, RunningSource};
+pub use source::{DogStatsDConfig, DogStatsDSource, Pacer, RunningSource};

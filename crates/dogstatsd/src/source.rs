@@ -6,7 +6,10 @@
 //! the first that cannot bind), spawns one task per listener and returns a
 //! [`RunningSource`]. Decoded [`Batch`]es go to the `mpsc::Sender` given to
 //! `start`; its capacity is the back pressure between ingestion and
-//! aggregation.
+//! aggregation. A [`Pacer`] ([`DogStatsDSource::with_pacer`], the agent's
+//! memory limiter) adds back pressure at the source itself: a listener waits
+//! as long as it says before handing over each batch, so a process near its
+//! memory limit stops reading its sockets rather than filling the queue.
 //!
 //! [`RunningSource::shutdown`] stops the listeners: each drains what its
 //! socket already received, sends it, and drops its sender, so the channel
@@ -30,6 +33,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use adp_telemetry::Registry;
 use tokio::sync::{mpsc, watch};
@@ -57,6 +61,30 @@ pub struct DogStatsDSource {
     registry: Registry,
     decoder_telemetry: DecoderTelemetry,
     enricher: Enricher,
+    pacer: Option<Pacer>,
+}
+
+/// Says how long a listener waits before handing over its next batch.
+#[derive(Clone)]
+pub struct Pacer(Arc<dyn Fn() -> Option<Duration> + Send + Sync>);
+
+impl Pacer {
+    /// A pacer asking `delay` before each batch (`None`: no wait). It runs
+    /// once per batch, so it must be cheap: a load and a compare.
+    pub fn new(delay: impl Fn() -> Option<Duration> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(delay))
+    }
+
+    /// The wait before the next batch, if any.
+    pub fn delay(&self) -> Option<Duration> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Pacer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pacer")
+    }
 }
 
 impl DogStatsDConfig {
@@ -93,6 +121,7 @@ impl DogStatsDConfig {
             registry: registry.clone(),
             decoder_telemetry: DecoderTelemetry::new(registry),
             enricher,
+            pacer: None,
         })
     }
 }
@@ -100,6 +129,12 @@ impl DogStatsDConfig {
 impl DogStatsDSource {
     fn decoder(&self) -> Decoder {
         Decoder::new(self.codec, self.decoder_telemetry.clone()).with_enricher(self.enricher.clone())
+    }
+
+    /// Sets the [`Pacer`] every listener consults before each batch it hands over.
+    pub fn with_pacer(mut self, pacer: Pacer) -> Self {
+        self.pacer = Some(pacer);
+        self
     }
 
     /// Binds every listener, then spawns their tasks on the current tokio
@@ -111,6 +146,7 @@ impl DogStatsDSource {
             shutdown: shutdown_rx.clone(),
             telemetry: ListenerTelemetry::new(&self.registry, kind),
             buffer_size: self.buffer_size,
+            pacer: self.pacer.clone(),
         };
         // Bind everything first so a failure leaves nothing running.
         let udp = self.udp.map(|addr| udp::bind(addr, self.so_rcvbuf)).transpose()?;
@@ -245,7 +281,8 @@ impl RunningSource {
 mod tests {
     use std::io::Write;
     use std::os::unix::net::{UnixDatagram as StdUnixDatagram, UnixStream as StdUnixStream};
-    use std::time::Duration;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
 
     use super::*;
 
@@ -391,6 +428,37 @@ mod tests {
         assert_eq!(v("adp_dogstatsd_decode_errors", &[("reason", "truncated")]), 1);
         assert_eq!(v("adp_dogstatsd_metrics", &[]), 5);
         assert_eq!(v("adp_dogstatsd_bytes", &[("listener", "udp")]), 18 + 65 + 5 + 8);
+    }
+
+    /// The memory limiter's back pressure reaches the sockets: the pacer is
+    /// asked once per batch, and its wait comes before the batch leaves.
+    #[tokio::test]
+    async fn the_pacer_is_asked_before_each_batch_and_holds_it_back_for_its_wait() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let pause = Duration::from_millis(300);
+        let source = DogStatsDConfig {
+            dogstatsd_port: free_udp_port(),
+            ..config()
+        }
+        .build(&Registry::new())
+        .unwrap()
+        .with_pacer(Pacer::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Some(pause)
+        }));
+        let (tx, mut rx) = mpsc::channel(16);
+        let running = source.start(tx).await.unwrap();
+        let addr = running.udp_addr().unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for (i, name) in ["a", "b"].into_iter().enumerate() {
+            let sent = Instant::now();
+            client.send_to(format!("{name}:1|c").as_bytes(), addr).unwrap();
+            assert_eq!(names(&metrics(&mut rx, 1).await), [name]);
+            assert!(sent.elapsed() >= pause, "batch {i} left after {:?}", sent.elapsed());
+            assert_eq!(calls.load(Ordering::SeqCst), i + 1);
+        }
+        running.shutdown().await;
     }
 
     #[tokio::test]

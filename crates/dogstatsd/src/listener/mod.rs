@@ -4,9 +4,10 @@
 //! `dogstatsd_buffer_size` bytes, decodes them with its own
 //! [`Decoder`](crate::decoder::Decoder) and sends the resulting
 //! [`Batch`] downstream. Sending waits when the channel
-//! is full, so a slow consumer stops the reads and the kernel's socket buffer
-//! (`dogstatsd_so_rcvbuf`) absorbs or drops the excess — back pressure never
-//! grows memory here.
+//! is full, or as long as the source's [`Pacer`] says (the memory limiter),
+//! so a slow consumer or a process near its memory limit stops the reads and
+//! the kernel's socket buffer (`dogstatsd_so_rcvbuf`) absorbs or drops the
+//! excess — back pressure never grows memory here.
 //!
 //! Datagram listeners decode the packets that are already waiting into one
 //! batch — at most `PACKETS_PER_BATCH` (32) packets and about half a buffer of
@@ -39,6 +40,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::{mpsc, watch};
 
 use crate::decoder::Batch;
+use crate::source::Pacer;
 use crate::telemetry::ListenerTelemetry;
 
 /// The most packets decoded into one batch (the Agent's
@@ -105,12 +107,20 @@ pub(crate) struct Pipe {
     pub shutdown: watch::Receiver<bool>,
     pub telemetry: ListenerTelemetry,
     pub buffer_size: usize,
+    pub pacer: Option<Pacer>,
 }
 
 impl Pipe {
-    /// Sends a non-empty batch; `false` when the receiver is gone.
+    /// Sends a non-empty batch, after the pacer's wait; `false` when the
+    /// receiver is gone.
     pub(crate) async fn send(&self, batch: Batch) -> bool {
-        batch.is_empty() || self.tx.send(batch).await.is_ok()
+        if batch.is_empty() {
+            return true;
+        }
+        if let Some(delay) = self.pacer.as_ref().and_then(Pacer::delay) {
+            tokio::time::sleep(delay).await;
+        }
+        self.tx.send(batch).await.is_ok()
     }
 }
 
