@@ -188,12 +188,25 @@ fn payload(endpoint: Endpoint, body: &str) -> EncodedPayload {
     }
 }
 
+/// A 100-byte series payload that starts with `tag`.
+fn hundred_bytes(tag: &str) -> EncodedPayload {
+    payload(Endpoint::Series, &format!("{tag}{}", "x".repeat(100 - tag.len())))
+}
+
 /// [`config`] with a retry queue of `bytes`.
 fn config_with_queue(intake: &Intake, bytes: u64) -> ForwarderConfig {
     ForwarderConfig {
         forwarder_retry_queue_payloads_max_size: bytes,
         ..config(intake)
     }
+}
+
+/// A directory for disk storage, and an intake that answers 503 to every payload.
+async fn storage_and_refusing_intake() -> (tempfile::TempDir, Intake) {
+    (
+        tempfile::tempdir().unwrap(),
+        Intake::start(|_, _| Reply::Status(503)).await,
+    )
 }
 
 /// [`config`] with 1 MiB of disk storage in `dir`.
@@ -203,6 +216,24 @@ fn config_with_storage(intake: &Intake, dir: &Path) -> ForwarderConfig {
         forwarder_storage_path: dir.to_owned(),
         ..config(intake)
     }
+}
+
+/// [`config`] with `n` workers.
+fn config_with_workers(intake: &Intake, n: usize) -> ForwarderConfig {
+    ForwarderConfig {
+        forwarder_num_workers: n,
+        ..config(intake)
+    }
+}
+
+/// A local port nothing listens on: bound, then closed.
+async fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn config(intake: &Intake) -> ForwarderConfig {
@@ -442,12 +473,7 @@ async fn a_timed_out_request_is_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_errors_are_retried_until_the_intake_comes_up() {
     // Reserve a port, close it, and start the intake there later.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port().await;
     let registry = Registry::new();
     let c = ForwarderConfig {
         api_key: "k".into(),
@@ -492,8 +518,7 @@ async fn a_full_retry_queue_evicts_the_oldest_payloads() {
     let registry = Registry::new();
     let f = Running::start(config_with_queue(&intake, 300), &registry);
     for i in 0..5 {
-        f.send(payload(Endpoint::Series, &format!("{i}{}", "x".repeat(99))))
-            .await;
+        f.send(hundred_bytes(&i.to_string())).await;
         // One at a time, so the order of arrival is the order of age.
         wait_for("queued", || {
             value(&registry, "adp_forwarder_payloads_received", &[("endpoint", "series")]) == i + 1
@@ -533,8 +558,7 @@ async fn a_burst_larger_than_the_retry_queue_is_delivered_while_the_intake_accep
     let f = Running::start(config_with_queue(&intake, 350), &registry);
     // 20 × 100 bytes submitted back to back: far faster than requests complete.
     for i in 0..20 {
-        f.send(payload(Endpoint::Series, &format!("{i:02}{}", "x".repeat(98))))
-            .await;
+        f.send(hundred_bytes(&format!("{i:02}"))).await;
     }
     wait_for("20 deliveries", || intake.received().len() == 20).await;
     assert_eq!(f.stop().await, ShutdownReport::default());
@@ -577,8 +601,7 @@ async fn a_payload_larger_than_the_memory_queue_is_delivered_through_disk_storag
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_payloads_are_persisted_at_shutdown_and_replayed_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let intake = Intake::start(|_, _| Reply::Status(503)).await;
+    let (dir, intake) = storage_and_refusing_intake().await;
     let registry = Registry::new();
     let c = ForwarderConfig {
         forwarder_stop_timeout: Duration::from_millis(100),
@@ -632,8 +655,7 @@ async fn queued_payloads_are_persisted_at_shutdown_and_replayed_after_a_restart(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_metadata_is_retried_but_never_written_to_disk() {
-    let dir = tempfile::tempdir().unwrap();
-    let intake = Intake::start(|_, _| Reply::Status(503)).await;
+    let (dir, intake) = storage_and_refusing_intake().await;
     let registry = Registry::new();
     let c = ForwarderConfig {
         forwarder_stop_timeout: Duration::from_millis(50),
@@ -671,8 +693,7 @@ async fn host_metadata_is_retried_but_never_written_to_disk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_stored_payload_is_skipped_and_the_rest_replayed() {
-    let dir = tempfile::tempdir().unwrap();
-    let intake = Intake::start(|_, _| Reply::Status(503)).await;
+    let (dir, intake) = storage_and_refusing_intake().await;
     let c = ForwarderConfig {
         forwarder_stop_timeout: Duration::from_millis(50),
         ..config_with_storage(&intake, dir.path())
@@ -870,6 +891,21 @@ impl Logs {
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 
+/// An intake that accepts payloads (202) and answers key checks with `validate`.
+async fn accepting_intake(validate: u16) -> Intake {
+    let intake = Intake::start(|_, _| Reply::Status(202)).await;
+    intake.set_validate_reply(Reply::Status(validate));
+    intake
+}
+
+/// [`config`] with the API key [`KEY`].
+fn key_config(intake: &Intake) -> ForwarderConfig {
+    ForwarderConfig {
+        api_key: KEY.into(),
+        ..config(intake)
+    }
+}
+
 async fn wait_status(rx: &mut watch::Receiver<ApiKeyStatus>, want: ApiKeyStatus) {
     let waited = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| *s == want))
         .await
@@ -892,11 +928,8 @@ fn start_validating(c: ForwarderConfig) -> (Running, watch::Receiver<ApiKeyStatu
 #[tokio::test]
 async fn the_api_key_is_validated_at_start_as_the_agent_sends_it() {
     let (logs, _guard) = Logs::capture();
-    let intake = Intake::start(|_, _| Reply::Status(202)).await;
-    let (f, mut status) = start_validating(ForwarderConfig {
-        api_key: KEY.into(),
-        ..config(&intake)
-    });
+    let intake = accepting_intake(200).await;
+    let (f, mut status) = start_validating(key_config(&intake));
     wait_status(&mut status, ApiKeyStatus::Valid).await;
     f.send(payload(Endpoint::Series, "s")).await;
     wait_for("the payload", || intake.received().len() == 1).await;
@@ -926,12 +959,10 @@ async fn the_api_key_is_validated_at_start_as_the_agent_sends_it() {
 #[tokio::test]
 async fn a_refused_key_is_reported_as_the_agent_reports_it_and_payloads_still_flow() {
     let (logs, _guard) = Logs::capture();
-    let intake = Intake::start(|_, _| Reply::Status(202)).await;
-    intake.set_validate_reply(Reply::Status(403));
+    let intake = accepting_intake(403).await;
     let (f, mut status) = start_validating(ForwarderConfig {
-        api_key: KEY.into(),
         forwarder_apikey_validation_interval: Duration::from_millis(200),
-        ..config(&intake)
+        ..key_config(&intake)
     });
     wait_status(&mut status, ApiKeyStatus::Invalid).await;
     f.send(payload(Endpoint::Series, "still sent")).await;
@@ -961,12 +992,8 @@ async fn a_refused_key_is_reported_as_the_agent_reports_it_and_payloads_still_fl
 async fn a_check_that_cannot_tell_assumes_a_valid_key() {
     let (logs, _guard) = Logs::capture();
     // The validation endpoint answers 500.
-    let intake = Intake::start(|_, _| Reply::Status(202)).await;
-    intake.set_validate_reply(Reply::Status(500));
-    let (f, mut status) = start_validating(ForwarderConfig {
-        api_key: KEY.into(),
-        ..config(&intake)
-    });
+    let intake = accepting_intake(500).await;
+    let (f, mut status) = start_validating(key_config(&intake));
     wait_status(&mut status, ApiKeyStatus::Valid).await;
     f.stop().await;
     assert_eq!(
@@ -979,12 +1006,7 @@ async fn a_check_that_cannot_tell_assumes_a_valid_key() {
         logs.text()
     );
     // Nothing listens: the endpoint is unreachable.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port().await;
     let (f, mut status) = start_validating(ForwarderConfig {
         api_key: KEY.into(),
         dd_url: Some(format!("http://127.0.0.1:{port}")),
@@ -1105,13 +1127,7 @@ async fn datadog_app_hosts_get_the_version_prefix_and_keys_are_checked_at_the_ap
 async fn several_workers_send_concurrently_and_deliver_every_payload_exactly_once() {
     let intake = Intake::start(|_, _| Reply::Slow(Duration::from_millis(300))).await;
     let registry = Registry::new();
-    let f = Running::start(
-        ForwarderConfig {
-            forwarder_num_workers: 4,
-            ..config(&intake)
-        },
-        &registry,
-    );
+    let f = Running::start(config_with_workers(&intake, 4), &registry);
     let started = tokio::time::Instant::now();
     for i in 0..40 {
         f.send(payload(Endpoint::Series, &format!("p{i:02}"))).await;
@@ -1153,13 +1169,7 @@ async fn an_outage_with_several_workers_ends_with_every_payload_delivered_exactl
     })
     .await;
     let registry = Registry::new();
-    let f = Running::start(
-        ForwarderConfig {
-            forwarder_num_workers: 4,
-            ..config(&intake)
-        },
-        &registry,
-    );
+    let f = Running::start(config_with_workers(&intake, 4), &registry);
     for i in 0..40 {
         f.send(payload(Endpoint::Sketches, &format!("p{i}"))).await;
     }
