@@ -466,19 +466,10 @@ impl Running {
     /// Stops the listeners, flushes everything, and lets the forwarder send for
     /// at most `drain` before it stores or drops the rest.
     pub async fn shutdown(self, drain: Duration) -> anyhow::Result<()> {
-        let Self {
-            source,
-            aggregator,
-            encoder,
-            forwarder,
-            forwarder_stop,
-            checks,
-            host_metadata,
-        } = self;
-        if let Some(task) = host_metadata {
+        if let Some(task) = self.host_metadata {
             task.abort();
         }
-        if let Some((runner, mut task)) = checks {
+        if let Some((runner, mut task)) = self.checks {
             // The last runs' output is still encoded: the checks task ends once
             // the runner's threads have stopped and their channel is drained.
             let stopped = tokio::task::spawn_blocking(move || runner.stop());
@@ -495,11 +486,11 @@ impl Running {
             }
             tracing::debug!("System checks stopped.");
         }
-        source.shutdown().await;
+        self.source.shutdown().await;
         tracing::debug!("DogStatsD listeners stopped.");
         // The aggregator ends once the queue is empty and closed, after its
         // final flush; the encoder once it has handed that flush over.
-        let (mut aggregator, mut encoder) = (aggregator, encoder);
+        let (mut aggregator, mut encoder) = (self.aggregator, self.encoder);
         let flushed = async {
             let _ = (&mut aggregator).await;
             let _ = (&mut encoder).await;
@@ -512,8 +503,8 @@ impl Running {
             aggregator.abort();
             encoder.abort();
         }
-        let _ = forwarder_stop.send(());
-        let report = forwarder.await.context("the forwarder task failed")?;
+        let _ = self.forwarder_stop.send(());
+        let report = self.forwarder.await.context("the forwarder task failed")?;
         if report.dropped > 0 {
             tracing::warn!(
                 dropped = report.dropped,
