@@ -67,6 +67,13 @@ async fn post(addr: SocketAddr, p: &EncodedPayload) -> Result<StatusCode, hyper:
         .map(|(s, _)| s)
 }
 
+/// Sets the intake's behaviour through `POST /_intake/behaviour` with the JSON `body`.
+async fn steer(addr: SocketAddr, body: &'static [u8]) -> (StatusCode, Bytes) {
+    send(addr, "POST", "/_intake/behaviour", &[], Bytes::from_static(body))
+        .await
+        .unwrap()
+}
+
 /// Posts each payload and asserts that the intake accepted it.
 async fn post_accepted<'a>(intake: &TestIntake, payloads: impl IntoIterator<Item = &'a EncodedPayload>) {
     for p in payloads {
@@ -486,28 +493,12 @@ async fn a_reset_fault_sends_a_tcp_reset() {
 async fn control_endpoints_steer_and_report() {
     let intake = intake().await;
     let addr = intake.addr();
-    let (status, body) = send(
-        addr,
-        "POST",
-        "/_intake/behaviour",
-        &[],
-        Bytes::from_static(b"{\"status\":500,\"next\":1}"),
-    )
-    .await
-    .unwrap();
+    let (status, body) = steer(addr, b"{\"status\":500,\"next\":1}").await;
     assert_eq!(
         (status, body.as_ref()),
         (StatusCode::OK, &b"{\"status\":500,\"next\":1}"[..])
     );
-    let (status, _) = send(
-        addr,
-        "POST",
-        "/_intake/behaviour",
-        &[],
-        Bytes::from_static(b"{\"bogus\":1}"),
-    )
-    .await
-    .unwrap();
+    let (status, _) = steer(addr, b"{\"bogus\":1}").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let p = &encoder(CompressionKind::Zlib)
         .encode_series_parts([("m", &["k:v"][..], SeriesType::Gauge, 10, &[(5, 9.0)][..])])
