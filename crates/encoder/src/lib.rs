@@ -276,6 +276,19 @@ pub enum EncodeError {
     },
 }
 
+/// An encoder for `hostname` compressing with `kind`, and the registry that
+/// holds its telemetry: the encoder of this crate's tests.
+#[cfg(test)]
+pub(crate) fn test_encoder(hostname: &str, kind: CompressionKind) -> (Encoder, adp_telemetry::Registry) {
+    let registry = adp_telemetry::Registry::new();
+    let config = EncoderConfig {
+        hostname: hostname.to_owned(),
+        serializer_compressor_kind: kind,
+        ..EncoderConfig::default()
+    };
+    (Encoder::new(config, &registry).unwrap(), registry)
+}
+
 #[cfg(test)]
 mod config_tests {
     use adp_config::ConfigError as ReadError;
