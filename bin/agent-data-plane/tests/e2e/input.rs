@@ -21,7 +21,7 @@ use std::path::Path;
 use adp_dogstatsd::codec::{CodecConfig, DecodeError};
 use adp_dogstatsd::telemetry::DecoderTelemetry;
 use adp_dogstatsd::{Batch, Decoder};
-use adp_test_intake::{Behaviour, Received, TestIntake};
+use adp_test_intake::{Received, TestIntake};
 
 use crate::harness::*;
 
@@ -180,8 +180,7 @@ fn assert_healthy(agent: &mut Agent) {
 /// totals, and the agent stays healthy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_is_dropped_and_counted_while_valid_metrics_arrive_exactly() {
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (intake, dir) = intake_and_dir().await;
     let mut agent = Agent::start(&intake, dir.path(), None).await;
     let before = Snapshot::take(&agent.api);
     let ok = |listener: &str| format!("input.ok:1|c|#via:{listener}").into_bytes();
@@ -347,8 +346,7 @@ async fn hostile_input_is_dropped_and_counted_while_valid_metrics_arrive_exactly
 /// context whatever the tag order, delivered with all its tags.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metric_with_10000_tags_is_one_context_delivered_whole() {
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (intake, dir) = intake_and_dir().await;
     let mut agent = Agent::start(&intake, dir.path(), Some(65_536)).await;
     agent.uds(&many_tags("input.tags10k", 10_000, false)).await;
     agent.udp(&many_tags("input.tags10k", 10_000, true)).await;
