@@ -126,7 +126,9 @@ impl DogStatsDSource {
         let (stopped_tx, stopped) = watch::channel(None);
         let stopped_tx = Arc::new(stopped_tx);
         let mut tasks = JoinSet::new();
+        let mut addrs = Vec::new();
         let mut spawn = |addr: ListenAddr, task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+            addrs.push(addr.clone());
             // Whatever ends a listener (its receiver gone, shutdown), it says which.
             let stopped_tx = Arc::clone(&stopped_tx);
             tasks.spawn(async move {
@@ -134,7 +136,6 @@ impl DogStatsDSource {
                 stopped_tx.send_replace(Some(addr));
             });
         };
-        let mut addrs = Vec::new();
         if let Some(socket) = udp {
             let addr = ListenAddr::Udp(socket.local_addr().map_err(|source| ListenerError::Bind {
                 addr: format!("{:?}", self.udp),
@@ -142,15 +143,13 @@ impl DogStatsDSource {
                 source,
             })?);
             spawn(
-                addr.clone(),
+                addr,
                 Box::pin(udp::run(socket, self.decoder(), pipe(ListenerKind::Udp))),
             );
-            addrs.push(addr);
         }
         if let Some((socket, path)) = dgram {
-            let addr = ListenAddr::UnixDatagram(path.clone());
             spawn(
-                addr.clone(),
+                ListenAddr::UnixDatagram(path.clone()),
                 Box::pin(unix::run_datagram(
                     socket,
                     path,
@@ -158,12 +157,10 @@ impl DogStatsDSource {
                     pipe(ListenerKind::UnixDatagram),
                 )),
             );
-            addrs.push(addr);
         }
         if let Some((listener, path)) = stream {
-            let addr = ListenAddr::UnixStream(path.clone());
             spawn(
-                addr.clone(),
+                ListenAddr::UnixStream(path.clone()),
                 Box::pin(unix::run_stream(
                     listener,
                     path,
@@ -171,7 +168,6 @@ impl DogStatsDSource {
                     pipe(ListenerKind::UnixStream),
                 )),
             );
-            addrs.push(addr);
         }
         for addr in &addrs {
             tracing::info!(listen_addr = %addr, "DogStatsD listener started.");
