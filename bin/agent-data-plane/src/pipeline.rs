@@ -552,6 +552,14 @@ struct EncoderTask {
     host_tags: ExpectedHostTags,
 }
 
+/// Ticks every `period`, the first time one `period` from now; a late tick
+/// delays the ones after it instead of bursting to catch up.
+fn ticker(period: Duration) -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
+}
+
 fn unix_now() -> i64 {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     i64::try_from(secs).unwrap_or(i64::MAX)
@@ -559,9 +567,7 @@ fn unix_now() -> i64 {
 
 impl AggregatorTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
-        let start = tokio::time::Instant::now();
-        let mut events = tokio::time::interval_at(start + self.events_every, self.events_every);
-        events.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut events = ticker(self.events_every);
         loop {
             tokio::select! {
                 batch = rx.recv() => match batch {
@@ -661,9 +667,7 @@ fn each(
 
 impl EncoderTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Output>) {
-        let start = tokio::time::Instant::now();
-        let mut flush = tokio::time::interval_at(start + self.flush_interval, self.flush_interval);
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut flush = ticker(self.flush_interval);
         loop {
             tokio::select! {
                 _ = flush.tick() => {
