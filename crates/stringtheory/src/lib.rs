@@ -107,13 +107,18 @@ impl MetaString {
     /// (23 bytes on 64-bit targets, 11 on 32-bit targets).
     pub const INLINE_CAPACITY: usize = size_of::<Self>() - 1;
 
+    /// A string held in `head` alone (every variant but inline), tagged `t`.
+    const fn in_head(head: Head, t: u8) -> Self {
+        Self {
+            head,
+            tail: [0; WORD - 1],
+            tag: tag(t),
+        }
+    }
+
     /// The empty string.
     pub const fn empty() -> Self {
-        Self {
-            head: Head { inline: [0; 2 * WORD] },
-            tail: [0; WORD - 1],
-            tag: tag(TAG_EMPTY),
-        }
+        Self::in_head(Head { inline: [0; 2 * WORD] }, TAG_EMPTY)
     }
 
     /// Wraps a static string without copying it.
@@ -121,11 +126,7 @@ impl MetaString {
         if s.is_empty() {
             return Self::empty();
         }
-        Self {
-            head: Head { static_str: s },
-            tail: [0; WORD - 1],
-            tag: tag(TAG_STATIC),
-        }
+        Self::in_head(Head { static_str: s }, TAG_STATIC)
     }
 
     /// Stores `s` inline if it is at most [`INLINE_CAPACITY`](Self::INLINE_CAPACITY)
@@ -196,13 +197,12 @@ impl MetaString {
     }
 
     fn from_owned(s: Box<str>) -> Self {
-        Self {
-            head: Head {
+        Self::in_head(
+            Head {
                 owned: ManuallyDrop::new(s),
             },
-            tail: [0; WORD - 1],
-            tag: tag(TAG_OWNED),
-        }
+            TAG_OWNED,
+        )
     }
 }
 
@@ -286,13 +286,12 @@ impl From<Box<str>> for MetaString {
 impl From<Arc<str>> for MetaString {
     /// Shares the `Arc` (cloning the result is an atomic increment).
     fn from(s: Arc<str>) -> Self {
-        Self {
-            head: Head {
+        Self::in_head(
+            Head {
                 shared: ManuallyDrop::new(s),
             },
-            tail: [0; WORD - 1],
-            tag: tag(TAG_SHARED),
-        }
+            TAG_SHARED,
+        )
     }
 }
 
