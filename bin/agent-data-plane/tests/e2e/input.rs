@@ -201,15 +201,10 @@ async fn hostile_input_is_dropped_and_counted_while_valid_metrics_arrive_exactly
     assert!(tags_10k.len() > 8192 && tags_10k.len() < 65_507);
     let noise = garbage(0x5eed, 4000);
 
+    // Each hostile packet between two valid ones.
     agent.udp(&ok("udp")).await;
-    agent.udp(&oversized).await;
-    agent.udp(&ok("udp")).await;
-    agent.udp(&huge).await;
-    agent.udp(&ok("udp")).await;
-    agent.udp(&tags_10k).await;
-    agent.udp(&ok("udp")).await;
-    for bad in invalid_utf8 {
-        agent.udp(bad).await;
+    for hostile in [&oversized[..], &huge, &tags_10k].into_iter().chain(invalid_utf8) {
+        agent.udp(hostile).await;
         agent.udp(&ok("udp")).await;
     }
     // Invalid UTF-8 in the tags only: repaired and kept.
@@ -226,12 +221,10 @@ async fn hostile_input_is_dropped_and_counted_while_valid_metrics_arrive_exactly
     let mut big = b"input.trunc:1|c\n".repeat(100_000 / 16);
     big.truncate(100_000);
     agent.uds(&ok("uds")).await;
-    agent.uds(&oversized).await;
-    agent.uds(&ok("uds")).await;
-    agent.uds(&big).await;
-    agent.uds(&ok("uds")).await;
-    agent.uds(&noise).await;
-    agent.uds(&ok("uds")).await;
+    for hostile in [&oversized[..], &big, &noise] {
+        agent.uds(hostile).await;
+        agent.uds(&ok("uds")).await;
+    }
 
     // --- Unix stream, length-prefixed ----------------------------------------
     let stream_path = dir.path().join("dsd-stream.socket");
