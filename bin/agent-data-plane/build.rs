@@ -27,7 +27,7 @@ fn main() {
 
     let build_time = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(epoch) => match epoch.trim().parse::<i64>() {
-            Ok(secs) => adp_civil::Utc::from_unix(secs).rfc3339(),
+            Ok(secs) => adp_fmt::Utc::from_unix(secs).rfc3339(),
             Err(_) => {
                 println!("cargo:warning=ignoring SOURCE_DATE_EPOCH={epoch:?}: not an integer");
                 "unknown".to_owned()

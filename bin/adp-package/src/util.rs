@@ -80,8 +80,8 @@ pub fn md5_hex(data: &[u8]) -> String {
 
 /// The UTC date and time of `epoch` (seconds since 1970; past `i64::MAX`,
 /// which no build date reaches, it saturates).
-fn utc(epoch: u64) -> adp_civil::Utc {
-    adp_civil::Utc::from_unix(i64::try_from(epoch).unwrap_or(i64::MAX))
+fn utc(epoch: u64) -> adp_fmt::Utc {
+    adp_fmt::Utc::from_unix(i64::try_from(epoch).unwrap_or(i64::MAX))
 }
 
 /// `Tue, 14 Nov 2023 22:13:20 +0000` (RFC 2822, what debian/changelog uses).

@@ -384,7 +384,7 @@ pub fn render_stats_cardinality(report: &StatsReport, view: &StatsView) -> Strin
 
 /// `YYYY-MM-DD HH:MM:SS UTC` (no time-zone database on a small board).
 pub fn format_unix_utc(secs: u64) -> String {
-    let t = adp_civil::Utc::from_unix(i64::try_from(secs).unwrap_or(i64::MAX));
+    let t = adp_fmt::Utc::from_unix(i64::try_from(secs).unwrap_or(i64::MAX));
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
         t.year, t.month, t.day, t.hour, t.minute, t.second

@@ -1,17 +1,5 @@
-//! UTC calendar dates and times of day from Unix seconds, in the proleptic
-//! Gregorian calendar: [`Utc::from_unix`] and [`Utc::rfc3339`].
-//!
-//! Three places print dates: the agent's `dogstatsd stats` report, the build
-//! script's `ADP_BUILD_TIME` (from `SOURCE_DATE_EPOCH`) and the packaging
-//! tool's changelog, SBOM and image timestamps. A small board has no
-//! time-zone database and these need only UTC, so one dependency-free crate
-//! serves all three (the build script takes it as a build-dependency) rather
-//! than a date crate or three copies of the calendar arithmetic.
-//!
-//! # Missing
-//!
-//! - Time zones other than UTC, leap seconds and parsing.
-#![deny(missing_docs)]
+//! [`Utc`]: UTC calendar dates and times of day from Unix seconds, in the
+//! proleptic Gregorian calendar.
 
 const SECS_PER_DAY: i64 = 86_400;
 
