@@ -276,9 +276,7 @@ mod tests {
 
     use super::*;
 
-    fn read(yaml: &str, env: &[(&str, &str)]) -> Result<AggregateConfig, ReadError> {
-        adp_config::read_for_test(yaml, env, AggregateConfig::read)
-    }
+    adp_config::test_read!(AggregateConfig);
 
     #[test]
     fn keys_are_read_with_agent_names_aliases_and_lists() {

@@ -414,6 +414,19 @@ pub fn read_for_test<T>(
     r.finish().map(|_| value)
 }
 
+/// Defines a component's test helper `read(yaml, env)`: `$settings::read`
+/// over `yaml` and the `env` pairs with [`read_for_test`], the settings or
+/// every invalid value at once.
+#[cfg(any(test, feature = "test-support"))]
+#[macro_export]
+macro_rules! test_read {
+    ($settings:ty) => {
+        fn read(yaml: &str, env: &[(&str, &str)]) -> Result<$settings, $crate::ConfigError> {
+            $crate::read_for_test(yaml, env, <$settings>::read)
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

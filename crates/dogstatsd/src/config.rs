@@ -246,9 +246,7 @@ mod tests {
 
     use super::*;
 
-    fn read(yaml: &str, env: &[(&str, &str)]) -> Result<DogStatsDConfig, ReadError> {
-        adp_config::read_for_test(yaml, env, DogStatsDConfig::read)
-    }
+    adp_config::test_read!(DogStatsDConfig);
 
     #[test]
     fn defaults_are_the_agents() {

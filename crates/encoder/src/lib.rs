@@ -295,9 +295,7 @@ mod config_tests {
 
     use super::*;
 
-    fn read(yaml: &str, env: &[(&str, &str)]) -> Result<EncoderConfig, ReadError> {
-        adp_config::read_for_test(yaml, env, EncoderConfig::read)
-    }
+    adp_config::test_read!(EncoderConfig);
 
     #[test]
     fn serializer_keys_are_read_with_the_agents_defaults_and_spellings() {

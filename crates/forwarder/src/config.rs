@@ -660,9 +660,7 @@ mod tests {
         assert_eq!(c.domains()[0].base, "http://localhost:8080");
     }
 
-    fn read(yaml: &str, env: &[(&str, &str)]) -> Result<ForwarderConfig, adp_config::ConfigError> {
-        adp_config::read_for_test(yaml, env, ForwarderConfig::read)
-    }
+    adp_config::test_read!(ForwarderConfig);
 
     #[test]
     fn the_standard_proxy_variables_are_read_after_the_dd_ones() {
