@@ -254,6 +254,30 @@ mod tests {
         }
     }
 
+    /// [`config`] listening on the Unix stream socket `path` as well.
+    fn stream(path: PathBuf) -> DogStatsDConfig {
+        DogStatsDConfig {
+            dogstatsd_stream_socket: Some(path),
+            ..config()
+        }
+    }
+
+    /// A started source listening on one Unix socket, `name` in a new
+    /// temporary directory (returned to keep it), configured by `with_path`
+    /// from the socket's path, sending into a channel of `capacity`.
+    async fn start_on_socket(
+        name: &str,
+        with_path: impl FnOnce(PathBuf) -> DogStatsDConfig,
+        registry: &Registry,
+        capacity: usize,
+    ) -> (tempfile::TempDir, PathBuf, RunningSource, mpsc::Receiver<Batch>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        let source = with_path(path.clone()).build(registry).unwrap();
+        let (tx, rx) = mpsc::channel(capacity);
+        (dir, path, source.start(tx).await.unwrap(), rx)
+    }
+
     /// Receives batches until `n` metrics arrived (or fails after a timeout).
     async fn metrics(rx: &mut mpsc::Receiver<Batch>, n: usize) -> Vec<Batch> {
         let mut got = Vec::new();
@@ -444,17 +468,12 @@ mod tests {
 
     #[tokio::test]
     async fn unix_datagrams_carry_the_senders_credentials() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dsd.sock");
         let registry = Registry::new();
-        let source = DogStatsDConfig {
-            dogstatsd_socket: Some(path.clone()),
+        let datagram = |p| DogStatsDConfig {
+            dogstatsd_socket: Some(p),
             ..config()
-        }
-        .build(&registry)
-        .unwrap();
-        let (tx, mut rx) = mpsc::channel(16);
-        let running = source.start(tx).await.unwrap();
+        };
+        let (_dir, path, running, mut rx) = start_on_socket("dsd.sock", datagram, &registry, 16).await;
         assert_eq!(running.listen_addrs(), [ListenAddr::UnixDatagram(path.clone())]);
         {
             use std::os::unix::fs::PermissionsExt;
@@ -473,12 +492,7 @@ mod tests {
         assert_eq!((creds.uid, creds.gid), unsafe { (libc::getuid(), libc::getgid()) });
 
         // A second source may not steal the live socket.
-        let again = DogStatsDConfig {
-            dogstatsd_socket: Some(path.clone()),
-            ..config()
-        }
-        .build(&registry)
-        .unwrap();
+        let again = datagram(path.clone()).build(&registry).unwrap();
         let (tx2, _rx2) = mpsc::channel(1);
         let err = again.start(tx2).await.unwrap_err();
         assert!(err.to_string().contains("`dogstatsd_socket`"), "{err}");
@@ -489,17 +503,8 @@ mod tests {
 
     #[tokio::test]
     async fn unix_streams_accept_newline_and_length_prefixed_framing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dsd-stream.sock");
         let registry = Registry::new();
-        let source = DogStatsDConfig {
-            dogstatsd_stream_socket: Some(path.clone()),
-            ..config()
-        }
-        .build(&registry)
-        .unwrap();
-        let (tx, mut rx) = mpsc::channel(16);
-        let running = source.start(tx).await.unwrap();
+        let (_dir, path, running, mut rx) = start_on_socket("dsd-stream.sock", stream, &registry, 16).await;
 
         let mut newline = StdUnixStream::connect(&path).unwrap();
         newline.write_all(b"nl.one:1|c\nnl.two:").unwrap();
@@ -530,16 +535,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_channel_applies_back_pressure_without_losing_stream_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bp.sock");
-        let source = DogStatsDConfig {
-            dogstatsd_stream_socket: Some(path.clone()),
-            ..config()
-        }
-        .build(&Registry::new())
-        .unwrap();
-        let (tx, mut rx) = mpsc::channel(1);
-        let running = source.start(tx).await.unwrap();
+        let (_dir, path, running, mut rx) = start_on_socket("bp.sock", stream, &Registry::new(), 1).await;
         let writer = std::thread::spawn(move || {
             let mut s = StdUnixStream::connect(&path).unwrap();
             for i in 0..2000 {
