@@ -45,11 +45,21 @@ def failed_row(name, r, columns):
     return f"| {name} | failed: {error_cell(r)} |" + "|" * (columns - 2)
 
 
+def head(header):
+    """A Markdown table's first two lines: `header` (its Markdown line) and the rule under it."""
+    return [header, "|" + "---|" * (header.count("|") - 1)]
+
+
+def plain_table(header, items, row):
+    """A Markdown table: `header`, the rule, then the line `row(x)` for each of `items`."""
+    return head(header) + [row(x) for x in items]
+
+
 def table(header, results, row):
     """A Markdown table of per-profile results: `header` (its Markdown line), the rule, then
     the line `row(r)` for each result, or the failed row of one that failed."""
     columns = header.count("|") - 1
-    return [header, "|" + "---|" * columns] + [failed_row(r["profile"], r, columns) if "error" in r else row(r) for r in results]
+    return plain_table(header, results, lambda r: failed_row(r["profile"], r, columns) if "error" in r else row(r))
 
 
 def offered_achieved(r):
@@ -218,20 +228,18 @@ def render_alloc(al):
             continue
         L.append(f"#### {r['profile']}: the heap at its peak ({size(r['peak_bytes'])}), by site")
         L.append("")
-        L.append("| site | where | live at peak | share | blocks |")
-        L.append("|---|---|---|---|---|")
-        for s in r["top_by_peak_bytes"]:
-            L.append(f"| `{s['site']}` | `{s['location']}` | {size(s['peak_bytes'])} | {s['peak_bytes'] / r['peak_bytes']:.0%} | {fmt(s['peak_blocks'])} |")
+        L += plain_table("| site | where | live at peak | share | blocks |", r["top_by_peak_bytes"], lambda s: f"| `{s['site']}` | `{s['location']}` | {size(s['peak_bytes'])} | {s['peak_bytes'] / r['peak_bytes']:.0%} | {fmt(s['peak_blocks'])} |")
         L.append("")
         L.append(f"#### {r['profile']}: allocations ({fmt(r['total_blocks'])}), by site")
         L.append("")
-        L.append("| site | where | allocations | per metric | share | bytes |")
-        L.append("|---|---|---|---|---|---|")
-        for s in r["top_by_blocks"]:
-            L.append(
-                f"| `{s['site']}` | `{s['location']}` | {fmt(s['blocks'])} | {fmt(s['blocks'] / r['ingested_metrics'], 2)} | "
-                f"{s['blocks'] / r['total_blocks']:.0%} | {size(s['bytes'])} |"
-            )
+        L += plain_table(
+            "| site | where | allocations | per metric | share | bytes |",
+            r["top_by_blocks"],
+            lambda s: (
+            f"| `{s['site']}` | `{s['location']}` | {fmt(s['blocks'])} | {fmt(s['blocks'] / r['ingested_metrics'], 2)} | "
+            f"{s['blocks'] / r['total_blocks']:.0%} | {size(s['bytes'])} |"
+            ),
+        )
         L.append("")
     return L
 
@@ -241,8 +249,7 @@ def render_churn_run(title, ch):
     L = [f"#### {title}", ""]
     if "error" in ch:
         return L + [f"Not measured: {ch['error']}", ""]
-    L.append("| offered contexts | at | RSS | aggregator contexts | context store | refused (by reason) |")
-    L.append("|---|---|---|---|---|---|")
+    L += head("| offered contexts | at | RSS | aggregator contexts | context store | refused (by reason) |")
     seen, rows = set(), []
     for r in [ch["start"]] + ch["milestones"] + [ch["final"]]:
         if r["t"] not in seen:
@@ -335,13 +342,14 @@ def render_checks(ck):
             continue
         L.append(f"**{title}** (warm-up {r['warmup_secs']:g} s)")
         L.append("")
-        L.append("| checks | window | CPU % of one core | RSS steady | RSS peak | check runs (errors) | load average |")
-        L.append("|---|---|---|---|---|---|---|")
-        for row in r["rows"]:
-            L.append(
-                f"| {row['mode']} | {row['duration_secs']:g} s | {fmt(row['cpu_percent'], 2)} | {fmt(row['rss_steady_mib'], 2)} MiB | "
-                f"{fmt(row['rss_peak_mib'], 2)} MiB | {row['check_runs']} ({row['check_errors']}) | {la(row['loadavg_before'])} |"
-            )
+        L += plain_table(
+            "| checks | window | CPU % of one core | RSS steady | RSS peak | check runs (errors) | load average |",
+            r["rows"],
+            lambda row: (
+            f"| {row['mode']} | {row['duration_secs']:g} s | {fmt(row['cpu_percent'], 2)} | {fmt(row['rss_steady_mib'], 2)} MiB | "
+            f"{fmt(row['rss_peak_mib'], 2)} MiB | {row['check_runs']} ({row['check_errors']}) | {la(row['loadavg_before'])} |"
+            ),
+        )
         d = r["delta"]
         verdict = ""
         if platform == "host":
@@ -448,8 +456,7 @@ def render(results):
         "send, when the sender fell short first). *Share* is each receiver's zero-drop rate over it."
     )
     L.append("")
-    L.append("| receiver | zero-drop rate | metrics/s at that rate | share of receive-only | first failing step | RSS steady at best | CPU % at best | ours ÷ theirs (defaults / tuned buffer) | load avg |")
-    L.append("|---|---|---|---|---|---|---|---|---|")
+    L += head("| receiver | zero-drop rate | metrics/s at that rate | share of receive-only | first failing step | RSS steady at best | CPU % at best | ours ÷ theirs (defaults / tuned buffer) | load avg |")
     ours = [((plain.get(k) or {}).get("best"), (plain.get(k) or {}).get("capped_at_max")) for k in ("agent", "agent_rcvbuf")]
     for key, name in (
         ("receive_only", "receive-only (read and discard)"),
@@ -490,13 +497,14 @@ def render(results):
             "of 208 KiB holds about 25 such datagrams, a few milliseconds of this load), agent pinned to CPU 0."
         )
         L.append("")
-        L.append("| offered | achieved | values/s | ingested metrics/s | kernel drops | agent drops | CPU % | RSS steady | load avg |")
-        L.append("|---|---|---|---|---|---|---|---|---|")
-        for s in hv["steps"]:
-            L.append(
-                f"| {mib(s['offered_bytes_per_sec'])} | {mib(s['achieved_bytes_per_sec'])} | {fmt(s['values_per_sec'])} | {fmt(s.get('ingested_metrics_per_sec'))} | "
-                f"{fmt(s['kernel_drops'])} | {drops_detail(s['agent_drops'])} | {fmt(s.get('cpu_percent'))} | {fmt(s.get('rss_steady_mib'))} MiB | {la(s['loadavg'])} |"
-            )
+        L += plain_table(
+            "| offered | achieved | values/s | ingested metrics/s | kernel drops | agent drops | CPU % | RSS steady | load avg |",
+            hv["steps"],
+            lambda s: (
+            f"| {mib(s['offered_bytes_per_sec'])} | {mib(s['achieved_bytes_per_sec'])} | {fmt(s['values_per_sec'])} | {fmt(s.get('ingested_metrics_per_sec'))} | "
+            f"{fmt(s['kernel_drops'])} | {drops_detail(s['agent_drops'])} | {fmt(s.get('cpu_percent'))} | {fmt(s.get('rss_steady_mib'))} MiB | {la(s['loadavg'])} |"
+            ),
+        )
         L.append("")
         L.append(f"Highest zero-drop rate: **{mib(b['offered_bytes_per_sec']) if b else 'none'}**" + (" (the search's cap)" if hv["capped_at_max"] else "") + ".")
         L.append("")

@@ -27,7 +27,7 @@ fn main() {
 
     let build_time = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(epoch) => match epoch.trim().parse::<i64>() {
-            Ok(secs) => rfc3339_utc(secs),
+            Ok(secs) => adp_fmt::Utc::from_unix(secs).rfc3339(),
             Err(_) => {
                 println!("cargo:warning=ignoring SOURCE_DATE_EPOCH={epoch:?}: not an integer");
                 "unknown".to_owned()
@@ -70,26 +70,4 @@ fn git_hash(dir: &Path) -> Option<String> {
         }
     }
     git(dir, &["rev-parse", "--short", "HEAD"]).filter(|h| is_short_hash(h))
-}
-
-/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian,
-/// Howard Hinnant's days-to-civil algorithm; no date crate in the build).
-fn rfc3339_utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }

@@ -74,13 +74,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // Each error says its own part once; the causes follow it.
-            let mut message = err.to_string();
-            let mut cause = std::error::Error::source(&err);
-            while let Some(e) = cause {
-                message.push_str(&format!(": {e}"));
-                cause = e.source();
-            }
-            eprintln!("adp-package: {message}");
+            eprintln!("adp-package: {}", adp_fmt::error_chain(&err));
             ExitCode::FAILURE
         }
     }

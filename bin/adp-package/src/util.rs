@@ -78,50 +78,34 @@ pub fn md5_hex(data: &[u8]) -> String {
     hex(&bytes)
 }
 
-/// Civil date (year, month, day) of a day count since 1970-01-01.
-fn civil(days: u64) -> (u64, u64, u64) {
-    // Howard Hinnant's civil_from_days, for non-negative day counts.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + u64::from(month <= 2), month, day)
+/// The UTC date and time of `epoch` (seconds since 1970; past `i64::MAX`,
+/// which no build date reaches, it saturates).
+fn utc(epoch: u64) -> adp_fmt::Utc {
+    adp_fmt::Utc::from_unix(i64::try_from(epoch).unwrap_or(i64::MAX))
 }
 
 /// `Tue, 14 Nov 2023 22:13:20 +0000` (RFC 2822, what debian/changelog uses).
 pub fn rfc2822(epoch: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let days = epoch / 86_400;
-    let secs = epoch % 86_400;
-    let (year, month, day) = civil(days);
+    let t = utc(epoch);
     format!(
-        "{}, {day:02} {} {year:04} {:02}:{:02}:{:02} +0000",
-        DAYS[(days % 7) as usize],
-        MONTHS[(month - 1) as usize],
-        secs / 3_600,
-        secs % 3_600 / 60,
-        secs % 60
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} +0000",
+        DAYS[t.weekday as usize],
+        t.day,
+        MONTHS[(t.month - 1) as usize],
+        t.year,
+        t.hour,
+        t.minute,
+        t.second
     )
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch (UTC).
 pub fn rfc3339(epoch: u64) -> String {
-    let days = epoch / 86_400;
-    let secs = epoch % 86_400;
-    let (year, month, day) = civil(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3_600,
-        secs % 3_600 / 60,
-        secs % 60
-    )
+    utc(epoch).rfc3339()
 }
 
 /// Serialises `value` with object keys sorted byte-wise; `pretty` indents by

@@ -24,7 +24,6 @@ use adp_dogstatsd::debug::{
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
@@ -172,15 +171,7 @@ impl PrivilegedClient {
         let cert_path = &agent.ipc_cert_file_path;
         let tls = if cert_path.exists() {
             let mut roots = rustls::RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(cert_path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .with_context(|| {
-                    format!(
-                        "cannot read the privileged API's certificate from {} (`ipc_cert_file_path`)",
-                        cert_path.display()
-                    )
-                })?;
-            for cert in certs {
+            for cert in crate::api::read_ipc_certificates(cert_path)? {
                 roots
                     .add(cert)
                     .with_context(|| format!("{} holds an unusable certificate", cert_path.display()))?;

@@ -468,19 +468,10 @@ impl Running {
     /// Stops the listeners, flushes everything, and lets the forwarder send for
     /// at most `drain` before it stores or drops the rest.
     pub async fn shutdown(self, drain: Duration) -> anyhow::Result<()> {
-        let Self {
-            source,
-            aggregator,
-            encoder,
-            forwarder,
-            forwarder_stop,
-            checks,
-            host_metadata,
-        } = self;
-        if let Some(task) = host_metadata {
+        if let Some(task) = self.host_metadata {
             task.abort();
         }
-        if let Some((runner, mut task)) = checks {
+        if let Some((runner, mut task)) = self.checks {
             // The last runs' output is still encoded: the checks task ends once
             // the runner's threads have stopped and their channel is drained.
             let stopped = tokio::task::spawn_blocking(move || runner.stop());
@@ -497,11 +488,11 @@ impl Running {
             }
             tracing::debug!("System checks stopped.");
         }
-        source.shutdown().await;
+        self.source.shutdown().await;
         tracing::debug!("DogStatsD listeners stopped.");
         // The aggregator ends once the queue is empty and closed, after its
         // final flush; the encoder once it has handed that flush over.
-        let (mut aggregator, mut encoder) = (aggregator, encoder);
+        let (mut aggregator, mut encoder) = (self.aggregator, self.encoder);
         let flushed = async {
             let _ = (&mut aggregator).await;
             let _ = (&mut encoder).await;
@@ -514,8 +505,8 @@ impl Running {
             aggregator.abort();
             encoder.abort();
         }
-        let _ = forwarder_stop.send(());
-        let report = forwarder.await.context("the forwarder task failed")?;
+        let _ = self.forwarder_stop.send(());
+        let report = self.forwarder.await.context("the forwarder task failed")?;
         if report.dropped > 0 {
             tracing::warn!(
                 dropped = report.dropped,
@@ -563,6 +554,14 @@ struct EncoderTask {
     host_tags: ExpectedHostTags,
 }
 
+/// Ticks every `period`, the first time one `period` from now; a late tick
+/// delays the ones after it instead of bursting to catch up.
+fn ticker(period: Duration) -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
+}
+
 fn unix_now() -> i64 {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     i64::try_from(secs).unwrap_or(i64::MAX)
@@ -570,9 +569,7 @@ fn unix_now() -> i64 {
 
 impl AggregatorTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
-        let start = tokio::time::Instant::now();
-        let mut events = tokio::time::interval_at(start + self.events_every, self.events_every);
-        events.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut events = ticker(self.events_every);
         loop {
             tokio::select! {
                 batch = rx.recv() => match batch {
@@ -672,9 +669,7 @@ fn each(
 
 impl EncoderTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Output>) {
-        let start = tokio::time::Instant::now();
-        let mut flush = tokio::time::interval_at(start + self.flush_interval, self.flush_interval);
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut flush = ticker(self.flush_interval);
         loop {
             tokio::select! {
                 _ = flush.tick() => {

@@ -276,22 +276,27 @@ mod tests {
             .collect()
     }
 
+    /// The first `n` messages of `profile` over `contexts` contexts from `seed`, as text.
+    fn texts(profile: &str, contexts: u32, seed: u64, n: usize) -> Vec<String> {
+        let mut gen = Generator::new(Profile::named(profile).unwrap(), contexts, seed);
+        take(&mut gen, n)
+            .into_iter()
+            .map(|m| String::from_utf8(m).unwrap())
+            .collect()
+    }
+
     #[test]
     fn the_same_seed_generates_the_same_messages() {
-        let p = Profile::named("low").unwrap();
-        let a = take(&mut Generator::new(p, 100, 7), 200);
-        let b = take(&mut Generator::new(p, 100, 7), 200);
-        let c = take(&mut Generator::new(p, 100, 8), 200);
+        let a = texts("low", 100, 7, 200);
+        let b = texts("low", 100, 7, 200);
+        let c = texts("low", 100, 8, 200);
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
 
     #[test]
     fn dogstatsd_messages_follow_the_published_shape() {
-        let p = Profile::named("medium").unwrap();
-        let mut gen = Generator::new(p, 500, 1);
-        for m in take(&mut gen, 2_000) {
-            let s = String::from_utf8(m).unwrap();
+        for s in texts("medium", 500, 1, 2_000) {
             let (head, tags) = s.split_once("|#").expect("every DogStatsD message has tags");
             let name = head.split(':').next().unwrap();
             assert!((1..=200 + 8).contains(&name.len()), "name length {}", name.len());
@@ -305,10 +310,7 @@ mod tests {
 
     #[test]
     fn plain_messages_have_no_tags_and_only_peer_types() {
-        let p = Profile::named("plain").unwrap();
-        let mut gen = Generator::new(p, 10, 3);
-        for m in take(&mut gen, 500) {
-            let s = String::from_utf8(m).unwrap();
+        for s in texts("plain", 10, 3, 500) {
             assert!(!s.contains("|#"));
             let kind = s.rsplit('|').next().unwrap();
             assert!(["c", "g", "ms"].contains(&kind), "{s}");
@@ -318,12 +320,11 @@ mod tests {
 
     #[test]
     fn churn_never_repeats_a_context() {
-        let mut gen = Generator::new(Profile::named("churn").unwrap(), 5, 1);
-        let msgs = take(&mut gen, 1_000);
-        let distinct: std::collections::HashSet<&Vec<u8>> = msgs.iter().collect();
+        let msgs = texts("churn", 5, 1, 1_000);
+        let distinct: std::collections::HashSet<&String> = msgs.iter().collect();
         assert_eq!(distinct.len(), 1_000);
-        assert_eq!(msgs[0], b"churn.0:1|c|#env:bench,load:churn");
-        assert_eq!(msgs[999], b"churn.999:1|c|#env:bench,load:churn");
+        assert_eq!(msgs[0], "churn.0:1|c|#env:bench,load:churn");
+        assert_eq!(msgs[999], "churn.999:1|c|#env:bench,load:churn");
     }
 
     #[test]

@@ -345,19 +345,6 @@ fn event(e: proto::Event) -> ReceivedEvent {
     }
 }
 
-/// `e` and each of its causes, `: `-separated (a library error names its
-/// cause once, as its `source`, not in its own message).
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
 /// Decodes a protobuf payload `P` and converts each item of its list.
 fn each<P: prost::Message + Default, T, U>(
     body: &[u8],
@@ -369,7 +356,8 @@ fn each<P: prost::Message + Default, T, U>(
 
 /// Decompresses and decodes one intake body.
 pub fn decode(endpoint: Endpoint, content_encoding: &str, body: &[u8]) -> Result<Decoded, String> {
-    let plain = adp_wire::decompress(content_encoding, body, MAX_DECOMPRESSED_BYTES).map_err(|e| with_causes(&e))?;
+    let plain =
+        adp_wire::decompress(content_encoding, body, MAX_DECOMPRESSED_BYTES).map_err(|e| adp_fmt::error_chain(&e))?;
     let what = endpoint.as_str();
     let bad_protobuf = |e: prost::DecodeError| format!("{what}: body is not a valid protobuf payload: {e}");
     Ok(match endpoint {

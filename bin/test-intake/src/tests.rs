@@ -67,11 +67,24 @@ async fn post(addr: SocketAddr, p: &EncodedPayload) -> Result<StatusCode, hyper:
         .map(|(s, _)| s)
 }
 
-/// Posts each payload and asserts that the intake accepted it.
-async fn post_accepted<'a>(intake: &TestIntake, payloads: impl IntoIterator<Item = &'a EncodedPayload>) {
+/// Sets the intake's behaviour through `POST /_intake/behaviour` with the JSON `body`.
+async fn steer(addr: SocketAddr, body: &'static [u8]) -> (StatusCode, Bytes) {
+    send(addr, "POST", "/_intake/behaviour", &[], Bytes::from_static(body))
+        .await
+        .unwrap()
+}
+
+/// Posts each payload, asserts that the intake accepted it, and returns what
+/// the intake has received once `until` holds.
+async fn post_accepted<'a>(
+    intake: &TestIntake,
+    payloads: impl IntoIterator<Item = &'a EncodedPayload>,
+    until: impl Fn(&Received) -> bool,
+) -> Received {
     for p in payloads {
         assert_eq!(post(intake.addr(), p).await.unwrap(), StatusCode::ACCEPTED);
     }
+    intake.wait_for(WAIT, until).await.unwrap()
 }
 
 #[tokio::test]
@@ -98,11 +111,10 @@ async fn series_and_sketches_are_decoded_for_every_compression_kind() {
             vec![1, 2, 1],
         );
         let sketches = enc.encode_sketch_parts([("app.latency", &tags[1..], vec![d])]).unwrap();
-        post_accepted(&intake, series.iter().chain(&sketches)).await;
-        let r = intake
-            .wait_for(WAIT, |r| r.series.len() == 2 && r.sketches.len() == 1)
-            .await
-            .unwrap();
+        let r = post_accepted(&intake, series.iter().chain(&sketches), |r| {
+            r.series.len() == 2 && r.sketches.len() == 1
+        })
+        .await;
         assert_eq!(
             r.series[0],
             ReceivedSeries {
@@ -180,11 +192,10 @@ async fn service_checks_and_events_are_decoded() {
             ..Default::default()
         }])
         .unwrap();
-    post_accepted(&intake, checks.iter().chain(&events)).await;
-    let r = intake
-        .wait_for(WAIT, |r| r.service_checks.len() == 1 && r.events.len() == 1)
-        .await
-        .unwrap();
+    let r = post_accepted(&intake, checks.iter().chain(&events), |r| {
+        r.service_checks.len() == 1 && r.events.len() == 1
+    })
+    .await;
     assert_eq!(
         r.service_checks[0],
         ReceivedServiceCheck {
@@ -486,28 +497,12 @@ async fn a_reset_fault_sends_a_tcp_reset() {
 async fn control_endpoints_steer_and_report() {
     let intake = intake().await;
     let addr = intake.addr();
-    let (status, body) = send(
-        addr,
-        "POST",
-        "/_intake/behaviour",
-        &[],
-        Bytes::from_static(b"{\"status\":500,\"next\":1}"),
-    )
-    .await
-    .unwrap();
+    let (status, body) = steer(addr, b"{\"status\":500,\"next\":1}").await;
     assert_eq!(
         (status, body.as_ref()),
         (StatusCode::OK, &b"{\"status\":500,\"next\":1}"[..])
     );
-    let (status, _) = send(
-        addr,
-        "POST",
-        "/_intake/behaviour",
-        &[],
-        Bytes::from_static(b"{\"bogus\":1}"),
-    )
-    .await
-    .unwrap();
+    let (status, _) = steer(addr, b"{\"bogus\":1}").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let p = &encoder(CompressionKind::Zlib)
         .encode_series_parts([("m", &["k:v"][..], SeriesType::Gauge, 10, &[(5, 9.0)][..])])
@@ -569,8 +564,7 @@ async fn a_split_batch_arrives_whole() {
         )
         .unwrap();
     assert!(payloads.len() >= 2);
-    post_accepted(&intake, &payloads).await;
-    let r = intake.wait_for(WAIT, |r| r.series.len() == 12_000).await.unwrap();
+    let r = post_accepted(&intake, &payloads, |r| r.series.len() == 12_000).await;
     assert_eq!(r.series_value_sum("split.me"), 12_000.0);
     assert_eq!(r.accepted_by(Endpoint::Series), u64::try_from(payloads.len()).unwrap());
 }

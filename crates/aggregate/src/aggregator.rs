@@ -1143,6 +1143,24 @@ impl Aggregator {
             }};
         }
 
+        // One gauge series of the closed windows, a point of `$value` each.
+        macro_rules! gauges {
+            ($windows:expr, $value:expr) => {{
+                let n = $windows.closed(data_cutoff);
+                if n > 0 {
+                    points.clear();
+                    points.extend(
+                        $windows.as_slice()[..n]
+                            .iter()
+                            .map(|w| (i64::from(w.start), $value(w))),
+                    );
+                    series!("", SeriesKind::Gauge, window_secs, points);
+                    $windows.take_front(n, drop);
+                }
+                !$windows.is_empty()
+            }};
+        }
+
         let keep = match &mut entry.state {
             State::Count {
                 windows,
@@ -1178,30 +1196,10 @@ impl Aggregator {
                 *next_window = secs32(next);
                 !windows.is_empty() || last.saturating_add(expiry) > next
             }
-            State::Gauge(windows) => {
-                let n = windows.closed(data_cutoff);
-                if n > 0 {
-                    points.clear();
-                    points.extend(windows.as_slice()[..n].iter().map(|w| (i64::from(w.start), w.value)));
-                    series!("", SeriesKind::Gauge, window_secs, points);
-                    windows.take_front(n, drop);
-                }
-                !windows.is_empty()
-            }
-            State::Set(windows) => {
-                let n = windows.closed(data_cutoff);
-                if n > 0 {
-                    points.clear();
-                    points.extend(
-                        windows.as_slice()[..n]
-                            .iter()
-                            .map(|w| (i64::from(w.start), w.data.as_ref().map_or(0, |m| m.len()) as f64)),
-                    );
-                    series!("", SeriesKind::Gauge, window_secs, points);
-                    windows.take_front(n, drop);
-                }
-                !windows.is_empty()
-            }
+            State::Gauge(windows) => gauges!(windows, |w: &GaugeWindow| w.value),
+            State::Set(windows) => gauges!(windows, |w: &BoxWindow<HashSet<MetaString>>| {
+                w.data.as_ref().map_or(0, |m| m.len()) as f64
+            }),
             State::Histogram(windows) => {
                 let n = windows.closed(data_cutoff);
                 if n > 0 {
@@ -1423,6 +1421,21 @@ mod tests {
         aggregator(AggregateConfig::default()).0
     }
 
+    /// An aggregator whose counters expire after `expiry` seconds, holding
+    /// the counter `jobs` with `(value, at)` samples.
+    fn jobs_counter(expiry: u64, samples: &[(f64, i64)]) -> (Aggregator, Registry) {
+        let config = AggregateConfig {
+            counter_expiry_seconds: expiry,
+            ..AggregateConfig::default()
+        };
+        let (mut agg, registry) = aggregator(config);
+        let c = ctx("jobs", &[]);
+        for &(v, at) in samples {
+            agg.insert_at(metric(&c, MetricKind::Count, v), at);
+        }
+        (agg, registry)
+    }
+
     /// The only series named `name`.
     fn series<'a>(out: &'a Flushed, name: &str) -> &'a Series {
         let mut found = out.series.iter().filter(|s| s.name == name);
@@ -1618,13 +1631,7 @@ mod tests {
 
     #[test]
     fn idle_counters_send_zeros_until_expiry_then_stop() {
-        let config = AggregateConfig {
-            counter_expiry_seconds: 30,
-            ..AggregateConfig::default()
-        };
-        let (mut agg, registry) = aggregator(config);
-        let c = ctx("jobs", &[]);
-        agg.insert_at(metric(&c, MetricKind::Count, 5.0), T0 + 1);
+        let (mut agg, registry) = jobs_counter(30, &[(5.0, T0 + 1)]);
         assert_eq!(series(&agg.flush(T0 + 10, false), "jobs").points, [(T0, 0.5)]);
         // Last update T0+1, expiry 30: zeros for windows starting before T0+31.
         for w in 1..=3 {
@@ -1638,65 +1645,53 @@ mod tests {
         assert_eq!(registry.value("adp_aggregate_contexts", &[]), Some(0));
     }
 
+    /// One late flush of a counter updated twice, then one much later:
+    /// `(expiry, samples, flush time, the points sent, the windows of the
+    /// zeros still owed after it)`, every time in seconds after T0.
     #[test]
-    fn zeros_fill_the_gaps_between_counter_updates_in_one_flush() {
-        let config = AggregateConfig {
-            counter_expiry_seconds: 25,
-            ..AggregateConfig::default()
-        };
-        let (mut agg, _) = aggregator(config);
-        let c = ctx("jobs", &[]);
-        agg.insert_at(metric(&c, MetricKind::Count, 10.0), T0 + 5);
-        agg.insert_at(metric(&c, MetricKind::Count, 20.0), T0 + 32);
-        // One late flush: data, zeros between, data, zeros until T0+32+25.
-        let out = agg.flush(T0 + 1000, false);
-        assert_eq!(
-            series(&out, "jobs").points,
-            [
-                (T0, 1.0),
-                (T0 + 10, 0.0),
-                (T0 + 20, 0.0),
-                (T0 + 30, 2.0),
-                (T0 + 40, 0.0),
-                (T0 + 50, 0.0)
-            ]
-        );
-        assert!(agg.flush(T0 + 2000, false).is_empty());
-    }
-
-    #[test]
-    fn a_gap_longer_than_the_expiry_gets_zeros_only_until_the_expiry() {
-        let config = AggregateConfig {
-            counter_expiry_seconds: 30,
-            ..AggregateConfig::default()
-        };
-        let (mut agg, _) = aggregator(config);
-        let c = ctx("jobs", &[]);
-        agg.insert_at(metric(&c, MetricKind::Count, 1.0), T0 + 1);
-        agg.insert_at(metric(&c, MetricKind::Count, 3.0), T0 + 100);
-        // No flush in between: the counter expired at T0+31 and came back.
-        let out = agg.flush(T0 + 110, false);
-        assert_eq!(
-            series(&out, "jobs").points,
-            [
-                (T0, 0.1),
-                (T0 + 10, 0.0),
-                (T0 + 20, 0.0),
-                (T0 + 30, 0.0),
-                (T0 + 100, 0.3)
-            ]
-        );
+    fn gaps_between_counter_updates_get_zeros_only_until_the_expiry() {
+        type Case = (u64, [(f64, i64); 2], i64, &'static [(i64, f64)], &'static [i64]);
+        let cases: [Case; 2] = [
+            // Data, zeros between, data, zeros until 32+25.
+            (
+                25,
+                [(10.0, 5), (20.0, 32)],
+                1000,
+                &[(0, 1.0), (10, 0.0), (20, 0.0), (30, 2.0), (40, 0.0), (50, 0.0)],
+                &[],
+            ),
+            // A gap longer than the expiry: the counter expired at 31 and came back.
+            (
+                30,
+                [(1.0, 1), (3.0, 100)],
+                110,
+                &[(0, 0.1), (10, 0.0), (20, 0.0), (30, 0.0), (100, 0.3)],
+                &[110, 120],
+            ),
+        ];
+        let after_t0 =
+            |points: &[(i64, f64)]| -> Vec<(i64, f64)> { points.iter().map(|&(t, v)| (T0 + t, v)).collect() };
+        for (expiry, samples, at, sent, owed) in cases {
+            let (mut agg, _) = jobs_counter(expiry, &samples.map(|(v, t)| (v, T0 + t)));
+            assert_eq!(
+                series(&agg.flush(T0 + at, false), "jobs").points,
+                after_t0(sent),
+                "expiry {expiry}"
+            );
+            let later = agg.flush(T0 + 5000, false);
+            if owed.is_empty() {
+                assert!(later.is_empty(), "expiry {expiry}: {later:?}");
+            } else {
+                let zeros: Vec<(i64, f64)> = owed.iter().map(|&w| (w, 0.0)).collect();
+                assert_eq!(series(&later, "jobs").points, after_t0(&zeros), "expiry {expiry}");
+            }
+            assert_eq!(agg.context_count(), 0, "expiry {expiry}");
+        }
     }
 
     #[test]
     fn a_zero_expiry_sends_no_zeros() {
-        let config = AggregateConfig {
-            counter_expiry_seconds: 0,
-            ..AggregateConfig::default()
-        };
-        let (mut agg, _) = aggregator(config);
-        let c = ctx("jobs", &[]);
-        agg.insert_at(metric(&c, MetricKind::Count, 1.0), T0);
+        let (mut agg, _) = jobs_counter(0, &[(1.0, T0)]);
         assert_eq!(series(&agg.flush(T0 + 10, false), "jobs").points, [(T0, 0.1)]);
         assert_eq!(agg.context_count(), 0);
         assert!(agg.flush(T0 + 20, false).is_empty());
@@ -2039,6 +2034,32 @@ mod tests {
         assert_eq!(agg.contexts().count(), 0);
     }
 
+    /// An aggregator sending every histogram aggregate and the 50th, 95th and
+    /// 99th percentiles, and the context `h`.
+    fn every_histogram_aggregate() -> (Aggregator, Context) {
+        let config = AggregateConfig {
+            histogram_aggregates: HistogramAggregate::ALL.to_vec(),
+            histogram_percentiles: vec![0.5, 0.95, 0.99],
+            ..AggregateConfig::default()
+        };
+        (aggregator(config).0, ctx("h", &[]))
+    }
+
+    /// Every rank `h`'s series in `out` sent is that of `sorted`, the window's
+    /// samples (each as many times as its weight) in ascending order.
+    fn assert_ranks(out: &Flushed, sorted: &[f64]) -> Result<(), TestCaseError> {
+        let n = sorted.len();
+        let v = |name: &str| series(out, name).points[0].1;
+        prop_assert_eq!(v("h.max"), sorted[n - 1]);
+        prop_assert_eq!(v("h.min"), sorted[0]);
+        prop_assert_eq!(v("h.median"), sorted[(n - 1) / 2]);
+        prop_assert_eq!(v("h.50percentile"), sorted[(50 * n - 1) / 100]);
+        prop_assert_eq!(v("h.95percentile"), sorted[(95 * n - 1) / 100]);
+        prop_assert_eq!(v("h.99percentile"), sorted[(99 * n - 1) / 100]);
+        prop_assert_eq!(v("h.count"), n as f64 / 10.0);
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -2129,28 +2150,13 @@ mod tests {
         fn property_test_histogram_ranks_match_the_sorted_samples(
             values in prop::collection::vec(-1e6f64..1e6, 1..300),
         ) {
-            let config = AggregateConfig {
-                histogram_aggregates: HistogramAggregate::ALL.to_vec(),
-                histogram_percentiles: vec![0.5, 0.95, 0.99],
-                ..AggregateConfig::default()
-            };
-            let (mut agg, _) = aggregator(config);
-            let h = ctx("h", &[]);
+            let (mut agg, h) = every_histogram_aggregate();
             for &v in &values {
                 agg.insert_at(metric(&h, MetricKind::Histogram, v), T0);
             }
-            let out = agg.flush(T0 + 10, false);
             let mut sorted = values.clone();
             sorted.sort_by(f64::total_cmp);
-            let n = sorted.len();
-            let v = |name: &str| series(&out, name).points[0].1;
-            prop_assert_eq!(v("h.max"), sorted[n - 1]);
-            prop_assert_eq!(v("h.min"), sorted[0]);
-            prop_assert_eq!(v("h.median"), sorted[(n - 1) / 2]);
-            prop_assert_eq!(v("h.50percentile"), sorted[(50 * n - 1) / 100]);
-            prop_assert_eq!(v("h.95percentile"), sorted[(95 * n - 1) / 100]);
-            prop_assert_eq!(v("h.99percentile"), sorted[(99 * n - 1) / 100]);
-            prop_assert_eq!(v("h.count"), n as f64 / 10.0);
+            assert_ranks(&agg.flush(T0 + 10, false), &sorted)?;
         }
 
         /// Sampled and unsampled values mixed: every rank is that of the list
@@ -2159,29 +2165,14 @@ mod tests {
         fn property_test_weighted_histogram_ranks_match_the_expanded_samples(
             samples in prop::collection::vec((-1e3f64..1e3, prop::sample::select(vec![1.0, 1.0, 0.5, 0.25, 0.3])), 1..200),
         ) {
-            let config = AggregateConfig {
-                histogram_aggregates: HistogramAggregate::ALL.to_vec(),
-                histogram_percentiles: vec![0.5, 0.95, 0.99],
-                ..AggregateConfig::default()
-            };
-            let (mut agg, _) = aggregator(config);
-            let h = ctx("h", &[]);
+            let (mut agg, h) = every_histogram_aggregate();
             let mut expanded = Vec::new();
             for &(v, rate) in &samples {
                 agg.insert_at(sampled(&h, MetricKind::Histogram, v, rate), T0);
                 expanded.extend(std::iter::repeat_n(v, (1.0 / rate) as usize));
             }
-            let out = agg.flush(T0 + 10, false);
             expanded.sort_by(f64::total_cmp);
-            let n = expanded.len();
-            let v = |name: &str| series(&out, name).points[0].1;
-            prop_assert_eq!(v("h.max"), expanded[n - 1]);
-            prop_assert_eq!(v("h.min"), expanded[0]);
-            prop_assert_eq!(v("h.median"), expanded[(n - 1) / 2]);
-            prop_assert_eq!(v("h.50percentile"), expanded[(50 * n - 1) / 100]);
-            prop_assert_eq!(v("h.95percentile"), expanded[(95 * n - 1) / 100]);
-            prop_assert_eq!(v("h.99percentile"), expanded[(99 * n - 1) / 100]);
-            prop_assert_eq!(v("h.count"), n as f64 / 10.0);
+            assert_ranks(&agg.flush(T0 + 10, false), &expanded)?;
         }
     }
 }

@@ -272,13 +272,9 @@ fn percentiles(raw: Raw<'_>) -> Result<Vec<f64>, String> {
 
 #[cfg(test)]
 mod tests {
-    use adp_config::ConfigError as ReadError;
-
     use super::*;
 
-    fn read(yaml: &str, env: &[(&str, &str)]) -> Result<AggregateConfig, ReadError> {
-        adp_config::read_for_test(yaml, env, AggregateConfig::read)
-    }
+    adp_config::test_read!(AggregateConfig);
 
     #[test]
     fn keys_are_read_with_agent_names_aliases_and_lists() {
@@ -311,15 +307,13 @@ mod tests {
 
     #[test]
     fn percentiles_outside_zero_to_one_and_unknown_aggregates_are_rejected_once_each() {
-        let Err(ReadError::Invalid(errors)) = read(
+        let errors = invalid(
             "",
             &[
                 ("DD_HISTOGRAM_PERCENTILES", "0.95 0.999"),
                 ("DD_HISTOGRAM_AGGREGATES", "max p50"),
             ],
-        ) else {
-            panic!("invalid")
-        };
+        );
         assert_eq!(errors.len(), 2);
         assert_eq!(errors[0].key, "histogram_aggregates");
         assert_eq!(errors[0].expected, "a list of: max, min, median, avg, sum, count");

@@ -414,6 +414,28 @@ pub fn read_for_test<T>(
     r.finish().map(|_| value)
 }
 
+/// Defines a component's test helpers `read(yaml, env)`: `$settings::read`
+/// over `yaml` and the `env` pairs with [`read_for_test`], the settings or
+/// every invalid value at once; and `invalid(yaml, env)`: the invalid values.
+#[cfg(any(test, feature = "test-support"))]
+#[macro_export]
+macro_rules! test_read {
+    ($settings:ty) => {
+        fn read(yaml: &str, env: &[(&str, &str)]) -> Result<$settings, $crate::ConfigError> {
+            $crate::read_for_test(yaml, env, <$settings>::read)
+        }
+
+        /// The invalid values `read` reports (it panics if `read` does not).
+        #[allow(dead_code, reason = "not every component's tests need it")]
+        fn invalid(yaml: &str, env: &[(&str, &str)]) -> Vec<$crate::InvalidValue> {
+            match read(yaml, env) {
+                Err($crate::ConfigError::Invalid(errors)) => errors,
+                other => panic!("{yaml:?} {env:?}: expected invalid values, got {other:?}"),
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

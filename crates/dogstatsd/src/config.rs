@@ -242,13 +242,9 @@ fn addressable_size(raw: Raw<'_>) -> Result<u64, String> {
 mod tests {
     use std::path::Path;
 
-    use adp_config::ConfigError as ReadError;
-
     use super::*;
 
-    fn read(yaml: &str, env: &[(&str, &str)]) -> Result<DogStatsDConfig, ReadError> {
-        adp_config::read_for_test(yaml, env, DogStatsDConfig::read)
-    }
+    adp_config::test_read!(DogStatsDConfig);
 
     #[test]
     fn defaults_are_the_agents() {
@@ -288,16 +284,14 @@ mod tests {
 
     #[test]
     fn invalid_values_name_the_key_and_what_is_expected() {
-        let Err(ReadError::Invalid(errors)) = read(
+        let errors = invalid(
             "bind_host: my-board.local\n",
             &[
                 ("DD_DOGSTATSD_PORT", "abc"),
                 ("DD_DOGSTATSD_BUFFER_SIZE", "0"),
                 ("DD_DOGSTATSD_MINIMUM_SAMPLE_RATE", "2"),
             ],
-        ) else {
-            panic!("invalid")
-        };
+        );
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -370,9 +364,7 @@ dogstatsd_mapper_profiles:
             ("dogstatsd_mapper_profiles: {name: x}\n", vec![]),
             ("", vec![("DD_DOGSTATSD_MAPPER_PROFILES", "airflow")]),
         ] {
-            let Err(ReadError::Invalid(errors)) = read(yaml, &env) else {
-                panic!("{yaml:?} {env:?} is invalid")
-            };
+            let errors = invalid(yaml, &env);
             assert_eq!(errors[0].key, "dogstatsd_mapper_profiles");
             assert!(
                 errors[0].expected.starts_with("a list of mapper profiles"),

@@ -162,7 +162,9 @@ impl DogStatsDSource {
         let (stopped_tx, stopped) = watch::channel(None);
         let stopped_tx = Arc::new(stopped_tx);
         let mut tasks = JoinSet::new();
+        let mut addrs = Vec::new();
         let mut spawn = |addr: ListenAddr, task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+            addrs.push(addr.clone());
             // Whatever ends a listener (its receiver gone, shutdown), it says which.
             let stopped_tx = Arc::clone(&stopped_tx);
             tasks.spawn(async move {
@@ -170,7 +172,6 @@ impl DogStatsDSource {
                 stopped_tx.send_replace(Some(addr));
             });
         };
-        let mut addrs = Vec::new();
         if let Some(socket) = udp {
             let addr = ListenAddr::Udp(socket.local_addr().map_err(|source| ListenerError::Bind {
                 addr: format!("{:?}", self.udp),
@@ -178,15 +179,13 @@ impl DogStatsDSource {
                 source,
             })?);
             spawn(
-                addr.clone(),
+                addr,
                 Box::pin(udp::run(socket, self.decoder(), pipe(ListenerKind::Udp))),
             );
-            addrs.push(addr);
         }
         if let Some((socket, path)) = dgram {
-            let addr = ListenAddr::UnixDatagram(path.clone());
             spawn(
-                addr.clone(),
+                ListenAddr::UnixDatagram(path.clone()),
                 Box::pin(unix::run_datagram(
                     socket,
                     path,
@@ -194,12 +193,10 @@ impl DogStatsDSource {
                     pipe(ListenerKind::UnixDatagram),
                 )),
             );
-            addrs.push(addr);
         }
         if let Some((listener, path)) = stream {
-            let addr = ListenAddr::UnixStream(path.clone());
             spawn(
-                addr.clone(),
+                ListenAddr::UnixStream(path.clone()),
                 Box::pin(unix::run_stream(
                     listener,
                     path,
@@ -207,7 +204,6 @@ impl DogStatsDSource {
                     pipe(ListenerKind::UnixStream),
                 )),
             );
-            addrs.push(addr);
         }
         for addr in &addrs {
             tracing::info!(listen_addr = %addr, "DogStatsD listener started.");
@@ -293,6 +289,30 @@ mod tests {
             dogstatsd_port: 0,
             ..DogStatsDConfig::default()
         }
+    }
+
+    /// [`config`] listening on the Unix stream socket `path` as well.
+    fn stream(path: PathBuf) -> DogStatsDConfig {
+        DogStatsDConfig {
+            dogstatsd_stream_socket: Some(path),
+            ..config()
+        }
+    }
+
+    /// A started source listening on one Unix socket, `name` in a new
+    /// temporary directory (returned to keep it), configured by `with_path`
+    /// from the socket's path, sending into a channel of `capacity`.
+    async fn start_on_socket(
+        name: &str,
+        with_path: impl FnOnce(PathBuf) -> DogStatsDConfig,
+        registry: &Registry,
+        capacity: usize,
+    ) -> (tempfile::TempDir, PathBuf, RunningSource, mpsc::Receiver<Batch>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        let source = with_path(path.clone()).build(registry).unwrap();
+        let (tx, rx) = mpsc::channel(capacity);
+        (dir, path, source.start(tx).await.unwrap(), rx)
     }
 
     /// Receives batches until `n` metrics arrived (or fails after a timeout).
@@ -516,17 +536,12 @@ mod tests {
 
     #[tokio::test]
     async fn unix_datagrams_carry_the_senders_credentials() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dsd.sock");
         let registry = Registry::new();
-        let source = DogStatsDConfig {
-            dogstatsd_socket: Some(path.clone()),
+        let datagram = |p| DogStatsDConfig {
+            dogstatsd_socket: Some(p),
             ..config()
-        }
-        .build(&registry)
-        .unwrap();
-        let (tx, mut rx) = mpsc::channel(16);
-        let running = source.start(tx).await.unwrap();
+        };
+        let (_dir, path, running, mut rx) = start_on_socket("dsd.sock", datagram, &registry, 16).await;
         assert_eq!(running.listen_addrs(), [ListenAddr::UnixDatagram(path.clone())]);
         {
             use std::os::unix::fs::PermissionsExt;
@@ -545,12 +560,7 @@ mod tests {
         assert_eq!((creds.uid, creds.gid), unsafe { (libc::getuid(), libc::getgid()) });
 
         // A second source may not steal the live socket.
-        let again = DogStatsDConfig {
-            dogstatsd_socket: Some(path.clone()),
-            ..config()
-        }
-        .build(&registry)
-        .unwrap();
+        let again = datagram(path.clone()).build(&registry).unwrap();
         let (tx2, _rx2) = mpsc::channel(1);
         let err = again.start(tx2).await.unwrap_err();
         assert!(err.to_string().contains("`dogstatsd_socket`"), "{err}");
@@ -561,17 +571,8 @@ mod tests {
 
     #[tokio::test]
     async fn unix_streams_accept_newline_and_length_prefixed_framing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dsd-stream.sock");
         let registry = Registry::new();
-        let source = DogStatsDConfig {
-            dogstatsd_stream_socket: Some(path.clone()),
-            ..config()
-        }
-        .build(&registry)
-        .unwrap();
-        let (tx, mut rx) = mpsc::channel(16);
-        let running = source.start(tx).await.unwrap();
+        let (_dir, path, running, mut rx) = start_on_socket("dsd-stream.sock", stream, &registry, 16).await;
 
         let mut newline = StdUnixStream::connect(&path).unwrap();
         newline.write_all(b"nl.one:1|c\nnl.two:").unwrap();
@@ -602,16 +603,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_channel_applies_back_pressure_without_losing_stream_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bp.sock");
-        let source = DogStatsDConfig {
-            dogstatsd_stream_socket: Some(path.clone()),
-            ..config()
-        }
-        .build(&Registry::new())
-        .unwrap();
-        let (tx, mut rx) = mpsc::channel(1);
-        let running = source.start(tx).await.unwrap();
+        let (_dir, path, running, mut rx) = start_on_socket("bp.sock", stream, &Registry::new(), 1).await;
         let writer = std::thread::spawn(move || {
             let mut s = StdUnixStream::connect(&path).unwrap();
             for i in 0..2000 {

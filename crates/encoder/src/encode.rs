@@ -477,13 +477,7 @@ mod tests {
     use crate::items::dogsketch;
 
     fn encoder(kind: CompressionKind) -> (Encoder, Registry) {
-        let registry = Registry::new();
-        let config = EncoderConfig {
-            hostname: "web-1".to_owned(),
-            serializer_compressor_kind: kind,
-            ..EncoderConfig::default()
-        };
-        (Encoder::new(config, &registry).unwrap(), registry)
+        crate::test_encoder("web-1", kind)
     }
 
     fn decode_series(p: &EncodedPayload) -> proto::MetricPayload {

@@ -92,17 +92,8 @@ impl Encoder {
             };
             // A few series per run: prost's structs, not the flush's
             // hand-written encoding.
-            let split = split_tags(s.tags, true);
-            let mut resources = vec![proto::Resource {
-                r#type: "host".to_owned(),
-                name: split.host.unwrap_or_else(|| host.to_owned()),
-            }];
-            if let Some(device) = split.device {
-                resources.push(proto::Resource {
-                    r#type: "device".to_owned(),
-                    name: device,
-                });
-            }
+            let mut split = split_tags(s.tags, true);
+            let resources = split.series_resources(host);
             let mut tags = split.tags;
             tags.extend_from_slice(&self.host_tags);
             proto::MetricSeries {
@@ -155,13 +146,7 @@ mod tests {
     use crate::EncoderConfig;
 
     fn encoder(kind: CompressionKind) -> (Encoder, Registry) {
-        let registry = Registry::new();
-        let config = EncoderConfig {
-            hostname: "board-9".into(),
-            serializer_compressor_kind: kind,
-            ..EncoderConfig::default()
-        };
-        (Encoder::new(config, &registry).unwrap(), registry)
+        crate::test_encoder("board-9", kind)
     }
 
     fn decode(p: &EncodedPayload) -> Vec<proto::MetricSeries> {

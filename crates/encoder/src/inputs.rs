@@ -99,7 +99,6 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use adp_model::{Context, EventAlertType, EventPriority, SeriesKind, ServiceCheckStatus};
-    use adp_telemetry::Registry;
     use adp_wire::decompress;
     use adp_wire::proto;
     use ddsketch::AgentSketch;
@@ -116,11 +115,7 @@ mod tests {
     }
 
     fn encoder() -> Encoder {
-        let config = EncoderConfig {
-            hostname: "board".into(),
-            ..EncoderConfig::default()
-        };
-        Encoder::new(config, &Registry::new()).unwrap()
+        crate::test_encoder("board", EncoderConfig::default().serializer_compressor_kind).0
     }
 
     fn plain(p: &EncodedPayload) -> Vec<u8> {

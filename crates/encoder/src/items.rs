@@ -101,6 +101,24 @@ pub(crate) struct SplitTags {
     pub device: Option<String>,
 }
 
+impl SplitTags {
+    /// A series's resources: its `host:` tag's host, or `default_host`, and
+    /// its `device:` tag's device if any. Leaves `tags` in place.
+    pub fn series_resources(&mut self, default_host: &str) -> Vec<proto::Resource> {
+        let mut resources = vec![proto::Resource {
+            r#type: "host".to_owned(),
+            name: self.host.take().unwrap_or_else(|| default_host.to_owned()),
+        }];
+        if let Some(device) = self.device.take() {
+            resources.push(proto::Resource {
+                r#type: "device".to_owned(),
+                name: device,
+            });
+        }
+        resources
+    }
+}
+
 pub(crate) fn split_tags<T: AsRef<str>>(tags: &[T], extract_device: bool) -> SplitTags {
     let mut out = SplitTags {
         tags: Vec::with_capacity(tags.len()),
@@ -135,19 +153,9 @@ pub(crate) fn series_proto<T: AsRef<str>>(
     interval_secs: u64,
     points: &[(i64, f64)],
 ) -> proto::MetricSeries {
-    let split = split_tags(tags, true);
-    let mut resources = vec![proto::Resource {
-        r#type: "host".to_owned(),
-        name: split.host.unwrap_or_else(|| hostname.to_owned()),
-    }];
-    if let Some(device) = split.device {
-        resources.push(proto::Resource {
-            r#type: "device".to_owned(),
-            name: device,
-        });
-    }
+    let mut split = split_tags(tags, true);
     proto::MetricSeries {
-        resources,
+        resources: split.series_resources(hostname),
         metric: name.to_owned(),
         tags: split.tags,
         points: points

@@ -276,15 +276,24 @@ pub enum EncodeError {
     },
 }
 
+/// An encoder for `hostname` compressing with `kind`, and the registry that
+/// holds its telemetry: the encoder of this crate's tests.
+#[cfg(test)]
+pub(crate) fn test_encoder(hostname: &str, kind: CompressionKind) -> (Encoder, adp_telemetry::Registry) {
+    let registry = adp_telemetry::Registry::new();
+    let config = EncoderConfig {
+        hostname: hostname.to_owned(),
+        serializer_compressor_kind: kind,
+        ..EncoderConfig::default()
+    };
+    (Encoder::new(config, &registry).unwrap(), registry)
+}
+
 #[cfg(test)]
 mod config_tests {
-    use adp_config::ConfigError as ReadError;
-
     use super::*;
 
-    fn read(yaml: &str, env: &[(&str, &str)]) -> Result<EncoderConfig, ReadError> {
-        adp_config::read_for_test(yaml, env, EncoderConfig::read)
-    }
+    adp_config::test_read!(EncoderConfig);
 
     #[test]
     fn serializer_keys_are_read_with_the_agents_defaults_and_spellings() {
@@ -296,15 +305,13 @@ mod config_tests {
         .unwrap();
         assert_eq!(c.serializer_compressor_kind, CompressionKind::Zlib);
         assert_eq!(c.serializer_max_payload_size, 1 << 20);
-        let Err(ReadError::Invalid(errors)) = read(
+        let errors = invalid(
             "serializer_compressor_kind: lz4\n",
             &[
                 ("DD_SERIALIZER_ZSTD_COMPRESSOR_LEVEL", "30"),
                 ("DD_SERIALIZER_MAX_SERIES_PAYLOAD_SIZE", "0"),
             ],
-        ) else {
-            panic!("invalid")
-        };
+        );
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,

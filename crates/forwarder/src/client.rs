@@ -136,7 +136,7 @@ impl HttpClient {
                 .inner
                 .request(request)
                 .await
-                .map_err(|e| RequestError::Transport(error_chain(&e)))?;
+                .map_err(|e| RequestError::Transport(adp_fmt::error_chain(&e)))?;
             let status = response.status();
             // Reading the (small) body lets the connection return to the pool.
             let _ = response.into_body().collect().await;
@@ -147,19 +147,6 @@ impl HttpClient {
             Err(_) => Err(RequestError::Timeout),
         }
     }
-}
-
-/// An error and its sources, `: `-joined (hyper's top-level message alone is
-/// usually just "client error (Connect)").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// The rustls client configuration: ring, TLS 1.2+1.3, webpki + system roots.

@@ -660,9 +660,7 @@ mod tests {
         assert_eq!(c.domains()[0].base, "http://localhost:8080");
     }
 
-    fn read(yaml: &str, env: &[(&str, &str)]) -> Result<ForwarderConfig, adp_config::ConfigError> {
-        adp_config::read_for_test(yaml, env, ForwarderConfig::read)
-    }
+    adp_config::test_read!(ForwarderConfig);
 
     #[test]
     fn the_standard_proxy_variables_are_read_after_the_dd_ones() {
@@ -731,12 +729,10 @@ mod tests {
 
     #[test]
     fn a_backoff_max_below_the_base_is_rejected_naming_both() {
-        let Err(adp_config::ConfigError::Invalid(errors)) = read(
+        let errors = invalid(
             "",
             &[("DD_FORWARDER_BACKOFF_BASE", "10"), ("DD_FORWARDER_BACKOFF_MAX", "5s")],
-        ) else {
-            panic!("invalid")
-        };
+        );
         assert_eq!(
             errors[0].to_string(),
             "invalid value for `forwarder_backoff_max` (from DD_FORWARDER_BACKOFF_MAX): \"5s\": expected a duration \

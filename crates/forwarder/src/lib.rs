@@ -118,7 +118,7 @@ use crate::metrics::Metrics;
 use crate::storage::DiskStorage;
 use crate::transaction::{endpoint_index, Transaction};
 use crate::validate::Validator;
-use crate::worker::{DomainWorker, Shared};
+use crate::worker::{Destination, DomainWorker, Shared};
 
 /// Why the forwarder could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -217,13 +217,6 @@ impl ForwarderHandle {
             mpsc::error::TrySendError::Closed(p) => SubmitError::Closed(p),
         })
     }
-}
-
-struct Destination {
-    /// The URL requests go to (version-prefixed for Datadog `app.` hosts).
-    url: String,
-    uris: Vec<Uri>,
-    keys: Vec<HeaderValue>,
 }
 
 /// The forwarder, built and waiting for [`Forwarder::run`].
@@ -384,7 +377,7 @@ impl Forwarder {
             let (wtx, wrx) = mpsc::channel(buffer);
             let keys = u16::try_from(d.keys.len()).unwrap_or(u16::MAX);
             tracing::info!(endpoint = %d.url, api_keys = keys, workers = shared.workers, "Forwarding to endpoint.");
-            let worker = DomainWorker::new(index, d.url, d.uris, d.keys, Arc::clone(&shared), wrx);
+            let worker = DomainWorker::new(index, d, Arc::clone(&shared), wrx);
             tasks.push(tokio::spawn(worker.run()));
             workers.push((wtx, keys));
         }

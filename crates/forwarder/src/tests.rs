@@ -188,12 +188,25 @@ fn payload(endpoint: Endpoint, body: &str) -> EncodedPayload {
     }
 }
 
+/// A 100-byte series payload that starts with `tag`.
+fn hundred_bytes(tag: &str) -> EncodedPayload {
+    payload(Endpoint::Series, &format!("{tag}{}", "x".repeat(100 - tag.len())))
+}
+
 /// [`config`] with a retry queue of `bytes`.
 fn config_with_queue(intake: &Intake, bytes: u64) -> ForwarderConfig {
     ForwarderConfig {
         forwarder_retry_queue_payloads_max_size: bytes,
         ..config(intake)
     }
+}
+
+/// A directory for disk storage, and an intake that answers 503 to every payload.
+async fn storage_and_refusing_intake() -> (tempfile::TempDir, Intake) {
+    (
+        tempfile::tempdir().unwrap(),
+        Intake::start(|_, _| Reply::Status(503)).await,
+    )
 }
 
 /// [`config`] with 1 MiB of disk storage in `dir`.
@@ -203,6 +216,24 @@ fn config_with_storage(intake: &Intake, dir: &Path) -> ForwarderConfig {
         forwarder_storage_path: dir.to_owned(),
         ..config(intake)
     }
+}
+
+/// [`config`] with `n` workers.
+fn config_with_workers(intake: &Intake, n: usize) -> ForwarderConfig {
+    ForwarderConfig {
+        forwarder_num_workers: n,
+        ..config(intake)
+    }
+}
+
+/// A local port nothing listens on: bound, then closed.
+async fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn config(intake: &Intake) -> ForwarderConfig {
@@ -226,8 +257,18 @@ struct Running {
 }
 
 impl Running {
+    /// [`Running::start`] with a registry of its own, returned beside it.
+    fn start_with_registry(config: ForwarderConfig) -> (Self, Registry) {
+        let registry = Registry::new();
+        (Self::start(config, &registry), registry)
+    }
+
     fn start(config: ForwarderConfig, registry: &Registry) -> Self {
-        let forwarder = Forwarder::new(config, registry).unwrap();
+        Self::run(Forwarder::new(config, registry).unwrap())
+    }
+
+    /// Spawns `forwarder`'s run, which ends when [`Running::stop`] says so.
+    fn run(forwarder: Forwarder) -> Self {
         let handle = forwarder.handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(forwarder.run(async {
@@ -281,13 +322,12 @@ fn retry_files(dir: &Path) -> Vec<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payloads_reach_every_endpoint_and_key_with_the_agent_headers() {
     let intake = Intake::start(|_, _| Reply::Status(202)).await;
-    let registry = Registry::new();
     let mut c = config(&intake);
     // The same server under another name is a second destination.
     let other = format!("http://localhost:{}/", intake.addr.port());
     c.additional_endpoints
         .insert(other, vec!["extra-1".into(), "extra-2".into()]);
-    let f = Running::start(c, &registry);
+    let (f, registry) = Running::start_with_registry(c);
     f.send(payload(Endpoint::Series, "series-body")).await;
     f.send(payload(Endpoint::CheckRun, "[]")).await;
     wait_for("6 copies", || intake.received().len() == 6).await;
@@ -345,8 +385,7 @@ async fn payloads_reach_every_endpoint_and_key_with_the_agent_headers() {
 async fn an_outage_ends_with_every_payload_delivered_exactly_once() {
     // 503 for the first 25 attempts, then healthy.
     let intake = Intake::start(|n, _| Reply::Status(if n < 25 { 503 } else { 200 })).await;
-    let registry = Registry::new();
-    let f = Running::start(config(&intake), &registry);
+    let (f, registry) = Running::start_with_registry(config(&intake));
     for i in 0..40 {
         f.send(payload(Endpoint::Series, &format!("p{i}"))).await;
     }
@@ -378,8 +417,7 @@ async fn statuses_400_403_and_413_are_dropped_without_retry_but_404_is_retried()
         }
     })
     .await;
-    let registry = Registry::new();
-    let f = Running::start(config(&intake), &registry);
+    let (f, registry) = Running::start_with_registry(config(&intake));
     for body in ["bad", "forbidden", "huge", "fine"] {
         f.send(payload(Endpoint::Sketches, body)).await;
     }
@@ -426,12 +464,11 @@ async fn a_timed_out_request_is_retried() {
         }
     })
     .await;
-    let registry = Registry::new();
     let c = ForwarderConfig {
         forwarder_timeout: Duration::from_secs(1),
         ..config(&intake)
     };
-    let f = Running::start(c, &registry);
+    let (f, registry) = Running::start_with_registry(c);
     f.send(payload(Endpoint::Series, "slow")).await;
     wait_for("the retried payload", || intake.received().len() == 1).await;
     f.stop().await;
@@ -442,13 +479,7 @@ async fn a_timed_out_request_is_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_errors_are_retried_until_the_intake_comes_up() {
     // Reserve a port, close it, and start the intake there later.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let registry = Registry::new();
+    let port = closed_port().await;
     let c = ForwarderConfig {
         api_key: "k".into(),
         dd_url: Some(format!("http://127.0.0.1:{port}")),
@@ -456,7 +487,7 @@ async fn connection_errors_are_retried_until_the_intake_comes_up() {
         forwarder_backoff_max: Duration::from_millis(40),
         ..Default::default()
     };
-    let f = Running::start(c, &registry);
+    let (f, registry) = Running::start_with_registry(c);
     f.send(payload(Endpoint::Events, "e")).await;
     wait_for("a failed attempt", || {
         value(&registry, "adp_forwarder_retries", &[("endpoint", "events")]) >= 2
@@ -489,11 +520,9 @@ async fn connection_errors_are_retried_until_the_intake_comes_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_retry_queue_evicts_the_oldest_payloads() {
     let intake = Intake::start(|_, _| Reply::Status(503)).await;
-    let registry = Registry::new();
-    let f = Running::start(config_with_queue(&intake, 300), &registry);
+    let (f, registry) = Running::start_with_registry(config_with_queue(&intake, 300));
     for i in 0..5 {
-        f.send(payload(Endpoint::Series, &format!("{i}{}", "x".repeat(99))))
-            .await;
+        f.send(hundred_bytes(&i.to_string())).await;
         // One at a time, so the order of arrival is the order of age.
         wait_for("queued", || {
             value(&registry, "adp_forwarder_payloads_received", &[("endpoint", "series")]) == i + 1
@@ -511,8 +540,7 @@ async fn a_full_retry_queue_evicts_the_oldest_payloads() {
     let mut firsts: Vec<char> = intake.bodies().iter().map(|b| b.chars().next().unwrap()).collect();
     firsts.sort_unstable();
     assert_eq!(firsts, ['2', '3', '4'], "payloads 0 and 1 were the oldest");
-    let too_big = Registry::new();
-    let f = Running::start(config_with_queue(&intake, 10), &too_big);
+    let (f, too_big) = Running::start_with_registry(config_with_queue(&intake, 10));
     f.send(payload(Endpoint::Series, "more than ten bytes")).await;
     wait_for("too_large", || {
         value(&too_big, "adp_forwarder_payloads_dropped", &[("reason", "too_large")]) == 1
@@ -527,14 +555,12 @@ async fn a_full_retry_queue_evicts_the_oldest_payloads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_larger_than_the_retry_queue_is_delivered_while_the_intake_accepts() {
     let intake = Intake::start(|_, _| Reply::Status(200)).await;
-    let registry = Registry::new();
     // Not a multiple of the payload size: the queue is under its bound right
     // after an eviction, which once kept admitting and evicting in turn.
-    let f = Running::start(config_with_queue(&intake, 350), &registry);
+    let (f, registry) = Running::start_with_registry(config_with_queue(&intake, 350));
     // 20 × 100 bytes submitted back to back: far faster than requests complete.
     for i in 0..20 {
-        f.send(payload(Endpoint::Series, &format!("{i:02}{}", "x".repeat(98))))
-            .await;
+        f.send(hundred_bytes(&format!("{i:02}"))).await;
     }
     wait_for("20 deliveries", || intake.received().len() == 20).await;
     assert_eq!(f.stop().await, ShutdownReport::default());
@@ -554,12 +580,11 @@ async fn a_burst_larger_than_the_retry_queue_is_delivered_while_the_intake_accep
 async fn a_payload_larger_than_the_memory_queue_is_delivered_through_disk_storage() {
     let dir = tempfile::tempdir().unwrap();
     let intake = Intake::start(|n, _| Reply::Status(if n == 0 { 503 } else { 200 })).await;
-    let registry = Registry::new();
     let c = ForwarderConfig {
         forwarder_retry_queue_payloads_max_size: 10,
         ..config_with_storage(&intake, dir.path())
     };
-    let f = Running::start(c, &registry);
+    let (f, registry) = Running::start_with_registry(c);
     f.send(payload(Endpoint::Series, "more than ten bytes")).await;
     wait_for("delivery after one failure", || intake.received().len() == 1).await;
     assert_eq!(f.stop().await, ShutdownReport::default());
@@ -577,16 +602,14 @@ async fn a_payload_larger_than_the_memory_queue_is_delivered_through_disk_storag
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_payloads_are_persisted_at_shutdown_and_replayed_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let intake = Intake::start(|_, _| Reply::Status(503)).await;
-    let registry = Registry::new();
+    let (dir, intake) = storage_and_refusing_intake().await;
     let c = ForwarderConfig {
         forwarder_stop_timeout: Duration::from_millis(100),
         // Memory holds two payloads; the third overflows to disk while running.
         forwarder_retry_queue_payloads_max_size: 2 * 6,
         ..config_with_storage(&intake, dir.path())
     };
-    let f = Running::start(c.clone(), &registry);
+    let (f, registry) = Running::start_with_registry(c.clone());
     for i in 0..5 {
         f.send(payload(Endpoint::Series, &format!("body-{i}"))).await;
     }
@@ -613,8 +636,7 @@ async fn queued_payloads_are_persisted_at_shutdown_and_replayed_after_a_restart(
     }
 
     intake.set_script(|_, _| Reply::Status(200));
-    let restarted = Registry::new();
-    let f = Running::start(c, &restarted);
+    let (f, restarted) = Running::start_with_registry(c);
     wait_for("replay", || intake.received().len() == 5).await;
     assert_eq!(f.stop().await, ShutdownReport::default());
     let mut bodies = intake.bodies();
@@ -632,16 +654,14 @@ async fn queued_payloads_are_persisted_at_shutdown_and_replayed_after_a_restart(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_metadata_is_retried_but_never_written_to_disk() {
-    let dir = tempfile::tempdir().unwrap();
-    let intake = Intake::start(|_, _| Reply::Status(503)).await;
-    let registry = Registry::new();
+    let (dir, intake) = storage_and_refusing_intake().await;
     let c = ForwarderConfig {
         forwarder_stop_timeout: Duration::from_millis(50),
         // Memory holds one payload: the second one evicts the first.
         forwarder_retry_queue_payloads_max_size: 40,
         ..config_with_storage(&intake, dir.path())
     };
-    let f = Running::start(c, &registry);
+    let (f, registry) = Running::start_with_registry(c);
     f.send(payload(Endpoint::Intake, r#"{"apiKey":"main-key","host":"h"}"#))
         .await;
     wait_for("host metadata retried", || intake.attempts() >= 3).await;
@@ -671,14 +691,12 @@ async fn host_metadata_is_retried_but_never_written_to_disk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_stored_payload_is_skipped_and_the_rest_replayed() {
-    let dir = tempfile::tempdir().unwrap();
-    let intake = Intake::start(|_, _| Reply::Status(503)).await;
+    let (dir, intake) = storage_and_refusing_intake().await;
     let c = ForwarderConfig {
         forwarder_stop_timeout: Duration::from_millis(50),
         ..config_with_storage(&intake, dir.path())
     };
-    let registry = Registry::new();
-    let f = Running::start(c.clone(), &registry);
+    let (f, registry) = Running::start_with_registry(c.clone());
     f.send(payload(Endpoint::CheckRun, "first")).await;
     f.send(payload(Endpoint::CheckRun, "second")).await;
     wait_for("both queued", || {
@@ -696,8 +714,7 @@ async fn a_corrupted_stored_payload_is_skipped_and_the_rest_replayed() {
     std::fs::write(&files[0], &data[..data.len() - 3]).unwrap();
 
     intake.set_script(|_, _| Reply::Status(200));
-    let restarted = Registry::new();
-    let f = Running::start(c, &restarted);
+    let (f, restarted) = Running::start_with_registry(c);
     wait_for("replay", || intake.received().len() == 1).await;
     f.stop().await;
     assert_eq!(
@@ -711,12 +728,11 @@ async fn a_corrupted_stored_payload_is_skipped_and_the_rest_replayed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_storage_shutdown_reports_what_it_dropped() {
     let intake = Intake::start(|_, _| Reply::Status(500)).await;
-    let registry = Registry::new();
     let c = ForwarderConfig {
         forwarder_stop_timeout: Duration::from_millis(50),
         ..config(&intake)
     };
-    let f = Running::start(c, &registry);
+    let (f, registry) = Running::start_with_registry(c);
     for i in 0..3 {
         f.send(payload(Endpoint::Series, &format!("{i}"))).await;
     }
@@ -743,8 +759,7 @@ async fn without_storage_shutdown_reports_what_it_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_delivers_what_was_accepted_before_it() {
     let intake = Intake::start(|_, _| Reply::Status(200)).await;
-    let registry = Registry::new();
-    let f = Running::start(config(&intake), &registry);
+    let f = Running::start(config(&intake), &Registry::new());
     for i in 0..50 {
         f.send(payload(Endpoint::Series, &format!("{i}"))).await;
     }
@@ -781,7 +796,6 @@ async fn try_send_reports_a_full_buffer() {
 async fn plain_http_goes_through_the_proxy_in_absolute_form() {
     // The "proxy" is a recording server: hyper parses the absolute-form target.
     let proxy = Intake::start(|_, _| Reply::Status(200)).await;
-    let registry = Registry::new();
     let mut c = ForwarderConfig {
         api_key: "k".into(),
         dd_url: Some("http://intake.example:8080".into()),
@@ -792,7 +806,7 @@ async fn plain_http_goes_through_the_proxy_in_absolute_form() {
     c.proxy.http = Some(proxy.url());
     // Excluded hosts would be connected directly (and fail to resolve).
     c.proxy.no_proxy = vec!["other.example".into()];
-    let f = Running::start(c, &registry);
+    let f = Running::start(c, &Registry::new());
     f.send(payload(Endpoint::Series, "via-proxy")).await;
     wait_for("proxied request", || proxy.received().len() == 1).await;
     f.stop().await;
@@ -870,6 +884,21 @@ impl Logs {
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 
+/// An intake that accepts payloads (202) and answers key checks with `validate`.
+async fn accepting_intake(validate: u16) -> Intake {
+    let intake = Intake::start(|_, _| Reply::Status(202)).await;
+    intake.set_validate_reply(Reply::Status(validate));
+    intake
+}
+
+/// [`config`] with the API key [`KEY`].
+fn key_config(intake: &Intake) -> ForwarderConfig {
+    ForwarderConfig {
+        api_key: KEY.into(),
+        ..config(intake)
+    }
+}
+
 async fn wait_status(rx: &mut watch::Receiver<ApiKeyStatus>, want: ApiKeyStatus) {
     let waited = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| *s == want))
         .await
@@ -881,23 +910,22 @@ async fn wait_status(rx: &mut watch::Receiver<ApiKeyStatus>, want: ApiKeyStatus)
 fn start_validating(c: ForwarderConfig) -> (Running, watch::Receiver<ApiKeyStatus>) {
     let forwarder = Forwarder::new(c, &Registry::new()).unwrap();
     let status = forwarder.api_key_status();
-    let handle = forwarder.handle();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(forwarder.run(async {
-        let _ = stopped.await;
-    }));
-    (Running { handle, stop, task }, status)
+    (Running::run(forwarder), status)
+}
+
+/// A forwarder with [`KEY`], started against an intake that accepts payloads
+/// and answers key checks with `validate`, once it holds the key for valid.
+async fn valid_key_against(validate: u16) -> (Intake, Running) {
+    let intake = accepting_intake(validate).await;
+    let (f, mut status) = start_validating(key_config(&intake));
+    wait_status(&mut status, ApiKeyStatus::Valid).await;
+    (intake, f)
 }
 
 #[tokio::test]
 async fn the_api_key_is_validated_at_start_as_the_agent_sends_it() {
     let (logs, _guard) = Logs::capture();
-    let intake = Intake::start(|_, _| Reply::Status(202)).await;
-    let (f, mut status) = start_validating(ForwarderConfig {
-        api_key: KEY.into(),
-        ..config(&intake)
-    });
-    wait_status(&mut status, ApiKeyStatus::Valid).await;
+    let (intake, f) = valid_key_against(200).await;
     f.send(payload(Endpoint::Series, "s")).await;
     wait_for("the payload", || intake.received().len() == 1).await;
     f.stop().await;
@@ -926,12 +954,10 @@ async fn the_api_key_is_validated_at_start_as_the_agent_sends_it() {
 #[tokio::test]
 async fn a_refused_key_is_reported_as_the_agent_reports_it_and_payloads_still_flow() {
     let (logs, _guard) = Logs::capture();
-    let intake = Intake::start(|_, _| Reply::Status(202)).await;
-    intake.set_validate_reply(Reply::Status(403));
+    let intake = accepting_intake(403).await;
     let (f, mut status) = start_validating(ForwarderConfig {
-        api_key: KEY.into(),
         forwarder_apikey_validation_interval: Duration::from_millis(200),
-        ..config(&intake)
+        ..key_config(&intake)
     });
     wait_status(&mut status, ApiKeyStatus::Invalid).await;
     f.send(payload(Endpoint::Series, "still sent")).await;
@@ -961,13 +987,7 @@ async fn a_refused_key_is_reported_as_the_agent_reports_it_and_payloads_still_fl
 async fn a_check_that_cannot_tell_assumes_a_valid_key() {
     let (logs, _guard) = Logs::capture();
     // The validation endpoint answers 500.
-    let intake = Intake::start(|_, _| Reply::Status(202)).await;
-    intake.set_validate_reply(Reply::Status(500));
-    let (f, mut status) = start_validating(ForwarderConfig {
-        api_key: KEY.into(),
-        ..config(&intake)
-    });
-    wait_status(&mut status, ApiKeyStatus::Valid).await;
+    let (_intake, f) = valid_key_against(500).await;
     f.stop().await;
     assert_eq!(
         logs.count(
@@ -979,12 +999,7 @@ async fn a_check_that_cannot_tell_assumes_a_valid_key() {
         logs.text()
     );
     // Nothing listens: the endpoint is unreachable.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port().await;
     let (f, mut status) = start_validating(ForwarderConfig {
         api_key: KEY.into(),
         dd_url: Some(format!("http://127.0.0.1:{port}")),
@@ -1057,12 +1072,7 @@ async fn datadog_app_hosts_get_the_version_prefix_and_keys_are_checked_at_the_ap
         ["http://7-99-1-app.agent.datadoghq.com", "http://custom.example:8080"]
     );
     let mut status = forwarder.api_key_status();
-    let handle = forwarder.handle();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(forwarder.run(async {
-        let _ = stopped.await;
-    }));
-    let f = Running { handle, stop, task };
+    let f = Running::run(forwarder);
     for endpoint in [
         Endpoint::Series,
         Endpoint::Sketches,
@@ -1104,14 +1114,7 @@ async fn datadog_app_hosts_get_the_version_prefix_and_keys_are_checked_at_the_ap
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_workers_send_concurrently_and_deliver_every_payload_exactly_once() {
     let intake = Intake::start(|_, _| Reply::Slow(Duration::from_millis(300))).await;
-    let registry = Registry::new();
-    let f = Running::start(
-        ForwarderConfig {
-            forwarder_num_workers: 4,
-            ..config(&intake)
-        },
-        &registry,
-    );
+    let (f, registry) = Running::start_with_registry(config_with_workers(&intake, 4));
     let started = tokio::time::Instant::now();
     for i in 0..40 {
         f.send(payload(Endpoint::Series, &format!("p{i:02}"))).await;
@@ -1152,14 +1155,7 @@ async fn an_outage_with_several_workers_ends_with_every_payload_delivered_exactl
         }
     })
     .await;
-    let registry = Registry::new();
-    let f = Running::start(
-        ForwarderConfig {
-            forwarder_num_workers: 4,
-            ..config(&intake)
-        },
-        &registry,
-    );
+    let (f, registry) = Running::start_with_registry(config_with_workers(&intake, 4));
     for i in 0..40 {
         f.send(payload(Endpoint::Sketches, &format!("p{i}"))).await;
     }

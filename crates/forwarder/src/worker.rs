@@ -76,12 +76,18 @@ enum Outcome {
 
 type InFlight = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
+/// Where a worker sends: one configured domain with its API keys.
+pub(crate) struct Destination {
+    /// The URL requests go to (version-prefixed for Datadog `app.` hosts).
+    pub url: String,
+    /// Per endpoint (by `endpoint_index`), the full request URI.
+    pub uris: Vec<Uri>,
+    pub keys: Vec<HeaderValue>,
+}
+
 pub(crate) struct DomainWorker {
     index: usize,
-    base: String,
-    /// Per endpoint (by `endpoint_index`), the full request URI.
-    uris: Vec<Uri>,
-    keys: Vec<HeaderValue>,
+    dest: Destination,
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Transaction>,
     queue: VecDeque<Transaction>,
@@ -91,19 +97,10 @@ pub(crate) struct DomainWorker {
 }
 
 impl DomainWorker {
-    pub(crate) fn new(
-        index: usize,
-        base: String,
-        uris: Vec<Uri>,
-        keys: Vec<HeaderValue>,
-        shared: Arc<Shared>,
-        rx: mpsc::Receiver<Transaction>,
-    ) -> Self {
+    pub(crate) fn new(index: usize, dest: Destination, shared: Arc<Shared>, rx: mpsc::Receiver<Transaction>) -> Self {
         Self {
             index,
-            base,
-            uris,
-            keys,
+            dest,
             shared,
             rx,
             queue: VecDeque::new(),
@@ -177,6 +174,7 @@ impl DomainWorker {
         let shared = &self.shared;
         let mut headers = HeaderMap::with_capacity(8);
         let key = self
+            .dest
             .keys
             .get(usize::from(t.key_index))
             .cloned()
@@ -189,7 +187,7 @@ impl DomainWorker {
         if t.content_type == "application/x-protobuf" {
             headers.insert(DD_AGENT_PAYLOAD.clone(), shared.payload_version.clone());
         }
-        let uri = self.uris[endpoint_index(t.endpoint)].clone();
+        let uri = self.dest.uris[endpoint_index(t.endpoint)].clone();
         let client = shared.client.clone();
         let body = t.body.clone();
         Box::pin(async move {
@@ -214,7 +212,7 @@ impl DomainWorker {
                 m.sent.inc();
                 m.bytes_sent.add(t.size());
                 self.breaker.success(now, &self.shared.backoff);
-                tracing::trace!(domain = %self.base, endpoint, %status, bytes = t.size(), "Payload accepted.");
+                tracing::trace!(domain = %self.dest.url, endpoint, %status, bytes = t.size(), "Payload accepted.");
             }
             Outcome::Refused(status) => {
                 self.breaker.success(now, &self.shared.backoff);
@@ -231,7 +229,7 @@ impl DomainWorker {
                     _ => ("status_400", "the intake could not parse the payload"),
                 };
                 tracing::error!(
-                    domain = %self.base, endpoint, status = status.as_u16(), items = t.items, bytes = t.size(),
+                    domain = %self.dest.url, endpoint, status = status.as_u16(), items = t.items, bytes = t.size(),
                     "Payload refused and dropped (not retried): {hint}."
                 );
                 self.shared.metrics.dropped(reason, 1);
@@ -241,7 +239,7 @@ impl DomainWorker {
                 t.attempts = t.attempts.saturating_add(1);
                 let wait = self.breaker.failure(now, &self.shared.backoff);
                 tracing::warn!(
-                    domain = %self.base, endpoint, %error, attempts = t.attempts,
+                    domain = %self.dest.url, endpoint, %error, attempts = t.attempts,
                     consecutive_errors = self.breaker.errors(),
                     retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                     "Payload not delivered; will retry."
@@ -299,7 +297,7 @@ impl DomainWorker {
         let metrics = &self.shared.metrics;
         let storage = self.shared.storage.as_ref().filter(|_| t.endpoint.storable_on_disk());
         let Some(storage) = storage else {
-            tracing::warn!(domain = %self.base, endpoint = t.endpoint.as_str(), reason, bytes = t.size(),
+            tracing::warn!(domain = %self.dest.url, endpoint = t.endpoint.as_str(), reason, bytes = t.size(),
                 "Retry queue full (forwarder_retry_queue_payloads_max_size); dropping the oldest payload.");
             metrics.dropped(reason, 1);
             return false;
@@ -363,8 +361,8 @@ impl DomainWorker {
             t
         };
         let Some(t) = taken else { return };
-        if usize::from(t.key_index) >= self.keys.len() {
-            tracing::warn!(domain = %self.base, key_index = t.key_index, "Stored payload refers to an API key no longer configured; dropping it.");
+        if usize::from(t.key_index) >= self.dest.keys.len() {
+            tracing::warn!(domain = %self.dest.url, key_index = t.key_index, "Stored payload refers to an API key no longer configured; dropping it.");
             metrics.dropped("unknown_api_key", 1);
             return;
         }

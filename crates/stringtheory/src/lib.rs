@@ -1,9 +1,8 @@
 //! Strings for a metrics pipeline: [`StringStore`], every distinct string
 //! once, named by a 4-byte [`StrId`], with [`IdLists`] to hold lists of those
 //! ids (a context's name and tags) — the aggregator's context store;
-//! [`MetaString`], a three-word string that is empty, static, inline, owned,
-//! shared or interned behind one type; and [`FixedSizeInterner`], a shared
-//! string interner with a fixed byte budget.
+//! and [`MetaString`], a three-word string that is empty, static, inline,
+//! owned or shared behind one type.
 //!
 //! # Why this crate exists
 //!
@@ -14,9 +13,8 @@
 //! header that packed length and capacity into one `usize`, which on 32-bit ARM
 //! leaves 16 bits each, so any string over 65,535 bytes corrupted its neighbour.
 //! This crate is our own implementation for armv7 and x86_64. Every layout is
-//! derived from `size_of::<usize>()`, and the interner header keeps the packed
-//! `usize` on 64-bit but uses two `u32` fields on 32-bit, rejecting rather than
-//! truncating what does not fit (see [`interning`]).
+//! derived from `size_of::<usize>()`, and the store's ids and block headers
+//! are `u32` and LEB128 lengths, the same on both (see [`store`]).
 //!
 //! # Performance notes
 //!
@@ -25,22 +23,15 @@
 //!   [`MetaString::INLINE_CAPACITY`] bytes (23 / 11) are stored inline: no
 //!   allocation, and cloning is a copy.
 //! - Cloning a static, inline or empty string copies three words. A shared
-//!   (`Arc<str>`) or interned string costs one atomic increment; an owned one
-//!   allocates, so hot paths should convert to shared or interned first.
-//! - `as_str` is a branch on the tag byte plus, for interned strings, one load of
-//!   the entry's length; no lock is taken to read an interned string.
-//! - Interning takes one mutex and hashes the string with SipHash (once to look it
-//!   up, once more to index a new entry). Cloning an interned string, and dropping
-//!   a handle that is not the last one, is a single atomic operation; the last
-//!   drop of an entry takes the mutex to free it.
+//!   (`Arc<str>`) string costs one atomic increment; an owned one allocates,
+//!   so hot paths should convert to shared first.
+//! - `as_str` is a branch on the tag byte.
 #![deny(missing_docs)]
 
 mod free;
-pub mod interning;
 pub mod lists;
 pub mod store;
 
-pub use interning::{FixedSizeInterner, InternedString};
 pub use lists::IdLists;
 pub use store::{Refused, StoreStats, StrId, StringStore};
 
@@ -61,7 +52,6 @@ const TAG_EMPTY: u8 = 1;
 const TAG_STATIC: u8 = 2;
 const TAG_OWNED: u8 = 3;
 const TAG_SHARED: u8 = 4;
-const TAG_INTERNED: u8 = 5;
 /// Inline strings store `TAG_INLINE | len` (len ≥ 1, at most 23 < 0x80).
 const TAG_INLINE: u8 = 0x80;
 
@@ -79,20 +69,18 @@ union Head {
     static_str: &'static str,
     owned: ManuallyDrop<Box<str>>,
     shared: ManuallyDrop<Arc<str>>,
-    interned: ManuallyDrop<InternedString>,
 }
 
 const _: () = assert!(size_of::<Head>() == 2 * WORD);
 const _: () = assert!(size_of::<&'static str>() == 2 * WORD);
 const _: () = assert!(size_of::<Box<str>>() == 2 * WORD);
 const _: () = assert!(size_of::<Arc<str>>() == 2 * WORD);
-const _: () = assert!(size_of::<InternedString>() == 2 * WORD);
 const _: () = assert!(size_of::<MetaString>() == 3 * WORD);
 const _: () = assert!(MetaString::INLINE_CAPACITY < TAG_INLINE as usize);
 
 /// A string in three machine words that is one of: empty, a `&'static str`, up to
 /// [`INLINE_CAPACITY`](Self::INLINE_CAPACITY) bytes stored inline, an owned
-/// `Box<str>`, a shared `Arc<str>` or an [`InternedString`].
+/// `Box<str>` or a shared `Arc<str>`.
 ///
 /// It compares, orders and hashes as its string content, whatever the variant,
 /// and hashes exactly like a `str`, so a `HashMap<MetaString, _>` can be queried
@@ -119,13 +107,18 @@ impl MetaString {
     /// (23 bytes on 64-bit targets, 11 on 32-bit targets).
     pub const INLINE_CAPACITY: usize = size_of::<Self>() - 1;
 
+    /// A string held in `head` alone (every variant but inline), tagged `t`.
+    const fn in_head(head: Head, t: u8) -> Self {
+        Self {
+            head,
+            tail: [0; WORD - 1],
+            tag: tag(t),
+        }
+    }
+
     /// The empty string.
     pub const fn empty() -> Self {
-        Self {
-            head: Head { inline: [0; 2 * WORD] },
-            tail: [0; WORD - 1],
-            tag: tag(TAG_EMPTY),
-        }
+        Self::in_head(Head { inline: [0; 2 * WORD] }, TAG_EMPTY)
     }
 
     /// Wraps a static string without copying it.
@@ -133,11 +126,7 @@ impl MetaString {
         if s.is_empty() {
             return Self::empty();
         }
-        Self {
-            head: Head { static_str: s },
-            tail: [0; WORD - 1],
-            tag: tag(TAG_STATIC),
-        }
+        Self::in_head(Head { static_str: s }, TAG_STATIC)
     }
 
     /// Stores `s` inline if it is at most [`INLINE_CAPACITY`](Self::INLINE_CAPACITY)
@@ -178,8 +167,6 @@ impl MetaString {
             TAG_OWNED => unsafe { &self.head.owned },
             // SAFETY: as above.
             TAG_SHARED => unsafe { &self.head.shared },
-            // SAFETY: as above.
-            TAG_INTERNED => unsafe { self.head.interned.as_str() },
             inline => {
                 let len = usize::from(inline & !TAG_INLINE);
                 let start = (self as *const Self).cast::<u8>();
@@ -204,24 +191,18 @@ impl MetaString {
         self.len() == 0
     }
 
-    /// Whether the string lives in a [`FixedSizeInterner`].
-    pub fn is_interned(&self) -> bool {
-        self.tag.get() == TAG_INTERNED
-    }
-
     /// Whether the string is stored inline (not empty, static or on the heap).
     pub fn is_inline(&self) -> bool {
         self.tag.get() & TAG_INLINE != 0
     }
 
     fn from_owned(s: Box<str>) -> Self {
-        Self {
-            head: Head {
+        Self::in_head(
+            Head {
                 owned: ManuallyDrop::new(s),
             },
-            tail: [0; WORD - 1],
-            tag: tag(TAG_OWNED),
-        }
+            TAG_OWNED,
+        )
     }
 }
 
@@ -233,8 +214,6 @@ impl Drop for MetaString {
             TAG_OWNED => unsafe { ManuallyDrop::drop(&mut self.head.owned) },
             // SAFETY: as above.
             TAG_SHARED => unsafe { ManuallyDrop::drop(&mut self.head.shared) },
-            // SAFETY: as above.
-            TAG_INTERNED => unsafe { ManuallyDrop::drop(&mut self.head.interned) },
             _ => {}
         }
     }
@@ -251,10 +230,6 @@ impl Clone for MetaString {
             // SAFETY: as above.
             TAG_SHARED => Head {
                 shared: unsafe { ManuallyDrop::new(Arc::clone(&self.head.shared)) },
-            },
-            // SAFETY: as above.
-            TAG_INTERNED => Head {
-                interned: unsafe { ManuallyDrop::new(InternedString::clone(&self.head.interned)) },
             },
             // SAFETY: as above.
             TAG_STATIC => Head {
@@ -311,25 +286,12 @@ impl From<Box<str>> for MetaString {
 impl From<Arc<str>> for MetaString {
     /// Shares the `Arc` (cloning the result is an atomic increment).
     fn from(s: Arc<str>) -> Self {
-        Self {
-            head: Head {
+        Self::in_head(
+            Head {
                 shared: ManuallyDrop::new(s),
             },
-            tail: [0; WORD - 1],
-            tag: tag(TAG_SHARED),
-        }
-    }
-}
-
-impl From<InternedString> for MetaString {
-    fn from(s: InternedString) -> Self {
-        Self {
-            head: Head {
-                interned: ManuallyDrop::new(s),
-            },
-            tail: [0; WORD - 1],
-            tag: tag(TAG_INTERNED),
-        }
+            TAG_SHARED,
+        )
     }
 }
 
@@ -430,7 +392,6 @@ mod tests {
     use std::collections::hash_map::RandomState;
     use std::collections::{HashMap, HashSet};
     use std::hash::BuildHasher;
-    use std::num::NonZeroUsize;
 
     use proptest::prelude::*;
 
@@ -449,18 +410,13 @@ mod tests {
     /// Longer than the inline capacity on every target.
     const LONG: &str = "dogstatsd.client.packets_dropped_total";
 
-    fn interner() -> FixedSizeInterner {
-        FixedSizeInterner::new(NonZeroUsize::new(64 * 1024).expect("non-zero"))
-    }
-
     /// The same text in every variant that can hold it.
-    fn all_variants(text: &str, interner: &FixedSizeInterner) -> Vec<MetaString> {
+    fn all_variants(text: &str) -> Vec<MetaString> {
         let mut variants = vec![
             MetaString::from(text),
             MetaString::from(text.to_owned()),
             MetaString::from(Box::<str>::from(text)),
             MetaString::from(Arc::<str>::from(text)),
-            MetaString::from(interner.try_intern(text).expect("fits")),
             MetaString::from(MetaString::from_owned(text.into()).clone().as_str()),
         ];
         variants.extend(MetaString::try_inline(text));
@@ -529,10 +485,9 @@ mod tests {
 
     #[test]
     fn every_variant_compares_hashes_and_orders_by_content() {
-        let interner = interner();
         let hasher = RandomState::new();
         for text in ["", "env:prod", LONG] {
-            let variants = all_variants(text, &interner);
+            let variants = all_variants(text);
             for v in &variants {
                 assert_eq!(v.as_str(), text);
                 assert_eq!(v, &variants[0]);
@@ -554,7 +509,6 @@ mod tests {
 
     #[test]
     fn constructors_pick_the_documented_variant() {
-        let interner = interner();
         assert_eq!(MetaString::empty().tag.get(), TAG_EMPTY);
         assert_eq!(MetaString::default().tag.get(), TAG_EMPTY);
         assert_eq!(MetaString::from_static("").tag.get(), TAG_EMPTY);
@@ -565,9 +519,6 @@ mod tests {
         assert_eq!(MetaString::from(LONG).tag.get(), TAG_OWNED);
         assert_eq!(MetaString::from(LONG.to_owned()).tag.get(), TAG_OWNED);
         assert_eq!(MetaString::from(Arc::<str>::from("env:prod")).tag.get(), TAG_SHARED);
-        let interned = MetaString::from(interner.try_intern(LONG).expect("fits"));
-        assert!(interned.is_interned());
-        assert!(!MetaString::from(LONG).is_interned());
     }
 
     #[test]
@@ -581,9 +532,8 @@ mod tests {
 
     #[test]
     fn clones_outlive_the_original_for_every_variant() {
-        let interner = interner();
         for text in ["", "env:prod", LONG] {
-            for original in all_variants(text, &interner) {
+            for original in all_variants(text) {
                 let clone = original.clone();
                 drop(original);
                 assert_eq!(clone.as_str(), text);
@@ -601,38 +551,23 @@ mod tests {
     }
 
     #[test]
-    fn an_interned_meta_string_keeps_its_entry_until_the_last_clone_drops() {
-        let interner = interner();
-        let a = MetaString::from(interner.try_intern(LONG).expect("fits"));
-        let b = a.clone();
-        assert_eq!(a.as_ptr(), b.as_ptr());
-        drop(a);
-        assert_eq!(interner.len(), 1);
-        assert_eq!(b, LONG);
-        drop(b);
-        assert_eq!((interner.len(), interner.used_bytes()), (0, 0));
-    }
-
-    #[test]
     fn a_hash_map_of_meta_strings_is_queryable_by_str() {
-        let interner = interner();
         let mut map = HashMap::new();
         map.insert(MetaString::from(LONG), 1);
         map.insert(MetaString::from("env:prod"), 2);
-        map.insert(MetaString::from(interner.try_intern("host:a").expect("fits")), 3);
+        map.insert(MetaString::from(Arc::<str>::from("host:a")), 3);
         assert_eq!(map.get(LONG), Some(&1));
         assert_eq!(map.get("env:prod"), Some(&2));
         assert_eq!(map.get("host:a"), Some(&3));
         assert_eq!(map.get("host:b"), None);
-        let set: HashSet<MetaString> = all_variants("env:prod", &interner).into_iter().collect();
+        let set: HashSet<MetaString> = all_variants("env:prod").into_iter().collect();
         assert_eq!(set.len(), 1);
     }
 
     #[test]
     fn meta_strings_of_every_variant_are_cloned_and_dropped_across_threads() {
-        let interner = interner();
         let texts = ["", "env:prod", LONG];
-        let originals: Vec<MetaString> = texts.iter().flat_map(|t| all_variants(t, &interner)).collect();
+        let originals: Vec<MetaString> = texts.iter().flat_map(|t| all_variants(t)).collect();
         std::thread::scope(|scope| {
             for _ in 0..4 {
                 let mine = originals.clone();
@@ -655,10 +590,8 @@ mod tests {
                 });
             }
         });
-        let live = interner.len();
-        assert_eq!(live, 3, "the originals still hold one entry per text");
-        drop(originals);
-        assert_eq!((interner.len(), interner.used_bytes()), (0, 0));
+        let expected: Vec<MetaString> = texts.iter().flat_map(|t| all_variants(t)).collect();
+        assert_eq!(originals, expected, "the originals outlive every thread's clones");
     }
 
     proptest! {
@@ -666,10 +599,9 @@ mod tests {
 
         #[test]
         fn property_test_every_constructor_round_trips_and_orders_like_str(a in "\\PC{0,40}", b in "\\PC{0,40}") {
-            let interner = interner();
-            let hasher = RandomState::new();
-            let va = all_variants(&a, &interner);
-            let vb = all_variants(&b, &interner);
+                let hasher = RandomState::new();
+            let va = all_variants(&a);
+            let vb = all_variants(&b);
             prop_assert_eq!(MetaString::try_inline(&a).is_some(), a.len() <= MetaString::INLINE_CAPACITY);
             for x in &va {
                 prop_assert_eq!(x.as_str(), a.as_str());

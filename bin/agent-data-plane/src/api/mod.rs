@@ -34,7 +34,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::supervisor::Supervisor;
 
-pub use tls::{load_or_create_auth_token, load_or_generate_tls};
+pub use tls::{load_or_create_auth_token, load_or_generate_tls, read_ipc_certificates};
 
 /// Every response body is built in memory; the APIs return small documents.
 pub type Body = Full<Bytes>;

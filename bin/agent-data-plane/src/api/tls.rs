@@ -25,14 +25,7 @@ const MIN_TOKEN_LEN: usize = 32;
 /// A TLS acceptor from `ipc_cert_file_path`, or from a fresh self-signed certificate.
 pub fn load_or_generate_tls(cert_path: &Path) -> anyhow::Result<TlsAcceptor> {
     let (certs, key) = if cert_path.exists() {
-        let certs = CertificateDer::pem_file_iter(cert_path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .with_context(|| {
-                format!(
-                    "could not read certificates from {} (`ipc_cert_file_path`)",
-                    cert_path.display()
-                )
-            })?;
+        let certs = read_ipc_certificates(cert_path)?;
         if certs.is_empty() {
             anyhow::bail!("{} has no PEM certificate (`ipc_cert_file_path`)", cert_path.display());
         }
@@ -62,6 +55,19 @@ pub fn load_or_generate_tls(cert_path: &Path) -> anyhow::Result<TlsAcceptor> {
         .with_context(|| format!("the certificate and key in {} do not match", cert_path.display()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The PEM certificates in `ipc_cert_file_path`: the privileged API's, which
+/// the CLI trusts to reach it.
+pub fn read_ipc_certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .with_context(|| {
+            format!(
+                "could not read certificates from {} (`ipc_cert_file_path`)",
+                path.display()
+            )
+        })
 }
 
 /// The bearer token from `auth_token_file_path`, creating the file if absent.

@@ -94,8 +94,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mapper_namespace_blocklist_dogstatsd_tags_and_histogram_copies_apply_as_in_the_agent() {
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (intake, dir) = intake_and_dir().await;
     let config = write_config(
         dir.path(),
         r#"
@@ -194,8 +193,7 @@ c.gauge("app.city", 1, tags=["city:k\u00f6ln"])
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_mapper_profile_is_reported_as_the_agent_does_and_the_rest_applies() {
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (intake, dir) = intake_and_dir().await;
     let env = Env::standalone(&intake.url(), dir.path())
         .set("DD_STATSD_METRIC_NAMESPACE", "board")
         .set(
@@ -437,8 +435,7 @@ async fn dogstatsd_stats_and_top_print_the_load_they_saw_and_refuse_a_wrong_toke
     if python_skipped() {
         return;
     }
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (intake, dir) = intake_and_dir().await;
     let token = "70c3e70c".repeat(8);
     write_credentials(dir.path(), &token);
     // The commands read the API's address from the configuration: a fixed port.

@@ -13,8 +13,6 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{ExitStatus, Stdio};
 use std::sync::mpsc;
 
-use adp_test_intake::{Behaviour, TestIntake};
-
 use crate::harness::*;
 
 /// Nothing listens here; the agents in these tests fail before sending or
@@ -138,8 +136,7 @@ fn a_file_that_is_not_a_socket_is_left_alone_and_the_start_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_socket_file_is_replaced_and_the_agent_receives_on_it() {
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (intake, dir) = intake_and_dir().await;
     let path = dir.path().join("dsd.socket");
     // What a killed agent leaves: the file of a socket nobody listens on.
     drop(UnixDatagram::bind(&path).unwrap());

@@ -266,8 +266,7 @@ async fn stop_with_every_payload_accepted_once(agent: Agent, load: Load, intake:
 /// A normal intake, the agent of the standalone environment sending to it
 /// (its files in the returned directory), and load `label` on its socket.
 async fn agent_under_load(label: &'static str) -> (TestIntake, tempfile::TempDir, Agent, Load) {
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (intake, dir) = intake_and_dir().await;
     let agent = Agent::start(&Env::standalone(&intake.url(), dir.path()), dir.path()).await;
     let load = Load::start(&agent.socket, label);
     (intake, dir, agent, load)
@@ -364,8 +363,7 @@ async fn answers_slower_than_the_forwarder_timeout_are_retried_and_arrive_at_lea
     const SLOW: Duration = Duration::from_secs(6);
     const ATTEMPTS: u64 = 2;
     let started = Instant::now();
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (intake, dir) = intake_and_dir().await;
     let env = Env::standalone(&intake.url(), dir.path()).set("DD_FORWARDER_TIMEOUT", "2s");
     let mut agent = Agent::start(&env, dir.path()).await;
     let load = Load::start(&agent.socket, "slow");

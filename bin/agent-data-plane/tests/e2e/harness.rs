@@ -324,6 +324,15 @@ pub fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
+/// A test intake that accepts everything, on loopback, and a fresh
+/// temporary directory for the agent's files: how most end-to-end tests start.
+pub async fn intake_and_dir() -> (adp_test_intake::TestIntake, tempfile::TempDir) {
+    let intake = adp_test_intake::TestIntake::start(loopback(), adp_test_intake::Behaviour::normal())
+        .await
+        .unwrap();
+    (intake, tempfile::tempdir().unwrap())
+}
+
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind(loopback()).unwrap().local_addr().unwrap().port()
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use adp_test_intake::{Behaviour, Received, ReceivedSeries, TestIntake};
+use adp_test_intake::{Received, ReceivedSeries};
 
 use crate::harness::*;
 
@@ -162,8 +162,7 @@ fn keep_sending(port: u16, stop: Arc<AtomicBool>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_system_checks_and_the_host_payload_reach_the_intake_with_the_values_of_proc() {
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (intake, dir) = intake_and_dir().await;
     let stop = Arc::new(AtomicBool::new(false));
     let ntp_port = ntp_responder(Arc::clone(&stop));
     write_confd(&dir.path().join("conf.d"), ntp_port);
@@ -327,8 +326,7 @@ async fn the_system_checks_and_the_host_payload_reach_the_intake_with_the_values
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_tags_are_added_to_metrics_only_while_expected_tags_duration_lasts() {
     const WINDOW: Duration = Duration::from_secs(12);
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (intake, dir) = intake_and_dir().await;
     let port = free_udp_port();
     let env = Env::standalone(&intake.url(), dir.path())
         .set("DD_DOGSTATSD_PORT", port.to_string())

@@ -21,7 +21,7 @@ use std::path::Path;
 use adp_dogstatsd::codec::{CodecConfig, DecodeError};
 use adp_dogstatsd::telemetry::DecoderTelemetry;
 use adp_dogstatsd::{Batch, Decoder};
-use adp_test_intake::{Behaviour, Received, TestIntake};
+use adp_test_intake::{Received, TestIntake};
 
 use crate::harness::*;
 
@@ -180,8 +180,7 @@ fn assert_healthy(agent: &mut Agent) {
 /// totals, and the agent stays healthy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_is_dropped_and_counted_while_valid_metrics_arrive_exactly() {
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (intake, dir) = intake_and_dir().await;
     let mut agent = Agent::start(&intake, dir.path(), None).await;
     let before = Snapshot::take(&agent.api);
     let ok = |listener: &str| format!("input.ok:1|c|#via:{listener}").into_bytes();
@@ -202,15 +201,10 @@ async fn hostile_input_is_dropped_and_counted_while_valid_metrics_arrive_exactly
     assert!(tags_10k.len() > 8192 && tags_10k.len() < 65_507);
     let noise = garbage(0x5eed, 4000);
 
+    // Each hostile packet between two valid ones.
     agent.udp(&ok("udp")).await;
-    agent.udp(&oversized).await;
-    agent.udp(&ok("udp")).await;
-    agent.udp(&huge).await;
-    agent.udp(&ok("udp")).await;
-    agent.udp(&tags_10k).await;
-    agent.udp(&ok("udp")).await;
-    for bad in invalid_utf8 {
-        agent.udp(bad).await;
+    for hostile in [&oversized[..], &huge, &tags_10k].into_iter().chain(invalid_utf8) {
+        agent.udp(hostile).await;
         agent.udp(&ok("udp")).await;
     }
     // Invalid UTF-8 in the tags only: repaired and kept.
@@ -227,12 +221,10 @@ async fn hostile_input_is_dropped_and_counted_while_valid_metrics_arrive_exactly
     let mut big = b"input.trunc:1|c\n".repeat(100_000 / 16);
     big.truncate(100_000);
     agent.uds(&ok("uds")).await;
-    agent.uds(&oversized).await;
-    agent.uds(&ok("uds")).await;
-    agent.uds(&big).await;
-    agent.uds(&ok("uds")).await;
-    agent.uds(&noise).await;
-    agent.uds(&ok("uds")).await;
+    for hostile in [&oversized[..], &big, &noise] {
+        agent.uds(hostile).await;
+        agent.uds(&ok("uds")).await;
+    }
 
     // --- Unix stream, length-prefixed ----------------------------------------
     let stream_path = dir.path().join("dsd-stream.socket");
@@ -347,8 +339,7 @@ async fn hostile_input_is_dropped_and_counted_while_valid_metrics_arrive_exactly
 /// context whatever the tag order, delivered with all its tags.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metric_with_10000_tags_is_one_context_delivered_whole() {
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (intake, dir) = intake_and_dir().await;
     let mut agent = Agent::start(&intake, dir.path(), Some(65_536)).await;
     agent.uds(&many_tags("input.tags10k", 10_000, false)).await;
     agent.udp(&many_tags("input.tags10k", 10_000, true)).await;

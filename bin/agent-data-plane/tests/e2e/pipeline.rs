@@ -12,8 +12,7 @@ use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standalone_run_delivers_dogstatsd_serves_its_apis_and_stops_cleanly_on_sigterm() {
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (intake, dir) = intake_and_dir().await;
     let socket = dir.path().join("dsd.socket");
     let pidfile = dir.path().join("adp.pid");
     let token = "0123456789abcdef".repeat(4);
@@ -285,8 +284,7 @@ async fn every_metric_type_arrives_with_exact_totals_through_an_intake_outage() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_distinct_strings_than_the_interner_holds_all_arrive() {
     const CONTEXTS: usize = 300;
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (intake, dir) = intake_and_dir().await;
     let socket = dir.path().join("dsd.socket");
     let env = Env::standalone(&intake.url(), dir.path())
         .set("DD_DOGSTATSD_STRING_INTERNER_SIZE", "4096")

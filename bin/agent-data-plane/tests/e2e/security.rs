@@ -232,8 +232,7 @@ async fn secrets_reach_neither_the_trace_log_nor_any_api_response_nor_the_config
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_privileged_api_refuses_bad_credentials_as_the_agent_does_and_serves_no_plain_http() {
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (intake, dir) = intake_and_dir().await;
     let cert = write_credentials(dir.path(), TOKEN);
     let env = Env::standalone(&intake.url(), dir.path());
     let (mut adp, api) = start_healthy(&env, dir.path()).await;
@@ -384,8 +383,7 @@ async fn the_privileged_api_refuses_bad_credentials_as_the_agent_does_and_serves
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dogstatsd_sockets_are_mode_0722_and_a_created_auth_token_is_0600() {
-    let intake = TestIntake::start(loopback(), Behaviour::normal()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (intake, dir) = intake_and_dir().await;
     let datagram = dir.path().join("dsd.socket");
     let stream = dir.path().join("dsd-stream.socket");
     let token_file = dir.path().join("auth_token");

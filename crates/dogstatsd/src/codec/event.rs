@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use adp_model::{EventAlertType, EventPriority};
 
-use super::fields::{fields, shared_field, split_once_byte, unescape_newlines, Origin, Tags};
+use super::fields::{fields, split_once_byte, unescape_newlines, Origin, Tags};
 use super::DecodeError;
 
 /// A parsed `_e{..}` event, borrowing from the input.
@@ -102,13 +102,7 @@ pub(super) fn parse_event(after_prefix: &str) -> Result<EventPacket<'_>, DecodeE
                 _ => EventAlertType::Info,
             };
         } else {
-            shared_field(
-                field,
-                &mut packet.timestamp,
-                &mut packet.hostname,
-                &mut packet.tags,
-                &mut packet.origin,
-            )?;
+            shared_field!(field, packet)?;
         }
     }
     Ok(packet)

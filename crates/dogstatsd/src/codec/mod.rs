@@ -64,6 +64,20 @@ macro_rules! parse_as {
     };
 }
 
+/// Fills in the field events and service checks share (`d:`, `h:`, `#` or an
+/// origin field) on `$packet`, whose fields for them are named alike.
+macro_rules! shared_field {
+    ($field:expr, $packet:ident) => {
+        super::fields::shared_field(
+            $field,
+            &mut $packet.timestamp,
+            &mut $packet.hostname,
+            &mut $packet.tags,
+            &mut $packet.origin,
+        )
+    };
+}
+
 mod event;
 mod fields;
 mod metric;

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use adp_model::ServiceCheckStatus;
 
-use super::fields::{first_field, shared_field, split_once_byte, unescape_newlines, Origin, Tags};
+use super::fields::{first_field, split_once_byte, unescape_newlines, Origin, Tags};
 use super::DecodeError;
 
 /// A parsed `_sc|..` service check, borrowing from the input.
@@ -72,13 +72,7 @@ pub(super) fn parse_service_check(after_prefix: &str) -> Result<ServiceCheckPack
             packet.raw_message = Some(r.get(2..).unwrap_or(v));
             break;
         } else {
-            shared_field(
-                field,
-                &mut packet.timestamp,
-                &mut packet.hostname,
-                &mut packet.tags,
-                &mut packet.origin,
-            )?;
+            shared_field!(field, packet)?;
         }
     }
     Ok(packet)

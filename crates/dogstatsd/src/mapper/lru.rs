@@ -146,11 +146,17 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn the_least_recently_used_entry_is_evicted() {
-        let mut lru = Lru::new(2);
+    /// An LRU of `capacity` entries after inserting a = 1, then b = 2.
+    fn a_then_b(capacity: usize) -> Lru<u32> {
+        let mut lru = Lru::new(capacity);
         lru.insert("a", 1);
         lru.insert("b", 2);
+        lru
+    }
+
+    #[test]
+    fn the_least_recently_used_entry_is_evicted() {
+        let mut lru = a_then_b(2);
         assert_eq!(lru.get("a"), Some(1)); // a is now the most recent
         lru.insert("c", 3); // evicts b
         assert_eq!(lru.get("b"), None);
@@ -161,9 +167,7 @@ mod tests {
 
     #[test]
     fn inserting_an_existing_key_replaces_and_refreshes_it() {
-        let mut lru = Lru::new(2);
-        lru.insert("a", 1);
-        lru.insert("b", 2);
+        let mut lru = a_then_b(2);
         lru.insert("a", 10);
         lru.insert("c", 3); // evicts b, not the refreshed a
         assert_eq!(lru.get("a"), Some(10));
@@ -173,9 +177,7 @@ mod tests {
 
     #[test]
     fn a_capacity_of_one_keeps_the_last_key() {
-        let mut lru = Lru::new(1);
-        lru.insert("a", 1);
-        lru.insert("b", 2);
+        let mut lru = a_then_b(1);
         assert_eq!(lru.get("a"), None);
         assert_eq!(lru.get("b"), Some(2));
         assert_eq!(lru.keys(), vec!["b"]);
