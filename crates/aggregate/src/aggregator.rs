@@ -1863,21 +1863,32 @@ mod tests {
         assert_eq!(rate.points, [(T0, 0.3)]);
     }
 
+    /// One sample of each `(kind, value)` for every name, all with `tags`.
+    fn each_name<'a>(
+        names: &'a [String],
+        tags: &'a str,
+        kinds: &[(MetricKind, f64)],
+    ) -> Vec<(&'a str, &'a str, MetricKind, f64)> {
+        names
+            .iter()
+            .flat_map(|n| kinds.iter().map(move |&(kind, v)| (n.as_str(), tags, kind, v)))
+            .collect()
+    }
+
     #[test]
     fn the_resident_parts_add_up_and_values_are_counted_until_their_window_flushes() {
         let mut agg = default_aggregator();
         let names: Vec<String> = (0..50).map(|i| format!("latency.{i}")).collect();
-        let samples: Vec<(&str, &str, MetricKind, f64)> = names
-            .iter()
-            .flat_map(|n| {
-                [
-                    (n.as_str(), "env:prod,zone:a", MetricKind::Distribution, 1.5),
-                    (n.as_str(), "env:prod,zone:a", MetricKind::Histogram, 2.5),
-                    (n.as_str(), "env:prod,zone:a", MetricKind::Gauge, 3.5),
-                ]
-            })
-            .collect();
-        agg.insert_batch(&batch(&samples), T0, Growth::Allowed);
+        let kinds = [
+            (MetricKind::Distribution, 1.5),
+            (MetricKind::Histogram, 2.5),
+            (MetricKind::Gauge, 3.5),
+        ];
+        agg.insert_batch(
+            &batch(&each_name(&names, "env:prod,zone:a", &kinds)),
+            T0,
+            Growth::Allowed,
+        );
         let memory = agg.memory();
         let parts = memory.parts;
         assert_eq!(
@@ -1902,11 +1913,12 @@ mod tests {
     fn flushed_contexts_give_back_their_strings_and_slots() {
         let mut agg = default_aggregator();
         let names: Vec<String> = (0..100).map(|i| format!("metric.with.a.long.name.{i}")).collect();
-        let samples: Vec<(&str, &str, MetricKind, f64)> = names
-            .iter()
-            .map(|n| (n.as_str(), "env:prod,service:web", MetricKind::Gauge, 1.0))
-            .collect();
-        agg.insert_batch(&batch(&samples), T0, Growth::Allowed);
+        let gauge = [(MetricKind::Gauge, 1.0)];
+        agg.insert_batch(
+            &batch(&each_name(&names, "env:prod,service:web", &gauge)),
+            T0,
+            Growth::Allowed,
+        );
         assert_eq!((agg.context_count(), agg.memory().strings), (100, 102));
         assert_eq!(agg.flush(T0 + 10, false).series.len(), 100);
         assert_eq!((agg.context_count(), agg.memory().strings), (0, 0));
@@ -1914,10 +1926,7 @@ mod tests {
         assert!(agg.is_empty());
         // The same number of new contexts fits the memory already held.
         let renamed: Vec<String> = names.iter().map(|n| n.replace("metric", "gauges")).collect();
-        let samples: Vec<(&str, &str, MetricKind, f64)> = renamed
-            .iter()
-            .map(|n| (n.as_str(), "env:prod,service:api", MetricKind::Gauge, 1.0))
-            .collect();
+        let samples = each_name(&renamed, "env:prod,service:api", &gauge);
         assert_eq!(agg.insert_batch(&batch(&samples), T0 + 10, Growth::ReuseOnly), 100);
         // Only the index may have grown (hashbrown resizes over tombstones).
         assert!(
