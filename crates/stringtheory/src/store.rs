@@ -233,9 +233,10 @@ impl StringStore {
     }
 
     /// Takes a reference to `s`, storing it if it is new. `grow: false`
-    /// refuses a new string that would need more arena than the store holds
-    /// (reusing freed blocks and the arena's spare capacity is allowed; the
-    /// index may still grow, by a few bytes per string).
+    /// refuses a new string that no freed block holds: the arena is not
+    /// extended, not even into its spare capacity, whose pages are not
+    /// resident until written (the index may still grow, by a few bytes per
+    /// string).
     pub fn intern(&mut self, s: &str, grow: bool) -> Result<StrId, Refused> {
         let h = hash(s.as_bytes());
         if let Some(&offset) = self.index.find(h, |&o| self.bytes(o) == s.as_bytes()) {
@@ -278,10 +279,12 @@ impl StringStore {
                 if end > self.interner_bytes && !self.allow_heap {
                     return Err(Refused::InternerFull);
                 }
+                // Spare capacity is not resident until written: using it
+                // grows the process as much as an allocation would.
+                if !grow {
+                    return Err(Refused::NoGrowth);
+                }
                 if end > self.arena.capacity() {
-                    if !grow {
-                        return Err(Refused::NoGrowth);
-                    }
                     // The interner in one allocation first, then doubling.
                     let target = if self.arena.capacity() == 0 {
                         self.interner_bytes.max(end)
@@ -466,14 +469,16 @@ mod tests {
     }
 
     #[test]
-    fn without_growth_only_spare_capacity_and_freed_blocks_are_used() {
+    fn without_growth_only_freed_blocks_are_used() {
         let mut store = StringStore::new(32, true);
         let a = store.intern("0123456789", true).unwrap();
         assert!(store.stats().allocated_bytes >= 32);
-        store.intern("abcdefghij", false).unwrap();
+        // The interner's spare capacity is not resident: writing it is growth.
         assert_eq!(store.intern("klmnopqrst", false), Err(Refused::NoGrowth));
+        assert_eq!(store.stats().arena_bytes, 15);
         store.release(a);
         assert!(store.intern("klmnopqrst", false).is_ok(), "the freed block");
+        assert_eq!(store.stats().arena_bytes, 15);
     }
 
     #[test]
