@@ -754,12 +754,14 @@ impl Aggregator {
     /// (distribution sketches, histogram samples, set members), walking
     /// every context: for telemetry once per flush, not per batch.
     pub fn value_heap_bytes(&self) -> usize {
-        fn boxed<T>(windows: &Windows<BoxWindow<T>>, inner: impl Fn(&T) -> usize) -> usize {
-            let spilled = match windows {
-                Windows::Spilled(v) => v.capacity() * std::mem::size_of::<BoxWindow<T>>(),
+        fn spilled<W>(windows: &Windows<W>) -> usize {
+            match windows {
+                Windows::Spilled(v) => v.capacity() * std::mem::size_of::<W>(),
                 Windows::Inline { .. } => 0,
-            };
-            spilled
+            }
+        }
+        fn boxed<T>(windows: &Windows<BoxWindow<T>>, inner: impl Fn(&T) -> usize) -> usize {
+            spilled(windows)
                 + windows
                     .as_slice()
                     .iter()
@@ -776,14 +778,8 @@ impl Aggregator {
                         + h.weighted.capacity() * std::mem::size_of::<(f64, u64)>()
                 }),
                 State::Set(w) => boxed(w, |s| s.capacity() * std::mem::size_of::<MetaString>()),
-                State::Count { windows, .. } => match windows {
-                    Windows::Spilled(v) => v.capacity() * std::mem::size_of::<CounterWindow>(),
-                    Windows::Inline { .. } => 0,
-                },
-                State::Gauge(windows) => match windows {
-                    Windows::Spilled(v) => v.capacity() * std::mem::size_of::<GaugeWindow>(),
-                    Windows::Inline { .. } => 0,
-                },
+                State::Count { windows, .. } => spilled(windows),
+                State::Gauge(windows) => spilled(windows),
                 State::Free => 0,
             })
             .sum()
