@@ -29,8 +29,9 @@
 //! the aggregator takes a reading before each batch, [`Admission`] projects
 //! the RSS from it plus what the context store has grown since, and once
 //! that reaches 90 % of the usable limit the aggregator admits a new context
-//! only into memory it already holds (freed contexts' slots and strings), refusing and counting
-//! the rest (`adp_aggregate_dropped_samples_total{reason="memory_limit"}`,
+//! only into memory it has already written (freed contexts' slots, strings
+//! and lists; not spare capacity, whose pages are not resident), refusing and
+//! counting the rest (`adp_aggregate_dropped_samples_total{reason="memory_limit"}`,
 //! logged once per flush). Known contexts keep aggregating.
 //!
 //! All sizes are `u64` and the arithmetic is checked or done in `u128`, so

@@ -16,8 +16,8 @@
 //! The [`Aggregator`] (and its context store) sits behind one mutex. The
 //! aggregator task takes it once per batch to insert the batch's samples
 //! (after the memory limiter's admission of new contexts; its back pressure
-//! paces the listeners, see [`crate::memory`]); it keeps events and service checks aside and hands
-//! them to the encoder task every second (or the flush interval, if
+//! paces the listeners, see [`crate::memory`]); it keeps events and service
+//! checks aside and hands them to the encoder task every second (or the flush interval, if
 //! shorter), as they are not aggregated. It also answers `dogstatsd stats`
 //! and `top` ([`DebugServer`]).
 //!
