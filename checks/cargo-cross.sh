@@ -39,11 +39,18 @@ export RUSTC=$DEB_RUSTC
 export "CARGO_TARGET_${ADP_TARGET_ENV}_LINKER=$ADP_GNU-gcc"
 export "CC_${ADP_CC_TARGET}=$ADP_GNU-gcc" "CXX_${ADP_CC_TARGET}=$ADP_GNU-g++" "AR_${ADP_CC_TARGET}=$ADP_GNU-ar"
 if [ -n "$ADP_QEMU" ]; then
+    # Bookworm's qemu 7.2 files translated code in a GTree, whose nodes come
+    # from glib 2.74's GSlice. GSlice is not fork-safe: a child forked while
+    # another thread held its lock hangs in g_slice_alloc before its exec
+    # (seen as a secret backend test timing out, about 1 run in 100).
+    # always-malloc puts GSlice on malloc, which glibc keeps fork-safe. qemu
+    # 8.0 dropped the GTree (QTree), so the flake's qemu needs none of this.
+    qemu="env G_SLICE=always-malloc $(command -v "$ADP_QEMU") -L /usr/$ADP_GNU"
     # ADP_SANDBOX_RUNNER (checks/test-armv7.sh) runs each one under builder conditions.
-    export "CARGO_TARGET_${ADP_TARGET_ENV}_RUNNER=${ADP_SANDBOX_RUNNER:+$ADP_SANDBOX_RUNNER }$ADP_QEMU -L /usr/$ADP_GNU"
+    export "CARGO_TARGET_${ADP_TARGET_ENV}_RUNNER=${ADP_SANDBOX_RUNNER:+$ADP_SANDBOX_RUNNER }$qemu"
     # Tests that exec a built binary themselves (CARGO_BIN_EXE_*) read this to
     # go through qemu; there is no binfmt_misc on the build machines.
-    export ADP_TEST_RUNNER="$ADP_QEMU -L /usr/$ADP_GNU"
+    export ADP_TEST_RUNNER="$qemu"
 fi
 # Reproducible paths in the binary: source, cargo home and sysroot.
 CARGO_HOME_DIR=${CARGO_HOME:-$HOME/.cargo}
