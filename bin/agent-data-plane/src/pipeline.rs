@@ -17,9 +17,9 @@
 //! aggregator task takes it once per batch to insert the batch's samples
 //! (after the memory limiter's admission of new contexts; its back pressure
 //! paces the listeners, see [`crate::memory`]); it keeps events and service
-//! checks aside and hands them to the encoder task every second (or the flush interval, if
-//! shorter), as they are not aggregated. It also answers `dogstatsd stats`
-//! and `top` ([`DebugServer`]).
+//! checks aside and hands them to the encoder task every second (or the
+//! flush interval, if shorter), as they are not aggregated. It also answers
+//! `dogstatsd stats` and `top` ([`DebugServer`]).
 //!
 //! The encoder task owns the [`Encoder`] and the flush timer. Every
 //! `aggregate_flush_interval` it flushes in steps: it takes the mutex for
